@@ -1,0 +1,130 @@
+//! The file channel: each post appended as one JSON line to a file, synced to disk before
+//! it counts as sent. Lines carry the delivery's idempotency key, so after a crash
+//! mid-write the channel can tell whether the post made it: the one local channel with
+//! exactly-once output.
+
+use std::io::{BufRead as _, Write as _};
+use std::path::{Path, PathBuf};
+
+use super::{Outcome, PostRef, Request, Resolution, Response};
+use crate::store::Job;
+
+#[derive(Debug)]
+pub struct FileChannel {
+    name: String,
+    path: PathBuf,
+}
+
+/// One line of the file.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct Line {
+    pub at: String,
+    pub channel: String,
+    pub key: String,
+    pub delivery_id: i64,
+    pub event_id: i64,
+    pub incident: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub msg_type: String,
+    pub kind: String,
+    pub status: String,
+    pub priority: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub revision: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub in_reply_to: Option<String>,
+    pub text: String,
+}
+
+impl FileChannel {
+    pub fn new(name: &str, path: &Path) -> Self {
+        FileChannel {
+            name: name.to_owned(),
+            path: path.to_path_buf(),
+        }
+    }
+
+    pub async fn send(&self, req: &Request<'_>) -> Response {
+        let job = req.job;
+        let line = Line {
+            at: jiff::Timestamp::now().to_string(),
+            channel: self.name.clone(),
+            key: job.idem_key.clone(),
+            delivery_id: job.delivery_id,
+            event_id: job.event_id,
+            incident: job.incident_key.clone(),
+            event_type: job.event_type.clone(),
+            msg_type: job.msg_type.clone(),
+            kind: job.kind.as_str().to_owned(),
+            status: job.status.clone(),
+            priority: job.priority.as_str().to_owned(),
+            revision: job.revision,
+            in_reply_to: req.reply_to.and_then(|p| p.id.clone()),
+            text: job.text.clone(),
+        };
+        let mut bytes = match serde_json::to_vec(&line) {
+            Ok(b) => b,
+            Err(e) => return Outcome::Permanent(format!("cannot encode line: {e}")).into(),
+        };
+        bytes.push(b'\n');
+        let path = self.path.clone();
+        let written = tokio::task::spawn_blocking(move || append(&path, &bytes)).await;
+        match written {
+            Ok(Ok(())) => Outcome::Sent(PostRef {
+                id: Some(job.idem_key.clone()),
+                url: None,
+            })
+            .into(),
+            Ok(Err(e)) => {
+                Outcome::Retry(format!("cannot append to {}: {e}", self.path.display())).into()
+            }
+            Err(e) => Outcome::Unknown(format!("write task failed: {e}")).into(),
+        }
+    }
+
+    /// Whether a line with the delivery's key is in the file.
+    pub async fn resolve(&self, job: &Job) -> Resolution {
+        let path = self.path.clone();
+        let key = job.idem_key.clone();
+        let found = tokio::task::spawn_blocking(move || contains_key(&path, &key)).await;
+        match found {
+            Ok(Ok(true)) => Resolution::Posted(PostRef {
+                id: Some(job.idem_key.clone()),
+                url: None,
+            }),
+            Ok(Ok(false)) => Resolution::NotPosted,
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => Resolution::NotPosted,
+            _ => Resolution::CannotTell,
+        }
+    }
+}
+
+fn append(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_data()
+}
+
+fn contains_key(path: &Path, key: &str) -> std::io::Result<bool> {
+    let f = std::io::BufReader::new(std::fs::File::open(path)?);
+    for line in f.split(b'\n') {
+        let line = line?;
+        if !std::str::from_utf8(&line).is_ok_and(|s| s.contains(key)) {
+            continue;
+        }
+        // A torn last line (crash mid-write) does not parse and does not count.
+        if let Ok(l) = serde_json::from_slice::<Line>(&line)
+            && l.key == key
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}

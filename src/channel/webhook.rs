@@ -1,0 +1,278 @@
+//! The webhook channel: a JSON POST per delivery, signed per Standard Webhooks v1
+//! (`webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64 HMAC-SHA256>` over
+//! `"{id}.{timestamp}.{body}"`).
+//!
+//! `webhook-id` is the delivery's idempotency key and stays the same on every retry, so a
+//! receiver that deduplicates on it (as the spec asks) sees each delivery once even when
+//! a timeout makes bullhorn send again.
+//!
+//! Responses: 2xx is sent; 429 and 503 with `Retry-After` pause the channel; 408, 425,
+//! 429, 5xx retry; 410 Gone and other 4xx are permanent; 3xx is not followed (permanent).
+
+use std::fmt;
+use std::time::Duration;
+
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use jiff::Timestamp;
+use reqwest::header::HeaderMap;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::Sha256;
+
+use super::http::{retry_after_header, snippet, transport_error};
+use super::{Outcome, PostRef, Request, Response};
+
+/// The signing key, decoded from the `whsec_<base64>` secret. Never printed.
+struct SigningKey(Vec<u8>);
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SigningKey(**REDACTED**)")
+    }
+}
+
+#[derive(Debug)]
+pub struct Webhook {
+    name: String,
+    url: reqwest::Url,
+    key: Option<SigningKey>,
+    client: reqwest::Client,
+    timeout: Duration,
+}
+
+/// Decode a Standard Webhooks secret (`whsec_` + base64 of 24-64 random bytes).
+pub fn signing_key(secret: &SecretString) -> Result<Vec<u8>, String> {
+    let s = secret.expose_secret().trim();
+    let b64 = s.strip_prefix("whsec_").unwrap_or(s);
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|_| "the secret must be whsec_ followed by base64".to_owned())?;
+    if key.len() < 16 {
+        return Err(format!(
+            "the secret decodes to {} bytes; use at least 24 random bytes",
+            key.len()
+        ));
+    }
+    Ok(key)
+}
+
+/// The `webhook-signature` header value for one message.
+pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(id.as_bytes());
+    mac.update(b".");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    )
+}
+
+impl Webhook {
+    pub fn new(
+        name: &str,
+        url: reqwest::Url,
+        secret: Option<&SecretString>,
+        client: reqwest::Client,
+        timeout: Duration,
+    ) -> Self {
+        // The config was validated, so the secret decodes; an invalid one was refused there.
+        let key = secret.and_then(|s| signing_key(s).ok()).map(SigningKey);
+        Webhook {
+            name: name.to_owned(),
+            url,
+            key,
+            client,
+            timeout,
+        }
+    }
+
+    pub async fn send(&self, req: &Request<'_>) -> Response {
+        let job = req.job;
+        let event: serde_json::Value =
+            serde_json::from_str(&job.event_json).unwrap_or(serde_json::Value::Null);
+        let now = Timestamp::now();
+        let body = serde_json::json!({
+            "type": format!("alert.{}.{}", job.event_type, job.msg_type),
+            "timestamp": now.to_string(),
+            "data": {
+                "channel": self.name,
+                "delivery_id": job.delivery_id,
+                "kind": job.kind.as_str(),
+                "priority": job.priority.as_str(),
+                "text": job.text,
+                "in_reply_to": req.reply_to.map(|p| serde_json::json!({ "id": p.id, "url": p.url })),
+                "event": event,
+            }
+        });
+        let body = match serde_json::to_vec(&body) {
+            Ok(b) => b,
+            Err(e) => return Outcome::Permanent(format!("cannot encode body: {e}")).into(),
+        };
+        let ts = now.as_second();
+        let mut request = self
+            .client
+            .post(self.url.clone())
+            .timeout(self.timeout)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header("webhook-id", &job.idem_key)
+            .header("webhook-timestamp", ts.to_string());
+        if let Some(key) = &self.key {
+            request = request.header("webhook-signature", sign(&key.0, &job.idem_key, ts, &body));
+        }
+        let response = match request.body(body).send().await {
+            Ok(r) => r,
+            Err(e) => return transport_error(&e).into(),
+        };
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap_or_default();
+        Response {
+            outcome: classify(status, &headers, &text, &job.idem_key, Timestamp::now()),
+            http_status: Some(status),
+        }
+    }
+}
+
+/// What a webhook response means.
+pub fn classify(status: u16, headers: &HeaderMap, body: &str, id: &str, now: Timestamp) -> Outcome {
+    let detail = || format!("HTTP {status}: {}", snippet(body, 200));
+    match status {
+        200..=299 => {
+            // A receiver may answer with its own id and URL for the item it created.
+            let parsed: Option<serde_json::Value> = serde_json::from_str(body).ok();
+            let field = |k: &str| {
+                parsed
+                    .as_ref()
+                    .and_then(|v| v.get(k))
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned)
+            };
+            Outcome::Sent(PostRef {
+                id: field("id").or_else(|| Some(id.to_owned())),
+                url: field("url"),
+            })
+        }
+        429 | 503 => match retry_after_header(headers, now) {
+            Some(d) => Outcome::RetryAfter(d, detail()),
+            None => Outcome::Retry(detail()),
+        },
+        408 | 425 | 500..=599 => Outcome::Retry(detail()),
+        410 => Outcome::Permanent(format!(
+            "endpoint gone (410); remove or fix the channel: {}",
+            detail()
+        )),
+        300..=399 => Outcome::Permanent(format!(
+            "redirects are not followed; fix the channel's url: {}",
+            detail()
+        )),
+        _ => Outcome::Permanent(detail()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::{HeaderValue, RETRY_AFTER};
+
+    fn now() -> Timestamp {
+        "2026-11-21T10:00:00Z".parse().expect("ts")
+    }
+
+    #[test]
+    fn signature_matches_the_standard_webhooks_example() {
+        // The test vector from the Standard Webhooks specification.
+        let key = signing_key(&SecretString::from(
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        ))
+        .expect("key");
+        let sig = sign(
+            &key,
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1_614_265_330,
+            br#"{"test": 2432232314}"#,
+        );
+        assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    }
+
+    #[test]
+    fn short_or_malformed_secrets_are_refused() {
+        assert!(signing_key(&SecretString::from("whsec_AAAA")).is_err());
+        assert!(signing_key(&SecretString::from("whsec_not base64!")).is_err());
+    }
+
+    #[test]
+    fn classification() {
+        let none = HeaderMap::new();
+        let mut wait = HeaderMap::new();
+        wait.insert(RETRY_AFTER, HeaderValue::from_static("30"));
+        assert_eq!(
+            classify(
+                200,
+                &none,
+                r#"{"id":"abc","url":"https://x.example/abc"}"#,
+                "k",
+                now()
+            ),
+            Outcome::Sent(PostRef {
+                id: Some("abc".to_owned()),
+                url: Some("https://x.example/abc".to_owned())
+            })
+        );
+        assert_eq!(
+            classify(204, &none, "", "k", now()),
+            Outcome::Sent(PostRef {
+                id: Some("k".to_owned()),
+                url: None
+            })
+        );
+        assert!(
+            matches!(classify(429, &wait, "", "k", now()), Outcome::RetryAfter(d, _) if d == Duration::from_secs(30))
+        );
+        assert!(matches!(
+            classify(503, &wait, "", "k", now()),
+            Outcome::RetryAfter(..)
+        ));
+        assert!(matches!(
+            classify(429, &none, "", "k", now()),
+            Outcome::Retry(_)
+        ));
+        assert!(matches!(
+            classify(500, &none, "", "k", now()),
+            Outcome::Retry(_)
+        ));
+        assert!(matches!(
+            classify(408, &none, "", "k", now()),
+            Outcome::Retry(_)
+        ));
+        assert!(
+            matches!(classify(400, &none, "bad", "k", now()), Outcome::Permanent(m) if m.contains("bad"))
+        );
+        assert!(
+            matches!(classify(410, &none, "", "k", now()), Outcome::Permanent(m) if m.contains("gone"))
+        );
+        assert!(matches!(
+            classify(301, &none, "", "k", now()),
+            Outcome::Permanent(_)
+        ));
+    }
+
+    #[test]
+    fn debug_never_shows_the_key() {
+        let secret = SecretString::from("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+        let hook = Webhook::new(
+            "hook",
+            "http://127.0.0.1:1/".parse().expect("url"),
+            Some(&secret),
+            crate::channel::http::client().expect("client"),
+            Duration::from_secs(1),
+        );
+        let dbg = format!("{hook:?}");
+        assert!(
+            dbg.contains("REDACTED") && !dbg.contains("MfKQ9r8"),
+            "{dbg}"
+        );
+    }
+}

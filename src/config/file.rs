@@ -1,0 +1,410 @@
+//! The config file as written: serde structs that mirror `bullhorn.toml` one to one, with
+//! the defaults a key takes when it is absent. Nothing here touches the file system or
+//! cross-checks sections; [`super::validate`] turns these into a [`super::Config`].
+//!
+//! Unknown keys are not rejected by serde here (that would stop at the first one); the
+//! loader collects every ignored key with `serde_ignored` and reports them all.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::{Deserialize, Deserializer};
+
+use crate::event::{Format, Priority};
+
+/// A duration written the human way: `"30s"`, `"3h"`, `"7d"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(s.trim())
+            .map(HumanDuration)
+            .map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "invalid duration {s:?}: {e} (write e.g. \"30s\", \"3h\", \"7d\")"
+                ))
+            })
+    }
+}
+
+/// A quota: at most `limit` requests in any window of `window` (`rate = "300/3h"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub limit: u32,
+    pub window: Duration,
+}
+
+impl FromStr for Rate {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (n, w) = s
+            .split_once('/')
+            .ok_or_else(|| format!("invalid rate {s:?}: write COUNT/WINDOW, e.g. \"300/3h\""))?;
+        let limit: u32 = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("invalid rate {s:?}: {n:?} is not a count"))?;
+        let w = w.trim();
+        // "20/m" reads naturally; humantime wants a number in front.
+        let w = if w.starts_with(|c: char| c.is_ascii_digit()) {
+            w.to_owned()
+        } else {
+            format!("1{w}")
+        };
+        let window = humantime::parse_duration(&w)
+            .map_err(|e| format!("invalid rate {s:?}: window: {e}"))?;
+        if limit == 0 || window.is_zero() {
+            return Err(format!(
+                "invalid rate {s:?}: count and window must be above zero"
+            ));
+        }
+        Ok(Rate { limit, window })
+    }
+}
+
+impl<'de> Deserialize<'de> for Rate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// The share of a window only critical alerts may use: `"20%"` or a count.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Reserve {
+    Percent(f64),
+    Count(u32),
+}
+
+impl Reserve {
+    /// The reserved number of requests out of `limit` (rounded down, so a tiny quota keeps
+    /// room for routine posts).
+    pub fn of(self, limit: u32) -> u32 {
+        match self {
+            Reserve::Percent(p) => {
+                let n = (f64::from(limit) * p / 100.0)
+                    .floor()
+                    .clamp(0.0, f64::from(limit));
+                #[expect(
+                    clippy::cast_possible_truncation,
+                    reason = "clamped to 0..=limit, a u32"
+                )]
+                let n = n as u32;
+                n
+            }
+            Reserve::Count(n) => n.min(limit),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Reserve {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Count(u32),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Count(n) => Ok(Reserve::Count(n)),
+            Raw::Text(s) => {
+                let t = s.trim();
+                if let Some(p) = t.strip_suffix('%') {
+                    match p.trim().parse::<f64>() {
+                        Ok(p) if (0.0..=100.0).contains(&p) => Ok(Reserve::Percent(p)),
+                        _ => Err(serde::de::Error::custom(format!(
+                            "invalid reserve {s:?}: a percentage 0-100%"
+                        ))),
+                    }
+                } else {
+                    t.parse::<u32>().map(Reserve::Count).map_err(|_| {
+                        serde::de::Error::custom(format!(
+                            "invalid reserve {s:?}: write \"20%\" or a count"
+                        ))
+                    })
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct LogFile {
+    /// A tracing filter (`info`, `bullhorn=debug,info`); `RUST_LOG` wins when set.
+    pub level: Option<String>,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum Protocol {
+    #[default]
+    #[serde(rename = "v5")]
+    V5,
+    #[serde(rename = "v311")]
+    V311,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct MqttFile {
+    pub url: Option<String>,
+    pub client_id: String,
+    pub protocol: Protocol,
+    pub username: Option<String>,
+    pub password: Option<SecretString>,
+    pub password_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub keep_alive: HumanDuration,
+    pub session_expiry: HumanDuration,
+    pub max_payload_bytes: usize,
+    pub max_packet_bytes: usize,
+    pub receive_maximum: u16,
+    pub reconnect_min: HumanDuration,
+    pub reconnect_max: HumanDuration,
+    pub send_topic: Option<String>,
+    pub subscribe: Vec<SubscriptionFile>,
+}
+
+impl Default for MqttFile {
+    fn default() -> Self {
+        MqttFile {
+            url: None,
+            client_id: "bullhorn".to_owned(),
+            protocol: Protocol::V5,
+            username: None,
+            password: None,
+            password_file: None,
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            keep_alive: HumanDuration(Duration::from_secs(30)),
+            session_expiry: HumanDuration(Duration::from_secs(7 * 24 * 3600)),
+            max_payload_bytes: 256 * 1024,
+            max_packet_bytes: 16 * 1024 * 1024,
+            receive_maximum: 1000,
+            reconnect_min: HumanDuration(Duration::from_millis(500)),
+            reconnect_max: HumanDuration(Duration::from_secs(60)),
+            send_topic: None,
+            subscribe: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SubscriptionFile {
+    pub topic: String,
+    pub format: Format,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct BrokerFile {
+    pub enabled: bool,
+    pub listen: SocketAddr,
+}
+
+impl Default for BrokerFile {
+    fn default() -> Self {
+        BrokerFile {
+            enabled: false,
+            listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct StoreFile {
+    pub path: PathBuf,
+    pub busy_timeout: HumanDuration,
+}
+
+impl Default for StoreFile {
+    fn default() -> Self {
+        StoreFile {
+            path: PathBuf::from("data/bullhorn.db"),
+            busy_timeout: HumanDuration(Duration::from_secs(5)),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct AdminFile {
+    pub enabled: bool,
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminFile {
+    fn default() -> Self {
+        AdminFile {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9180)),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct AgencyFile {
+    pub name: String,
+    pub time_zone: Option<String>,
+    pub phone: Option<String>,
+    pub web: Option<String>,
+    pub hashtags: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct DeliveryFile {
+    /// First retry delay; doubles per failed attempt up to `retry_max` (full jitter).
+    pub retry_base: HumanDuration,
+    pub retry_max: HumanDuration,
+    /// A delivery that has failed transiently for this long is dead-lettered.
+    pub give_up_after: HumanDuration,
+    /// A platform's "retry after" is honoured up to this long, then asked again.
+    pub max_retry_after: HumanDuration,
+    pub request_timeout: HumanDuration,
+    /// How long shutdown waits for requests already sent.
+    pub shutdown_grace: HumanDuration,
+}
+
+impl Default for DeliveryFile {
+    fn default() -> Self {
+        DeliveryFile {
+            retry_base: HumanDuration(Duration::from_secs(2)),
+            retry_max: HumanDuration(Duration::from_secs(600)),
+            give_up_after: HumanDuration(Duration::from_secs(24 * 3600)),
+            max_retry_after: HumanDuration(Duration::from_secs(3600)),
+            request_timeout: HumanDuration(Duration::from_secs(15)),
+            shutdown_grace: HumanDuration(Duration::from_secs(10)),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct TemplatesFile {
+    /// Default: `templates/` beside the config file.
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct EventRuleFile {
+    pub priority: Priority,
+    pub channels: Vec<String>,
+    pub max_age: Option<HumanDuration>,
+    /// Template set (folder under the templates dir); default: the event type.
+    pub templates: Option<String>,
+}
+
+impl Default for EventRuleFile {
+    fn default() -> Self {
+        EventRuleFile {
+            priority: Priority::Normal,
+            channels: vec!["*".to_owned()],
+            max_age: None,
+            templates: None,
+        }
+    }
+}
+
+/// The keys every channel has, whatever its kind.
+#[derive(Debug, Deserialize)]
+pub struct ChannelCommonFile {
+    pub kind: String,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "yes")]
+    pub public: bool,
+    #[serde(default)]
+    pub rate: Option<Rate>,
+    #[serde(default)]
+    pub reserve: Option<Reserve>,
+}
+
+/// Keys split off the channel table before [`ChannelCommonFile`] is read; the rest belongs
+/// to the kind.
+pub const CHANNEL_COMMON_KEYS: &[&str] = &["kind", "enabled", "public", "rate", "reserve"];
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ConsoleFile {}
+
+#[derive(Debug, Deserialize)]
+pub struct FileChannelFile {
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct WebhookFile {
+    pub url: String,
+    #[serde(default)]
+    pub secret: Option<SecretString>,
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_parses_count_and_window() {
+        assert_eq!(
+            "300/3h".parse::<Rate>(),
+            Ok(Rate {
+                limit: 300,
+                window: Duration::from_secs(3 * 3600)
+            })
+        );
+        assert_eq!(
+            "20/m".parse::<Rate>(),
+            Ok(Rate {
+                limit: 20,
+                window: Duration::from_secs(60)
+            })
+        );
+        assert_eq!(
+            "50 / 24h".parse::<Rate>(),
+            Ok(Rate {
+                limit: 50,
+                window: Duration::from_secs(86400)
+            })
+        );
+        assert!("300".parse::<Rate>().is_err());
+        assert!("0/1h".parse::<Rate>().is_err());
+        assert!("x/1h".parse::<Rate>().is_err());
+        assert!("5/soon".parse::<Rate>().is_err());
+    }
+
+    #[test]
+    fn reserve_rounds_down_and_caps() {
+        assert_eq!(Reserve::Percent(20.0).of(300), 60);
+        assert_eq!(Reserve::Percent(20.0).of(4), 0);
+        assert_eq!(Reserve::Percent(100.0).of(7), 7);
+        assert_eq!(Reserve::Count(5).of(3), 3);
+    }
+}

@@ -1,0 +1,879 @@
+//! Configuration: load `bullhorn.toml` (plus `BULLHORN__SECTION__KEY` environment
+//! overrides) through the `config` crate, then validate it into a [`Config`].
+//!
+//! Loading is two-phase, as in ripgrep and Vector: [`file`] mirrors the file with serde,
+//! then [`validate`] resolves paths and secrets and cross-checks sections. Every problem
+//! found on the way, unknown keys included, is collected with its key path and reported
+//! at once in [`ConfigErrors`]; a config is either wholly valid or not used.
+
+pub mod file;
+mod secret;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::de::DeserializeOwned;
+
+pub use file::{LogFormat, Protocol, Rate, Reserve};
+pub use secret::read_secret;
+
+use crate::backoff::Backoff;
+use crate::event::{Format, Priority};
+use file::*;
+
+/// The config file used when neither `--config` nor `BULLHORN_CONFIG` names one.
+pub const DEFAULT_PATH: &str = "config/bullhorn.toml";
+
+/// One problem in the config, at a key path such as `channels.hook.url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+/// Every problem found in a config, in file order as far as it is known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors {
+    pub file: PathBuf,
+    pub errors: Vec<ConfigError>,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.errors.len();
+        write!(
+            f,
+            "{}: {n} problem{}",
+            self.file.display(),
+            if n == 1 { "" } else { "s" }
+        )?;
+        for e in &self.errors {
+            if e.path.is_empty() {
+                write!(f, "\n  - {}", e.message)?;
+            } else {
+                write!(f, "\n  - {}: {}", e.path, e.message)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+#[derive(Default)]
+struct Errors(Vec<ConfigError>);
+
+impl Errors {
+    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConfigError {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+}
+
+/// The validated configuration the daemon runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this was loaded from.
+    pub source: PathBuf,
+    pub log: LogConfig,
+    pub mqtt: MqttConfig,
+    pub broker: BrokerConfig,
+    pub store: StoreConfig,
+    pub admin: AdminConfig,
+    pub agency: Agency,
+    pub delivery: DeliveryConfig,
+    pub templates_dir: PathBuf,
+    /// Rules by event type.
+    pub events: BTreeMap<String, EventRule>,
+    /// Channels by name.
+    pub channels: BTreeMap<String, ChannelConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub level: Option<String>,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.tls { "mqtts" } else { "mqtt" };
+        if self.host.contains(':') {
+            write!(f, "{scheme}://[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{scheme}://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct MqttConfig {
+    pub endpoint: Endpoint,
+    pub client_id: String,
+    pub protocol: Protocol,
+    pub username: Option<String>,
+    pub password: Option<SecretString>,
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key for mutual TLS.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    pub keep_alive: Duration,
+    pub session_expiry: Duration,
+    pub max_payload_bytes: usize,
+    pub max_packet_bytes: usize,
+    pub receive_maximum: u16,
+    pub reconnect: Backoff,
+    pub subscriptions: Vec<Subscription>,
+    pub send_topic: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    pub topic: String,
+    pub format: Format,
+}
+
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub enabled: bool,
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub path: PathBuf,
+    pub busy_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub enabled: bool,
+    pub listen: SocketAddr,
+}
+
+/// The agency profile every template sees.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Agency {
+    pub name: String,
+    pub time_zone: String,
+    pub phone: Option<String>,
+    pub web: Option<String>,
+    pub hashtags: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    pub retry: Backoff,
+    pub give_up_after: Duration,
+    pub max_retry_after: Duration,
+    pub request_timeout: Duration,
+    pub shutdown_grace: Duration,
+}
+
+/// What happens to events of one type.
+#[derive(Debug, Clone)]
+pub struct EventRule {
+    pub priority: Priority,
+    pub channels: ChannelSelector,
+    pub max_age: Option<Duration>,
+    pub templates: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelSelector {
+    All,
+    Named(Vec<String>),
+}
+
+impl ChannelSelector {
+    pub fn includes(&self, channel: &str) -> bool {
+        match self {
+            ChannelSelector::All => true,
+            ChannelSelector::Named(names) => names.iter().any(|n| n == channel),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ChannelConfig {
+    pub name: String,
+    pub enabled: bool,
+    /// `false` for staff and test channels: the only ones non-actual events may reach.
+    pub public: bool,
+    pub quota: Option<Quota>,
+    pub kind: ChannelKind,
+}
+
+/// A channel's rate limit with the share kept for critical alerts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    pub limit: u32,
+    pub window: Duration,
+    pub reserve: u32,
+}
+
+/// The default share of a window kept for critical alerts.
+pub const DEFAULT_RESERVE: Reserve = Reserve::Percent(10.0);
+
+#[derive(Debug, Clone)]
+pub enum ChannelKind {
+    Console,
+    File {
+        path: PathBuf,
+    },
+    Webhook {
+        url: reqwest::Url,
+        secret: Option<SecretString>,
+    },
+}
+
+impl ChannelKind {
+    /// The platform name, as written in `kind = "..."`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ChannelKind::Console => "console",
+            ChannelKind::File { .. } => "file",
+            ChannelKind::Webhook { .. } => "webhook",
+        }
+    }
+}
+
+/// Which config file to use: `--config`, else `BULLHORN_CONFIG`, else [`DEFAULT_PATH`].
+pub fn resolve_path(cli: Option<&Path>) -> PathBuf {
+    cli.map(Path::to_path_buf)
+        .or_else(|| {
+            std::env::var_os("BULLHORN_CONFIG")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_PATH))
+}
+
+/// Load and validate the config at `path`, with `BULLHORN__SECTION__KEY` overrides from
+/// the process environment.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    load_with_env(path, std::env::vars())
+}
+
+/// [`load`] with an explicit environment, for tests.
+pub fn load_with_env(
+    path: &Path,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigErrors> {
+    let fail = |errors: Vec<ConfigError>| ConfigErrors {
+        file: path.to_path_buf(),
+        errors,
+    };
+    if !path.is_file() {
+        return Err(fail(vec![ConfigError {
+            path: String::new(),
+            message: "config file not found (use --config PATH or BULLHORN_CONFIG)".to_owned(),
+        }]));
+    }
+    let env: config::Map<String, String> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("BULLHORN__"))
+        .collect();
+    let built = config::Config::builder()
+        .add_source(config::File::from(path).format(config::FileFormat::Toml))
+        .add_source(
+            config::Environment::with_prefix("BULLHORN")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(env)),
+        )
+        .build()
+        .map_err(|e| {
+            fail(vec![ConfigError {
+                path: String::new(),
+                message: e.to_string(),
+            }])
+        })?;
+    let root: BTreeMap<String, config::Value> = built.try_deserialize().map_err(|e| {
+        fail(vec![ConfigError {
+            path: String::new(),
+            message: e.to_string(),
+        }])
+    })?;
+    let mut errors = Errors::default();
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let config = validate(path, &base, root, &mut errors);
+    if errors.0.is_empty() {
+        Ok(config)
+    } else {
+        Err(fail(errors.0))
+    }
+}
+
+/// Deserialize one section, recording unknown keys and the first type error (with its
+/// exact path) instead of stopping.
+fn section<T: DeserializeOwned>(
+    value: config::Value,
+    path: &str,
+    errors: &mut Errors,
+) -> Option<T> {
+    let mut unknown = Vec::new();
+    let mut record = |p: serde_ignored::Path<'_>| unknown.push(p.to_string());
+    let de = serde_ignored::Deserializer::new(value, &mut record);
+    let result: Result<T, _> = serde_path_to_error::deserialize(de);
+    for key in unknown {
+        errors.push(join(path, &key), "unknown key");
+    }
+    match result {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let inner = e.path().to_string();
+            let at = if inner == "." {
+                path.to_owned()
+            } else {
+                join(path, &inner)
+            };
+            errors.push(at, clean_serde_message(&e.into_inner().to_string()));
+            None
+        }
+    }
+}
+
+fn join(a: &str, b: &str) -> String {
+    match (a.is_empty(), b.is_empty()) {
+        (true, _) => b.to_owned(),
+        (_, true) => a.to_owned(),
+        _ => format!("{a}.{b}"),
+    }
+}
+
+/// The config crate appends its own (often wrong) key path to serde messages; ours is exact.
+fn clean_serde_message(msg: &str) -> String {
+    msg.split(" for key `").next().unwrap_or(msg).to_owned()
+}
+
+fn take_section<T: DeserializeOwned + Default>(
+    root: &mut BTreeMap<String, config::Value>,
+    name: &str,
+    errors: &mut Errors,
+) -> T {
+    match root.remove(name) {
+        Some(v) => section(v, name, errors).unwrap_or_default(),
+        None => T::default(),
+    }
+}
+
+fn table(value: config::Value, path: &str, errors: &mut Errors) -> BTreeMap<String, config::Value> {
+    match value.into_table() {
+        Ok(t) => t.into_iter().collect(),
+        Err(e) => {
+            errors.push(path, clean_serde_message(&e.to_string()));
+            BTreeMap::new()
+        }
+    }
+}
+
+const SECTIONS: &[&str] = &[
+    "log",
+    "mqtt",
+    "broker",
+    "store",
+    "admin",
+    "agency",
+    "delivery",
+    "templates",
+    "events",
+    "channels",
+];
+
+fn validate(
+    source: &Path,
+    base: &Path,
+    mut root: BTreeMap<String, config::Value>,
+    errors: &mut Errors,
+) -> Config {
+    let unknown: Vec<String> = root
+        .keys()
+        .filter(|k| !SECTIONS.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    for k in unknown {
+        errors.push(
+            k,
+            format!("unknown section (known: {})", SECTIONS.join(", ")),
+        );
+    }
+    let log: LogFile = take_section(&mut root, "log", errors);
+    let mqtt: MqttFile = take_section(&mut root, "mqtt", errors);
+    let broker: BrokerFile = take_section(&mut root, "broker", errors);
+    let store: StoreFile = take_section(&mut root, "store", errors);
+    let admin: AdminFile = take_section(&mut root, "admin", errors);
+    let agency: AgencyFile = take_section(&mut root, "agency", errors);
+    let delivery: DeliveryFile = take_section(&mut root, "delivery", errors);
+    let templates: TemplatesFile = take_section(&mut root, "templates", errors);
+
+    let channels = root
+        .remove("channels")
+        .map(|v| validate_channels(table(v, "channels", errors), errors))
+        .unwrap_or_default();
+    if channels.is_empty() {
+        errors.push("channels", "no channels configured");
+    }
+    let events = root
+        .remove("events")
+        .map(|v| validate_events(table(v, "events", errors), &channels, errors))
+        .unwrap_or_default();
+    if events.is_empty() {
+        errors.push(
+            "events",
+            "no event types configured: every event would be rejected",
+        );
+    }
+
+    let broker = validate_broker(broker, errors);
+    let mqtt = validate_mqtt(mqtt, &broker, errors);
+
+    let time_zone = agency.time_zone.unwrap_or_else(|| "UTC".to_owned());
+    if let Err(e) = jiff::tz::TimeZone::get(&time_zone) {
+        errors.push(
+            "agency.time_zone",
+            format!("unknown time zone {time_zone:?}: {e}"),
+        );
+    }
+    let agency = Agency {
+        name: agency.name,
+        time_zone,
+        phone: agency.phone,
+        web: agency.web,
+        hashtags: agency.hashtags,
+    };
+
+    let delivery = DeliveryConfig {
+        retry: Backoff::new(delivery.retry_base.0, delivery.retry_max.0),
+        give_up_after: delivery.give_up_after.0,
+        max_retry_after: delivery.max_retry_after.0,
+        request_timeout: delivery.request_timeout.0,
+        shutdown_grace: delivery.shutdown_grace.0,
+    };
+    if delivery.retry.base.is_zero() || delivery.retry.base > delivery.retry.cap {
+        errors.push(
+            "delivery.retry_base",
+            "must be above zero and at most delivery.retry_max",
+        );
+    }
+    if delivery.request_timeout.is_zero() {
+        errors.push("delivery.request_timeout", "must be above zero");
+    }
+
+    let templates_dir = templates.dir.unwrap_or_else(|| base.join("templates"));
+
+    Config {
+        source: source.to_path_buf(),
+        log: LogConfig {
+            level: log.level,
+            format: log.format,
+        },
+        mqtt,
+        broker,
+        store: StoreConfig {
+            path: store.path,
+            busy_timeout: store.busy_timeout.0,
+        },
+        admin: AdminConfig {
+            enabled: admin.enabled,
+            listen: admin.listen,
+        },
+        agency,
+        delivery,
+        templates_dir,
+        events,
+        channels,
+    }
+}
+
+fn validate_broker(broker: BrokerFile, errors: &mut Errors) -> BrokerConfig {
+    if broker.enabled && !cfg!(feature = "embedded-broker") {
+        errors.push(
+            "broker.enabled",
+            "this build has no embedded broker (cargo feature \"embedded-broker\"); set broker.enabled = false and point mqtt.url at a broker",
+        );
+    }
+    BrokerConfig {
+        enabled: broker.enabled,
+        listen: broker.listen,
+    }
+}
+
+fn validate_mqtt(m: MqttFile, broker: &BrokerConfig, errors: &mut Errors) -> MqttConfig {
+    // A broker listening on every address is reached on loopback.
+    let ip = match broker.listen.ip() {
+        std::net::IpAddr::V4(a) if a.is_unspecified() => std::net::IpAddr::from([127, 0, 0, 1]),
+        std::net::IpAddr::V6(a) if a.is_unspecified() => {
+            std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+        }
+        ip => ip,
+    };
+    let derived = Endpoint {
+        host: ip.to_string(),
+        port: broker.listen.port(),
+        tls: false,
+    };
+    let endpoint = match (&m.url, broker.enabled) {
+        (None, true) => derived,
+        (Some(url), true) => match parse_mqtt_url(url) {
+            Ok(e) if e == derived => e,
+            Ok(_) => {
+                errors.push(
+                    "mqtt.url",
+                    format!(
+                        "{url} differs from the embedded broker's address {derived}; with broker.enabled = true the client connects to the embedded broker, so remove mqtt.url or set broker.enabled = false"
+                    ),
+                );
+                derived
+            }
+            Err(e) => {
+                errors.push("mqtt.url", e);
+                derived
+            }
+        },
+        // On an error keep checking the rest of [mqtt]; the config is refused anyway.
+        (Some(url), false) => parse_mqtt_url(url).unwrap_or_else(|e| {
+            errors.push("mqtt.url", e);
+            derived
+        }),
+        (None, false) => {
+            errors.push(
+                "mqtt.url",
+                "required when the embedded broker is disabled (e.g. \"mqtt://127.0.0.1:1883\")",
+            );
+            derived
+        }
+    };
+    if m.client_id.trim().is_empty() {
+        errors.push(
+            "mqtt.client_id",
+            "must not be empty: the persistent session is keyed by it",
+        );
+    }
+    let password = match secret::resolve(m.password, m.password_file.as_deref()) {
+        Ok(p) => p,
+        Err(e) => {
+            errors.push("mqtt.password_file", e);
+            None
+        }
+    };
+    if password.is_some() && m.username.is_none() {
+        errors.push("mqtt.username", "a password is set but no username");
+    }
+    let client_cert = match (m.cert_file, m.key_file) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        (Some(_), None) => {
+            errors.push("mqtt.key_file", "cert_file is set but key_file is not");
+            None
+        }
+        (None, Some(_)) => {
+            errors.push("mqtt.cert_file", "key_file is set but cert_file is not");
+            None
+        }
+    };
+    if !endpoint.tls && (m.ca_file.is_some() || client_cert.is_some()) {
+        errors.push(
+            "mqtt.url",
+            "ca_file/cert_file are set but the URL is not mqtts://",
+        );
+    }
+    for (key, file) in [("mqtt.ca_file", m.ca_file.as_ref())].into_iter().chain(
+        client_cert
+            .iter()
+            .flat_map(|(c, k)| [("mqtt.cert_file", Some(c)), ("mqtt.key_file", Some(k))]),
+    ) {
+        if let Some(f) = file
+            && !f.is_file()
+        {
+            errors.push(key, format!("{} is not a readable file", f.display()));
+        }
+    }
+    if m.max_payload_bytes == 0 {
+        errors.push("mqtt.max_payload_bytes", "must be above zero");
+    }
+    if m.max_packet_bytes < m.max_payload_bytes.saturating_add(1024) {
+        errors.push(
+            "mqtt.max_packet_bytes",
+            "must exceed max_payload_bytes (with room for the topic): an oversize message must reach bullhorn to be rejected and recorded",
+        );
+    }
+    if m.keep_alive.0 < Duration::from_secs(5) {
+        errors.push("mqtt.keep_alive", "must be at least 5s");
+    }
+    if m.receive_maximum == 0 {
+        errors.push("mqtt.receive_maximum", "must be above zero");
+    }
+    if m.reconnect_min.0.is_zero() || m.reconnect_min.0 > m.reconnect_max.0 {
+        errors.push(
+            "mqtt.reconnect_min",
+            "must be above zero and at most mqtt.reconnect_max",
+        );
+    }
+    if m.subscribe.is_empty() {
+        errors.push(
+            "mqtt.subscribe",
+            "no subscriptions: nothing would be received",
+        );
+    }
+    let mut subscriptions = Vec::new();
+    for (i, s) in m.subscribe.into_iter().enumerate() {
+        let path = format!("mqtt.subscribe[{i}].topic");
+        if let Err(e) = check_filter(&s.topic) {
+            errors.push(path, e);
+        } else if subscriptions
+            .iter()
+            .any(|o: &Subscription| o.topic == s.topic)
+        {
+            errors.push(path, format!("{:?} is subscribed twice", s.topic));
+        } else {
+            subscriptions.push(Subscription {
+                topic: s.topic,
+                format: s.format,
+            });
+        }
+    }
+    if let Some(t) = &m.send_topic
+        && (t.is_empty() || t.contains(['+', '#']))
+    {
+        errors.push("mqtt.send_topic", "must be a topic name without wildcards");
+    }
+    MqttConfig {
+        endpoint,
+        client_id: m.client_id,
+        protocol: m.protocol,
+        username: m.username,
+        password,
+        ca_file: m.ca_file,
+        client_cert,
+        keep_alive: m.keep_alive.0,
+        session_expiry: m.session_expiry.0,
+        max_payload_bytes: m.max_payload_bytes,
+        max_packet_bytes: m.max_packet_bytes,
+        receive_maximum: m.receive_maximum,
+        reconnect: Backoff::new(m.reconnect_min.0, m.reconnect_max.0),
+        subscriptions,
+        send_topic: m.send_topic,
+    }
+}
+
+/// `mqtt://host[:port]` or `mqtts://host[:port]`.
+pub fn parse_mqtt_url(url: &str) -> Result<Endpoint, String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("invalid URL {url:?}: {e}"))?;
+    let (tls, default_port) = match parsed.scheme() {
+        "mqtt" | "tcp" => (false, 1883),
+        "mqtts" | "ssl" => (true, 8883),
+        other => {
+            return Err(format!(
+                "unsupported scheme {other:?} in {url:?}: use mqtt:// or mqtts://"
+            ));
+        }
+    };
+    let host = match parsed.host() {
+        Some(url::Host::Ipv6(a)) => a.to_string(),
+        Some(h) => h.to_string(),
+        None => return Err(format!("no host in {url:?}")),
+    };
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(
+            "credentials do not belong in mqtt.url: use mqtt.username and mqtt.password_file"
+                .to_owned(),
+        );
+    }
+    if !matches!(parsed.path(), "" | "/") {
+        return Err(format!("unexpected path in {url:?}"));
+    }
+    Ok(Endpoint {
+        host,
+        port: parsed.port().unwrap_or(default_port),
+        tls,
+    })
+}
+
+/// A topic filter bullhorn can subscribe to.
+fn check_filter(topic: &str) -> Result<(), String> {
+    if topic.starts_with("$share/") {
+        return Err(format!(
+            "shared subscription {topic:?} refused: each instance keeps its own SQLite outbox, so two instances sharing a subscription would each post; run one instance per subscription"
+        ));
+    }
+    if !rumqttc::valid_filter(topic) {
+        return Err(format!("{topic:?} is not a valid MQTT topic filter"));
+    }
+    Ok(())
+}
+
+fn validate_events(
+    entries: BTreeMap<String, config::Value>,
+    channels: &BTreeMap<String, ChannelConfig>,
+    errors: &mut Errors,
+) -> BTreeMap<String, EventRule> {
+    let mut rules = BTreeMap::new();
+    for (name, value) in entries {
+        let path = format!("events.{name}");
+        if !crate::event::valid_type_name(&name) {
+            errors.push(
+                &path,
+                "event type names are lowercase letters, digits and underscores",
+            );
+        }
+        let Some(rule) = section::<EventRuleFile>(value, &path, errors) else {
+            continue;
+        };
+        let selector = if rule.channels.iter().any(|c| c == "*") {
+            if rule.channels.len() > 1 {
+                errors.push(
+                    format!("{path}.channels"),
+                    "\"*\" already means every channel; list names or \"*\", not both",
+                );
+            }
+            ChannelSelector::All
+        } else {
+            for c in &rule.channels {
+                if !channels.contains_key(c) {
+                    errors.push(format!("{path}.channels"), format!("unknown channel {c:?}"));
+                }
+            }
+            ChannelSelector::Named(rule.channels)
+        };
+        if rule.max_age.is_some_and(|d| d.0.is_zero()) {
+            errors.push(
+                format!("{path}.max_age"),
+                "must be above zero (leave it out for no limit)",
+            );
+        }
+        let templates = rule.templates.unwrap_or_else(|| name.clone());
+        if templates.is_empty() || templates.contains(['/', '\\']) || templates.starts_with('.') {
+            errors.push(
+                format!("{path}.templates"),
+                "must be a folder name under the templates dir",
+            );
+        }
+        rules.insert(
+            name,
+            EventRule {
+                priority: rule.priority,
+                channels: selector,
+                max_age: rule.max_age.map(|d| d.0),
+                templates,
+            },
+        );
+    }
+    rules
+}
+
+fn validate_channels(
+    entries: BTreeMap<String, config::Value>,
+    errors: &mut Errors,
+) -> BTreeMap<String, ChannelConfig> {
+    let mut channels = BTreeMap::new();
+    for (name, value) in entries {
+        let path = format!("channels.{name}");
+        if !crate::event::valid_type_name(&name) {
+            errors.push(
+                &path,
+                "channel names are lowercase letters, digits and underscores",
+            );
+        }
+        let mut fields = table(value, &path, errors);
+        let common_value: config::Map<String, config::Value> = CHANNEL_COMMON_KEYS
+            .iter()
+            .filter_map(|k| fields.remove(*k).map(|v| ((*k).to_owned(), v)))
+            .collect();
+        let Some(common) =
+            section::<ChannelCommonFile>(config::Value::from(common_value), &path, errors)
+        else {
+            continue;
+        };
+        let rest = config::Value::from(fields.into_iter().collect::<config::Map<_, _>>());
+        let kind = match common.kind.as_str() {
+            "console" => section::<ConsoleFile>(rest, &path, errors).map(|_| ChannelKind::Console),
+            "file" => section::<FileChannelFile>(rest, &path, errors)
+                .map(|f| ChannelKind::File { path: f.path }),
+            "webhook" => section::<WebhookFile>(rest, &path, errors)
+                .and_then(|w| validate_webhook(w, &path, errors)),
+            other => {
+                errors.push(
+                    format!("{path}.kind"),
+                    format!("unknown channel kind {other:?} (known: console, file, webhook)"),
+                );
+                None
+            }
+        };
+        let quota = common.rate.map(|r| {
+            let reserve = common.reserve.unwrap_or(DEFAULT_RESERVE).of(r.limit);
+            Quota {
+                limit: r.limit,
+                window: r.window,
+                reserve,
+            }
+        });
+        if let Some(q) = quota
+            && q.reserve >= q.limit
+        {
+            errors.push(
+                format!("{path}.reserve"),
+                "the reserve takes the whole quota: nothing would be left for routine posts",
+            );
+        }
+        if common.reserve.is_some() && quota.is_none() {
+            errors.push(format!("{path}.reserve"), "a reserve needs a rate");
+        }
+        if let Some(kind) = kind {
+            channels.insert(
+                name.clone(),
+                ChannelConfig {
+                    name,
+                    enabled: common.enabled,
+                    public: common.public,
+                    quota,
+                    kind,
+                },
+            );
+        }
+    }
+    channels
+}
+
+fn validate_webhook(w: WebhookFile, path: &str, errors: &mut Errors) -> Option<ChannelKind> {
+    let url = match reqwest::Url::parse(&w.url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => u,
+        Ok(_) => {
+            errors.push(format!("{path}.url"), "must be an http:// or https:// URL");
+            return None;
+        }
+        Err(e) => {
+            errors.push(format!("{path}.url"), format!("invalid URL: {e}"));
+            return None;
+        }
+    };
+    let secret = match secret::resolve(w.secret, w.secret_file.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            errors.push(format!("{path}.secret_file"), e);
+            return None;
+        }
+    };
+    if let Some(s) = &secret
+        && let Err(e) = crate::channel::webhook::signing_key(s)
+    {
+        errors.push(format!("{path}.secret"), e);
+    }
+    Some(ChannelKind::Webhook { url, secret })
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -1,0 +1,48 @@
+//! Secrets in the config: given inline (usually through a `BULLHORN__...` environment
+//! override) or as a file (systemd `LoadCredential`, a mounted secret), never both. The
+//! value lives in a [`SecretString`], whose `Debug` prints `[REDACTED]`; reading it is an
+//! explicit `expose_secret()`.
+
+use std::path::{Path, PathBuf};
+
+use secrecy::{ExposeSecret, SecretString};
+
+/// The inline value or the file's contents; `Ok(None)` when neither is given.
+pub(super) fn resolve(
+    inline: Option<SecretString>,
+    file: Option<&Path>,
+) -> Result<Option<SecretString>, String> {
+    match (inline, file) {
+        (Some(_), Some(_)) => Err("give the secret inline or as a file, not both".to_owned()),
+        (Some(s), None) if s.expose_secret().is_empty() => Err("the secret is empty".to_owned()),
+        (Some(s), None) => Ok(Some(s)),
+        (None, Some(f)) => read_secret(f).map(Some),
+        (None, None) => Ok(None),
+    }
+}
+
+/// Read a secret file, trimming the trailing newline editors add. A path starting with
+/// `${CREDENTIALS_DIRECTORY}` is resolved against systemd's credentials directory.
+pub fn read_secret(path: &Path) -> Result<SecretString, String> {
+    let path = expand_credentials_dir(path);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?;
+    let value = text.trim_end_matches(['\r', '\n']);
+    if value.is_empty() {
+        return Err(format!("secret file {} is empty", path.display()));
+    }
+    Ok(SecretString::from(value))
+}
+
+fn expand_credentials_dir(path: &Path) -> PathBuf {
+    const VAR: &str = "${CREDENTIALS_DIRECTORY}";
+    match path.to_str().and_then(|s| s.strip_prefix(VAR)) {
+        Some(rest) => {
+            let dir = std::env::var_os("CREDENTIALS_DIRECTORY")
+                .map(PathBuf::from)
+                .unwrap_or_default();
+            dir.join(rest.trim_start_matches('/'))
+        }
+        None => path.to_path_buf(),
+    }
+}

@@ -1,0 +1,309 @@
+//! Delivery: one worker per channel takes queued deliveries from the store and posts them
+//! under the channel's quota, most urgent first.
+//!
+//! This module owns what happens around a request — the queue, the quota, the attempt row
+//! committed before it, retries with backoff, pauses on a platform's throttle signal,
+//! dead-lettering — once for every channel. [`decide`] is the pure part: a channel's
+//! [`Outcome`] plus the delivery's history becomes the record to commit and what the
+//! worker does next.
+
+pub mod queue;
+pub mod quota;
+mod worker;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::channel::{Channel, Outcome};
+use crate::config::{Config, DeliveryConfig};
+use crate::metrics::Metrics;
+use crate::store::{AttemptEnd, AttemptResult, Queued, Store, StoreError};
+
+/// Shortest pause honoured for a throttle signal: a `Retry-After: 0` must not become a
+/// tight loop.
+const MIN_PAUSE: Duration = Duration::from_millis(250);
+
+/// What the worker does after an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    /// Final: sent or dead.
+    Done,
+    /// Try this delivery again after the delay.
+    Retry(Duration),
+    /// Stop the whole channel for the delay (the platform said so), then retry.
+    Pause(Duration),
+}
+
+/// Turn a channel's outcome into the attempt record and the next step. `failures` is how
+/// many attempts this delivery already had before this one; `age` is how long since it
+/// was queued; `unit` is a random number in `[0, 1)` for the jitter.
+pub fn decide(
+    outcome: &Outcome,
+    failures: u32,
+    age: Duration,
+    cfg: &DeliveryConfig,
+    now_ms: i64,
+    unit: f64,
+) -> (AttemptEnd, Next) {
+    let retry = |delay: Duration| {
+        (
+            AttemptEnd::Retry {
+                not_before: now_ms + crate::time::duration_ms(delay),
+            },
+            Next::Retry(delay),
+        )
+    };
+    match outcome {
+        Outcome::Sent(post) => (
+            AttemptEnd::Sent {
+                post_id: post.id.clone(),
+                post_url: post.url.clone(),
+            },
+            Next::Done,
+        ),
+        Outcome::Permanent(reason) => (
+            AttemptEnd::Dead {
+                reason: reason.clone(),
+            },
+            Next::Done,
+        ),
+        Outcome::RetryAfter(d, _) => {
+            let d = (*d).clamp(MIN_PAUSE, cfg.max_retry_after.max(MIN_PAUSE));
+            (
+                AttemptEnd::Retry {
+                    not_before: now_ms + crate::time::duration_ms(d),
+                },
+                Next::Pause(d),
+            )
+        }
+        Outcome::Retry(reason) | Outcome::Unknown(reason) => {
+            if age >= cfg.give_up_after {
+                let reason = format!(
+                    "gave up after {} of failures ({} attempts); last: {reason}",
+                    humantime::format_duration(Duration::from_secs(age.as_secs())),
+                    failures + 1
+                );
+                (AttemptEnd::Dead { reason }, Next::Done)
+            } else {
+                retry(
+                    cfg.retry
+                        .full_jitter(failures, unit)
+                        .max(Duration::from_millis(10)),
+                )
+            }
+        }
+    }
+}
+
+/// Workers for every enabled channel, and the task routing new deliveries to them.
+#[derive(Debug)]
+pub struct Delivery {
+    tasks: Vec<(String, JoinHandle<()>)>,
+    router: JoinHandle<()>,
+}
+
+impl Delivery {
+    /// Start a worker per enabled channel. Each first loads its channel's unfinished work
+    /// from the store; `announced` then brings each delivery committed later.
+    pub fn start(
+        config: Arc<Config>,
+        store: &Store,
+        http: &reqwest::Client,
+        mut announced: mpsc::UnboundedReceiver<Queued>,
+        metrics: Arc<Metrics>,
+        cancel: CancellationToken,
+    ) -> Result<Delivery, StoreError> {
+        let mut senders = HashMap::new();
+        let mut tasks = Vec::new();
+        for ch in config.channels.values().filter(|c| c.enabled) {
+            let (tx, rx) = mpsc::unbounded_channel();
+            senders.insert(ch.name.clone(), tx);
+            let worker = worker::Worker::new(
+                ch.clone(),
+                Channel::build(ch, http, config.delivery.request_timeout),
+                Arc::clone(&config),
+                store.clone(),
+                store.reader()?,
+                Arc::clone(&metrics),
+            );
+            tasks.push((
+                ch.name.clone(),
+                tokio::spawn(worker.run(rx, cancel.clone())),
+            ));
+        }
+        let router = tokio::spawn(async move {
+            while let Some(q) = announced.recv().await {
+                match senders.get(&q.channel) {
+                    Some(tx) => {
+                        let _ = tx.send(q);
+                    }
+                    // A channel disabled or removed since: the delivery waits in the store.
+                    None => {
+                        tracing::debug!(channel = %q.channel, delivery = q.id, "no worker for channel; held in store")
+                    }
+                }
+            }
+        });
+        Ok(Delivery { tasks, router })
+    }
+
+    /// Wait for the workers (already told to stop) to finish their current request, at
+    /// most `grace`; then abort what is left, which the store resumes on restart.
+    pub async fn stop(self, grace: Duration) {
+        let deadline = tokio::time::Instant::now() + grace;
+        for (name, mut task) in self.tasks {
+            if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+                tracing::warn!(channel = %name, "request still running at shutdown deadline; its outcome will be resolved on restart");
+                task.abort();
+                let _ = task.await;
+            }
+        }
+        self.router.abort();
+        let _ = self.router.await;
+    }
+}
+
+/// Build the attempt record for an outcome.
+pub fn record(outcome: &Outcome, end: AttemptEnd, http_status: Option<u16>) -> AttemptResult {
+    let detail = match outcome {
+        Outcome::Sent(p) => p.id.clone().unwrap_or_default(),
+        Outcome::RetryAfter(d, m) => format!("retry after {}: {m}", humantime::format_duration(*d)),
+        Outcome::Retry(m) | Outcome::Permanent(m) | Outcome::Unknown(m) => m.clone(),
+    };
+    AttemptResult {
+        end,
+        outcome: outcome.label(),
+        http_status,
+        detail,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backoff::Backoff;
+    use crate::channel::PostRef;
+
+    fn cfg() -> DeliveryConfig {
+        DeliveryConfig {
+            retry: Backoff::new(Duration::from_secs(2), Duration::from_secs(600)),
+            give_up_after: Duration::from_secs(24 * 3600),
+            max_retry_after: Duration::from_secs(3600),
+            request_timeout: Duration::from_secs(15),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+
+    const NOW: i64 = 1_000_000;
+
+    #[test]
+    fn sent_and_permanent_are_final() {
+        let post = PostRef {
+            id: Some("1".to_owned()),
+            url: None,
+        };
+        let (end, next) = decide(&Outcome::Sent(post), 0, Duration::ZERO, &cfg(), NOW, 0.5);
+        assert_eq!(
+            end,
+            AttemptEnd::Sent {
+                post_id: Some("1".to_owned()),
+                post_url: None
+            }
+        );
+        assert_eq!(next, Next::Done);
+        let (end, next) = decide(
+            &Outcome::Permanent("400 bad".to_owned()),
+            0,
+            Duration::ZERO,
+            &cfg(),
+            NOW,
+            0.5,
+        );
+        assert_eq!(
+            end,
+            AttemptEnd::Dead {
+                reason: "400 bad".to_owned()
+            }
+        );
+        assert_eq!(next, Next::Done);
+    }
+
+    #[test]
+    fn retries_back_off_exponentially_with_jitter() {
+        let (end, next) = decide(
+            &Outcome::Retry("500".to_owned()),
+            3,
+            Duration::ZERO,
+            &cfg(),
+            NOW,
+            0.5,
+        );
+        // ceiling 2s * 2^3 = 16s; half of it with unit 0.5.
+        assert_eq!(next, Next::Retry(Duration::from_secs(8)));
+        assert_eq!(
+            end,
+            AttemptEnd::Retry {
+                not_before: NOW + 8000
+            }
+        );
+        let (_, next) = decide(
+            &Outcome::Unknown("timeout".to_owned()),
+            30,
+            Duration::ZERO,
+            &cfg(),
+            NOW,
+            0.999,
+        );
+        assert!(matches!(next, Next::Retry(d) if d <= Duration::from_secs(600)));
+    }
+
+    #[test]
+    fn throttle_pauses_within_bounds() {
+        let (_, next) = decide(
+            &Outcome::RetryAfter(Duration::ZERO, String::new()),
+            0,
+            Duration::ZERO,
+            &cfg(),
+            NOW,
+            0.5,
+        );
+        assert_eq!(next, Next::Pause(MIN_PAUSE));
+        let day = Duration::from_secs(86_400);
+        let (end, next) = decide(
+            &Outcome::RetryAfter(day, String::new()),
+            0,
+            Duration::ZERO,
+            &cfg(),
+            NOW,
+            0.5,
+        );
+        assert_eq!(next, Next::Pause(Duration::from_secs(3600)));
+        assert_eq!(
+            end,
+            AttemptEnd::Retry {
+                not_before: NOW + 3_600_000
+            }
+        );
+    }
+
+    #[test]
+    fn transient_failures_give_up_eventually() {
+        let (end, next) = decide(
+            &Outcome::Retry("503".to_owned()),
+            40,
+            Duration::from_secs(25 * 3600),
+            &cfg(),
+            NOW,
+            0.5,
+        );
+        assert!(
+            matches!(end, AttemptEnd::Dead { reason } if reason.contains("gave up") && reason.contains("503"))
+        );
+        assert_eq!(next, Next::Done);
+    }
+}

@@ -1,0 +1,478 @@
+//! One channel's worker: a loop that takes the most urgent due delivery, checks it may
+//! still go out, waits for quota, commits an attempt row, calls the channel, and commits
+//! the outcome. Requests on one channel are sequential; channels run in parallel.
+//!
+//! On start it loads the channel's unfinished deliveries from the store and rebuilds the
+//! quota window from the attempt log. A delivery whose attempt was started but never
+//! finished (a crash mid-request) is resolved through the channel before anything else.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
+
+use super::queue::{Item, Queue};
+use super::quota::Window;
+use super::{Next, decide, record};
+use crate::channel::{Channel, Outcome, PostRef, Request, Resolution};
+use crate::config::{ChannelConfig, Config};
+use crate::metrics::{ChannelLabel, Metrics};
+use crate::store::{AttemptEnd, AttemptResult, Closing, Job, Queued, Reader, Store, StoreError};
+use crate::time::{duration_ms, now_ms, rfc3339};
+
+/// How long to wait before trying again when the store cannot be read or written.
+const STORE_RETRY: Duration = Duration::from_secs(1);
+
+pub(super) struct Worker {
+    cfg: ChannelConfig,
+    channel: Channel,
+    config: Arc<Config>,
+    store: Store,
+    reader: Reader,
+    metrics: Arc<Metrics>,
+    queue: Queue,
+    quota: Option<Window>,
+    paused_until: Option<Instant>,
+    /// Updates and cancels waiting for the post they reply to, by that post's id.
+    waiting: HashMap<i64, Vec<Item>>,
+    parked: HashSet<i64>,
+    cancel: CancellationToken,
+}
+
+enum Step {
+    Worked,
+    Idle(Option<Instant>),
+}
+
+impl Worker {
+    pub(super) fn new(
+        cfg: ChannelConfig,
+        channel: Channel,
+        config: Arc<Config>,
+        store: Store,
+        reader: Reader,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let quota = cfg.quota.map(Window::new);
+        Worker {
+            cfg,
+            channel,
+            config,
+            store,
+            reader,
+            metrics,
+            queue: Queue::default(),
+            quota,
+            paused_until: None,
+            waiting: HashMap::new(),
+            parked: HashSet::new(),
+            cancel: CancellationToken::new(),
+        }
+    }
+
+    fn name(&self) -> &str {
+        &self.cfg.name
+    }
+
+    pub(super) async fn run(
+        mut self,
+        mut rx: mpsc::UnboundedReceiver<Queued>,
+        cancel: CancellationToken,
+    ) {
+        self.cancel = cancel;
+        while !self.cancel.is_cancelled() {
+            match self.recover().await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!(channel = %self.cfg.name, error = %e, "cannot load queued work; retrying");
+                    tokio::select! {
+                        () = self.cancel.cancelled() => return,
+                        () = tokio::time::sleep(STORE_RETRY) => {}
+                    }
+                }
+            }
+        }
+        loop {
+            while let Ok(q) = rx.try_recv() {
+                self.push(q);
+            }
+            if self.cancel.is_cancelled() {
+                break;
+            }
+            let wake = match self.step().await {
+                Step::Worked => continue,
+                Step::Idle(wake) => wake,
+            };
+            self.report_depth();
+            let sleep = async {
+                match wake {
+                    Some(at) => sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                () = self.cancel.cancelled() => break,
+                q = rx.recv() => match q {
+                    Some(q) => self.push(q),
+                    None => break,
+                },
+                () = sleep => {}
+            }
+        }
+        self.report_depth();
+    }
+
+    fn push(&mut self, q: Queued) {
+        self.queue.push(
+            Item {
+                id: q.id,
+                priority: q.priority,
+            },
+            None,
+            Instant::now(),
+        );
+    }
+
+    fn report_depth(&self) {
+        let depth = i64::try_from(self.queue.len() + self.parked.len()).unwrap_or(i64::MAX);
+        self.metrics
+            .queue_depth
+            .get_or_create(&ChannelLabel {
+                channel: self.cfg.name.clone(),
+            })
+            .set(depth);
+    }
+
+    /// Load this channel's unfinished work and resolve attempts a previous run left open.
+    async fn recover(&mut self) -> Result<(), StoreError> {
+        let now = Instant::now();
+        let wall = now_ms();
+        if let Some(quota) = self.cfg.quota {
+            let since = wall - duration_ms(quota.window);
+            let sends = self.reader.sends_since(&self.cfg.name, since).await?;
+            let instants = sends.into_iter().map(|t| {
+                let age = Duration::from_millis(u64::try_from(wall - t).unwrap_or(0));
+                now.checked_sub(age).unwrap_or(now)
+            });
+            self.quota = Some(Window::rebuild(quota, instants));
+        }
+        let rows = self.reader.pending(&self.cfg.name).await?;
+        let (mut resumed, mut unknown) = (0, 0);
+        for row in rows {
+            let item = Item {
+                id: row.id,
+                priority: row.priority,
+            };
+            if let Some(attempt_id) = row.open_attempt {
+                unknown += 1;
+                if let Some(job) = self.reader.job(row.id).await?
+                    && self.resolve_open_attempt(&job, attempt_id).await?
+                {
+                    continue;
+                }
+                self.queue.push(item, None, now);
+            } else {
+                let due = row.not_before.map(|t| now + crate::time::until(t, wall));
+                self.queue.push(item, due, now);
+            }
+            resumed += 1;
+        }
+        if resumed + unknown > 0 {
+            tracing::info!(channel = %self.cfg.name, queued = resumed, unknown_outcomes = unknown, "resumed unfinished deliveries");
+        }
+        self.report_depth();
+        Ok(())
+    }
+
+    /// Settle an attempt whose outcome a crash left unknown. Returns whether it had posted.
+    async fn resolve_open_attempt(
+        &mut self,
+        job: &Job,
+        attempt_id: i64,
+    ) -> Result<bool, StoreError> {
+        let resolution = self.channel.resolve(job).await;
+        let (end, outcome, detail) = match &resolution {
+            Resolution::Posted(p) => (
+                AttemptEnd::Sent {
+                    post_id: p.id.clone(),
+                    post_url: p.url.clone(),
+                },
+                "sent",
+                "found posted after restart".to_owned(),
+            ),
+            Resolution::NotPosted => (
+                AttemptEnd::Retry {
+                    not_before: now_ms(),
+                },
+                "unknown",
+                "not posted; sending again after restart".to_owned(),
+            ),
+            Resolution::CannotTell => {
+                tracing::warn!(
+                    channel = %self.cfg.name, delivery = job.delivery_id,
+                    "a request was in flight when bullhorn stopped and the platform cannot say whether it posted; sending again (the webhook-id/idempotency key lets receivers drop a duplicate where supported)"
+                );
+                (
+                    AttemptEnd::Retry {
+                        not_before: now_ms(),
+                    },
+                    "unknown",
+                    "outcome unknown after restart; sending again".to_owned(),
+                )
+            }
+        };
+        let posted = matches!(resolution, Resolution::Posted(_));
+        let result = AttemptResult {
+            end,
+            outcome,
+            http_status: None,
+            detail,
+        };
+        self.store
+            .finish_attempt(attempt_id, job.delivery_id, now_ms(), result)
+            .await?;
+        if posted {
+            self.metrics.delivery(&self.cfg.name, "sent");
+        }
+        Ok(posted)
+    }
+
+    /// Do at most one delivery; when nothing can go now, say when to look again.
+    async fn step(&mut self) -> Step {
+        let now = Instant::now();
+        let mut wake = self.queue.next_due();
+        if let Some(until) = self.paused_until {
+            if until > now {
+                return Step::Idle(Some(until));
+            }
+            self.paused_until = None;
+        }
+        let Some(head) = self.queue.peek(now) else {
+            return Step::Idle(wake);
+        };
+        if let Some(w) = self.quota.as_mut().and_then(|q| q.wait(head.priority, now)) {
+            let at = now + w;
+            wake = Some(wake.map_or(at, |d| d.min(at)));
+            return Step::Idle(wake);
+        }
+        if let Some(item) = self.queue.pop(now) {
+            self.process(item).await;
+        }
+        Step::Worked
+    }
+
+    fn requeue(&mut self, item: Item, after: Duration) {
+        let now = Instant::now();
+        self.queue.push(item, Some(now + after), now);
+    }
+
+    /// Put back what waited on `id`, now that it is final.
+    fn release(&mut self, id: i64) {
+        if let Some(items) = self.waiting.remove(&id) {
+            let now = Instant::now();
+            for item in items {
+                self.parked.remove(&item.id);
+                self.queue.push(item, None, now);
+            }
+        }
+    }
+
+    fn park(&mut self, target: i64, item: Item) {
+        if !self.queue.contains(target) && !self.parked.contains(&target) {
+            // The post being replied to is unfinished but not in this queue: take it up.
+            self.queue.push(
+                Item {
+                    id: target,
+                    priority: item.priority,
+                },
+                None,
+                Instant::now(),
+            );
+        }
+        self.parked.insert(item.id);
+        self.waiting.entry(target).or_default().push(item);
+    }
+
+    /// Why `job` must not go out any more, if it must not.
+    fn expired(&self, job: &Job) -> Option<String> {
+        let now = now_ms();
+        if let Some(exp) = job.expires_at
+            && exp <= now
+        {
+            return Some(format!("event expired at {}", rfc3339(exp)));
+        }
+        let max_age = self.config.events.get(&job.event_type)?.max_age?;
+        let sent = job.sent_at.unwrap_or(job.received_at);
+        (now - sent > duration_ms(max_age)).then(|| {
+            format!(
+                "older than the rule's max_age ({})",
+                humantime::format_duration(max_age)
+            )
+        })
+    }
+
+    async fn process(&mut self, item: Item) {
+        let job = match self.reader.job(item.id).await {
+            Ok(Some(job)) => job,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(channel = %self.cfg.name, error = %e, "cannot read delivery; retrying");
+                return self.requeue(item, STORE_RETRY);
+            }
+        };
+        if job.state != "queued" {
+            // Suppressed by a cancel or a newer revision, or already done.
+            if job.state == "suppressed" {
+                self.metrics.delivery(&self.cfg.name, "suppressed");
+            }
+            return self.release(item.id);
+        }
+        if let Some(reason) = self.expired(&job) {
+            match self
+                .store
+                .close(job.delivery_id, Closing::Expired, reason.clone())
+                .await
+            {
+                Ok(()) | Err(StoreError::NotQueued(_)) => {
+                    tracing::info!(channel = %self.cfg.name, delivery = job.delivery_id, %reason, "dropped expired delivery");
+                    self.metrics.delivery(&self.cfg.name, "expired");
+                    self.release(item.id);
+                }
+                Err(e) => {
+                    tracing::warn!(channel = %self.cfg.name, error = %e, "cannot record expiry; retrying");
+                    self.requeue(item, STORE_RETRY);
+                }
+            }
+            return;
+        }
+        let reply_to = match job.reply_to {
+            None => None,
+            Some(target) => match self.reader.reply_target(target).await {
+                Ok(Some(t)) if t.state == "sent" => Some(PostRef {
+                    id: t.post_id,
+                    url: t.post_url,
+                }),
+                Ok(Some(t)) if t.state == "queued" || t.state == "in_flight" => {
+                    return self.park(target, item);
+                }
+                // The original never went out (dead, expired): this one stands alone.
+                Ok(_) => None,
+                Err(e) => {
+                    tracing::warn!(channel = %self.cfg.name, error = %e, "cannot read reply target; retrying");
+                    return self.requeue(item, STORE_RETRY);
+                }
+            },
+        };
+
+        let now = Instant::now();
+        if let Some(q) = self.quota.as_mut() {
+            q.record(now);
+        }
+        let attempt_id = match self
+            .store
+            .begin_attempt(job.delivery_id, &self.cfg.name, now_ms(), None)
+            .await
+        {
+            Ok(id) => id,
+            Err(e) => {
+                if let Some(q) = self.quota.as_mut() {
+                    q.unrecord();
+                }
+                if let StoreError::NotQueued(_) = e {
+                    return self.release(item.id);
+                }
+                tracing::warn!(channel = %self.cfg.name, delivery = job.delivery_id, error = %e, "cannot record attempt, so not sending; retrying");
+                return self.requeue(item, STORE_RETRY);
+            }
+        };
+
+        let response = self
+            .channel
+            .send(&Request {
+                job: &job,
+                reply_to: reply_to.as_ref(),
+            })
+            .await;
+        let mut outcome = response.outcome;
+        if let Outcome::Unknown(reason) = &outcome {
+            tracing::warn!(channel = %self.cfg.name, delivery = job.delivery_id, %reason, "outcome unknown; checking with the platform");
+            if let Resolution::Posted(p) = self.channel.resolve(&job).await {
+                outcome = Outcome::Sent(p);
+            }
+        }
+        self.conclude(item, &job, attempt_id, outcome, response.http_status)
+            .await;
+    }
+
+    async fn conclude(
+        &mut self,
+        item: Item,
+        job: &Job,
+        attempt_id: i64,
+        outcome: Outcome,
+        http_status: Option<u16>,
+    ) {
+        let wall = now_ms();
+        let age = Duration::from_millis(u64::try_from(wall - job.created_at).unwrap_or(0));
+        let (end, next) = decide(
+            &outcome,
+            job.attempts,
+            age,
+            &self.config.delivery,
+            wall,
+            fastrand::f64(),
+        );
+        let result = record(&outcome, end, http_status);
+        // The request went out: its outcome must be recorded before anything else, or a
+        // restart would treat it as unknown. Keep trying while the store is down.
+        loop {
+            match self
+                .store
+                .finish_attempt(attempt_id, job.delivery_id, now_ms(), result.clone())
+                .await
+            {
+                Ok(()) => break,
+                Err(StoreError::Closed) => return,
+                Err(e) => {
+                    tracing::warn!(channel = %self.cfg.name, delivery = job.delivery_id, error = %e, "cannot record outcome; retrying");
+                    tokio::select! {
+                        () = self.cancel.cancelled() => return,
+                        () = tokio::time::sleep(STORE_RETRY) => {}
+                    }
+                }
+            }
+        }
+        self.metrics.delivery(&self.cfg.name, outcome.label());
+        let (name, id) = (self.name().to_owned(), job.delivery_id);
+        match (&outcome, &next) {
+            (Outcome::Sent(p), _) => tracing::info!(
+                channel = %name, delivery = id, event_type = %job.event_type, kind = job.kind.as_str(),
+                priority = job.priority.as_str(), post_id = p.id.as_deref().unwrap_or(""), "posted"
+            ),
+            (Outcome::Permanent(_), _) | (_, Next::Done) => tracing::error!(
+                channel = %name, delivery = id, event_type = %job.event_type, reason = %result.detail,
+                "delivery failed for good and was dead-lettered; check the channel's configuration"
+            ),
+            (_, Next::Pause(d)) => tracing::warn!(
+                channel = %name, delivery = id, pause = %humantime::format_duration(*d), detail = %result.detail,
+                "platform asked to slow down; channel paused"
+            ),
+            (_, Next::Retry(d)) => tracing::warn!(
+                channel = %name, delivery = id, attempt = job.attempts + 1, retry_in = %humantime::format_duration(*d),
+                detail = %result.detail, "delivery failed; will retry"
+            ),
+        }
+        match next {
+            Next::Done => self.release(item.id),
+            Next::Retry(d) => self.requeue(item, d),
+            Next::Pause(d) => {
+                self.paused_until = Some(Instant::now() + d);
+                self.requeue(item, d);
+            }
+        }
+    }
+}

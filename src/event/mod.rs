@@ -1,0 +1,240 @@
+//! The [`Event`]: one incident message, whatever format it arrived in, normalised to the
+//! fields templates and policy work with. Decoders (one file per input format) turn a
+//! payload into an `Event` or a [`Reject`] that says, for a person, what was wrong.
+
+pub mod json;
+
+use std::fmt;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// The wire format a subscription decodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// bullhorn's native JSON event (`docs/event.schema.json`).
+    Json,
+}
+
+impl Format {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Json => "json",
+        }
+    }
+}
+
+/// How urgent an event type is; critical alerts go first on every channel and may use
+/// the quota reserve.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    // Declared least urgent first, so `Ord` ranks critical highest.
+    Low,
+    #[default]
+    Normal,
+    High,
+    Critical,
+}
+
+impl Priority {
+    /// The store's column value: lower sorts first, so `ORDER BY priority` is most urgent first.
+    pub fn rank(self) -> i64 {
+        match self {
+            Priority::Critical => 0,
+            Priority::High => 1,
+            Priority::Normal => 2,
+            Priority::Low => 3,
+        }
+    }
+
+    pub fn from_rank(rank: i64) -> Priority {
+        match rank {
+            0 => Priority::Critical,
+            1 => Priority::High,
+            2 => Priority::Normal,
+            _ => Priority::Low,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Critical => "critical",
+            Priority::High => "high",
+            Priority::Normal => "normal",
+            Priority::Low => "low",
+        }
+    }
+}
+
+/// What the message does to its incident.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MsgType {
+    #[default]
+    Alert,
+    Update,
+    Cancel,
+}
+
+impl MsgType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MsgType::Alert => "alert",
+            MsgType::Update => "update",
+            MsgType::Cancel => "cancel",
+        }
+    }
+}
+
+/// Whether the message is real. Anything but `Actual` never reaches a public channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Actual,
+    Exercise,
+    Test,
+    System,
+    Draft,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Actual => "actual",
+            Status::Exercise => "exercise",
+            Status::Test => "test",
+            Status::System => "system",
+            Status::Draft => "draft",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Location {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lat: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lon: Option<f64>,
+}
+
+/// An image attached to the event: a URL to fetch or inline base64 data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Media {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Base64 of the image bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alt: Option<String>,
+}
+
+/// One incident message, normalised.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    pub format: Format,
+    /// The incident this message is about; revisions and cancels share it.
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision: Option<u64>,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub msg_type: MsgType,
+    pub status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sent: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires: Option<Timestamp>,
+    pub headline: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instruction: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub area: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub web: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contact: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub media: Vec<Media>,
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    pub fields: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Why an input was refused. The kind is a bounded label for metrics; the reason is for
+/// the person reading the dead-letter record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reject {
+    pub kind: RejectKind,
+    pub reason: String,
+}
+
+impl Reject {
+    pub fn new(kind: RejectKind, reason: impl Into<String>) -> Self {
+        Reject {
+            kind,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for Reject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind.as_str(), self.reason)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectKind {
+    TooLarge,
+    InvalidUtf8,
+    Malformed,
+    Invalid,
+    UnknownType,
+    NoSubscription,
+}
+
+impl RejectKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectKind::TooLarge => "too_large",
+            RejectKind::InvalidUtf8 => "invalid_utf8",
+            RejectKind::Malformed => "malformed",
+            RejectKind::Invalid => "invalid",
+            RejectKind::UnknownType => "unknown_type",
+            RejectKind::NoSubscription => "no_subscription",
+        }
+    }
+}
+
+/// Decode `payload` as `format`.
+pub fn decode(format: Format, payload: &[u8]) -> Result<Event, Reject> {
+    match format {
+        Format::Json => json::decode(payload),
+    }
+}
+
+/// Names of event types and channels: what can safely be a config key, a metric label
+/// and a folder name.
+pub fn valid_type_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}

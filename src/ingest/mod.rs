@@ -1,0 +1,320 @@
+//! Ingest: MQTT in, store records out, PUBACKs after commit.
+//!
+//! For each PUBLISH the task runs the pure stages ([`pipeline`]) and submits one record to
+//! the store writer, keeping the message's ack handle in a FIFO of pending commits. The
+//! writer commits in submission order, so acking from the front of that FIFO as commits
+//! land sends PUBACKs in arrival order (MQTT 3.1.1 §4.6), rejected messages included.
+//!
+//! When the store fails a write, the task stops acking (the failed message and everything
+//! after it stay unacknowledged at the broker), reports not-ready through the store
+//! writer's health flag, and probes the store until it takes writes again. Then it forces
+//! a new connection, because a broker redelivers unacknowledged messages only on
+//! reconnect; the dedupe key turns whatever was committed before the failure into
+//! duplicates, which are acked and dropped.
+
+pub mod mqtt;
+pub mod pipeline;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesOrdered;
+use jiff::Timestamp;
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::backoff::Backoff;
+use crate::config::Config;
+use crate::health::Health;
+use crate::metrics::{DispositionLabel, FormatLabel, Metrics, ReasonLabel};
+use crate::render::Renderer;
+use crate::store::{IngestOutcome, IngestRecord, Pending, Store, StoreError};
+use mqtt::{AckHandle, Client, ConnEvent};
+
+/// How the store is probed after a failed write.
+const PROBE: Backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
+
+/// The running ingest tasks.
+#[derive(Debug)]
+pub struct Ingest {
+    pipeline: JoinHandle<()>,
+    connection: JoinHandle<()>,
+}
+
+impl Ingest {
+    /// Connect to the broker and start receiving. Fails only on a TLS setup error; an
+    /// unreachable broker is retried in the background (and reported by `/readyz`).
+    pub fn start(
+        config: Arc<Config>,
+        renderer: Arc<Renderer>,
+        store: Store,
+        health: Arc<Health>,
+        metrics: Arc<Metrics>,
+        cancel: CancellationToken,
+    ) -> Result<Ingest, String> {
+        let mqtt = Arc::new(config.mqtt.clone());
+        let tls = if mqtt.endpoint.tls {
+            Some(mqtt::tls_config(&mqtt)?)
+        } else {
+            None
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let reconnect = Arc::new(Notify::new());
+        let connection = tokio::spawn(mqtt::run_connection(
+            mqtt,
+            tls,
+            tx,
+            Arc::clone(&reconnect),
+            cancel.clone(),
+        ));
+        let task = Task {
+            config,
+            renderer,
+            store,
+            health,
+            metrics,
+            reconnect,
+            client: None,
+            stalled: false,
+        };
+        let pipeline = tokio::spawn(task.run(rx, cancel));
+        Ok(Ingest {
+            pipeline,
+            connection,
+        })
+    }
+
+    /// Wait for both tasks after `cancel`. Messages not yet committed stay unacknowledged
+    /// and come back from the broker on the next start.
+    pub async fn stop(self) {
+        let _ = self.pipeline.await;
+        let _ = self.connection.await;
+    }
+}
+
+struct Task {
+    config: Arc<Config>,
+    renderer: Arc<Renderer>,
+    store: Store,
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+    reconnect: Arc<Notify>,
+    /// The current connection's generation and client.
+    client: Option<(u64, Client)>,
+    /// A store write failed: ack nothing until the store is back and the session restarted.
+    stalled: bool,
+}
+
+/// A message whose record is on its way to the store.
+struct Committed {
+    generation: u64,
+    handle: AckHandle,
+    /// The policy's disposition of an event record (deliver, expired, stale).
+    disposition: Option<&'static str>,
+    result: Result<IngestOutcome, StoreError>,
+}
+
+async fn committed(
+    generation: u64,
+    handle: AckHandle,
+    disposition: Option<&'static str>,
+    pending: Pending<IngestOutcome>,
+) -> Committed {
+    Committed {
+        generation,
+        handle,
+        disposition,
+        result: pending.await,
+    }
+}
+
+impl Task {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<ConnEvent>, cancel: CancellationToken) {
+        let mut pending = FuturesOrdered::new();
+        let mut probes = 0u32;
+        loop {
+            let probe_delay = PROBE.equal_jitter(probes, fastrand::f64());
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => break,
+                Some(done) = pending.next(), if !pending.is_empty() => {
+                    if let Err(e) = self.on_committed(done).await {
+                        tracing::warn!(error = %e, "store write failed: acknowledging nothing until it recovers; the broker keeps the messages");
+                        self.stalled = true;
+                        probes = 0;
+                        // Whatever is still waiting must not be acked either: it is after
+                        // the failed message. The broker redelivers it all after recovery.
+                        pending = FuturesOrdered::new();
+                    }
+                }
+                ev = rx.recv() => match ev {
+                    Some(ev) => {
+                        if let Some(c) = self.on_event(ev).await {
+                            pending.push_back(c);
+                        }
+                    }
+                    None => break,
+                },
+                () = tokio::time::sleep(probe_delay), if self.stalled => {
+                    match self.store.probe().await {
+                        Ok(()) => {
+                            tracing::info!("store recovered; reconnecting so the broker redelivers what was not acknowledged");
+                            self.stalled = false;
+                            self.client = None;
+                            self.reconnect.notify_one();
+                        }
+                        Err(e) => {
+                            probes = probes.saturating_add(1);
+                            tracing::debug!(error = %e, "store still failing");
+                        }
+                    }
+                }
+            }
+        }
+        self.health.set_broker_connected(false);
+    }
+
+    /// Handle one connection event; a message becomes a pending commit.
+    async fn on_event(&mut self, ev: ConnEvent) -> Option<impl Future<Output = Committed> + use<>> {
+        match ev {
+            ConnEvent::Connected {
+                generation,
+                client,
+                session_present,
+            } => {
+                tracing::info!(broker = %self.config.mqtt.endpoint, session_present, "connected to MQTT broker");
+                self.client = Some((generation, client));
+                self.health.set_broker_connected(true);
+                self.metrics.broker_connected.set(1);
+                None
+            }
+            ConnEvent::Disconnected { generation, .. } => {
+                if self.client.as_ref().is_some_and(|(g, _)| *g == generation) {
+                    self.client = None;
+                }
+                self.health.set_broker_connected(false);
+                self.metrics.broker_connected.set(0);
+                None
+            }
+            ConnEvent::Message {
+                generation,
+                message,
+            } => {
+                if self.stalled || self.client.as_ref().is_none_or(|(g, _)| *g != generation) {
+                    // Left unacknowledged on purpose: it comes back after the reconnect.
+                    return None;
+                }
+                let now = Timestamp::now();
+                let record = pipeline::prepare(
+                    &self.config,
+                    &self.renderer,
+                    &message.topic,
+                    &message.payload,
+                    now,
+                );
+                self.count_received(&message.topic, &record);
+                let disposition = match &record {
+                    IngestRecord::Event(e) => Some(e.disposition),
+                    IngestRecord::Reject(_) => None,
+                };
+                match self.store.submit_ingest(record).await {
+                    Ok(p) => Some(committed(generation, message.handle, disposition, p)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "store writer unavailable; message left unacknowledged");
+                        None
+                    }
+                }
+            }
+        }
+    }
+
+    fn count_received(&self, topic: &str, record: &IngestRecord) {
+        let format = pipeline::subscription_for(&self.config.mqtt.subscriptions, topic)
+            .map_or("none", |s| s.format.as_str());
+        self.metrics
+            .events_received
+            .get_or_create(&FormatLabel { format })
+            .inc();
+        match record {
+            IngestRecord::Reject(r) => {
+                self.metrics
+                    .events_rejected
+                    .get_or_create(&ReasonLabel { reason: r.kind })
+                    .inc();
+                tracing::warn!(topic = %r.topic, kind = r.kind, reason = %r.reason, bytes = r.payload.len(), "input rejected and recorded");
+            }
+            IngestRecord::Event(e) => {
+                let notes = e
+                    .deliveries
+                    .iter()
+                    .filter(|d| d.render_note.is_some())
+                    .count();
+                if notes > 0 {
+                    self.metrics.render_errors.inc_by(notes as u64);
+                    for d in e
+                        .deliveries
+                        .iter()
+                        .filter_map(|d| d.render_note.as_ref().map(|n| (&d.channel, n)))
+                    {
+                        tracing::error!(channel = %d.0, error = %d.1, "template failed; the fallback text is used for this alert; fix the template");
+                    }
+                }
+            }
+        }
+    }
+
+    /// A commit landed: ack its message if it succeeded and its connection is current.
+    async fn on_committed(&mut self, done: Committed) -> Result<(), StoreError> {
+        let outcome = done.result?;
+        match &outcome {
+            IngestOutcome::Accepted {
+                event_id,
+                deliveries,
+                suppressed,
+            } => {
+                tracing::info!(event = event_id, deliveries, suppressed, "event stored");
+            }
+            IngestOutcome::Duplicate {
+                event_id,
+                same_payload,
+            } => {
+                self.metrics.events_duplicate.inc();
+                if *same_payload {
+                    tracing::debug!(event = event_id, "duplicate message ignored");
+                } else {
+                    tracing::warn!(
+                        event = event_id,
+                        "a different message reused an id and revision already stored; ignored (send a new revision to change an alert)"
+                    );
+                }
+            }
+            IngestOutcome::Superseded { event_id } => {
+                tracing::info!(
+                    event = event_id,
+                    "older revision arrived after a newer one; recorded, not posted"
+                );
+            }
+            IngestOutcome::Rejected { .. } => {}
+        }
+        let disposition = match outcome {
+            IngestOutcome::Accepted { .. } => done.disposition,
+            IngestOutcome::Superseded { .. } => Some("superseded"),
+            IngestOutcome::Duplicate { .. } | IngestOutcome::Rejected { .. } => None,
+        };
+        if let Some(disposition) = disposition {
+            self.metrics
+                .events_accepted
+                .get_or_create(&DispositionLabel { disposition })
+                .inc();
+        }
+        if let Some((generation, client)) = &self.client
+            && *generation == done.generation
+            && let Err(e) = client.ack(&done.handle).await
+        {
+            tracing::debug!(error = %e, "ack not sent (connection gone); the broker will redeliver");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,425 @@
+//! The MQTT connection, for MQTT 5 and 3.1.1 behind one interface.
+//!
+//! Each connection attempt is a fresh rumqttc client + event loop pair (a *generation*).
+//! When a connection fails the pair is dropped with everything still queued in it, so an
+//! ack meant for the old connection can never reach a new one, where the broker may have
+//! given that packet id to a different message. The session itself lives on in the
+//! broker (`clean_start = false` with a session expiry; `clean_session = false` on
+//! 3.1.1): it redelivers every message not yet acknowledged.
+//!
+//! The event loop is polled in its own task and never as a branch of the pipeline's
+//! `select!` (rumqttc's `poll` is not documented as cancel-safe). rumqttc does not wait
+//! between reconnects, so this task does: capped exponential backoff with jitter.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rumqttc::v5;
+use rumqttc::v5::mqttbytes::v5 as p5;
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{MqttConfig, Protocol};
+
+/// A connected client, for acks.
+#[derive(Debug, Clone)]
+pub enum Client {
+    V4(rumqttc::AsyncClient),
+    V5(v5::AsyncClient),
+}
+
+/// What the broker needs to see to acknowledge one message.
+#[derive(Debug, Clone)]
+pub enum AckHandle {
+    V4(rumqttc::Publish),
+    V5(p5::Publish),
+}
+
+/// One PUBLISH as received.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub topic: String,
+    pub payload: Bytes,
+    /// MQTT 5 user properties (empty on 3.1.1).
+    pub user_properties: Vec<(String, String)>,
+    pub handle: AckHandle,
+}
+
+#[derive(Debug)]
+pub enum ConnEvent {
+    Connected {
+        generation: u64,
+        client: Client,
+        session_present: bool,
+    },
+    Message {
+        generation: u64,
+        message: Box<Message>,
+    },
+    Disconnected {
+        generation: u64,
+        error: String,
+    },
+}
+
+impl Client {
+    /// Send the PUBACK for `handle`. Fails only if this generation's event loop is gone.
+    pub async fn ack(&self, handle: &AckHandle) -> Result<(), String> {
+        match (self, handle) {
+            (Client::V4(c), AckHandle::V4(p)) => c.ack(p).await.map_err(|e| e.to_string()),
+            (Client::V5(c), AckHandle::V5(p)) => c.ack(p).await.map_err(|e| e.to_string()),
+            _ => Err("ack for a message of the other protocol version".to_owned()),
+        }
+    }
+}
+
+/// A rustls client config with the ring provider: the CA file if given, else the
+/// system's roots; a client certificate for mutual TLS if given.
+pub fn tls_config(cfg: &MqttConfig) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let mut roots = rustls::RootCertStore::empty();
+    match &cfg.ca_file {
+        Some(ca) => {
+            let certs = CertificateDer::pem_file_iter(ca)
+                .map_err(|e| format!("mqtt.ca_file {}: {e}", ca.display()))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("mqtt.ca_file {}: {e}", ca.display()))?;
+            if certs.is_empty() {
+                return Err(format!(
+                    "mqtt.ca_file {}: no certificates in it",
+                    ca.display()
+                ));
+            }
+            for c in certs {
+                roots
+                    .add(c)
+                    .map_err(|e| format!("mqtt.ca_file {}: {e}", ca.display()))?;
+            }
+        }
+        None => {
+            let native = rustls_native_certs::load_native_certs();
+            let (added, _) = roots.add_parsable_certificates(native.certs);
+            if added == 0 {
+                return Err("no system CA certificates found; set mqtt.ca_file".to_owned());
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots);
+    let config = match &cfg.client_cert {
+        Some((cert, key)) => {
+            let chain = CertificateDer::pem_file_iter(cert)
+                .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| format!("mqtt.cert_file {}: {e}", cert.display()))?;
+            let key = PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| format!("mqtt.key_file {}: {e}", key.display()))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("client certificate: {e}"))?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(config))
+}
+
+/// How rumqttc's request channel is sized: acks for a full receive window must fit.
+fn request_capacity(cfg: &MqttConfig) -> usize {
+    usize::from(cfg.receive_maximum).max(64) + 64
+}
+
+/// Run connections until `cancel`: connect, subscribe, forward events, and on failure
+/// back off and start the next generation. `reconnect` forces a new generation at once.
+pub async fn run_connection(
+    cfg: Arc<MqttConfig>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    tx: mpsc::UnboundedSender<ConnEvent>,
+    reconnect: Arc<Notify>,
+    cancel: CancellationToken,
+) {
+    let mut generation = 0u64;
+    let mut failures = 0u32;
+    loop {
+        generation += 1;
+        let end = match cfg.protocol {
+            Protocol::V5 => drive_v5(&cfg, tls.clone(), generation, &tx, &reconnect, &cancel).await,
+            Protocol::V311 => {
+                drive_v4(&cfg, tls.clone(), generation, &tx, &reconnect, &cancel).await
+            }
+        };
+        let delay = match end {
+            End::Cancelled => return,
+            End::Forced => Duration::ZERO,
+            End::Failed { connected, error } => {
+                if connected {
+                    failures = 0;
+                }
+                let delay = cfg.reconnect.equal_jitter(failures, fastrand::f64());
+                failures = failures.saturating_add(1);
+                tracing::warn!(broker = %cfg.endpoint, %error, retry_in = ?delay, "MQTT connection lost");
+                let _ = tx.send(ConnEvent::Disconnected { generation, error });
+                delay
+            }
+        };
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(delay) => {}
+            () = reconnect.notified() => {}
+        }
+    }
+}
+
+enum End {
+    Cancelled,
+    Forced,
+    Failed { connected: bool, error: String },
+}
+
+fn transport(cfg: &MqttConfig, tls: Option<Arc<rustls::ClientConfig>>) -> rumqttc::Transport {
+    match tls {
+        Some(t) if cfg.endpoint.tls => {
+            rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(t))
+        }
+        _ => rumqttc::Transport::tcp(),
+    }
+}
+
+async fn drive_v5(
+    cfg: &MqttConfig,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    generation: u64,
+    tx: &mpsc::UnboundedSender<ConnEvent>,
+    reconnect: &Notify,
+    cancel: &CancellationToken,
+) -> End {
+    let mut o = v5::MqttOptions::new(&cfg.client_id, &cfg.endpoint.host, cfg.endpoint.port);
+    o.set_keep_alive(cfg.keep_alive)
+        .set_clean_start(false)
+        .set_session_expiry_interval(Some(
+            u32::try_from(cfg.session_expiry.as_secs()).unwrap_or(u32::MAX),
+        ))
+        .set_manual_acks(true)
+        .set_receive_maximum(Some(cfg.receive_maximum))
+        .set_max_packet_size(Some(
+            u32::try_from(cfg.max_packet_bytes).unwrap_or(u32::MAX),
+        ))
+        .set_request_channel_capacity(request_capacity(cfg))
+        .set_transport(transport(cfg, tls));
+    if let (Some(user), Some(pass)) = (&cfg.username, &cfg.password) {
+        o.set_credentials(user, secrecy::ExposeSecret::expose_secret(pass));
+    }
+    let (client, mut eventloop) = v5::AsyncClient::new(o, request_capacity(cfg));
+    let mut connected = false;
+    loop {
+        let event = tokio::select! {
+            biased;
+            () = cancel.cancelled() => {
+                let _ = client.try_disconnect();
+                let _ = tokio::time::timeout(Duration::from_millis(500), eventloop.poll()).await;
+                return End::Cancelled;
+            }
+            () = reconnect.notified() => return End::Forced,
+            e = eventloop.poll() => e,
+        };
+        match event {
+            Ok(v5::Event::Incoming(p5::Packet::ConnAck(ack))) => {
+                connected = true;
+                let filters = cfg
+                    .subscriptions
+                    .iter()
+                    .map(|s| p5::Filter::new(s.topic.clone(), v5::mqttbytes::QoS::AtLeastOnce));
+                if let Err(e) = client.try_subscribe_many(filters) {
+                    return End::Failed {
+                        connected,
+                        error: format!("cannot subscribe: {e}"),
+                    };
+                }
+                let _ = tx.send(ConnEvent::Connected {
+                    generation,
+                    client: Client::V5(client.clone()),
+                    session_present: ack.session_present,
+                });
+            }
+            Ok(v5::Event::Incoming(p5::Packet::Publish(p))) => {
+                let topic = String::from_utf8_lossy(&p.topic).into_owned();
+                let user_properties = p
+                    .properties
+                    .as_ref()
+                    .map(|pr| pr.user_properties.clone())
+                    .unwrap_or_default();
+                let message = Message {
+                    topic,
+                    payload: p.payload.clone(),
+                    user_properties,
+                    handle: AckHandle::V5(p),
+                };
+                let _ = tx.send(ConnEvent::Message {
+                    generation,
+                    message: Box::new(message),
+                });
+            }
+            Ok(v5::Event::Incoming(p5::Packet::SubAck(ack))) => {
+                for (sub, code) in cfg.subscriptions.iter().zip(&ack.return_codes) {
+                    if !matches!(code, p5::SubscribeReasonCode::Success(_)) {
+                        tracing::error!(topic = %sub.topic, code = ?code, "broker refused the subscription; nothing on this topic will be received");
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                return End::Failed {
+                    connected,
+                    error: e.to_string(),
+                };
+            }
+        }
+    }
+}
+
+async fn drive_v4(
+    cfg: &MqttConfig,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    generation: u64,
+    tx: &mpsc::UnboundedSender<ConnEvent>,
+    reconnect: &Notify,
+    cancel: &CancellationToken,
+) -> End {
+    let mut o = rumqttc::MqttOptions::new(&cfg.client_id, &cfg.endpoint.host, cfg.endpoint.port);
+    o.set_keep_alive(cfg.keep_alive)
+        .set_clean_session(false)
+        .set_manual_acks(true)
+        .set_max_packet_size(cfg.max_packet_bytes, cfg.max_packet_bytes)
+        .set_request_channel_capacity(request_capacity(cfg))
+        .set_transport(transport(cfg, tls));
+    if let (Some(user), Some(pass)) = (&cfg.username, &cfg.password) {
+        o.set_credentials(user, secrecy::ExposeSecret::expose_secret(pass));
+    }
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(o, request_capacity(cfg));
+    let mut connected = false;
+    loop {
+        let event = tokio::select! {
+            biased;
+            () = cancel.cancelled() => {
+                let _ = client.try_disconnect();
+                let _ = tokio::time::timeout(Duration::from_millis(500), eventloop.poll()).await;
+                return End::Cancelled;
+            }
+            () = reconnect.notified() => return End::Forced,
+            e = eventloop.poll() => e,
+        };
+        match event {
+            Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(ack))) => {
+                connected = true;
+                let filters = cfg.subscriptions.iter().map(|s| {
+                    rumqttc::SubscribeFilter::new(s.topic.clone(), rumqttc::QoS::AtLeastOnce)
+                });
+                if let Err(e) = client.try_subscribe_many(filters) {
+                    return End::Failed {
+                        connected,
+                        error: format!("cannot subscribe: {e}"),
+                    };
+                }
+                let _ = tx.send(ConnEvent::Connected {
+                    generation,
+                    client: Client::V4(client.clone()),
+                    session_present: ack.session_present,
+                });
+            }
+            Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
+                let message = Message {
+                    topic: p.topic.clone(),
+                    payload: p.payload.clone(),
+                    user_properties: Vec::new(),
+                    handle: AckHandle::V4(p),
+                };
+                let _ = tx.send(ConnEvent::Message {
+                    generation,
+                    message: Box::new(message),
+                });
+            }
+            Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(ack))) => {
+                for (sub, code) in cfg.subscriptions.iter().zip(&ack.return_codes) {
+                    if matches!(code, rumqttc::SubscribeReasonCode::Failure) {
+                        tracing::error!(topic = %sub.topic, "broker refused the subscription; nothing on this topic will be received");
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                return End::Failed {
+                    connected,
+                    error: e.to_string(),
+                };
+            }
+        }
+    }
+}
+
+/// Publish one message with QoS 1 and wait for the broker's PUBACK: `bullhorn send`.
+pub async fn publish_once(
+    cfg: &MqttConfig,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    topic: &str,
+    payload: Vec<u8>,
+    timeout: Duration,
+) -> Result<(), String> {
+    let client_id = format!("{}-send-{}", cfg.client_id, std::process::id());
+    let wait = async {
+        match cfg.protocol {
+            Protocol::V5 => {
+                let mut o = v5::MqttOptions::new(client_id, &cfg.endpoint.host, cfg.endpoint.port);
+                o.set_clean_start(true).set_transport(transport(cfg, tls));
+                if let (Some(user), Some(pass)) = (&cfg.username, &cfg.password) {
+                    o.set_credentials(user, secrecy::ExposeSecret::expose_secret(pass));
+                }
+                let (client, mut el) = v5::AsyncClient::new(o, 8);
+                client
+                    .publish(topic, v5::mqttbytes::QoS::AtLeastOnce, false, payload)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                loop {
+                    match el.poll().await.map_err(|e| e.to_string())? {
+                        v5::Event::Incoming(p5::Packet::PubAck(_)) => break,
+                        v5::Event::Incoming(p5::Packet::Disconnect(d)) => {
+                            return Err(format!("broker disconnected: {:?}", d.reason_code));
+                        }
+                        _ => {}
+                    }
+                }
+                let _ = client.disconnect().await;
+                let _ = tokio::time::timeout(Duration::from_millis(200), el.poll()).await;
+            }
+            Protocol::V311 => {
+                let mut o =
+                    rumqttc::MqttOptions::new(client_id, &cfg.endpoint.host, cfg.endpoint.port);
+                o.set_clean_session(true).set_transport(transport(cfg, tls));
+                if let (Some(user), Some(pass)) = (&cfg.username, &cfg.password) {
+                    o.set_credentials(user, secrecy::ExposeSecret::expose_secret(pass));
+                }
+                let (client, mut el) = rumqttc::AsyncClient::new(o, 8);
+                client
+                    .publish(topic, rumqttc::QoS::AtLeastOnce, false, payload)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                loop {
+                    if let rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_)) =
+                        el.poll().await.map_err(|e| e.to_string())?
+                    {
+                        break;
+                    }
+                }
+                let _ = client.disconnect().await;
+                let _ = tokio::time::timeout(Duration::from_millis(200), el.poll()).await;
+            }
+        }
+        Ok(())
+    };
+    tokio::time::timeout(timeout, wait)
+        .await
+        .map_err(|_| format!("no PUBACK from {} within {timeout:?}", cfg.endpoint))?
+}

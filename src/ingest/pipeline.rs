@@ -1,0 +1,129 @@
+//! The pure stages between a PUBLISH and its store record: size limit, subscription
+//! lookup, decode, policy, route, render. No I/O, the clock is an argument, so every
+//! branch is unit-tested here. The result is always a record: an event with its
+//! deliveries, or a reject; nothing a message contains can make this panic or fail.
+
+use bytes::Bytes;
+use jiff::Timestamp;
+use sha2::{Digest, Sha256};
+
+use crate::config::{Config, Subscription};
+use crate::event::{self, Format, Reject, RejectKind};
+use crate::policy::{self, Disposition};
+use crate::render::Renderer;
+use crate::route;
+use crate::store::{IngestRecord, NewDelivery, NewEvent, NewReject};
+
+/// The subscription whose filter matches `topic` (first match wins).
+pub fn subscription_for<'a>(subs: &'a [Subscription], topic: &str) -> Option<&'a Subscription> {
+    subs.iter().find(|s| rumqttc::matches(topic, &s.topic))
+}
+
+/// Turn one received message into what the store records for it.
+pub fn prepare(
+    config: &Config,
+    renderer: &Renderer,
+    topic: &str,
+    payload: &Bytes,
+    now: Timestamp,
+) -> IngestRecord {
+    let format = subscription_for(&config.mqtt.subscriptions, topic).map(|s| s.format);
+    match accept(config, renderer, format, topic, payload, now) {
+        Ok(event) => IngestRecord::Event(Box::new(event)),
+        Err(reject) => IngestRecord::Reject(NewReject {
+            received_at: now.as_millisecond(),
+            topic: topic.to_owned(),
+            format: format.map(Format::as_str),
+            kind: reject.kind.as_str(),
+            reason: reject.reason,
+            payload: payload.clone(),
+        }),
+    }
+}
+
+fn accept(
+    config: &Config,
+    renderer: &Renderer,
+    format: Option<Format>,
+    topic: &str,
+    payload: &Bytes,
+    now: Timestamp,
+) -> Result<NewEvent, Reject> {
+    let limit = config.mqtt.max_payload_bytes;
+    if payload.len() > limit {
+        return Err(Reject::new(
+            RejectKind::TooLarge,
+            format!("payload is {} bytes; the limit is {limit}", payload.len()),
+        ));
+    }
+    let format = format.ok_or_else(|| {
+        Reject::new(
+            RejectKind::NoSubscription,
+            format!("no subscription matches topic {topic:?}"),
+        )
+    })?;
+    let event = event::decode(format, payload)?;
+    let rule = policy::rule_for(&event, &config.events)?;
+    let assessment = policy::assess(&event, payload, rule, now, now);
+    let kind_planned = route::plan(event.msg_type, rule, assessment.audience, &config.channels);
+    let deliveries = kind_planned
+        .into_iter()
+        .filter_map(|p| {
+            let channel = config.channels.get(&p.channel)?;
+            let rendered = renderer.render(&rule.templates, channel, &event, p.kind);
+            Some(NewDelivery {
+                idem_key: idempotency_key(&assessment.dedupe_key, &p.channel, p.kind.as_str()),
+                channel: p.channel,
+                kind: p.kind,
+                priority: p.priority,
+                text: rendered.text,
+                render_note: rendered.error,
+            })
+        })
+        .collect();
+    let event_json = serde_json::to_string(&event).unwrap_or_else(|_| "{}".to_owned());
+    Ok(NewEvent {
+        dedupe_key: assessment.dedupe_key,
+        incident_key: assessment.incident_key,
+        revision: event.revision,
+        format: format.as_str(),
+        event_type: event.event_type.clone(),
+        msg_type: event.msg_type.as_str(),
+        status: event.status.as_str(),
+        priority: rule.priority,
+        disposition: assessment.disposition.as_str(),
+        topic: topic.to_owned(),
+        payload: payload.clone(),
+        payload_sha256: policy::sha256_hex(payload),
+        event_json,
+        headline: event.headline.clone(),
+        sent_at: event.sent.map(Timestamp::as_millisecond),
+        expires_at: event.expires.map(Timestamp::as_millisecond),
+        received_at: now.as_millisecond(),
+        deliveries: if assessment.disposition == Disposition::Deliver || policy::is_cancel(&event) {
+            deliveries
+        } else {
+            Vec::new()
+        },
+    })
+}
+
+/// A key that is the same for a delivery however often it is retried, or re-created from
+/// a redelivered message: `webhook-id`, Mastodon `Idempotency-Key`, a Bluesky rkey seed.
+pub fn idempotency_key(dedupe_key: &str, channel: &str, kind: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [dedupe_key, channel, kind] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    let digest = h.finalize();
+    let mut s = String::from("bh_");
+    for b in &digest[..16] {
+        use std::fmt::Write as _;
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests;

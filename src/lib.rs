@@ -1,0 +1,49 @@
+//! bullhorn: an emergency alert broadcast daemon.
+//!
+//! Dispatch systems publish incident events to MQTT; bullhorn decodes each one, decides
+//! whether and where it may be posted, renders one text per channel, commits the event
+//! and its deliveries to a durable outbox, acknowledges the MQTT message, and then posts
+//! from the outbox to every channel under that channel's rate limit.
+//!
+//! Module map:
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`config`] | the TOML file (two-phase: serde mirror, then a validated [`config::Config`]) |
+//! | [`event`] | the [`event::Event`] model and the decoders that produce it |
+//! | [`policy`] | pure decisions before anything is posted: status, expiry, age, dedupe key |
+//! | [`route`] | pure: an accepted event becomes one planned delivery per channel |
+//! | [`render`] | templates: the text each channel receives |
+//! | [`ingest`] | MQTT: owns the connection, runs the pure stages, acks after commit |
+//! | [`store`] | SQLite outbox and audit log: one group-commit writer, readers |
+//! | [`delivery`] | one worker per channel: priority queue, quota, retries, outcomes |
+//! | [`channel`] | one file per platform: request shape and response classification |
+//! | [`admin`] | loopback HTTP: health, readiness, Prometheus metrics |
+//! | [`app`] | builds everything from a `Config`, runs it, shuts it down in order |
+//!
+//! How an event flows: the `ingest` task receives a PUBLISH, decodes it (`event`),
+//! applies `policy`, plans deliveries (`route`) and renders their text (`render`), all
+//! without I/O. It hands one write request to the `store` writer thread, which commits the
+//! event and its delivery rows in one transaction (batched with whatever else is waiting)
+//! and answers. Only then is the PUBACK sent, in arrival order. The writer announces the
+//! new delivery ids to `delivery`, whose per-channel worker takes the most urgent one,
+//! waits for quota, commits an attempt row, calls the `channel`, and commits the outcome.
+
+pub mod admin;
+pub mod app;
+pub mod backoff;
+#[cfg(feature = "embedded-broker")]
+pub mod broker;
+pub mod channel;
+pub mod cli;
+pub mod config;
+pub mod delivery;
+pub mod event;
+pub mod health;
+pub mod ingest;
+pub mod metrics;
+pub mod policy;
+pub mod render;
+pub mod route;
+pub mod store;
+pub mod time;

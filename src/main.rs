@@ -1,0 +1,134 @@
+//! The `bullhorn` binary: parse the command line, load the config, run the command.
+//! Exit status: 0 success, 1 runtime failure, 64 bad usage or invalid config.
+
+#![expect(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "the CLI reports to its user"
+)]
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+use bullhorn::cli::{Cli, Command};
+use bullhorn::config::{self, LogFormat};
+
+const EX_USAGE: u8 = 64;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { EX_USAGE } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let path = config::resolve_path(cli.config.as_deref());
+    let config = match config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    init_tracing(&config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Command::Check => {
+            let problems = bullhorn::cli::check(&config);
+            if problems.is_empty() {
+                println!(
+                    "{}: OK ({} event types, {} channels, broker {})",
+                    path.display(),
+                    config.events.len(),
+                    config.channels.len(),
+                    config.mqtt.endpoint
+                );
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("{}: {} problem(s)", path.display(), problems.len());
+                for p in problems {
+                    eprintln!("  - {p}");
+                }
+                ExitCode::from(EX_USAGE)
+            }
+        }
+        Command::Send {
+            file,
+            topic,
+            no_validate,
+        } => {
+            match runtime.block_on(bullhorn::cli::send(
+                &config,
+                &file,
+                topic.as_deref(),
+                !no_validate,
+            )) {
+                Ok(line) => {
+                    println!("{line}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("bullhorn send: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Run => match runtime.block_on(bullhorn::app::run(config, shutdown_signal())) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!("{e:#}");
+                eprintln!("bullhorn: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM. SIGHUP is caught so it cannot kill the daemon.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return,
+            _ = term.recv() => return,
+            _ = hup.recv() => tracing::warn!("SIGHUP: config reload is not available in this version; restart bullhorn to apply changes"),
+        }
+    }
+}
+
+fn init_tracing(log: &config::LogConfig) {
+    use std::io::IsTerminal as _;
+    use tracing_subscriber::EnvFilter;
+    // rumqttd logs every client disconnect at ERROR; bind failures are caught before it
+    // starts, so its own logs stay off unless asked for (RUST_LOG=rumqttd=info).
+    let default =
+        log.level.clone().unwrap_or_else(|| "info".to_owned()) + ",rumqttd=off,rumqttc=warn";
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}

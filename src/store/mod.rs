@@ -1,0 +1,417 @@
+//! The store: a SQLite outbox and audit log (WAL, `synchronous=FULL`, versioned schema).
+//!
+//! Every change goes through one writer thread ([`writer`]) that commits whatever requests
+//! are waiting in one transaction as soon as it is idle (group commit, no timer), in the
+//! order they were sent. [`Store`] is the cheap, cloneable handle that sends requests to
+//! it; [`Reader`] is a read-only connection for workers and the admin API. Nothing outside
+//! this module speaks SQL, so a PostgreSQL backend is an addition, not a rewrite.
+//!
+//! The nouns: an *event* is one accepted message; a *delivery* is that event on one
+//! channel; an *attempt* is one request for a delivery, committed before it is sent; a
+//! *reject* is the dead-letter record of bad input.
+
+mod read;
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::{mpsc, oneshot};
+
+pub use read::{Job, PendingRow, Reader, ReplyTarget};
+
+use crate::event::Priority;
+use crate::health::Health;
+use crate::metrics::Metrics;
+use crate::route::DeliveryKind;
+
+/// Requests the writer takes into one transaction at most.
+const MAX_BATCH: usize = 1024;
+/// Requests that may wait for the writer before senders wait too.
+const QUEUE: usize = 4096;
+/// Bytes of a rejected payload kept in its dead-letter record.
+pub const REJECT_HEAD_BYTES: usize = 4096;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The store did not take the write (disk full, read-only, locked, I/O error). Nothing
+    /// in the failed transaction was committed.
+    #[error("store write failed: {0}")]
+    Write(String),
+    /// This one request was refused (a constraint); the rest of its batch committed.
+    #[error("store refused the request: {0}")]
+    Refused(String),
+    /// The delivery is no longer queued (a cancel suppressed it, or it was closed).
+    #[error("delivery {0} is no longer queued")]
+    NotQueued(i64),
+    #[error("store writer has stopped")]
+    Closed,
+    #[error("cannot open store {path}: {message}")]
+    Open { path: PathBuf, message: String },
+}
+
+/// An accepted event with the deliveries planned for it.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub dedupe_key: String,
+    pub incident_key: String,
+    pub revision: Option<u64>,
+    pub format: &'static str,
+    pub event_type: String,
+    pub msg_type: &'static str,
+    pub status: &'static str,
+    pub priority: Priority,
+    pub disposition: &'static str,
+    pub topic: String,
+    pub payload: Bytes,
+    pub payload_sha256: String,
+    pub event_json: String,
+    pub headline: String,
+    pub sent_at: Option<i64>,
+    pub expires_at: Option<i64>,
+    pub received_at: i64,
+    pub deliveries: Vec<NewDelivery>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub channel: String,
+    pub kind: DeliveryKind,
+    pub priority: Priority,
+    pub text: String,
+    pub render_note: Option<String>,
+    pub idem_key: String,
+}
+
+/// Bad input, recorded as a dead letter.
+#[derive(Debug, Clone)]
+pub struct NewReject {
+    pub received_at: i64,
+    pub topic: String,
+    pub format: Option<&'static str>,
+    pub kind: &'static str,
+    pub reason: String,
+    pub payload: Bytes,
+}
+
+#[derive(Debug, Clone)]
+pub enum IngestRecord {
+    Event(Box<NewEvent>),
+    Reject(NewReject),
+}
+
+/// What the store did with an ingest record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IngestOutcome {
+    Accepted {
+        event_id: i64,
+        deliveries: usize,
+        suppressed: usize,
+    },
+    /// The dedupe key is already stored; nothing new was queued.
+    Duplicate {
+        event_id: i64,
+        same_payload: bool,
+    },
+    /// A newer revision of the incident is already stored.
+    Superseded {
+        event_id: i64,
+    },
+    Rejected {
+        reject_id: i64,
+    },
+}
+
+/// A delivery ready for its channel's worker, announced after its commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queued {
+    pub id: i64,
+    pub channel: String,
+    pub priority: Priority,
+    pub reply_to: Option<i64>,
+}
+
+/// How an attempt ended, as the delivery layer decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptEnd {
+    Sent {
+        post_id: Option<String>,
+        post_url: Option<String>,
+    },
+    /// Back to the queue, not before `not_before` (Unix ms).
+    Retry {
+        not_before: i64,
+    },
+    Dead {
+        reason: String,
+    },
+}
+
+/// The record of one finished request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptResult {
+    pub end: AttemptEnd,
+    /// sent | retry | throttled | dead | unknown
+    pub outcome: &'static str,
+    pub http_status: Option<u16>,
+    pub detail: String,
+}
+
+/// Terminal states a delivery can be closed in without a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closing {
+    Expired,
+    Suppressed,
+    Dead,
+}
+
+impl Closing {
+    fn as_str(self) -> &'static str {
+        match self {
+            Closing::Expired => "expired",
+            Closing::Suppressed => "suppressed",
+            Closing::Dead => "dead",
+        }
+    }
+}
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+#[derive(Debug)]
+enum Op {
+    Ingest(Box<IngestRecord>, Reply<IngestOutcome>),
+    BeginAttempt {
+        delivery_id: i64,
+        channel: String,
+        started_at: i64,
+        resolve_data: Option<String>,
+        reply: Reply<i64>,
+    },
+    FinishAttempt {
+        attempt_id: i64,
+        delivery_id: i64,
+        finished_at: i64,
+        result: AttemptResult,
+        reply: Reply<()>,
+    },
+    Close {
+        delivery_id: i64,
+        closing: Closing,
+        reason: String,
+        reply: Reply<()>,
+    },
+    Probe(Reply<()>),
+}
+
+/// Handle to the store writer. Cloning is cheap; the writer stops when every handle is
+/// dropped, after committing what was sent.
+#[derive(Debug, Clone)]
+pub struct Store {
+    tx: mpsc::Sender<Op>,
+    path: Arc<PathBuf>,
+    busy_timeout: Duration,
+}
+
+/// The writer thread; join it after dropping every [`Store`] handle.
+#[derive(Debug)]
+pub struct WriterThread(std::thread::JoinHandle<()>);
+
+impl WriterThread {
+    /// Wait for the writer to commit what it was sent and stop.
+    pub fn join(self) {
+        if self.0.join().is_err() {
+            tracing::error!("store writer thread panicked");
+        }
+    }
+}
+
+impl Store {
+    /// Open (creating it if needed) and migrate the store at `path`, and start its writer.
+    /// `announce` receives each delivery that becomes queued, after its commit.
+    pub fn open(
+        path: &Path,
+        busy_timeout: Duration,
+        announce: mpsc::UnboundedSender<Queued>,
+        health: Arc<Health>,
+        metrics: Arc<Metrics>,
+    ) -> Result<(Store, WriterThread), StoreError> {
+        let open_err = |message: String| StoreError::Open {
+            path: path.to_path_buf(),
+            message,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| open_err(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let mut conn = Connection::open(path).map_err(|e| open_err(e.to_string()))?;
+        configure_writer(&conn, busy_timeout).map_err(open_err)?;
+        schema::migrate(&mut conn)
+            .map_err(|e| open_err(e.to_string()))?
+            .map_err(open_err)?;
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let thread = std::thread::Builder::new()
+            .name("bullhorn-store".to_owned())
+            .spawn(move || writer::run(conn, rx, announce, health, metrics))
+            .map_err(|e| open_err(format!("cannot start writer thread: {e}")))?;
+        Ok((
+            Store {
+                tx,
+                path: Arc::new(path.to_path_buf()),
+                busy_timeout,
+            },
+            WriterThread(thread),
+        ))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A new read-only connection to this store.
+    pub fn reader(&self) -> Result<Reader, StoreError> {
+        Reader::open(&self.path, self.busy_timeout)
+    }
+
+    async fn send<T>(
+        &self,
+        op: impl FnOnce(Reply<T>) -> Op,
+    ) -> Result<oneshot::Receiver<Result<T, StoreError>>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(op(reply))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        Ok(rx)
+    }
+
+    /// Queue an ingest record; the returned future resolves once it is committed (or
+    /// failed). Records commit in the order they are submitted.
+    pub async fn submit_ingest(
+        &self,
+        record: IngestRecord,
+    ) -> Result<Pending<IngestOutcome>, StoreError> {
+        self.send(|r| Op::Ingest(Box::new(record), r))
+            .await
+            .map(Pending)
+    }
+
+    /// Commit an attempt row before its request; moves the delivery to `in_flight`.
+    pub async fn begin_attempt(
+        &self,
+        delivery_id: i64,
+        channel: &str,
+        started_at: i64,
+        resolve_data: Option<String>,
+    ) -> Result<i64, StoreError> {
+        let channel = channel.to_owned();
+        Pending(
+            self.send(|reply| Op::BeginAttempt {
+                delivery_id,
+                channel,
+                started_at,
+                resolve_data,
+                reply,
+            })
+            .await?,
+        )
+        .await
+    }
+
+    /// Record how an attempt ended and move its delivery on.
+    pub async fn finish_attempt(
+        &self,
+        attempt_id: i64,
+        delivery_id: i64,
+        finished_at: i64,
+        result: AttemptResult,
+    ) -> Result<(), StoreError> {
+        Pending(
+            self.send(|reply| Op::FinishAttempt {
+                attempt_id,
+                delivery_id,
+                finished_at,
+                result,
+                reply,
+            })
+            .await?,
+        )
+        .await
+    }
+
+    /// Close a queued delivery without sending it.
+    pub async fn close(
+        &self,
+        delivery_id: i64,
+        closing: Closing,
+        reason: String,
+    ) -> Result<(), StoreError> {
+        Pending(
+            self.send(|reply| Op::Close {
+                delivery_id,
+                closing,
+                reason,
+                reply,
+            })
+            .await?,
+        )
+        .await
+    }
+
+    /// A real write, to learn whether the store takes writes again.
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        Pending(self.send(Op::Probe).await?).await
+    }
+}
+
+/// The answer to a submitted request.
+#[derive(Debug)]
+pub struct Pending<T>(oneshot::Receiver<Result<T, StoreError>>);
+
+impl<T> Future for Pending<T> {
+    type Output = Result<T, StoreError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(StoreError::Closed)))
+    }
+}
+
+fn configure_writer(conn: &Connection, busy_timeout: Duration) -> Result<(), String> {
+    let sql = |e: rusqlite::Error| e.to_string();
+    conn.busy_timeout(busy_timeout).map_err(sql)?;
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+        .map_err(sql)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(format!(
+            "journal_mode is {mode}; WAL is required (is the file on a network file system?)"
+        ));
+    }
+    // In WAL mode NORMAL can lose acknowledged commits on power loss; the broker has
+    // already forgotten a message once we ack it, so every commit must be durable.
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(sql)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(sql)?;
+    Ok(())
+}
+
+fn open_reader(path: &Path, busy_timeout: Duration) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(busy_timeout)?;
+    Ok(conn)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,186 @@
+//! Read-only access to the store. WAL lets readers run beside the writer without blocking
+//! it; each [`Reader`] owns one connection and runs its queries on the blocking pool.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{StoreError, open_reader};
+use crate::event::Priority;
+use crate::route::DeliveryKind;
+
+#[derive(Debug, Clone)]
+pub struct Reader {
+    conn: Arc<Mutex<Connection>>,
+}
+
+/// A delivery still to be done on a channel, as loaded at worker start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingRow {
+    pub id: i64,
+    pub priority: Priority,
+    pub reply_to: Option<i64>,
+    pub not_before: Option<i64>,
+    /// Set when an attempt was started and never finished: its outcome is unknown.
+    pub open_attempt: Option<i64>,
+}
+
+/// Everything a worker needs to send one delivery.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub delivery_id: i64,
+    pub channel: String,
+    pub kind: DeliveryKind,
+    pub state: String,
+    pub priority: Priority,
+    pub text: String,
+    pub idem_key: String,
+    pub attempts: u32,
+    pub reply_to: Option<i64>,
+    pub created_at: i64,
+    pub event_id: i64,
+    pub incident_key: String,
+    pub event_type: String,
+    pub msg_type: String,
+    pub status: String,
+    pub revision: Option<i64>,
+    pub sent_at: Option<i64>,
+    pub expires_at: Option<i64>,
+    pub received_at: i64,
+    pub event_json: String,
+}
+
+/// The state of the delivery a reply points at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyTarget {
+    pub state: String,
+    pub post_id: Option<String>,
+    pub post_url: Option<String>,
+}
+
+impl Reader {
+    pub(super) fn open(path: &Path, busy_timeout: Duration) -> Result<Reader, StoreError> {
+        let conn = open_reader(path, busy_timeout).map_err(|e| StoreError::Open {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        Ok(Reader {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let guard = conn
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            f(&guard)
+        })
+        .await
+        .map_err(|e| StoreError::Write(format!("reader task failed: {e}")))?
+        .map_err(|e| StoreError::Write(format!("read failed: {e}")))
+    }
+
+    /// Queued and in-flight deliveries of `channel`, most urgent first.
+    pub async fn pending(&self, channel: &str) -> Result<Vec<PendingRow>, StoreError> {
+        let channel = channel.to_owned();
+        self.with(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT d.id, d.priority, d.reply_to, d.not_before,
+                        CASE WHEN d.state = 'in_flight' THEN
+                          (SELECT MAX(a.id) FROM attempts a WHERE a.delivery_id = d.id AND a.finished_at IS NULL)
+                        END
+                 FROM deliveries d
+                 WHERE d.channel = ?1 AND d.state IN ('queued', 'in_flight')
+                 ORDER BY d.priority, d.id",
+            )?;
+            let rows = stmt.query_map([channel], |r| {
+                Ok(PendingRow {
+                    id: r.get(0)?,
+                    priority: Priority::from_rank(r.get(1)?),
+                    reply_to: r.get(2)?,
+                    not_before: r.get(3)?,
+                    open_attempt: r.get(4)?,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// One delivery with its event.
+    pub async fn job(&self, delivery_id: i64) -> Result<Option<Job>, StoreError> {
+        self.with(move |c| {
+            c.prepare_cached(
+                "SELECT d.id, d.channel, d.kind, d.state, d.priority, d.text, d.idem_key, d.attempts, d.reply_to,
+                        d.created_at, e.id, e.incident_key, e.event_type, e.msg_type, e.status, e.revision,
+                        e.sent_at, e.expires_at, e.received_at, e.event_json
+                 FROM deliveries d JOIN events e ON e.id = d.event_id
+                 WHERE d.id = ?1",
+            )?
+            .query_row([delivery_id], |r| {
+                let kind: String = r.get(2)?;
+                Ok(Job {
+                    delivery_id: r.get(0)?,
+                    channel: r.get(1)?,
+                    kind: DeliveryKind::parse(&kind).unwrap_or(DeliveryKind::Post),
+                    state: r.get(3)?,
+                    priority: Priority::from_rank(r.get(4)?),
+                    text: r.get(5)?,
+                    idem_key: r.get(6)?,
+                    attempts: r.get(7)?,
+                    reply_to: r.get(8)?,
+                    created_at: r.get(9)?,
+                    event_id: r.get(10)?,
+                    incident_key: r.get(11)?,
+                    event_type: r.get(12)?,
+                    msg_type: r.get(13)?,
+                    status: r.get(14)?,
+                    revision: r.get(15)?,
+                    sent_at: r.get(16)?,
+                    expires_at: r.get(17)?,
+                    received_at: r.get(18)?,
+                    event_json: r.get(19)?,
+                })
+            })
+            .optional()
+        })
+        .await
+    }
+
+    /// The state and post of the delivery `delivery_id`.
+    pub async fn reply_target(&self, delivery_id: i64) -> Result<Option<ReplyTarget>, StoreError> {
+        self.with(move |c| {
+            c.prepare_cached("SELECT state, post_id, post_url FROM deliveries WHERE id = ?1")?
+                .query_row([delivery_id], |r| {
+                    Ok(ReplyTarget {
+                        state: r.get(0)?,
+                        post_id: r.get(1)?,
+                        post_url: r.get(2)?,
+                    })
+                })
+                .optional()
+        })
+        .await
+    }
+
+    /// When each request to `channel` since `since_ms` started: the send log the quota is
+    /// rebuilt from.
+    pub async fn sends_since(&self, channel: &str, since_ms: i64) -> Result<Vec<i64>, StoreError> {
+        let channel = channel.to_owned();
+        self.with(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT started_at FROM attempts WHERE channel = ?1 AND started_at >= ?2 ORDER BY started_at",
+            )?;
+            let rows = stmt.query_map(params![channel, since_ms], |r| r.get(0))?;
+            rows.collect()
+        })
+        .await
+    }
+}

@@ -1,0 +1,131 @@
+//! The store's schema as an ordered list of migrations. `PRAGMA user_version` records how
+//! many have been applied; each runs in its own transaction. Never edit a released
+//! migration: append a new one.
+
+use rusqlite::Connection;
+
+/// Migration `i` (0-based) moves the schema from version `i` to `i + 1`.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: the outbox, the send log and the dead-letter records.
+    r"
+CREATE TABLE events (
+    id             INTEGER PRIMARY KEY,
+    dedupe_key     TEXT    NOT NULL UNIQUE,
+    incident_key   TEXT    NOT NULL,
+    revision       INTEGER,
+    format         TEXT    NOT NULL,
+    event_type     TEXT    NOT NULL,
+    msg_type       TEXT    NOT NULL,
+    status         TEXT    NOT NULL,
+    priority       INTEGER NOT NULL,
+    -- deliver | expired | stale | superseded
+    disposition    TEXT    NOT NULL,
+    topic          TEXT    NOT NULL,
+    payload        BLOB    NOT NULL,
+    payload_sha256 TEXT    NOT NULL,
+    -- the normalised event (docs/event.schema.json)
+    event_json     TEXT    NOT NULL,
+    headline       TEXT    NOT NULL,
+    sent_at        INTEGER,
+    expires_at     INTEGER,
+    received_at    INTEGER NOT NULL
+) STRICT;
+CREATE INDEX events_incident ON events(incident_key, id);
+
+CREATE TABLE deliveries (
+    id          INTEGER PRIMARY KEY,
+    event_id    INTEGER NOT NULL REFERENCES events(id),
+    channel     TEXT    NOT NULL,
+    -- post | update | cancel
+    kind        TEXT    NOT NULL,
+    -- queued | in_flight | sent | dead | expired | suppressed
+    state       TEXT    NOT NULL,
+    priority    INTEGER NOT NULL,
+    text        TEXT    NOT NULL,
+    -- the template error when the fallback text was used
+    render_note TEXT,
+    -- the delivery this one replies to (the channel's original post of the incident)
+    reply_to    INTEGER REFERENCES deliveries(id),
+    -- stable across retries: webhook-id, Idempotency-Key, rkey seed
+    idem_key    TEXT    NOT NULL,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    not_before  INTEGER,
+    post_id     TEXT,
+    post_url    TEXT,
+    reason      TEXT,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    UNIQUE (event_id, channel, kind)
+) STRICT;
+CREATE INDEX deliveries_open ON deliveries(channel, state) WHERE state IN ('queued', 'in_flight');
+
+-- One row per request, committed before the request leaves.
+CREATE TABLE attempts (
+    id           INTEGER PRIMARY KEY,
+    delivery_id  INTEGER NOT NULL REFERENCES deliveries(id),
+    channel      TEXT    NOT NULL,
+    started_at   INTEGER NOT NULL,
+    -- what resolves an unknown outcome (JSON; e.g. a container id)
+    resolve_data TEXT,
+    finished_at  INTEGER,
+    http_status  INTEGER,
+    -- sent | retry | throttled | dead | unknown
+    outcome      TEXT,
+    detail       TEXT
+) STRICT;
+CREATE INDEX attempts_window ON attempts(channel, started_at);
+CREATE INDEX attempts_delivery ON attempts(delivery_id);
+
+-- Dead letters for bad input.
+CREATE TABLE rejects (
+    id             INTEGER PRIMARY KEY,
+    received_at    INTEGER NOT NULL,
+    topic          TEXT    NOT NULL,
+    format         TEXT,
+    kind           TEXT    NOT NULL,
+    reason         TEXT    NOT NULL,
+    payload_len    INTEGER NOT NULL,
+    payload_sha256 TEXT    NOT NULL,
+    payload_head   BLOB    NOT NULL
+) STRICT;
+
+-- Who did what, append-only.
+CREATE TABLE audit (
+    id     INTEGER PRIMARY KEY,
+    at     INTEGER NOT NULL,
+    actor  TEXT    NOT NULL,
+    action TEXT    NOT NULL,
+    target TEXT,
+    detail TEXT
+) STRICT;
+
+-- A row the writer rewrites to prove the store takes writes again after a failure.
+CREATE TABLE probe (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    at INTEGER NOT NULL
+) STRICT;
+",
+];
+
+/// Bring `conn` up to the latest schema.
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<Result<(), String>> {
+    let current: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let latest = MIGRATIONS.len();
+    let current = usize::try_from(current).unwrap_or(usize::MAX);
+    if current > latest {
+        return Ok(Err(format!(
+            "the store has schema version {current}, newer than this bullhorn knows ({latest}); run the newer version or restore a backup"
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(
+            None,
+            "user_version",
+            i64::try_from(i + 1).unwrap_or(i64::MAX),
+        )?;
+        tx.commit()?;
+    }
+    Ok(Ok(()))
+}

@@ -1,0 +1,425 @@
+//! The store writer: one thread, the only write connection.
+//!
+//! Loop: block for the first request, take whatever else is already waiting (up to a
+//! cap), apply them all in one `BEGIN IMMEDIATE … COMMIT`, then answer each in order. No
+//! timer: an idle writer commits the next request at once (lowest latency), a busy one
+//! commits bigger batches by itself (highest throughput), one fsync per batch.
+//!
+//! Each request runs inside a savepoint. A request the database refuses (a constraint)
+//! is rolled back alone and answered with [`StoreError::Refused`]; any other error (disk
+//! full, I/O, lock timeout) fails the whole batch, so a caller is told "committed" only
+//! when it is.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use tokio::sync::mpsc;
+
+use super::{
+    AttemptEnd, AttemptResult, IngestOutcome, IngestRecord, MAX_BATCH, NewEvent, NewReject, Op,
+    Queued, REJECT_HEAD_BYTES, StoreError,
+};
+use crate::health::Health;
+use crate::metrics::Metrics;
+use crate::policy::sha256_hex;
+use crate::route::DeliveryKind;
+use crate::time::now_ms;
+
+pub(super) fn run(
+    mut conn: Connection,
+    mut rx: mpsc::Receiver<Op>,
+    announce: mpsc::UnboundedSender<Queued>,
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let started = Instant::now();
+        let size = batch.len();
+        let ok = commit(&mut conn, &mut batch, &announce);
+        metrics
+            .store_commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        metrics.store_batch_size.observe(size as f64);
+        if health.store_writable() != ok {
+            if ok {
+                tracing::info!("store takes writes again");
+            }
+            health.set_store_writable(ok);
+            metrics.store_writable.set(i64::from(ok));
+        }
+    }
+    tracing::debug!("store writer stopped");
+}
+
+/// What one applied request answers once the batch commits.
+enum Answer {
+    Ingest(IngestOutcome),
+    Attempt(i64),
+    Done,
+}
+
+/// Apply and commit `batch`, answer every request, and return whether the commit held.
+fn commit(
+    conn: &mut Connection,
+    batch: &mut Vec<Op>,
+    announce: &mpsc::UnboundedSender<Queued>,
+) -> bool {
+    let mut answers: Vec<Result<Answer, StoreError>> = Vec::with_capacity(batch.len());
+    let mut queued = Vec::new();
+    let outcome = (|| -> rusqlite::Result<()> {
+        let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for op in batch.iter() {
+            let mut announced = Vec::new();
+            let sp = tx.savepoint()?;
+            match apply(&sp, op, &mut announced) {
+                Ok(a) => {
+                    sp.commit()?;
+                    queued.append(&mut announced);
+                    answers.push(Ok(a));
+                }
+                Err(ApplyError::Refused(msg)) => {
+                    drop(sp);
+                    answers.push(Err(StoreError::Refused(msg)));
+                }
+                Err(ApplyError::NotQueued(id)) => {
+                    drop(sp);
+                    answers.push(Err(StoreError::NotQueued(id)));
+                }
+                Err(ApplyError::Sql(e)) => return Err(e),
+            }
+        }
+        tx.commit()
+    })();
+    let ok = match outcome {
+        Ok(()) => {
+            for q in queued {
+                // The delivery layer may be gone at shutdown; the rows are in the store.
+                let _ = announce.send(q);
+            }
+            true
+        }
+        Err(e) => {
+            let message = e.to_string();
+            tracing::warn!(error = %message, requests = batch.len(), "store transaction failed; nothing in it was committed");
+            answers = batch
+                .iter()
+                .map(|_| Err(StoreError::Write(message.clone())))
+                .collect();
+            false
+        }
+    };
+    for (op, answer) in batch.drain(..).zip(answers) {
+        reply(op, answer);
+    }
+    ok
+}
+
+fn reply(op: Op, answer: Result<Answer, StoreError>) {
+    // A caller that went away (shutdown) no longer needs its answer.
+    match op {
+        Op::Ingest(_, r) => {
+            let _ = r.send(answer.and_then(|a| match a {
+                Answer::Ingest(o) => Ok(o),
+                _ => Err(StoreError::Refused("internal: wrong answer".to_owned())),
+            }));
+        }
+        Op::BeginAttempt { reply, .. } => {
+            let _ = reply.send(answer.and_then(|a| match a {
+                Answer::Attempt(id) => Ok(id),
+                _ => Err(StoreError::Refused("internal: wrong answer".to_owned())),
+            }));
+        }
+        Op::FinishAttempt { reply, .. } | Op::Close { reply, .. } | Op::Probe(reply) => {
+            let _ = reply.send(answer.map(|_| ()));
+        }
+    }
+}
+
+enum ApplyError {
+    Refused(String),
+    NotQueued(i64),
+    Sql(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for ApplyError {
+    fn from(e: rusqlite::Error) -> Self {
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::ConstraintViolation) => ApplyError::Refused(e.to_string()),
+            _ => ApplyError::Sql(e),
+        }
+    }
+}
+
+fn apply(conn: &Connection, op: &Op, announced: &mut Vec<Queued>) -> Result<Answer, ApplyError> {
+    let now = now_ms();
+    match op {
+        Op::Ingest(record, _) => match record.as_ref() {
+            IngestRecord::Event(e) => ingest_event(conn, e, now, announced).map(Answer::Ingest),
+            IngestRecord::Reject(r) => insert_reject(conn, r)
+                .map(|id| Answer::Ingest(IngestOutcome::Rejected { reject_id: id })),
+        },
+        Op::BeginAttempt {
+            delivery_id,
+            channel,
+            started_at,
+            resolve_data,
+            ..
+        } => {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE deliveries SET state = 'in_flight', attempts = attempts + 1, updated_at = ?2
+                     WHERE id = ?1 AND state = 'queued'",
+                )?
+                .execute(params![delivery_id, started_at])?;
+            if changed == 0 {
+                return Err(ApplyError::NotQueued(*delivery_id));
+            }
+            conn.prepare_cached(
+                "INSERT INTO attempts (delivery_id, channel, started_at, resolve_data) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![delivery_id, channel, started_at, resolve_data])?;
+            Ok(Answer::Attempt(conn.last_insert_rowid()))
+        }
+        Op::FinishAttempt {
+            attempt_id,
+            delivery_id,
+            finished_at,
+            result,
+            ..
+        } => {
+            finish_attempt(conn, *attempt_id, *delivery_id, *finished_at, result)?;
+            Ok(Answer::Done)
+        }
+        Op::Close {
+            delivery_id,
+            closing,
+            reason,
+            ..
+        } => {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE deliveries SET state = ?2, reason = ?3, updated_at = ?4
+                     WHERE id = ?1 AND state IN ('queued', 'in_flight')",
+                )?
+                .execute(params![delivery_id, closing.as_str(), reason, now])?;
+            if changed == 0 {
+                return Err(ApplyError::NotQueued(*delivery_id));
+            }
+            Ok(Answer::Done)
+        }
+        Op::Probe(_) => {
+            conn.prepare_cached("INSERT INTO probe (id, at) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET at = excluded.at")?
+                .execute([now])?;
+            Ok(Answer::Done)
+        }
+    }
+}
+
+fn finish_attempt(
+    conn: &Connection,
+    attempt_id: i64,
+    delivery_id: i64,
+    finished_at: i64,
+    r: &AttemptResult,
+) -> Result<(), ApplyError> {
+    conn.prepare_cached(
+        "UPDATE attempts SET finished_at = ?2, http_status = ?3, outcome = ?4, detail = ?5 WHERE id = ?1",
+    )?
+    .execute(params![attempt_id, finished_at, r.http_status, r.outcome, r.detail])?;
+    let (state, post_id, post_url, not_before, reason) = match &r.end {
+        AttemptEnd::Sent { post_id, post_url } => {
+            ("sent", post_id.as_deref(), post_url.as_deref(), None, None)
+        }
+        AttemptEnd::Retry { not_before } => (
+            "queued",
+            None,
+            None,
+            Some(*not_before),
+            Some(r.detail.as_str()),
+        ),
+        AttemptEnd::Dead { reason } => ("dead", None, None, None, Some(reason.as_str())),
+    };
+    conn.prepare_cached(
+        "UPDATE deliveries SET state = ?2, post_id = COALESCE(?3, post_id), post_url = COALESCE(?4, post_url),
+                not_before = ?5, reason = ?6, updated_at = ?7
+         WHERE id = ?1",
+    )?
+    .execute(params![delivery_id, state, post_id, post_url, not_before, reason, finished_at])?;
+    Ok(())
+}
+
+fn insert_reject(conn: &Connection, r: &NewReject) -> Result<i64, ApplyError> {
+    let head = &r.payload[..r.payload.len().min(REJECT_HEAD_BYTES)];
+    conn.prepare_cached(
+        "INSERT INTO rejects (received_at, topic, format, kind, reason, payload_len, payload_sha256, payload_head)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        r.received_at,
+        r.topic,
+        r.format,
+        r.kind,
+        r.reason,
+        i64::try_from(r.payload.len()).unwrap_or(i64::MAX),
+        sha256_hex(&r.payload),
+        head
+    ])?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// An earlier delivery of the same incident on one channel.
+struct Prior {
+    id: i64,
+    kind: String,
+    state: String,
+}
+
+fn ingest_event(
+    conn: &Connection,
+    e: &NewEvent,
+    now: i64,
+    announced: &mut Vec<Queued>,
+) -> Result<IngestOutcome, ApplyError> {
+    let inserted: Option<i64> = conn
+        .prepare_cached(
+            "INSERT INTO events (dedupe_key, incident_key, revision, format, event_type, msg_type, status, priority,
+                                 disposition, topic, payload, payload_sha256, event_json, headline, sent_at, expires_at,
+                                 received_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
+             ON CONFLICT (dedupe_key) DO NOTHING
+             RETURNING id",
+        )?
+        .query_row(
+            params![
+                e.dedupe_key,
+                e.incident_key,
+                e.revision.and_then(|r| i64::try_from(r).ok()),
+                e.format,
+                e.event_type,
+                e.msg_type,
+                e.status,
+                e.priority.rank(),
+                e.disposition,
+                e.topic,
+                &e.payload[..],
+                e.payload_sha256,
+                e.event_json,
+                e.headline,
+                e.sent_at,
+                e.expires_at,
+                e.received_at
+            ],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(event_id) = inserted else {
+        let (event_id, sha): (i64, String) = conn
+            .prepare_cached("SELECT id, payload_sha256 FROM events WHERE dedupe_key = ?1")?
+            .query_row([&e.dedupe_key], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        return Ok(IngestOutcome::Duplicate {
+            event_id,
+            same_payload: sha == e.payload_sha256,
+        });
+    };
+
+    if let Some(rev) = e.revision.and_then(|r| i64::try_from(r).ok()) {
+        let newer: bool = conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM events WHERE incident_key = ?1 AND revision > ?2)",
+            )?
+            .query_row(params![e.incident_key, rev], |r| r.get(0))?;
+        if newer {
+            conn.prepare_cached("UPDATE events SET disposition = 'superseded' WHERE id = ?1")?
+                .execute([event_id])?;
+            return Ok(IngestOutcome::Superseded { event_id });
+        }
+    }
+
+    let is_cancel = e.msg_type == "cancel";
+    let mut created = 0;
+    let mut suppressed = 0;
+    for d in &e.deliveries {
+        let priors = priors(conn, &e.incident_key, &d.channel, event_id)?;
+        // Anything about this incident still waiting is stale now: a newer revision
+        // replaces it, a cancel stops it. What is out (or may be) is replied to.
+        for p in priors.iter().filter(|p| p.state == "queued") {
+            let reason = if is_cancel {
+                format!("cancelled by event {event_id}")
+            } else {
+                format!("superseded by event {event_id}")
+            };
+            conn.prepare_cached("UPDATE deliveries SET state = 'suppressed', reason = ?2, updated_at = ?3 WHERE id = ?1")?
+                .execute(params![p.id, reason, now])?;
+            suppressed += 1;
+        }
+        let out = |p: &&Prior| p.state == "sent" || p.state == "in_flight";
+        let original = priors
+            .iter()
+            .filter(out)
+            .find(|p| p.kind == "post")
+            .or_else(|| priors.iter().find(out));
+        if e.disposition != "deliver" || (d.kind == DeliveryKind::Cancel && original.is_none()) {
+            // Nothing of this incident is out on the channel: there is nothing to cancel.
+            continue;
+        }
+        let reply_to = original.map(|p| p.id);
+        conn.prepare_cached(
+            "INSERT INTO deliveries (event_id, channel, kind, state, priority, text, render_note, reply_to, idem_key,
+                                     created_at, updated_at)
+             VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+        )?
+        .execute(params![
+            event_id,
+            d.channel,
+            d.kind.as_str(),
+            d.priority.rank(),
+            d.text,
+            d.render_note,
+            reply_to,
+            d.idem_key,
+            now
+        ])?;
+        announced.push(Queued {
+            id: conn.last_insert_rowid(),
+            channel: d.channel.clone(),
+            priority: d.priority,
+            reply_to,
+        });
+        created += 1;
+    }
+    Ok(IngestOutcome::Accepted {
+        event_id,
+        deliveries: created,
+        suppressed,
+    })
+}
+
+fn priors(
+    conn: &Connection,
+    incident_key: &str,
+    channel: &str,
+    event_id: i64,
+) -> rusqlite::Result<Vec<Prior>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT d.id, d.kind, d.state FROM deliveries d JOIN events e ON e.id = d.event_id
+         WHERE e.incident_key = ?1 AND d.channel = ?2 AND e.id <> ?3
+         ORDER BY d.id",
+    )?;
+    let rows = stmt.query_map(params![incident_key, channel, event_id], |r| {
+        Ok(Prior {
+            id: r.get(0)?,
+            kind: r.get(1)?,
+            state: r.get(2)?,
+        })
+    })?;
+    rows.collect()
+}

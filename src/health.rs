@@ -1,4 +1,5 @@
-//! Readiness shared by the tasks that know it: the ingest task sets `broker_connected`,
+//! Readiness shared by the tasks that know it: the ingest task sets `broker_connected`
+//! (connected and every subscription granted),
 //! the store writer sets `store_writable`, and `/readyz` reads both.
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -186,8 +186,17 @@ impl Task {
             } => {
                 tracing::info!(broker = %self.config.mqtt.endpoint, session_present, "connected to MQTT broker");
                 self.client = Some((generation, client));
-                self.health.set_broker_connected(true);
-                self.metrics.broker_connected.set(1);
+                None
+            }
+            ConnEvent::Subscribed { generation } => {
+                if self.client.as_ref().is_some_and(|(g, _)| *g == generation) {
+                    tracing::info!(
+                        subscriptions = self.config.mqtt.subscriptions.len(),
+                        "subscribed; receiving"
+                    );
+                    self.health.set_broker_connected(true);
+                    self.metrics.broker_connected.set(1);
+                }
                 None
             }
             ConnEvent::Disconnected { generation, .. } => {

@@ -48,10 +48,16 @@ pub struct Message {
 
 #[derive(Debug)]
 pub enum ConnEvent {
+    /// CONNACK: acks may flow on this generation (a resumed session may deliver queued
+    /// messages before the SUBACK).
     Connected {
         generation: u64,
         client: Client,
         session_present: bool,
+    },
+    /// Every subscription was granted: the daemon is receiving.
+    Subscribed {
+        generation: u64,
     },
     Message {
         generation: u64,
@@ -264,10 +270,15 @@ async fn drive_v5(
                 });
             }
             Ok(v5::Event::Incoming(p5::Packet::SubAck(ack))) => {
+                let mut granted = true;
                 for (sub, code) in cfg.subscriptions.iter().zip(&ack.return_codes) {
                     if !matches!(code, p5::SubscribeReasonCode::Success(_)) {
+                        granted = false;
                         tracing::error!(topic = %sub.topic, code = ?code, "broker refused the subscription; nothing on this topic will be received");
                     }
+                }
+                if granted {
+                    let _ = tx.send(ConnEvent::Subscribed { generation });
                 }
             }
             Ok(_) => {}
@@ -343,10 +354,15 @@ async fn drive_v4(
                 });
             }
             Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(ack))) => {
+                let mut granted = true;
                 for (sub, code) in cfg.subscriptions.iter().zip(&ack.return_codes) {
                     if matches!(code, rumqttc::SubscribeReasonCode::Failure) {
+                        granted = false;
                         tracing::error!(topic = %sub.topic, "broker refused the subscription; nothing on this topic will be received");
                     }
+                }
+                if granted {
+                    let _ = tx.send(ConnEvent::Subscribed { generation });
                 }
             }
             Ok(_) => {}

@@ -1,0 +1,128 @@
+//! The binary's commands as an operator runs them.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::support::*;
+
+fn bullhorn(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_bullhorn"))
+        .args(args)
+        .env_remove("BULLHORN_CONFIG")
+        .output()
+        .expect("run bullhorn")
+}
+
+#[test]
+fn check_passes_on_the_shipped_config() {
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config/bullhorn.toml");
+    let out = bullhorn(&["--config", config, "check"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("OK"));
+}
+
+#[test]
+fn check_reports_every_problem_and_exits_64() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[mqtt]\nurl = \"mqtt://127.0.0.1:1\"\nkeep_alive = \"never\"\n[[mqtt.subscribe]]\ntopic = \"a/#\"\nformat = \"json\"\n[events.x]\nchannels = [\"missing\"]\n[channels.c]\nkind = \"console\"\ncolour = \"red\"\n",
+    )
+    .expect("write");
+    let out = bullhorn(&["--config", path.to_str().expect("utf-8"), "check"]);
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for needle in ["mqtt.keep_alive", "events.x.channels", "channels.c.colour"] {
+        assert!(err.contains(needle), "{needle} missing from:\n{err}");
+    }
+}
+
+#[test]
+fn check_reports_template_errors_with_file_and_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_config(
+        dir.path(),
+        "url = \"mqtt://127.0.0.1:1\"",
+        "[channels.c]\nkind = \"console\"\n",
+    );
+    std::fs::create_dir_all(dir.path().join("templates/missing_child")).expect("dir");
+    std::fs::write(
+        dir.path().join("templates/missing_child/default.txt"),
+        "ok\n{% if %}\n",
+    )
+    .expect("write");
+    let out = bullhorn(&["--config", path.to_str().expect("utf-8"), "check"]);
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("missing_child/default.txt:2"), "{err}");
+}
+
+#[test]
+fn usage_errors_exit_64() {
+    assert_eq!(bullhorn(&["frobnicate"]).status.code(), Some(64));
+    assert_eq!(
+        bullhorn(&["--config", "/nonexistent.toml", "check"])
+            .status
+            .code(),
+        Some(64)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_publishes_a_validated_event_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let posts = dir.path().join("posts.jsonl");
+    let config = write_config(
+        dir.path(),
+        "",
+        &format!(
+            "{}\n[channels.log]\nkind = \"file\"\npath = \"{}\"\n",
+            embedded_broker(),
+            posts.display()
+        ),
+    );
+    let app = start_app(&config).await;
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config/examples/amber.json");
+    let out = bullhorn(&["--config", config.to_str().expect("utf-8"), "send", example]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("published missing_child alert"));
+    let text = eventually(Duration::from_secs(10), || {
+        std::fs::read_to_string(&posts)
+            .ok()
+            .filter(|s| !s.is_empty())
+    })
+    .await;
+    assert!(
+        text.is_some_and(|t| t.contains("Sofia Ramirez")),
+        "the alert reached the file channel"
+    );
+
+    let bad = dir.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"id":"x","type":"nope","status":"actual","headline":"h"}"#,
+    )
+    .expect("write");
+    let out = bullhorn(&[
+        "--config",
+        config.to_str().expect("utf-8"),
+        "send",
+        bad.to_str().expect("utf-8"),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unknown event type"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    app.stop().await;
+}

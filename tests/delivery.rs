@@ -214,3 +214,30 @@ async fn critical_uses_the_reserve_ahead_of_a_backlog_and_the_window_survives_re
         "6 routine + 1 critical wait: {metrics}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_whose_event_expires_while_it_waits_is_dropped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hook = FakeWebhook::start(vec![Reply::retry_after(429, "3")]).await;
+    let config = hook_config(dir.path(), &hook.url, "");
+    let app = start_app(&config).await;
+    let expires = (jiff::Timestamp::now() + jiff::SignedDuration::from_millis(1500)).to_string();
+    let e = serde_json::json!({
+        "id": "EXP-1", "type": "road_closure", "status": "actual", "headline": "Short-lived", "expires": expires
+    });
+    send_raw(&config, "cad/a/events", e.to_string()).await;
+    hook.wait_for(1, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    app.stop().await;
+    assert_eq!(hook.requests().len(), 1, "not sent again after it expired");
+    let conn = rusqlite::Connection::open(dir.path().join("bullhorn.db")).expect("open");
+    let (state, reason): (String, String) = conn
+        .query_row(
+            "SELECT state, reason FROM deliveries WHERE id = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("row");
+    assert_eq!(state, "expired");
+    assert!(reason.contains("expired at"), "{reason}");
+}

@@ -11,3 +11,4 @@ mod cli;
 mod crash;
 mod delivery;
 mod e2e;
+mod tls;

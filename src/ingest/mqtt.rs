@@ -384,7 +384,13 @@ pub async fn publish_once(
     payload: Vec<u8>,
     timeout: Duration,
 ) -> Result<(), String> {
-    let client_id = format!("{}-send-{}", cfg.client_id, std::process::id());
+    // Unique per call: a broker may drop a connection that reuses an id it still tracks.
+    let client_id = format!(
+        "{}-send-{}-{:08x}",
+        cfg.client_id,
+        std::process::id(),
+        fastrand::u32(..)
+    );
     let wait = async {
         match cfg.protocol {
             Protocol::V5 => {

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 pub struct Mosquitto {
     pub port: u16,
     dir: PathBuf,
+    /// Extra listener sections appended to the config (e.g. a TLS listener).
+    extra: String,
     child: Option<Child>,
 }
 
@@ -35,9 +37,15 @@ fn which_in_path(name: &str) -> Option<PathBuf> {
 impl Mosquitto {
     /// Start on a free port with its persistence files in `dir`.
     pub fn start(dir: &Path) -> Mosquitto {
+        Self::start_with(dir, "")
+    }
+
+    /// Start with `extra` appended to the config (more listeners).
+    pub fn start_with(dir: &Path, extra: &str) -> Mosquitto {
         let mut m = Mosquitto {
             port: super::free_port(),
             dir: dir.to_path_buf(),
+            extra: extra.to_owned(),
             child: None,
         };
         m.spawn();
@@ -50,9 +58,10 @@ impl Mosquitto {
         std::fs::write(
             &conf,
             format!(
-                "listener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nautosave_interval 1\nmax_inflight_messages 20\nmax_queued_messages 100000\nlog_dest stderr\nlog_type error\n",
+                "listener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nautosave_interval 1\nmax_inflight_messages 20\nmax_queued_messages 100000\nlog_dest stderr\nlog_type error\n{}",
                 self.port,
-                self.dir.display()
+                self.dir.display(),
+                self.extra
             ),
         )
         .expect("mosquitto.conf");

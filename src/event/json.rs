@@ -304,6 +304,49 @@ mod tests {
         assert!(r.reason.contains("type:"), "{}", r.reason);
     }
 
+    /// `docs/event.schema.json` and this decoder describe the same event.
+    #[test]
+    fn the_published_schema_matches_the_decoder() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/event.schema.json");
+        let schema: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).expect("schema")).expect("json");
+        let mut documented: Vec<&str> = schema["properties"]
+            .as_object()
+            .expect("properties")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        documented.sort_unstable();
+
+        // serde names every field it knows when it meets an unknown one.
+        let err = decode(br#"{"zz_unknown": 1}"#).expect_err("unknown key");
+        let listed = err
+            .reason
+            .split("expected one of")
+            .nth(1)
+            .expect("field list");
+        let listed = listed.split(" at line").next().expect("list");
+        let mut known: Vec<&str> = listed
+            .split(',')
+            .map(|s| {
+                s.trim()
+                    .trim_matches(|c: char| c == '`' || !c.is_ascii_graphic())
+            })
+            .filter(|s| !s.is_empty())
+            .collect();
+        known.sort_unstable();
+        assert_eq!(known, documented);
+
+        let example = &schema["examples"][0];
+        decode_value(example).expect("the schema's example decodes");
+        for key in schema["required"].as_array().expect("required") {
+            let mut v = example.clone();
+            v.as_object_mut()
+                .map(|o| o.remove(key.as_str().expect("name")));
+            assert!(decode_value(&v).is_err(), "{key} is documented as required");
+        }
+    }
+
     #[test]
     fn media_takes_one_or_many_with_url_or_data() {
         let mut v = amber();

@@ -25,13 +25,17 @@ use crate::metrics::Metrics;
 use crate::render::Renderer;
 use crate::store::{Store, WriterThread};
 
-/// Run the daemon until `shutdown` resolves, then stop it in order.
+/// Run the daemon until `shutdown` resolves (or a task fails), then stop it in order.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let running = start(config).await?;
-    shutdown.await;
+    let failed = running.failed.clone();
+    let outcome = tokio::select! {
+        () = shutdown => Ok(()),
+        () = failed.cancelled() => Err(anyhow::anyhow!("a bullhorn task failed (see the log); stopped so it can be restarted")),
+    };
     tracing::info!("shutting down");
     running.stop().await;
-    Ok(())
+    outcome
 }
 
 /// A started daemon.
@@ -43,6 +47,8 @@ pub struct Running {
     ingest_cancel: CancellationToken,
     delivery_cancel: CancellationToken,
     admin_cancel: CancellationToken,
+    /// Triggered when a task fails; see [`crate::supervise`].
+    failed: CancellationToken,
     ingest: Ingest,
     delivery: Delivery,
     admin: Option<JoinHandle<()>>,
@@ -67,6 +73,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         crate::broker::start(&config.broker, &config.mqtt).map_err(anyhow::Error::msg)?;
     }
 
+    let failed = CancellationToken::new();
     let (announce, announced) = mpsc::unbounded_channel();
     let (store, writer) = Store::open(
         &config.store.path,
@@ -74,16 +81,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         announce,
         Arc::clone(&health),
         Arc::clone(&metrics),
+        failed.clone(),
     )?;
     metrics.store_writable.set(1);
     tracing::info!(path = %config.store.path.display(), "store open");
 
     let admin_listener = match config.admin.enabled {
-        true => Some(
-            crate::admin::bind(config.admin.listen)
-                .await
-                .map_err(anyhow::Error::msg)?,
-        ),
+        true => Some(crate::admin::bind(config.admin.listen).await.map_err(anyhow::Error::msg)?),
         false => None,
     };
     let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
@@ -97,6 +101,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         announced,
         Arc::clone(&metrics),
         delivery_cancel.clone(),
+        failed.clone(),
     )
     .context("cannot start channel workers")?;
 
@@ -108,17 +113,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         Arc::clone(&health),
         Arc::clone(&metrics),
         ingest_cancel.clone(),
+        failed.clone(),
     )
     .map_err(anyhow::Error::msg)?;
 
     let admin_cancel = CancellationToken::new();
     let admin = admin_listener.map(|l| {
-        crate::admin::serve(
-            l,
-            Arc::clone(&health),
-            Arc::clone(&metrics),
-            admin_cancel.clone(),
-        )
+        crate::admin::serve(l, Arc::clone(&health), Arc::clone(&metrics), admin_cancel.clone(), failed.clone())
     });
     if let Some(addr) = admin_addr {
         tracing::info!(%addr, "admin HTTP listening (/healthz, /readyz, /metrics)");
@@ -132,6 +133,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         ingest_cancel,
         delivery_cancel,
         admin_cancel,
+        failed,
         ingest,
         delivery,
         admin,
@@ -168,11 +170,8 @@ impl Running {
         // The writer stops once every handle is gone, after committing what it was sent.
         drop(self.store);
         let writer = self.writer;
-        let joined = tokio::time::timeout(
-            Duration::from_secs(10),
-            tokio::task::spawn_blocking(move || writer.join()),
-        )
-        .await;
+        let joined =
+            tokio::time::timeout(Duration::from_secs(10), tokio::task::spawn_blocking(move || writer.join())).await;
         if joined.is_err() {
             tracing::warn!("store writer did not stop in time");
         }

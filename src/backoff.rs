@@ -19,9 +19,7 @@ impl Backoff {
     /// The un-jittered ceiling for the `n`-th consecutive failure (0-based).
     pub fn ceiling(&self, n: u32) -> Duration {
         let factor = 1u32.checked_shl(n.min(31)).unwrap_or(u32::MAX);
-        self.base
-            .checked_mul(factor)
-            .map_or(self.cap, |d| d.min(self.cap))
+        self.base.checked_mul(factor).map_or(self.cap, |d| d.min(self.cap))
     }
 
     /// Full jitter (uniform in `[0, ceiling)`): spreads retries of many deliveries apart.

@@ -82,7 +82,5 @@ pub fn start(broker: &BrokerConfig, mqtt: &MqttConfig) -> Result<EmbeddedBroker,
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    Err(format!(
-        "the embedded broker did not start listening on {listen}"
-    ))
+    Err(format!("the embedded broker did not start listening on {listen}"))
 }

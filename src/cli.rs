@@ -72,26 +72,14 @@ pub fn send_topic(config: &Config, explicit: Option<&str>) -> Result<String, Str
 pub fn topic_for_filter(filter: &str) -> String {
     filter
         .split('/')
-        .map(|level| {
-            if level == "+" || level == "#" {
-                "manual"
-            } else {
-                level
-            }
-        })
+        .map(|level| if level == "+" || level == "#" { "manual" } else { level })
         .collect::<Vec<_>>()
         .join("/")
 }
 
 /// Publish `file` for `send`; returns a line describing what was sent.
-pub async fn send(
-    config: &Config,
-    file: &Path,
-    topic: Option<&str>,
-    validate: bool,
-) -> Result<String, String> {
-    let payload =
-        std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+pub async fn send(config: &Config, file: &Path, topic: Option<&str>, validate: bool) -> Result<String, String> {
+    let payload = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
     let topic = send_topic(config, topic)?;
     let mut summary = format!("{} bytes", payload.len());
     if validate {
@@ -105,8 +93,8 @@ pub async fn send(
                 config.mqtt.max_payload_bytes
             ));
         }
-        let ev = event::decode(sub.format, &payload)
-            .map_err(|r| format!("{} would be rejected: {r}", file.display()))?;
+        let ev =
+            event::decode(sub.format, &payload).map_err(|r| format!("{} would be rejected: {r}", file.display()))?;
         crate::policy::rule_for(&ev, &config.events)
             .map_err(|r| format!("{} would be rejected: {r}", file.display()))?;
         summary = format!(
@@ -118,16 +106,9 @@ pub async fn send(
             ev.status.as_str()
         );
     }
-    let tls = if config.mqtt.endpoint.tls {
-        Some(mqtt::tls_config(&config.mqtt)?)
-    } else {
-        None
-    };
+    let tls = if config.mqtt.endpoint.tls { Some(mqtt::tls_config(&config.mqtt)?) } else { None };
     mqtt::publish_once(&config.mqtt, tls, &topic, payload, Duration::from_secs(10)).await?;
-    Ok(format!(
-        "published {summary} to {topic} on {}",
-        config.mqtt.endpoint
-    ))
+    Ok(format!("published {summary} to {topic} on {}", config.mqtt.endpoint))
 }
 
 #[cfg(test)]

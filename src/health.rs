@@ -22,10 +22,7 @@ pub struct Readiness {
 
 impl Default for Health {
     fn default() -> Self {
-        Health {
-            broker_connected: AtomicBool::new(false),
-            store_writable: AtomicBool::new(true),
-        }
+        Health { broker_connected: AtomicBool::new(false), store_writable: AtomicBool::new(true) }
     }
 }
 
@@ -45,10 +42,6 @@ impl Health {
     pub fn readiness(&self) -> Readiness {
         let broker_connected = self.broker_connected.load(Ordering::Relaxed);
         let store_writable = self.store_writable();
-        Readiness {
-            ready: broker_connected && store_writable,
-            broker_connected,
-            store_writable,
-        }
+        Readiness { ready: broker_connected && store_writable, broker_connected, store_writable }
     }
 }

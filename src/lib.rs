@@ -46,4 +46,5 @@ pub mod policy;
 pub mod render;
 pub mod route;
 pub mod store;
+pub mod supervise;
 pub mod time;

@@ -1,11 +1,7 @@
 //! The `bullhorn` binary: parse the command line, load the config, run the command.
 //! Exit status: 0 success, 1 runtime failure, 64 bad usage or invalid config.
 
-#![expect(
-    clippy::print_stdout,
-    clippy::print_stderr,
-    reason = "the CLI reports to its user"
-)]
+#![expect(clippy::print_stdout, clippy::print_stderr, reason = "the CLI reports to its user")]
 
 use std::process::ExitCode;
 
@@ -34,10 +30,7 @@ fn main() -> ExitCode {
         }
     };
     init_tracing(&config.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the async runtime: {e}");
@@ -64,17 +57,8 @@ fn main() -> ExitCode {
                 ExitCode::from(EX_USAGE)
             }
         }
-        Command::Send {
-            file,
-            topic,
-            no_validate,
-        } => {
-            match runtime.block_on(bullhorn::cli::send(
-                &config,
-                &file,
-                topic.as_deref(),
-                !no_validate,
-            )) {
+        Command::Send { file, topic, no_validate } => {
+            match runtime.block_on(bullhorn::cli::send(&config, &file, topic.as_deref(), !no_validate)) {
                 Ok(line) => {
                     println!("{line}");
                     ExitCode::SUCCESS
@@ -99,10 +83,7 @@ fn main() -> ExitCode {
 /// Resolves on SIGINT or SIGTERM. SIGHUP is caught so it cannot kill the daemon.
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::hangup()),
-    ) else {
+    let (Ok(mut term), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup())) else {
         let _ = tokio::signal::ctrl_c().await;
         return;
     };
@@ -120,8 +101,7 @@ fn init_tracing(log: &config::LogConfig) {
     use tracing_subscriber::EnvFilter;
     // rumqttd logs every client disconnect at ERROR; bind failures are caught before it
     // starts, so its own logs stay off unless asked for (RUST_LOG=rumqttd=info).
-    let default =
-        log.level.clone().unwrap_or_else(|| "info".to_owned()) + ",rumqttd=off,rumqttc=warn";
+    let default = log.level.clone().unwrap_or_else(|| "info".to_owned()) + ",rumqttd=off,rumqttc=warn";
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

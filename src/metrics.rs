@@ -82,72 +82,31 @@ impl Metrics {
             render_errors: Counter::default(),
             registry: Registry::default(),
         };
-        registry.register(
-            "events_received",
-            "MQTT messages received",
-            m.events_received.clone(),
-        );
-        registry.register(
-            "events_accepted",
-            "Events stored, by disposition",
-            m.events_accepted.clone(),
-        );
-        registry.register(
-            "events_rejected",
-            "Inputs rejected, by reason",
-            m.events_rejected.clone(),
-        );
+        registry.register("events_received", "MQTT messages received", m.events_received.clone());
+        registry.register("events_accepted", "Events stored, by disposition", m.events_accepted.clone());
+        registry.register("events_rejected", "Inputs rejected, by reason", m.events_rejected.clone());
         registry.register(
             "events_duplicate",
             "Messages already stored (redelivered or resent)",
             m.events_duplicate.clone(),
         );
-        registry.register(
-            "deliveries",
-            "Delivery outcomes by channel",
-            m.deliveries.clone(),
-        );
-        registry.register(
-            "queue_depth",
-            "Deliveries waiting, by channel",
-            m.queue_depth.clone(),
-        );
-        registry.register(
-            "broker_connected",
-            "1 while connected to the MQTT broker",
-            m.broker_connected.clone(),
-        );
-        registry.register(
-            "store_writable",
-            "1 while the store accepts writes",
-            m.store_writable.clone(),
-        );
-        registry.register(
-            "store_batch_size",
-            "Requests committed per store transaction",
-            m.store_batch_size.clone(),
-        );
+        registry.register("deliveries", "Delivery outcomes by channel", m.deliveries.clone());
+        registry.register("queue_depth", "Deliveries waiting, by channel", m.queue_depth.clone());
+        registry.register("broker_connected", "1 while connected to the MQTT broker", m.broker_connected.clone());
+        registry.register("store_writable", "1 while the store accepts writes", m.store_writable.clone());
+        registry.register("store_batch_size", "Requests committed per store transaction", m.store_batch_size.clone());
         registry.register(
             "store_commit_seconds",
             "Store transaction time, BEGIN to COMMIT",
             m.store_commit_seconds.clone(),
         );
-        registry.register(
-            "render_errors",
-            "Templates that failed at render time",
-            m.render_errors.clone(),
-        );
+        registry.register("render_errors", "Templates that failed at render time", m.render_errors.clone());
         Metrics { registry, ..m }
     }
 
     /// Count one delivery outcome.
     pub fn delivery(&self, channel: &str, outcome: &'static str) {
-        self.deliveries
-            .get_or_create(&OutcomeLabel {
-                channel: channel.to_owned(),
-                outcome,
-            })
-            .inc();
+        self.deliveries.get_or_create(&OutcomeLabel { channel: channel.to_owned(), outcome }).inc();
     }
 
     /// The Prometheus text exposition.

@@ -14,7 +14,7 @@ use jiff::Timestamp;
 use sha2::{Digest, Sha256};
 
 use crate::config::EventRule;
-use crate::event::{Event, MsgType, Reject, RejectKind, Status};
+use crate::event::{Event, Reject, RejectKind, Status};
 
 /// Who may see an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,52 +54,27 @@ pub struct Assessment {
 }
 
 /// The rule for the event's type.
-pub fn rule_for<'a>(
-    event: &Event,
-    rules: &'a BTreeMap<String, EventRule>,
-) -> Result<&'a EventRule, Reject> {
+pub fn rule_for<'a>(event: &Event, rules: &'a BTreeMap<String, EventRule>) -> Result<&'a EventRule, Reject> {
     rules.get(&event.event_type).ok_or_else(|| {
         let known: Vec<&str> = rules.keys().map(String::as_str).collect();
         Reject::new(
             RejectKind::UnknownType,
-            format!(
-                "unknown event type {:?}; this config handles: {}",
-                event.event_type,
-                known.join(", ")
-            ),
+            format!("unknown event type {:?}; this config handles: {}", event.event_type, known.join(", ")),
         )
     })
 }
 
 /// Assess an event that has a rule. `received` stands in for a missing `sent`.
-pub fn assess(
-    event: &Event,
-    payload: &[u8],
-    rule: &EventRule,
-    now: Timestamp,
-    received: Timestamp,
-) -> Assessment {
-    let audience = if event.status == Status::Actual {
-        Audience::Public
-    } else {
-        Audience::StaffOnly
-    };
+pub fn assess(event: &Event, payload: &[u8], rule: &EventRule, now: Timestamp, received: Timestamp) -> Assessment {
+    let audience = if event.status == Status::Actual { Audience::Public } else { Audience::StaffOnly };
     let disposition = if event.expires.is_some_and(|e| e <= now) {
         Disposition::Expired
-    } else if rule
-        .max_age
-        .is_some_and(|max| too_old(event.sent.unwrap_or(received), now, max))
-    {
+    } else if rule.max_age.is_some_and(|max| too_old(event.sent.unwrap_or(received), now, max)) {
         Disposition::Stale
     } else {
         Disposition::Deliver
     };
-    Assessment {
-        audience,
-        disposition,
-        dedupe_key: dedupe_key(event, payload),
-        incident_key: incident_key(event),
-    }
+    Assessment { audience, disposition, dedupe_key: dedupe_key(event, payload), incident_key: incident_key(event) }
 }
 
 /// Whether something sent at `sent` is older than `max_age` at `now`.
@@ -118,14 +93,14 @@ pub fn dedupe_key(event: &Event, payload: &[u8]) -> String {
     }
 }
 
-/// Ties every message about one incident together (revisions, updates, cancels).
+/// Ties every message about one incident together (revisions, updates, cancels). The
+/// status is part of it: an exercise that reuses a real incident's id is a different
+/// incident, and can neither duplicate, supersede nor cancel the real one.
 pub fn incident_key(event: &Event) -> String {
-    format!("{}:{}", event.format.as_str(), event.id)
-}
-
-/// Whether the message may only ever cancel: cancels are applied even when late.
-pub fn is_cancel(event: &Event) -> bool {
-    event.msg_type == MsgType::Cancel
+    match event.status {
+        Status::Actual => format!("{}:{}", event.format.as_str(), event.id),
+        other => format!("{}:{}:{}", event.format.as_str(), other.as_str(), event.id),
+    }
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -142,7 +117,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
     use crate::config::ChannelSelector;
-    use crate::event::{Format, Priority};
+    use crate::event::{Format, MsgType, Priority};
 
     fn event() -> Event {
         Event {
@@ -203,11 +178,7 @@ mod tests {
         ] {
             let mut e = event();
             e.status = status;
-            assert_eq!(
-                assess(&e, b"", &rule(None), now, now).audience,
-                audience,
-                "{status:?}"
-            );
+            assert_eq!(assess(&e, b"", &rule(None), now, now).audience, audience, "{status:?}");
         }
     }
 
@@ -216,47 +187,19 @@ mod tests {
         let e = event();
         let r = rule(Some(3600));
         assert_eq!(
-            assess(
-                &e,
-                b"",
-                &r,
-                at("2026-11-21T10:30:00Z"),
-                at("2026-11-21T10:30:00Z")
-            )
-            .disposition,
+            assess(&e, b"", &r, at("2026-11-21T10:30:00Z"), at("2026-11-21T10:30:00Z")).disposition,
             Disposition::Deliver
         );
         assert_eq!(
-            assess(
-                &e,
-                b"",
-                &r,
-                at("2026-11-21T11:00:01Z"),
-                at("2026-11-21T11:00:01Z")
-            )
-            .disposition,
+            assess(&e, b"", &r, at("2026-11-21T11:00:01Z"), at("2026-11-21T11:00:01Z")).disposition,
             Disposition::Stale
         );
         assert_eq!(
-            assess(
-                &e,
-                b"",
-                &r,
-                at("2026-11-21T18:00:00Z"),
-                at("2026-11-21T18:00:00Z")
-            )
-            .disposition,
+            assess(&e, b"", &r, at("2026-11-21T18:00:00Z"), at("2026-11-21T18:00:00Z")).disposition,
             Disposition::Expired
         );
         assert_eq!(
-            assess(
-                &e,
-                b"",
-                &rule(None),
-                at("2026-11-21T17:00:00Z"),
-                at("2026-11-21T17:00:00Z")
-            )
-            .disposition,
+            assess(&e, b"", &rule(None), at("2026-11-21T17:00:00Z"), at("2026-11-21T17:00:00Z")).disposition,
             Disposition::Deliver
         );
     }
@@ -267,14 +210,8 @@ mod tests {
         e.sent = None;
         let r = rule(Some(60));
         let received = at("2026-11-21T10:00:00Z");
-        assert_eq!(
-            assess(&e, b"", &r, at("2026-11-21T10:00:30Z"), received).disposition,
-            Disposition::Deliver
-        );
-        assert_eq!(
-            assess(&e, b"", &r, at("2026-11-21T10:02:00Z"), received).disposition,
-            Disposition::Stale
-        );
+        assert_eq!(assess(&e, b"", &r, at("2026-11-21T10:00:30Z"), received).disposition, Disposition::Deliver);
+        assert_eq!(assess(&e, b"", &r, at("2026-11-21T10:02:00Z"), received).disposition, Disposition::Stale);
     }
 
     #[test]
@@ -283,10 +220,6 @@ mod tests {
         rules.insert("missing_child".to_owned(), rule(None));
         let r = rule_for(&event(), &rules).expect_err("unknown");
         assert_eq!(r.kind, RejectKind::UnknownType);
-        assert!(
-            r.reason.contains("road_closure") && r.reason.contains("missing_child"),
-            "{}",
-            r.reason
-        );
+        assert!(r.reason.contains("road_closure") && r.reason.contains("missing_child"), "{}", r.reason);
     }
 }

@@ -67,11 +67,7 @@ pub fn plan(
         .values()
         .filter(|c| c.enabled && rule.channels.includes(&c.name))
         .filter(|c| audience == Audience::Public || !c.public)
-        .map(|c| Planned {
-            channel: c.name.clone(),
-            kind,
-            priority: rule.priority,
-        })
+        .map(|c| Planned { channel: c.name.clone(), kind, priority: rule.priority })
         .collect()
 }
 
@@ -81,35 +77,19 @@ mod tests {
     use crate::config::{ChannelKind, ChannelSelector};
 
     fn channels() -> BTreeMap<String, ChannelConfig> {
-        [
-            ("console", true, true),
-            ("staff", true, false),
-            ("hook", true, true),
-            ("off", false, true),
-        ]
-        .into_iter()
-        .map(|(n, enabled, public)| {
-            (
-                n.to_owned(),
-                ChannelConfig {
-                    name: n.to_owned(),
-                    enabled,
-                    public,
-                    quota: None,
-                    kind: ChannelKind::Console,
-                },
-            )
-        })
-        .collect()
+        [("console", true, true), ("staff", true, false), ("hook", true, true), ("off", false, true)]
+            .into_iter()
+            .map(|(n, enabled, public)| {
+                (
+                    n.to_owned(),
+                    ChannelConfig { name: n.to_owned(), enabled, public, quota: None, kind: ChannelKind::Console },
+                )
+            })
+            .collect()
     }
 
     fn rule(sel: ChannelSelector) -> EventRule {
-        EventRule {
-            priority: Priority::Critical,
-            channels: sel,
-            max_age: None,
-            templates: "x".to_owned(),
-        }
+        EventRule { priority: Priority::Critical, channels: sel, max_age: None, templates: "x".to_owned() }
     }
 
     fn names(p: &[Planned]) -> Vec<&str> {
@@ -118,17 +98,9 @@ mod tests {
 
     #[test]
     fn star_means_every_enabled_channel() {
-        let p = plan(
-            MsgType::Alert,
-            &rule(ChannelSelector::All),
-            Audience::Public,
-            &channels(),
-        );
+        let p = plan(MsgType::Alert, &rule(ChannelSelector::All), Audience::Public, &channels());
         assert_eq!(names(&p), ["console", "hook", "staff"]);
-        assert!(
-            p.iter()
-                .all(|p| p.priority == Priority::Critical && p.kind == DeliveryKind::Post)
-        );
+        assert!(p.iter().all(|p| p.priority == Priority::Critical && p.kind == DeliveryKind::Post));
     }
 
     #[test]
@@ -141,12 +113,7 @@ mod tests {
 
     #[test]
     fn staff_only_never_reaches_a_public_channel() {
-        let p = plan(
-            MsgType::Alert,
-            &rule(ChannelSelector::All),
-            Audience::StaffOnly,
-            &channels(),
-        );
+        let p = plan(MsgType::Alert, &rule(ChannelSelector::All), Audience::StaffOnly, &channels());
         assert_eq!(names(&p), ["staff"]);
     }
 }

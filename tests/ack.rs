@@ -12,21 +12,11 @@ async fn pubacks_leave_in_arrival_order_while_the_store_is_slow() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = write_config(
         dir.path(),
-        &format!(
-            "url = \"mqtt://127.0.0.1:{}\"\nprotocol = \"v311\"",
-            broker.port
-        ),
-        &format!(
-            "[channels.log]\nkind = \"file\"\npath = \"{}\"\n",
-            dir.path().join("posts.jsonl").display()
-        ),
+        &format!("url = \"mqtt://127.0.0.1:{}\"\nprotocol = \"v311\"", broker.port),
+        &format!("[channels.log]\nkind = \"file\"\npath = \"{}\"\n", dir.path().join("posts.jsonl").display()),
     );
     let app = start_app(&config).await;
-    eventually(Duration::from_secs(10), || {
-        broker.subscribed().then_some(())
-    })
-    .await
-    .expect("daemon subscribed");
+    eventually(Duration::from_secs(10), || broker.subscribed().then_some(())).await.expect("daemon subscribed");
 
     // Another connection holds the write lock: the writer waits (busy timeout 5 s).
     let lock = rusqlite::Connection::open(dir.path().join("bullhorn.db")).expect("open");
@@ -43,11 +33,7 @@ async fn pubacks_leave_in_arrival_order_while_the_store_is_slow() {
         broker.publish("cad/x/events", m.as_bytes());
     }
     tokio::time::sleep(Duration::from_millis(700)).await;
-    assert_eq!(
-        broker.acks(),
-        Vec::<u16>::new(),
-        "nothing is acked before its commit, rejects included"
-    );
+    assert_eq!(broker.acks(), Vec::<u16>::new(), "nothing is acked before its commit, rejects included");
 
     lock.execute_batch("COMMIT").expect("unlock");
     let acks = eventually(Duration::from_secs(10), || {

@@ -17,11 +17,7 @@ fn bullhorn(args: &[&str]) -> std::process::Output {
 fn check_passes_on_the_shipped_config() {
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config/bullhorn.toml");
     let out = bullhorn(&["--config", config, "check"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("OK"));
 }
 
@@ -45,17 +41,9 @@ fn check_reports_every_problem_and_exits_64() {
 #[test]
 fn check_reports_template_errors_with_file_and_line() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = write_config(
-        dir.path(),
-        "url = \"mqtt://127.0.0.1:1\"",
-        "[channels.c]\nkind = \"console\"\n",
-    );
+    let path = write_config(dir.path(), "url = \"mqtt://127.0.0.1:1\"", "[channels.c]\nkind = \"console\"\n");
     std::fs::create_dir_all(dir.path().join("templates/missing_child")).expect("dir");
-    std::fs::write(
-        dir.path().join("templates/missing_child/default.txt"),
-        "ok\n{% if %}\n",
-    )
-    .expect("write");
+    std::fs::write(dir.path().join("templates/missing_child/default.txt"), "ok\n{% if %}\n").expect("write");
     let out = bullhorn(&["--config", path.to_str().expect("utf-8"), "check"]);
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -65,12 +53,7 @@ fn check_reports_template_errors_with_file_and_line() {
 #[test]
 fn usage_errors_exit_64() {
     assert_eq!(bullhorn(&["frobnicate"]).status.code(), Some(64));
-    assert_eq!(
-        bullhorn(&["--config", "/nonexistent.toml", "check"])
-            .status
-            .code(),
-        Some(64)
-    );
+    assert_eq!(bullhorn(&["--config", "/nonexistent.toml", "check"]).status.code(), Some(64));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -80,44 +63,20 @@ async fn send_publishes_a_validated_event_file() {
     let config = write_config(
         dir.path(),
         "",
-        &format!(
-            "{}\n[channels.log]\nkind = \"file\"\npath = \"{}\"\n",
-            embedded_broker(),
-            posts.display()
-        ),
+        &format!("{}\n[channels.log]\nkind = \"file\"\npath = \"{}\"\n", embedded_broker(), posts.display()),
     );
     let app = start_app(&config).await;
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config/examples/amber.json");
     let out = bullhorn(&["--config", config.to_str().expect("utf-8"), "send", example]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("published missing_child alert"));
-    let text = eventually(Duration::from_secs(10), || {
-        std::fs::read_to_string(&posts)
-            .ok()
-            .filter(|s| !s.is_empty())
-    })
-    .await;
-    assert!(
-        text.is_some_and(|t| t.contains("Sofia Ramirez")),
-        "the alert reached the file channel"
-    );
+    let text =
+        eventually(Duration::from_secs(10), || std::fs::read_to_string(&posts).ok().filter(|s| !s.is_empty())).await;
+    assert!(text.is_some_and(|t| t.contains("Sofia Ramirez")), "the alert reached the file channel");
 
     let bad = dir.path().join("bad.json");
-    std::fs::write(
-        &bad,
-        r#"{"id":"x","type":"nope","status":"actual","headline":"h"}"#,
-    )
-    .expect("write");
-    let out = bullhorn(&[
-        "--config",
-        config.to_str().expect("utf-8"),
-        "send",
-        bad.to_str().expect("utf-8"),
-    ]);
+    std::fs::write(&bad, r#"{"id":"x","type":"nope","status":"actual","headline":"h"}"#).expect("write");
+    let out = bullhorn(&["--config", config.to_str().expect("utf-8"), "send", bad.to_str().expect("utf-8")]);
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("unknown event type"),

@@ -15,30 +15,18 @@ const WAIT: Duration = Duration::from_secs(20);
 
 /// Config for a daemon process on Mosquitto with a webhook and a file channel; the admin
 /// server on a known port.
-fn process_config(
-    dir: &Path,
-    broker: &Mosquitto,
-    protocol: &str,
-    hook_url: &str,
-    extra_store: &str,
-) -> (PathBuf, u16) {
+fn process_config(dir: &Path, broker: &Mosquitto, protocol: &str, hook_url: &str, extra_store: &str) -> (PathBuf, u16) {
     let admin = free_port();
     let path = write_config(
         dir,
-        &format!(
-            "url = \"{}\"\nprotocol = \"{protocol}\"\nclient_id = \"bullhorn-test\"",
-            broker.url()
-        ),
+        &format!("url = \"{}\"\nprotocol = \"{protocol}\"\nclient_id = \"bullhorn-test\"", broker.url()),
         &format!(
             "[channels.hook]\nkind = \"webhook\"\nurl = \"{hook_url}\"\n[channels.log]\nkind = \"file\"\npath = \"{}\"\n",
             dir.join("posts.jsonl").display()
         ),
     );
     let text = std::fs::read_to_string(&path).expect("read");
-    let text = text.replace(
-        "listen = \"127.0.0.1:0\"",
-        &format!("listen = \"127.0.0.1:{admin}\""),
-    );
+    let text = text.replace("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{admin}\""));
     let text = text.replace("[store]\n", &format!("[store]\n{extra_store}"));
     std::fs::write(&path, text).expect("write");
     (path, admin)
@@ -58,31 +46,19 @@ async fn wait_lines(dir: &Path, n: usize) -> Vec<serde_json::Value> {
         (l.len() >= n).then_some(l)
     })
     .await
-    .unwrap_or_else(|| {
-        panic!(
-            "expected {n} lines in the file channel, got {}",
-            file_lines(dir).len()
-        )
-    })
+    .unwrap_or_else(|| panic!("expected {n} lines in the file channel, got {}", file_lines(dir).len()))
 }
 
 async fn ready(admin: u16) -> Option<bool> {
     let client = bullhorn::channel::http::client().expect("client");
-    let r = client
-        .get(format!("http://127.0.0.1:{admin}/readyz"))
-        .send()
-        .await
-        .ok()?;
+    let r = client.get(format!("http://127.0.0.1:{admin}/readyz")).send().await.ok()?;
     Some(r.status().is_success())
 }
 
 async fn wait_ready(admin: u16, want: bool) {
     let deadline = tokio::time::Instant::now() + WAIT;
     while ready(admin).await != Some(want) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "readyz never became {want}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "readyz never became {want}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -93,29 +69,17 @@ async fn sigkill_between_receipt_and_delivery_then_restart_delivers_exactly_once
     let broker = Mosquitto::start(&dir.path().join("mosquitto"));
     // The platform is down (connection refused) while the event arrives.
     let hook_port = free_port();
-    let (config, admin) = process_config(
-        dir.path(),
-        &broker,
-        "v5",
-        &format!("http://127.0.0.1:{hook_port}/hook"),
-        "",
-    );
+    let (config, admin) = process_config(dir.path(), &broker, "v5", &format!("http://127.0.0.1:{hook_port}/hook"), "");
     let mut daemon = Daemon::start(&config);
     wait_ready(admin, true).await;
 
     Publisher::new(broker.port, "pub-1")
-        .publish(
-            "cad/a/events",
-            event("K-1", 1, "missing_child", "AMBER K-1"),
-            WAIT,
-        )
+        .publish("cad/a/events", event("K-1", 1, "missing_child", "AMBER K-1"), WAIT)
         .await;
     let db = dir.path().join("bullhorn.db");
-    eventually(WAIT, || {
-        (count(&db, "SELECT COUNT(*) FROM attempts WHERE channel = 'hook'") >= 1).then_some(())
-    })
-    .await
-    .expect("an attempt failed against the down platform");
+    eventually(WAIT, || (count(&db, "SELECT COUNT(*) FROM attempts WHERE channel = 'hook'") >= 1).then_some(()))
+        .await
+        .expect("an attempt failed against the down platform");
     daemon.kill9();
 
     let hook = FakeWebhook::start_on(hook_port, vec![]).await;
@@ -124,16 +88,8 @@ async fn sigkill_between_receipt_and_delivery_then_restart_delivers_exactly_once
     assert_eq!(reqs[0].text(), "AMBER K-1");
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(hook.requests().len(), 1, "delivered once");
-    assert_eq!(
-        file_lines(dir.path()).len(),
-        1,
-        "one line in the file channel"
-    );
-    assert!(
-        daemon.terminate(),
-        "clean shutdown on SIGTERM:\n{}",
-        daemon.log()
-    );
+    assert_eq!(file_lines(dir.path()).len(), 1, "one line in the file channel");
+    assert!(daemon.terminate(), "clean shutdown on SIGTERM:\n{}", daemon.log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -141,23 +97,14 @@ async fn sigkill_during_a_request_is_resolved_without_a_second_post() {
     let dir = tempfile::tempdir().expect("tempdir");
     let broker = Mosquitto::start(&dir.path().join("mosquitto"));
     let first = FakeWebhook::start(vec![Reply::Hang]).await;
-    let port: u16 = first
-        .url
-        .split(':')
-        .nth(2)
-        .and_then(|s| s.split('/').next())
-        .and_then(|p| p.parse().ok())
-        .expect("port");
+    let port: u16 =
+        first.url.split(':').nth(2).and_then(|s| s.split('/').next()).and_then(|p| p.parse().ok()).expect("port");
     let (config, admin) = process_config(dir.path(), &broker, "v5", &first.url, "");
     let mut daemon = Daemon::start(&config);
     wait_ready(admin, true).await;
 
     Publisher::new(broker.port, "pub-2")
-        .publish(
-            "cad/a/events",
-            event("K-2", 1, "missing_child", "AMBER K-2"),
-            WAIT,
-        )
+        .publish("cad/a/events", event("K-2", 1, "missing_child", "AMBER K-2"), WAIT)
         .await;
     let hung = first.wait_for(1, WAIT).await.remove(0);
     daemon.kill9(); // the request's outcome is now unknown
@@ -168,31 +115,11 @@ async fn sigkill_during_a_request_is_resolved_without_a_second_post() {
     let again = second.wait_for(1, WAIT).await.remove(0);
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(second.requests().len(), 1);
-    assert_eq!(
-        again.id(),
-        hung.id(),
-        "resent with the same webhook-id, so the receiver sees one delivery"
-    );
-    assert_eq!(
-        file_lines(dir.path()).len(),
-        1,
-        "the file channel found its line and did not write it again"
-    );
+    assert_eq!(again.id(), hung.id(), "resent with the same webhook-id, so the receiver sees one delivery");
+    assert_eq!(file_lines(dir.path()).len(), 1, "the file channel found its line and did not write it again");
     let db = dir.path().join("bullhorn.db");
-    assert_eq!(
-        count(
-            &db,
-            "SELECT COUNT(*) FROM attempts WHERE channel = 'hook' AND outcome = 'unknown'"
-        ),
-        1
-    );
-    assert_eq!(
-        count(
-            &db,
-            "SELECT COUNT(*) FROM deliveries WHERE channel = 'hook' AND state = 'sent'"
-        ),
-        1
-    );
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM attempts WHERE channel = 'hook' AND outcome = 'unknown'"), 1);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM deliveries WHERE channel = 'hook' AND state = 'sent'"), 1);
     daemon.kill9();
 }
 
@@ -211,24 +138,35 @@ async fn broker_restart_mid_stream_loses_nothing() {
             broker.restart();
         }
         publisher
-            .publish(
-                "cad/a/events",
-                event(&format!("B-{i}"), 1, "road_closure", &format!("event {i}")),
-                WAIT,
-            )
+            .publish("cad/a/events", event(&format!("B-{i}"), 1, "road_closure", &format!("event {i}")), WAIT)
             .await;
     }
-    let lines = wait_lines(dir.path(), 40).await;
+    let got = eventually(WAIT, || (file_lines(dir.path()).len() >= 40).then_some(())).await;
+    if got.is_none() {
+        let db = dir.path().join("bullhorn.db");
+        let seen: Vec<String> =
+            file_lines(dir.path()).iter().map(|l| l["incident"].as_str().unwrap_or("").to_owned()).collect();
+        let missing: Vec<String> = (0..40).map(|i| format!("json:B-{i}")).filter(|k| !seen.contains(k)).collect();
+        panic!(
+            "missing {missing:?}; events in store {}; daemon log:\n{}",
+            count(&db, "SELECT COUNT(*) FROM events"),
+            daemon.log()
+        );
+    }
+    let lines = file_lines(dir.path());
     hook.wait_for(40, WAIT).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let mut incidents: Vec<String> = file_lines(dir.path())
-        .iter()
-        .map(|l| l["incident"].as_str().unwrap_or("").to_owned())
-        .collect();
+    let mut incidents: Vec<String> =
+        file_lines(dir.path()).iter().map(|l| l["incident"].as_str().unwrap_or("").to_owned()).collect();
     incidents.sort();
     incidents.dedup();
     assert_eq!((lines.len(), incidents.len()), (40, 40), "every event once");
     assert_eq!(hook.requests().len(), 40);
+    assert!(
+        daemon.log().contains("session_present=true"),
+        "the broker kept the daemon's session across its restart:\n{}",
+        daemon.log()
+    );
     assert!(daemon.terminate(), "{}", daemon.log());
 }
 
@@ -242,18 +180,11 @@ async fn broker_down_at_startup_is_retried_and_ready_follows() {
     let mut daemon = Daemon::start(&config);
     wait_ready(admin, false).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(
-        daemon.is_running(),
-        "a broker down at start-up is not fatal"
-    );
+    assert!(daemon.is_running(), "a broker down at start-up is not fatal");
     broker.restart();
     wait_ready(admin, true).await;
     Publisher::new(broker.port, "pub-4")
-        .publish(
-            "cad/a/events",
-            event("D-1", 1, "road_closure", "after start"),
-            WAIT,
-        )
+        .publish("cad/a/events", event("D-1", 1, "road_closure", "after start"), WAIT)
         .await;
     assert_eq!(hook.wait_for(1, WAIT).await[0].text(), "after start");
     daemon.kill9();
@@ -264,13 +195,7 @@ async fn an_unwritable_store_acks_nothing_and_the_broker_redelivers_after_recove
     let dir = tempfile::tempdir().expect("tempdir");
     let broker = Mosquitto::start(&dir.path().join("mosquitto"));
     let hook = FakeWebhook::start(vec![]).await;
-    let (config, admin) = process_config(
-        dir.path(),
-        &broker,
-        "v5",
-        &hook.url,
-        "busy_timeout = \"200ms\"\n",
-    );
+    let (config, admin) = process_config(dir.path(), &broker, "v5", &hook.url, "busy_timeout = \"200ms\"\n");
     let mut daemon = Daemon::start(&config);
     wait_ready(admin, true).await;
     let db = dir.path().join("bullhorn.db");
@@ -281,11 +206,7 @@ async fn an_unwritable_store_acks_nothing_and_the_broker_redelivers_after_recove
     lock.execute_batch("BEGIN IMMEDIATE").expect("lock");
     for i in 0..5 {
         publisher
-            .publish(
-                "cad/a/events",
-                event(&format!("S-{i}"), 1, "road_closure", &format!("first {i}")),
-                WAIT,
-            )
+            .publish("cad/a/events", event(&format!("S-{i}"), 1, "road_closure", &format!("first {i}")), WAIT)
             .await;
     }
     wait_ready(admin, false).await;
@@ -299,11 +220,7 @@ async fn an_unwritable_store_acks_nothing_and_the_broker_redelivers_after_recove
     lock.execute_batch("BEGIN IMMEDIATE").expect("lock");
     for i in 0..5 {
         publisher
-            .publish(
-                "cad/a/events",
-                event(&format!("T-{i}"), 1, "road_closure", &format!("second {i}")),
-                WAIT,
-            )
+            .publish("cad/a/events", event(&format!("T-{i}"), 1, "road_closure", &format!("second {i}")), WAIT)
             .await;
     }
     wait_ready(admin, false).await;
@@ -312,11 +229,7 @@ async fn an_unwritable_store_acks_nothing_and_the_broker_redelivers_after_recove
     daemon.restart();
     let lines = wait_lines(dir.path(), 10).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(
-        file_lines(dir.path()).len(),
-        10,
-        "every message once: {lines:?}"
-    );
+    assert_eq!(file_lines(dir.path()).len(), 10, "every message once: {lines:?}");
     assert_eq!(hook.requests().len(), 10);
     daemon.kill9();
 }

@@ -32,10 +32,7 @@ async fn event_reaches_a_signed_webhook_and_the_file() {
 
     let req = hook.wait_for(1, Duration::from_secs(10)).await.remove(0);
     // Verified with the Standard Webhooks reference library, as a receiver would.
-    standardwebhooks::Webhook::new(SECRET)
-        .expect("secret")
-        .verify(&req.body, &req.headers)
-        .expect("valid signature");
+    standardwebhooks::Webhook::new(SECRET).expect("secret").verify(&req.body, &req.headers).expect("valid signature");
     let body = req.json();
     assert_eq!(body["type"], "alert.missing_child.alert");
     assert_eq!(body["data"]["text"], "AMBER Alert: Sofia, 6");
@@ -44,13 +41,9 @@ async fn event_reaches_a_signed_webhook_and_the_file() {
     assert_eq!(body["data"]["event"]["fields"]["child_name"], "Sofia");
     assert!(req.id().starts_with("bh_"));
 
-    let line = eventually(Duration::from_secs(5), || {
-        std::fs::read_to_string(&posts)
-            .ok()
-            .filter(|s| !s.is_empty())
-    })
-    .await
-    .expect("file channel line");
+    let line = eventually(Duration::from_secs(5), || std::fs::read_to_string(&posts).ok().filter(|s| !s.is_empty()))
+        .await
+        .expect("file channel line");
     let line: serde_json::Value = serde_json::from_str(line.trim()).expect("json line");
     assert_eq!(line["text"], "AMBER Alert: Sofia, 6");
     assert_eq!(line["priority"], "critical");
@@ -58,22 +51,10 @@ async fn event_reaches_a_signed_webhook_and_the_file() {
     let (status, body) = admin_get(app.admin_addr().expect("admin"), "/readyz").await;
     assert_eq!(status, 200, "{body}");
     let (_, metrics) = admin_get(app.admin_addr().expect("admin"), "/metrics").await;
-    assert!(
-        metrics.contains("bullhorn_deliveries_total{channel=\"hook\",outcome=\"sent\"} 1"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("bullhorn_events_received_total{format=\"json\"} 1"),
-        "{metrics}"
-    );
+    assert!(metrics.contains("bullhorn_deliveries_total{channel=\"hook\",outcome=\"sent\"} 1"), "{metrics}");
+    assert!(metrics.contains("bullhorn_events_received_total{format=\"json\"} 1"), "{metrics}");
     app.stop().await;
-    assert_eq!(
-        count(
-            &dir.path().join("bullhorn.db"),
-            "SELECT COUNT(*) FROM deliveries WHERE state = 'sent'"
-        ),
-        2
-    );
+    assert_eq!(count(&dir.path().join("bullhorn.db"), "SELECT COUNT(*) FROM deliveries WHERE state = 'sent'"), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,11 +64,7 @@ async fn a_resent_message_posts_once_even_across_restarts() {
     let config = write_config(
         dir.path(),
         "",
-        &format!(
-            "{}\n[channels.hook]\nkind = \"webhook\"\nurl = \"{}\"\n",
-            embedded_broker(),
-            hook.url
-        ),
+        &format!("{}\n[channels.hook]\nkind = \"webhook\"\nurl = \"{}\"\n", embedded_broker(), hook.url),
     );
     let app = start_app(&config).await;
     let e = event("INC-9", 1, "road_closure", "Main St closed");
@@ -101,12 +78,7 @@ async fn a_resent_message_posts_once_even_across_restarts() {
     std::fs::write(&config, with_broker_port(&text, free_port())).expect("write");
     let app = start_app(&config).await;
     send_raw(&config, "cad/a/events", e).await;
-    send_raw(
-        &config,
-        "cad/a/events",
-        event("INC-9", 2, "road_closure", "Main St reopened"),
-    )
-    .await;
+    send_raw(&config, "cad/a/events", event("INC-9", 2, "road_closure", "Main St reopened")).await;
     hook.wait_for(2, Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     app.stop().await;

@@ -24,9 +24,7 @@ struct AppState {
 
 /// Bind the admin address; a taken port is a start-up error.
 pub async fn bind(listen: SocketAddr) -> Result<tokio::net::TcpListener, String> {
-    tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| format!("cannot listen on admin address {listen}: {e}"))
+    tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on admin address {listen}: {e}"))
 }
 
 /// Serve until `cancel`.
@@ -35,16 +33,15 @@ pub fn serve(
     health: Arc<Health>,
     metrics: Arc<Metrics>,
     cancel: CancellationToken,
+    failed: CancellationToken,
 ) -> JoinHandle<()> {
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .with_state(AppState { health, metrics });
-    tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { cancel.cancelled().await })
-            .await;
+    crate::supervise::spawn("admin".to_owned(), failed, async move {
+        let served = axum::serve(listener, app).with_graceful_shutdown(async move { cancel.cancelled().await }).await;
         if let Err(e) = served {
             tracing::error!(error = %e, "admin server failed");
         }
@@ -53,20 +50,10 @@ pub fn serve(
 
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
     let r = s.health.readiness();
-    let status = if r.ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let status = if r.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, axum::Json(r))
 }
 
 async fn metrics_text(State(s): State<AppState>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        s.metrics.encode(),
-    )
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], s.metrics.encode())
 }

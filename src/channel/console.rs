@@ -13,9 +13,7 @@ pub struct Console {
 
 impl Console {
     pub fn new(name: &str) -> Self {
-        Console {
-            name: name.to_owned(),
-        }
+        Console { name: name.to_owned() }
     }
 
     pub async fn send(&self, req: &Request<'_>) -> Response {
@@ -41,11 +39,7 @@ impl Console {
         }
         .await;
         match result {
-            Ok(()) => Outcome::Sent(PostRef {
-                id: Some(format!("console:{}", job.delivery_id)),
-                url: None,
-            })
-            .into(),
+            Ok(()) => Outcome::Sent(PostRef { id: Some(format!("console:{}", job.delivery_id)), url: None }).into(),
             Err(e) => Outcome::Retry(format!("cannot write to stdout: {e}")).into(),
         }
     }

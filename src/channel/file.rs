@@ -39,10 +39,7 @@ pub struct Line {
 
 impl FileChannel {
     pub fn new(name: &str, path: &Path) -> Self {
-        FileChannel {
-            name: name.to_owned(),
-            path: path.to_path_buf(),
-        }
+        FileChannel { name: name.to_owned(), path: path.to_path_buf() }
     }
 
     pub async fn send(&self, req: &Request<'_>) -> Response {
@@ -71,13 +68,13 @@ impl FileChannel {
         let path = self.path.clone();
         let written = tokio::task::spawn_blocking(move || append(&path, &bytes)).await;
         match written {
-            Ok(Ok(())) => Outcome::Sent(PostRef {
-                id: Some(job.idem_key.clone()),
-                url: None,
-            })
-            .into(),
-            Ok(Err(e)) => {
-                Outcome::Retry(format!("cannot append to {}: {e}", self.path.display())).into()
+            Ok(Ok(())) => Outcome::Sent(PostRef { id: Some(job.idem_key.clone()), url: None }).into(),
+            Ok(Err(Append::NotWritten(e))) => {
+                Outcome::Retry(format!("cannot open {}: {e}", self.path.display())).into()
+            }
+            // Part or all of the line may be in the file: look before writing it again.
+            Ok(Err(Append::MaybeWritten(e))) => {
+                Outcome::Unknown(format!("append to {} failed: {e}", self.path.display())).into()
             }
             Err(e) => Outcome::Unknown(format!("write task failed: {e}")).into(),
         }
@@ -89,10 +86,7 @@ impl FileChannel {
         let key = job.idem_key.clone();
         let found = tokio::task::spawn_blocking(move || contains_key(&path, &key)).await;
         match found {
-            Ok(Ok(true)) => Resolution::Posted(PostRef {
-                id: Some(job.idem_key.clone()),
-                url: None,
-            }),
+            Ok(Ok(true)) => Resolution::Posted(PostRef { id: Some(job.idem_key.clone()), url: None }),
             Ok(Ok(false)) => Resolution::NotPosted,
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => Resolution::NotPosted,
             _ => Resolution::CannotTell,
@@ -100,16 +94,37 @@ impl FileChannel {
     }
 }
 
-fn append(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+enum Append {
+    NotWritten(std::io::Error),
+    MaybeWritten(std::io::Error),
+}
+
+fn append(path: &Path, bytes: &[u8]) -> Result<(), Append> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
+        std::fs::create_dir_all(dir).map_err(Append::NotWritten)?;
     }
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)?;
-    f.write_all(bytes)?;
-    f.sync_data()
+    let mut f =
+        std::fs::OpenOptions::new().create(true).append(true).read(true).open(path).map_err(Append::NotWritten)?;
+    // A line torn by a crash or a failed write must not swallow this one.
+    let torn = ends_without_newline(&mut f).map_err(Append::NotWritten)?;
+    let mut line = Vec::with_capacity(bytes.len() + 1);
+    if torn {
+        line.push(b'\n');
+    }
+    line.extend_from_slice(bytes);
+    f.write_all(&line).map_err(Append::MaybeWritten)?;
+    f.sync_data().map_err(Append::MaybeWritten)
+}
+
+fn ends_without_newline(f: &mut std::fs::File) -> std::io::Result<bool> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    if f.metadata()?.len() == 0 {
+        return Ok(false);
+    }
+    f.seek(SeekFrom::End(-1))?;
+    let mut last = [0u8; 1];
+    f.read_exact(&mut last)?;
+    Ok(last[0] != b'\n')
 }
 
 fn contains_key(path: &Path, key: &str) -> std::io::Result<bool> {
@@ -127,4 +142,24 @@ fn contains_key(path: &Path, key: &str) -> std::io::Result<bool> {
         }
     }
     Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_torn_line_does_not_swallow_the_next_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("posts.jsonl");
+        std::fs::write(&path, "{\"at\":\"2026-11-21T00:00:00Z\",\"chan").expect("torn line");
+        let line = br#"{"at":"x","channel":"log","key":"bh_k","delivery_id":1,"event_id":1,"incident":"json:A","type":"t","msg_type":"alert","kind":"post","status":"actual","priority":"normal","text":"hi"}"#;
+        let mut bytes = line.to_vec();
+        bytes.push(b'\n');
+        assert!(append(&path, &bytes).is_ok());
+        assert!(contains_key(&path, "bh_k").expect("read"));
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert_eq!(text.lines().count(), 2, "the new line starts on its own line");
+        assert!(!contains_key(&path, "bh_other").expect("read"));
+    }
 }

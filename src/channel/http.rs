@@ -30,23 +30,12 @@ pub fn parse_retry_after(value: &str, now: Timestamp) -> Option<Duration> {
     }
     let at = jiff::fmt::rfc2822::parse(v).ok()?.timestamp();
     let d = at.duration_since(now);
-    Some(if d.is_positive() {
-        d.unsigned_abs()
-    } else {
-        Duration::ZERO
-    })
+    Some(if d.is_positive() { d.unsigned_abs() } else { Duration::ZERO })
 }
 
 /// The `Retry-After` header of a response, if any.
-pub fn retry_after_header(
-    headers: &reqwest::header::HeaderMap,
-    now: Timestamp,
-) -> Option<Duration> {
-    headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()
-        .and_then(|v| parse_retry_after(v, now))
+pub fn retry_after_header(headers: &reqwest::header::HeaderMap, now: Timestamp) -> Option<Duration> {
+    headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok().and_then(|v| parse_retry_after(v, now))
 }
 
 /// A request that failed without a response. A connection that was never made cannot
@@ -72,11 +61,7 @@ fn error_chain(e: &reqwest::Error) -> String {
         source = s.source();
     }
     if parts.is_empty() {
-        if e.is_timeout() {
-            "timed out".to_owned()
-        } else {
-            "error".to_owned()
-        }
+        if e.is_timeout() { "timed out".to_owned() } else { "error".to_owned() }
     } else {
         parts.join(": ")
     }
@@ -101,14 +86,8 @@ mod tests {
 
     #[test]
     fn seconds_and_fractions() {
-        assert_eq!(
-            parse_retry_after("120", now()),
-            Some(Duration::from_secs(120))
-        );
-        assert_eq!(
-            parse_retry_after(" 1.5 ", now()),
-            Some(Duration::from_millis(1500))
-        );
+        assert_eq!(parse_retry_after("120", now()), Some(Duration::from_secs(120)));
+        assert_eq!(parse_retry_after(" 1.5 ", now()), Some(Duration::from_millis(1500)));
         assert_eq!(parse_retry_after("0", now()), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("-3", now()), None);
         assert_eq!(parse_retry_after("soon", now()), None);
@@ -116,14 +95,8 @@ mod tests {
 
     #[test]
     fn http_dates_relative_to_now() {
-        assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now()),
-            Some(Duration::from_secs(60))
-        );
-        assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now()),
-            Some(Duration::ZERO)
-        );
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now()), Some(Duration::from_secs(60)));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now()), Some(Duration::ZERO));
     }
 
     #[test]

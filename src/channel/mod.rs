@@ -58,10 +58,7 @@ pub struct Response {
 
 impl From<Outcome> for Response {
     fn from(outcome: Outcome) -> Self {
-        Response {
-            outcome,
-            http_status: None,
-        }
+        Response { outcome, http_status: None }
     }
 }
 
@@ -97,13 +94,9 @@ impl Channel {
         match &cfg.kind {
             ChannelKind::Console => Channel::Console(console::Console::new(&cfg.name)),
             ChannelKind::File { path } => Channel::File(file::FileChannel::new(&cfg.name, path)),
-            ChannelKind::Webhook { url, secret } => Channel::Webhook(webhook::Webhook::new(
-                &cfg.name,
-                url.clone(),
-                secret.as_ref(),
-                http.clone(),
-                timeout,
-            )),
+            ChannelKind::Webhook { url, secret } => {
+                Channel::Webhook(webhook::Webhook::new(&cfg.name, url.clone(), secret.as_ref(), http.clone(), timeout))
+            }
         }
     }
 

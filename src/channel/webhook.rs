@@ -17,6 +17,8 @@ use hmac::{Hmac, Mac};
 use jiff::Timestamp;
 use reqwest::header::HeaderMap;
 use secrecy::{ExposeSecret, SecretString};
+
+use crate::config::SecretUrl;
 use sha2::Sha256;
 
 use super::http::{retry_after_header, snippet, transport_error};
@@ -34,7 +36,7 @@ impl fmt::Debug for SigningKey {
 #[derive(Debug)]
 pub struct Webhook {
     name: String,
-    url: reqwest::Url,
+    url: SecretUrl,
     key: Option<SigningKey>,
     client: reqwest::Client,
     timeout: Duration,
@@ -48,10 +50,7 @@ pub fn signing_key(secret: &SecretString) -> Result<Vec<u8>, String> {
         .decode(b64)
         .map_err(|_| "the secret must be whsec_ followed by base64".to_owned())?;
     if key.len() < 16 {
-        return Err(format!(
-            "the secret decodes to {} bytes; use at least 24 random bytes",
-            key.len()
-        ));
+        return Err(format!("the secret decodes to {} bytes; use at least 24 random bytes", key.len()));
     }
     Ok(key)
 }
@@ -64,35 +63,25 @@ pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
-    format!(
-        "v1,{}",
-        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
-    )
+    format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()))
 }
 
 impl Webhook {
     pub fn new(
         name: &str,
-        url: reqwest::Url,
+        url: SecretUrl,
         secret: Option<&SecretString>,
         client: reqwest::Client,
         timeout: Duration,
     ) -> Self {
         // The config was validated, so the secret decodes; an invalid one was refused there.
         let key = secret.and_then(|s| signing_key(s).ok()).map(SigningKey);
-        Webhook {
-            name: name.to_owned(),
-            url,
-            key,
-            client,
-            timeout,
-        }
+        Webhook { name: name.to_owned(), url, key, client, timeout }
     }
 
     pub async fn send(&self, req: &Request<'_>) -> Response {
         let job = req.job;
-        let event: serde_json::Value =
-            serde_json::from_str(&job.event_json).unwrap_or(serde_json::Value::Null);
+        let event: serde_json::Value = serde_json::from_str(&job.event_json).unwrap_or(serde_json::Value::Null);
         let now = Timestamp::now();
         let body = serde_json::json!({
             "type": format!("alert.{}.{}", job.event_type, job.msg_type),
@@ -114,7 +103,7 @@ impl Webhook {
         let ts = now.as_second();
         let mut request = self
             .client
-            .post(self.url.clone())
+            .post(self.url.expose().clone())
             .timeout(self.timeout)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header("webhook-id", &job.idem_key)
@@ -143,31 +132,16 @@ pub fn classify(status: u16, headers: &HeaderMap, body: &str, id: &str, now: Tim
         200..=299 => {
             // A receiver may answer with its own id and URL for the item it created.
             let parsed: Option<serde_json::Value> = serde_json::from_str(body).ok();
-            let field = |k: &str| {
-                parsed
-                    .as_ref()
-                    .and_then(|v| v.get(k))
-                    .and_then(|v| v.as_str())
-                    .map(str::to_owned)
-            };
-            Outcome::Sent(PostRef {
-                id: field("id").or_else(|| Some(id.to_owned())),
-                url: field("url"),
-            })
+            let field = |k: &str| parsed.as_ref().and_then(|v| v.get(k)).and_then(|v| v.as_str()).map(str::to_owned);
+            Outcome::Sent(PostRef { id: field("id").or_else(|| Some(id.to_owned())), url: field("url") })
         }
         429 | 503 => match retry_after_header(headers, now) {
             Some(d) => Outcome::RetryAfter(d, detail()),
             None => Outcome::Retry(detail()),
         },
         408 | 425 | 500..=599 => Outcome::Retry(detail()),
-        410 => Outcome::Permanent(format!(
-            "endpoint gone (410); remove or fix the channel: {}",
-            detail()
-        )),
-        300..=399 => Outcome::Permanent(format!(
-            "redirects are not followed; fix the channel's url: {}",
-            detail()
-        )),
+        410 => Outcome::Permanent(format!("endpoint gone (410); remove or fix the channel: {}", detail())),
+        300..=399 => Outcome::Permanent(format!("redirects are not followed; fix the channel's url: {}", detail())),
         _ => Outcome::Permanent(detail()),
     }
 }
@@ -184,16 +158,8 @@ mod tests {
     #[test]
     fn signature_matches_the_standard_webhooks_example() {
         // The test vector from the Standard Webhooks specification.
-        let key = signing_key(&SecretString::from(
-            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-        ))
-        .expect("key");
-        let sig = sign(
-            &key,
-            "msg_p5jXN8AQM9LWM0D4loKWxJek",
-            1_614_265_330,
-            br#"{"test": 2432232314}"#,
-        );
+        let key = signing_key(&SecretString::from("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")).expect("key");
+        let sig = sign(&key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1_614_265_330, br#"{"test": 2432232314}"#);
         assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
     }
 
@@ -209,54 +175,23 @@ mod tests {
         let mut wait = HeaderMap::new();
         wait.insert(RETRY_AFTER, HeaderValue::from_static("30"));
         assert_eq!(
-            classify(
-                200,
-                &none,
-                r#"{"id":"abc","url":"https://x.example/abc"}"#,
-                "k",
-                now()
-            ),
-            Outcome::Sent(PostRef {
-                id: Some("abc".to_owned()),
-                url: Some("https://x.example/abc".to_owned())
-            })
+            classify(200, &none, r#"{"id":"abc","url":"https://x.example/abc"}"#, "k", now()),
+            Outcome::Sent(PostRef { id: Some("abc".to_owned()), url: Some("https://x.example/abc".to_owned()) })
         );
         assert_eq!(
             classify(204, &none, "", "k", now()),
-            Outcome::Sent(PostRef {
-                id: Some("k".to_owned()),
-                url: None
-            })
+            Outcome::Sent(PostRef { id: Some("k".to_owned()), url: None })
         );
         assert!(
             matches!(classify(429, &wait, "", "k", now()), Outcome::RetryAfter(d, _) if d == Duration::from_secs(30))
         );
-        assert!(matches!(
-            classify(503, &wait, "", "k", now()),
-            Outcome::RetryAfter(..)
-        ));
-        assert!(matches!(
-            classify(429, &none, "", "k", now()),
-            Outcome::Retry(_)
-        ));
-        assert!(matches!(
-            classify(500, &none, "", "k", now()),
-            Outcome::Retry(_)
-        ));
-        assert!(matches!(
-            classify(408, &none, "", "k", now()),
-            Outcome::Retry(_)
-        ));
-        assert!(
-            matches!(classify(400, &none, "bad", "k", now()), Outcome::Permanent(m) if m.contains("bad"))
-        );
-        assert!(
-            matches!(classify(410, &none, "", "k", now()), Outcome::Permanent(m) if m.contains("gone"))
-        );
-        assert!(matches!(
-            classify(301, &none, "", "k", now()),
-            Outcome::Permanent(_)
-        ));
+        assert!(matches!(classify(503, &wait, "", "k", now()), Outcome::RetryAfter(..)));
+        assert!(matches!(classify(429, &none, "", "k", now()), Outcome::Retry(_)));
+        assert!(matches!(classify(500, &none, "", "k", now()), Outcome::Retry(_)));
+        assert!(matches!(classify(408, &none, "", "k", now()), Outcome::Retry(_)));
+        assert!(matches!(classify(400, &none, "bad", "k", now()), Outcome::Permanent(m) if m.contains("bad")));
+        assert!(matches!(classify(410, &none, "", "k", now()), Outcome::Permanent(m) if m.contains("gone")));
+        assert!(matches!(classify(301, &none, "", "k", now()), Outcome::Permanent(_)));
     }
 
     #[test]
@@ -264,15 +199,12 @@ mod tests {
         let secret = SecretString::from("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
         let hook = Webhook::new(
             "hook",
-            "http://127.0.0.1:1/".parse().expect("url"),
+            SecretUrl::new("http://127.0.0.1:1/services/T000/B000/XXXXsecretpath".parse().expect("url")),
             Some(&secret),
             crate::channel::http::client().expect("client"),
             Duration::from_secs(1),
         );
         let dbg = format!("{hook:?}");
-        assert!(
-            dbg.contains("REDACTED") && !dbg.contains("MfKQ9r8"),
-            "{dbg}"
-        );
+        assert!(dbg.contains("REDACTED") && !dbg.contains("MfKQ9r8") && !dbg.contains("secretpath"), "{dbg}");
     }
 }

@@ -22,13 +22,9 @@ pub struct HumanDuration(pub Duration);
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        humantime::parse_duration(s.trim())
-            .map(HumanDuration)
-            .map_err(|e| {
-                serde::de::Error::custom(format!(
-                    "invalid duration {s:?}: {e} (write e.g. \"30s\", \"3h\", \"7d\")"
-                ))
-            })
+        humantime::parse_duration(s.trim()).map(HumanDuration).map_err(|e| {
+            serde::de::Error::custom(format!("invalid duration {s:?}: {e} (write e.g. \"30s\", \"3h\", \"7d\")"))
+        })
     }
 }
 
@@ -43,26 +39,15 @@ impl FromStr for Rate {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let (n, w) = s
-            .split_once('/')
-            .ok_or_else(|| format!("invalid rate {s:?}: write COUNT/WINDOW, e.g. \"300/3h\""))?;
-        let limit: u32 = n
-            .trim()
-            .parse()
-            .map_err(|_| format!("invalid rate {s:?}: {n:?} is not a count"))?;
+        let (n, w) =
+            s.split_once('/').ok_or_else(|| format!("invalid rate {s:?}: write COUNT/WINDOW, e.g. \"300/3h\""))?;
+        let limit: u32 = n.trim().parse().map_err(|_| format!("invalid rate {s:?}: {n:?} is not a count"))?;
         let w = w.trim();
         // "20/m" reads naturally; humantime wants a number in front.
-        let w = if w.starts_with(|c: char| c.is_ascii_digit()) {
-            w.to_owned()
-        } else {
-            format!("1{w}")
-        };
-        let window = humantime::parse_duration(&w)
-            .map_err(|e| format!("invalid rate {s:?}: window: {e}"))?;
+        let w = if w.starts_with(|c: char| c.is_ascii_digit()) { w.to_owned() } else { format!("1{w}") };
+        let window = humantime::parse_duration(&w).map_err(|e| format!("invalid rate {s:?}: window: {e}"))?;
         if limit == 0 || window.is_zero() {
-            return Err(format!(
-                "invalid rate {s:?}: count and window must be above zero"
-            ));
+            return Err(format!("invalid rate {s:?}: count and window must be above zero"));
         }
         Ok(Rate { limit, window })
     }
@@ -70,9 +55,7 @@ impl FromStr for Rate {
 
 impl<'de> Deserialize<'de> for Rate {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -89,13 +72,8 @@ impl Reserve {
     pub fn of(self, limit: u32) -> u32 {
         match self {
             Reserve::Percent(p) => {
-                let n = (f64::from(limit) * p / 100.0)
-                    .floor()
-                    .clamp(0.0, f64::from(limit));
-                #[expect(
-                    clippy::cast_possible_truncation,
-                    reason = "clamped to 0..=limit, a u32"
-                )]
+                let n = (f64::from(limit) * p / 100.0).floor().clamp(0.0, f64::from(limit));
+                #[expect(clippy::cast_possible_truncation, reason = "clamped to 0..=limit, a u32")]
                 let n = n as u32;
                 n
             }
@@ -119,15 +97,11 @@ impl<'de> Deserialize<'de> for Reserve {
                 if let Some(p) = t.strip_suffix('%') {
                     match p.trim().parse::<f64>() {
                         Ok(p) if (0.0..=100.0).contains(&p) => Ok(Reserve::Percent(p)),
-                        _ => Err(serde::de::Error::custom(format!(
-                            "invalid reserve {s:?}: a percentage 0-100%"
-                        ))),
+                        _ => Err(serde::de::Error::custom(format!("invalid reserve {s:?}: a percentage 0-100%"))),
                     }
                 } else {
                     t.parse::<u32>().map(Reserve::Count).map_err(|_| {
-                        serde::de::Error::custom(format!(
-                            "invalid reserve {s:?}: write \"20%\" or a count"
-                        ))
+                        serde::de::Error::custom(format!("invalid reserve {s:?}: write \"20%\" or a count"))
                     })
                 }
             }
@@ -223,10 +197,7 @@ pub struct BrokerFile {
 
 impl Default for BrokerFile {
     fn default() -> Self {
-        BrokerFile {
-            enabled: false,
-            listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
-        }
+        BrokerFile { enabled: false, listen: SocketAddr::from(([127, 0, 0, 1], 1883)) }
     }
 }
 
@@ -239,10 +210,7 @@ pub struct StoreFile {
 
 impl Default for StoreFile {
     fn default() -> Self {
-        StoreFile {
-            path: PathBuf::from("data/bullhorn.db"),
-            busy_timeout: HumanDuration(Duration::from_secs(5)),
-        }
+        StoreFile { path: PathBuf::from("data/bullhorn.db"), busy_timeout: HumanDuration(Duration::from_secs(5)) }
     }
 }
 
@@ -255,10 +223,7 @@ pub struct AdminFile {
 
 impl Default for AdminFile {
     fn default() -> Self {
-        AdminFile {
-            enabled: true,
-            listen: SocketAddr::from(([127, 0, 0, 1], 9180)),
-        }
+        AdminFile { enabled: true, listen: SocketAddr::from(([127, 0, 0, 1], 9180)) }
     }
 }
 
@@ -319,12 +284,7 @@ pub struct EventRuleFile {
 
 impl Default for EventRuleFile {
     fn default() -> Self {
-        EventRuleFile {
-            priority: Priority::Normal,
-            channels: vec!["*".to_owned()],
-            max_age: None,
-            templates: None,
-        }
+        EventRuleFile { priority: Priority::Normal, channels: vec!["*".to_owned()], max_age: None, templates: None }
     }
 }
 
@@ -373,27 +333,9 @@ mod tests {
 
     #[test]
     fn rate_parses_count_and_window() {
-        assert_eq!(
-            "300/3h".parse::<Rate>(),
-            Ok(Rate {
-                limit: 300,
-                window: Duration::from_secs(3 * 3600)
-            })
-        );
-        assert_eq!(
-            "20/m".parse::<Rate>(),
-            Ok(Rate {
-                limit: 20,
-                window: Duration::from_secs(60)
-            })
-        );
-        assert_eq!(
-            "50 / 24h".parse::<Rate>(),
-            Ok(Rate {
-                limit: 50,
-                window: Duration::from_secs(86400)
-            })
-        );
+        assert_eq!("300/3h".parse::<Rate>(), Ok(Rate { limit: 300, window: Duration::from_secs(3 * 3600) }));
+        assert_eq!("20/m".parse::<Rate>(), Ok(Rate { limit: 20, window: Duration::from_secs(60) }));
+        assert_eq!("50 / 24h".parse::<Rate>(), Ok(Rate { limit: 50, window: Duration::from_secs(86400) }));
         assert!("300".parse::<Rate>().is_err());
         assert!("0/1h".parse::<Rate>().is_err());
         assert!("x/1h".parse::<Rate>().is_err());

@@ -19,7 +19,7 @@ use secrecy::SecretString;
 use serde::de::DeserializeOwned;
 
 pub use file::{LogFormat, Protocol, Rate, Reserve};
-pub use secret::read_secret;
+pub use secret::{SecretUrl, read_secret};
 
 use crate::backoff::Backoff;
 use crate::event::{Format, Priority};
@@ -45,12 +45,7 @@ pub struct ConfigErrors {
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.errors.len();
-        write!(
-            f,
-            "{}: {n} problem{}",
-            self.file.display(),
-            if n == 1 { "" } else { "s" }
-        )?;
+        write!(f, "{}: {n} problem{}", self.file.display(), if n == 1 { "" } else { "s" })?;
         for e in &self.errors {
             if e.path.is_empty() {
                 write!(f, "\n  - {}", e.message)?;
@@ -69,10 +64,7 @@ struct Errors(Vec<ConfigError>);
 
 impl Errors {
     fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.0.push(ConfigError {
-            path: path.into(),
-            message: message.into(),
-        });
+        self.0.push(ConfigError { path: path.into(), message: message.into() });
     }
 }
 
@@ -230,13 +222,8 @@ pub const DEFAULT_RESERVE: Reserve = Reserve::Percent(10.0);
 #[derive(Debug, Clone)]
 pub enum ChannelKind {
     Console,
-    File {
-        path: PathBuf,
-    },
-    Webhook {
-        url: reqwest::Url,
-        secret: Option<SecretString>,
-    },
+    File { path: PathBuf },
+    Webhook { url: SecretUrl, secret: Option<SecretString> },
 }
 
 impl ChannelKind {
@@ -253,11 +240,7 @@ impl ChannelKind {
 /// Which config file to use: `--config`, else `BULLHORN_CONFIG`, else [`DEFAULT_PATH`].
 pub fn resolve_path(cli: Option<&Path>) -> PathBuf {
     cli.map(Path::to_path_buf)
-        .or_else(|| {
-            std::env::var_os("BULLHORN_CONFIG")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        })
+        .or_else(|| std::env::var_os("BULLHORN_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from(DEFAULT_PATH))
 }
 
@@ -268,24 +251,15 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 }
 
 /// [`load`] with an explicit environment, for tests.
-pub fn load_with_env(
-    path: &Path,
-    env: impl IntoIterator<Item = (String, String)>,
-) -> Result<Config, ConfigErrors> {
-    let fail = |errors: Vec<ConfigError>| ConfigErrors {
-        file: path.to_path_buf(),
-        errors,
-    };
+pub fn load_with_env(path: &Path, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigErrors> {
+    let fail = |errors: Vec<ConfigError>| ConfigErrors { file: path.to_path_buf(), errors };
     if !path.is_file() {
         return Err(fail(vec![ConfigError {
             path: String::new(),
             message: "config file not found (use --config PATH or BULLHORN_CONFIG)".to_owned(),
         }]));
     }
-    let env: config::Map<String, String> = env
-        .into_iter()
-        .filter(|(k, _)| k.starts_with("BULLHORN__"))
-        .collect();
+    let env: config::Map<String, String> = env.into_iter().filter(|(k, _)| k.starts_with("BULLHORN__")).collect();
     let built = config::Config::builder()
         .add_source(config::File::from(path).format(config::FileFormat::Toml))
         .add_source(
@@ -296,35 +270,18 @@ pub fn load_with_env(
                 .source(Some(env)),
         )
         .build()
-        .map_err(|e| {
-            fail(vec![ConfigError {
-                path: String::new(),
-                message: e.to_string(),
-            }])
-        })?;
-    let root: BTreeMap<String, config::Value> = built.try_deserialize().map_err(|e| {
-        fail(vec![ConfigError {
-            path: String::new(),
-            message: e.to_string(),
-        }])
-    })?;
+        .map_err(|e| fail(vec![ConfigError { path: String::new(), message: e.to_string() }]))?;
+    let root: BTreeMap<String, config::Value> =
+        built.try_deserialize().map_err(|e| fail(vec![ConfigError { path: String::new(), message: e.to_string() }]))?;
     let mut errors = Errors::default();
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let config = validate(path, &base, root, &mut errors);
-    if errors.0.is_empty() {
-        Ok(config)
-    } else {
-        Err(fail(errors.0))
-    }
+    if errors.0.is_empty() { Ok(config) } else { Err(fail(errors.0)) }
 }
 
 /// Deserialize one section, recording unknown keys and the first type error (with its
 /// exact path) instead of stopping.
-fn section<T: DeserializeOwned>(
-    value: config::Value,
-    path: &str,
-    errors: &mut Errors,
-) -> Option<T> {
+fn section<T: DeserializeOwned>(value: config::Value, path: &str, errors: &mut Errors) -> Option<T> {
     let mut unknown = Vec::new();
     let mut record = |p: serde_ignored::Path<'_>| unknown.push(p.to_string());
     let de = serde_ignored::Deserializer::new(value, &mut record);
@@ -336,11 +293,7 @@ fn section<T: DeserializeOwned>(
         Ok(v) => Some(v),
         Err(e) => {
             let inner = e.path().to_string();
-            let at = if inner == "." {
-                path.to_owned()
-            } else {
-                join(path, &inner)
-            };
+            let at = if inner == "." { path.to_owned() } else { join(path, &inner) };
             errors.push(at, clean_serde_message(&e.into_inner().to_string()));
             None
         }
@@ -381,35 +334,13 @@ fn table(value: config::Value, path: &str, errors: &mut Errors) -> BTreeMap<Stri
     }
 }
 
-const SECTIONS: &[&str] = &[
-    "log",
-    "mqtt",
-    "broker",
-    "store",
-    "admin",
-    "agency",
-    "delivery",
-    "templates",
-    "events",
-    "channels",
-];
+const SECTIONS: &[&str] =
+    &["log", "mqtt", "broker", "store", "admin", "agency", "delivery", "templates", "events", "channels"];
 
-fn validate(
-    source: &Path,
-    base: &Path,
-    mut root: BTreeMap<String, config::Value>,
-    errors: &mut Errors,
-) -> Config {
-    let unknown: Vec<String> = root
-        .keys()
-        .filter(|k| !SECTIONS.contains(&k.as_str()))
-        .cloned()
-        .collect();
+fn validate(source: &Path, base: &Path, mut root: BTreeMap<String, config::Value>, errors: &mut Errors) -> Config {
+    let unknown: Vec<String> = root.keys().filter(|k| !SECTIONS.contains(&k.as_str())).cloned().collect();
     for k in unknown {
-        errors.push(
-            k,
-            format!("unknown section (known: {})", SECTIONS.join(", ")),
-        );
+        errors.push(k, format!("unknown section (known: {})", SECTIONS.join(", ")));
     }
     let log: LogFile = take_section(&mut root, "log", errors);
     let mqtt: MqttFile = take_section(&mut root, "mqtt", errors);
@@ -420,10 +351,8 @@ fn validate(
     let delivery: DeliveryFile = take_section(&mut root, "delivery", errors);
     let templates: TemplatesFile = take_section(&mut root, "templates", errors);
 
-    let channels = root
-        .remove("channels")
-        .map(|v| validate_channels(table(v, "channels", errors), errors))
-        .unwrap_or_default();
+    let channels =
+        root.remove("channels").map(|v| validate_channels(table(v, "channels", errors), errors)).unwrap_or_default();
     if channels.is_empty() {
         errors.push("channels", "no channels configured");
     }
@@ -432,10 +361,7 @@ fn validate(
         .map(|v| validate_events(table(v, "events", errors), &channels, errors))
         .unwrap_or_default();
     if events.is_empty() {
-        errors.push(
-            "events",
-            "no event types configured: every event would be rejected",
-        );
+        errors.push("events", "no event types configured: every event would be rejected");
     }
 
     let broker = validate_broker(broker, errors);
@@ -443,18 +369,10 @@ fn validate(
 
     let time_zone = agency.time_zone.unwrap_or_else(|| "UTC".to_owned());
     if let Err(e) = jiff::tz::TimeZone::get(&time_zone) {
-        errors.push(
-            "agency.time_zone",
-            format!("unknown time zone {time_zone:?}: {e}"),
-        );
+        errors.push("agency.time_zone", format!("unknown time zone {time_zone:?}: {e}"));
     }
-    let agency = Agency {
-        name: agency.name,
-        time_zone,
-        phone: agency.phone,
-        web: agency.web,
-        hashtags: agency.hashtags,
-    };
+    let agency =
+        Agency { name: agency.name, time_zone, phone: agency.phone, web: agency.web, hashtags: agency.hashtags };
 
     let delivery = DeliveryConfig {
         retry: Backoff::new(delivery.retry_base.0, delivery.retry_max.0),
@@ -464,10 +382,7 @@ fn validate(
         shutdown_grace: delivery.shutdown_grace.0,
     };
     if delivery.retry.base.is_zero() || delivery.retry.base > delivery.retry.cap {
-        errors.push(
-            "delivery.retry_base",
-            "must be above zero and at most delivery.retry_max",
-        );
+        errors.push("delivery.retry_base", "must be above zero and at most delivery.retry_max");
     }
     if delivery.request_timeout.is_zero() {
         errors.push("delivery.request_timeout", "must be above zero");
@@ -477,20 +392,11 @@ fn validate(
 
     Config {
         source: source.to_path_buf(),
-        log: LogConfig {
-            level: log.level,
-            format: log.format,
-        },
+        log: LogConfig { level: log.level, format: log.format },
         mqtt,
         broker,
-        store: StoreConfig {
-            path: store.path,
-            busy_timeout: store.busy_timeout.0,
-        },
-        admin: AdminConfig {
-            enabled: admin.enabled,
-            listen: admin.listen,
-        },
+        store: StoreConfig { path: store.path, busy_timeout: store.busy_timeout.0 },
+        admin: AdminConfig { enabled: admin.enabled, listen: admin.listen },
         agency,
         delivery,
         templates_dir,
@@ -506,26 +412,17 @@ fn validate_broker(broker: BrokerFile, errors: &mut Errors) -> BrokerConfig {
             "this build has no embedded broker (cargo feature \"embedded-broker\"); set broker.enabled = false and point mqtt.url at a broker",
         );
     }
-    BrokerConfig {
-        enabled: broker.enabled,
-        listen: broker.listen,
-    }
+    BrokerConfig { enabled: broker.enabled, listen: broker.listen }
 }
 
 fn validate_mqtt(m: MqttFile, broker: &BrokerConfig, errors: &mut Errors) -> MqttConfig {
     // A broker listening on every address is reached on loopback.
     let ip = match broker.listen.ip() {
         std::net::IpAddr::V4(a) if a.is_unspecified() => std::net::IpAddr::from([127, 0, 0, 1]),
-        std::net::IpAddr::V6(a) if a.is_unspecified() => {
-            std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
-        }
+        std::net::IpAddr::V6(a) if a.is_unspecified() => std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
         ip => ip,
     };
-    let derived = Endpoint {
-        host: ip.to_string(),
-        port: broker.listen.port(),
-        tls: false,
-    };
+    let derived = Endpoint { host: ip.to_string(), port: broker.listen.port(), tls: false };
     let endpoint = match (&m.url, broker.enabled) {
         (None, true) => derived,
         (Some(url), true) => match parse_mqtt_url(url) {
@@ -550,18 +447,12 @@ fn validate_mqtt(m: MqttFile, broker: &BrokerConfig, errors: &mut Errors) -> Mqt
             derived
         }),
         (None, false) => {
-            errors.push(
-                "mqtt.url",
-                "required when the embedded broker is disabled (e.g. \"mqtt://127.0.0.1:1883\")",
-            );
+            errors.push("mqtt.url", "required when the embedded broker is disabled (e.g. \"mqtt://127.0.0.1:1883\")");
             derived
         }
     };
     if m.client_id.trim().is_empty() {
-        errors.push(
-            "mqtt.client_id",
-            "must not be empty: the persistent session is keyed by it",
-        );
+        errors.push("mqtt.client_id", "must not be empty: the persistent session is keyed by it");
     }
     let password = match secret::resolve(m.password, m.password_file.as_deref()) {
         Ok(p) => p,
@@ -586,16 +477,12 @@ fn validate_mqtt(m: MqttFile, broker: &BrokerConfig, errors: &mut Errors) -> Mqt
         }
     };
     if !endpoint.tls && (m.ca_file.is_some() || client_cert.is_some()) {
-        errors.push(
-            "mqtt.url",
-            "ca_file/cert_file are set but the URL is not mqtts://",
-        );
+        errors.push("mqtt.url", "ca_file/cert_file are set but the URL is not mqtts://");
     }
-    for (key, file) in [("mqtt.ca_file", m.ca_file.as_ref())].into_iter().chain(
-        client_cert
-            .iter()
-            .flat_map(|(c, k)| [("mqtt.cert_file", Some(c)), ("mqtt.key_file", Some(k))]),
-    ) {
+    for (key, file) in [("mqtt.ca_file", m.ca_file.as_ref())]
+        .into_iter()
+        .chain(client_cert.iter().flat_map(|(c, k)| [("mqtt.cert_file", Some(c)), ("mqtt.key_file", Some(k))]))
+    {
         if let Some(f) = file
             && !f.is_file()
         {
@@ -618,32 +505,20 @@ fn validate_mqtt(m: MqttFile, broker: &BrokerConfig, errors: &mut Errors) -> Mqt
         errors.push("mqtt.receive_maximum", "must be above zero");
     }
     if m.reconnect_min.0.is_zero() || m.reconnect_min.0 > m.reconnect_max.0 {
-        errors.push(
-            "mqtt.reconnect_min",
-            "must be above zero and at most mqtt.reconnect_max",
-        );
+        errors.push("mqtt.reconnect_min", "must be above zero and at most mqtt.reconnect_max");
     }
     if m.subscribe.is_empty() {
-        errors.push(
-            "mqtt.subscribe",
-            "no subscriptions: nothing would be received",
-        );
+        errors.push("mqtt.subscribe", "no subscriptions: nothing would be received");
     }
     let mut subscriptions = Vec::new();
     for (i, s) in m.subscribe.into_iter().enumerate() {
         let path = format!("mqtt.subscribe[{i}].topic");
         if let Err(e) = check_filter(&s.topic) {
             errors.push(path, e);
-        } else if subscriptions
-            .iter()
-            .any(|o: &Subscription| o.topic == s.topic)
-        {
+        } else if subscriptions.iter().any(|o: &Subscription| o.topic == s.topic) {
             errors.push(path, format!("{:?} is subscribed twice", s.topic));
         } else {
-            subscriptions.push(Subscription {
-                topic: s.topic,
-                format: s.format,
-            });
+            subscriptions.push(Subscription { topic: s.topic, format: s.format });
         }
     }
     if let Some(t) = &m.send_topic
@@ -677,9 +552,7 @@ pub fn parse_mqtt_url(url: &str) -> Result<Endpoint, String> {
         "mqtt" | "tcp" => (false, 1883),
         "mqtts" | "ssl" => (true, 8883),
         other => {
-            return Err(format!(
-                "unsupported scheme {other:?} in {url:?}: use mqtt:// or mqtts://"
-            ));
+            return Err(format!("unsupported scheme {other:?} in {url:?}: use mqtt:// or mqtts://"));
         }
     };
     let host = match parsed.host() {
@@ -688,19 +561,12 @@ pub fn parse_mqtt_url(url: &str) -> Result<Endpoint, String> {
         None => return Err(format!("no host in {url:?}")),
     };
     if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(
-            "credentials do not belong in mqtt.url: use mqtt.username and mqtt.password_file"
-                .to_owned(),
-        );
+        return Err("credentials do not belong in mqtt.url: use mqtt.username and mqtt.password_file".to_owned());
     }
     if !matches!(parsed.path(), "" | "/") {
         return Err(format!("unexpected path in {url:?}"));
     }
-    Ok(Endpoint {
-        host,
-        port: parsed.port().unwrap_or(default_port),
-        tls,
-    })
+    Ok(Endpoint { host, port: parsed.port().unwrap_or(default_port), tls })
 }
 
 /// A topic filter bullhorn can subscribe to.
@@ -725,10 +591,7 @@ fn validate_events(
     for (name, value) in entries {
         let path = format!("events.{name}");
         if !crate::event::valid_type_name(&name) {
-            errors.push(
-                &path,
-                "event type names are lowercase letters, digits and underscores",
-            );
+            errors.push(&path, "event type names are lowercase letters, digits and underscores");
         }
         let Some(rule) = section::<EventRuleFile>(value, &path, errors) else {
             continue;
@@ -750,61 +613,38 @@ fn validate_events(
             ChannelSelector::Named(rule.channels)
         };
         if rule.max_age.is_some_and(|d| d.0.is_zero()) {
-            errors.push(
-                format!("{path}.max_age"),
-                "must be above zero (leave it out for no limit)",
-            );
+            errors.push(format!("{path}.max_age"), "must be above zero (leave it out for no limit)");
         }
         let templates = rule.templates.unwrap_or_else(|| name.clone());
         if templates.is_empty() || templates.contains(['/', '\\']) || templates.starts_with('.') {
-            errors.push(
-                format!("{path}.templates"),
-                "must be a folder name under the templates dir",
-            );
+            errors.push(format!("{path}.templates"), "must be a folder name under the templates dir");
         }
         rules.insert(
             name,
-            EventRule {
-                priority: rule.priority,
-                channels: selector,
-                max_age: rule.max_age.map(|d| d.0),
-                templates,
-            },
+            EventRule { priority: rule.priority, channels: selector, max_age: rule.max_age.map(|d| d.0), templates },
         );
     }
     rules
 }
 
-fn validate_channels(
-    entries: BTreeMap<String, config::Value>,
-    errors: &mut Errors,
-) -> BTreeMap<String, ChannelConfig> {
+fn validate_channels(entries: BTreeMap<String, config::Value>, errors: &mut Errors) -> BTreeMap<String, ChannelConfig> {
     let mut channels = BTreeMap::new();
     for (name, value) in entries {
         let path = format!("channels.{name}");
         if !crate::event::valid_type_name(&name) {
-            errors.push(
-                &path,
-                "channel names are lowercase letters, digits and underscores",
-            );
+            errors.push(&path, "channel names are lowercase letters, digits and underscores");
         }
         let mut fields = table(value, &path, errors);
-        let common_value: config::Map<String, config::Value> = CHANNEL_COMMON_KEYS
-            .iter()
-            .filter_map(|k| fields.remove(*k).map(|v| ((*k).to_owned(), v)))
-            .collect();
-        let Some(common) =
-            section::<ChannelCommonFile>(config::Value::from(common_value), &path, errors)
-        else {
+        let common_value: config::Map<String, config::Value> =
+            CHANNEL_COMMON_KEYS.iter().filter_map(|k| fields.remove(*k).map(|v| ((*k).to_owned(), v))).collect();
+        let Some(common) = section::<ChannelCommonFile>(config::Value::from(common_value), &path, errors) else {
             continue;
         };
         let rest = config::Value::from(fields.into_iter().collect::<config::Map<_, _>>());
         let kind = match common.kind.as_str() {
             "console" => section::<ConsoleFile>(rest, &path, errors).map(|_| ChannelKind::Console),
-            "file" => section::<FileChannelFile>(rest, &path, errors)
-                .map(|f| ChannelKind::File { path: f.path }),
-            "webhook" => section::<WebhookFile>(rest, &path, errors)
-                .and_then(|w| validate_webhook(w, &path, errors)),
+            "file" => section::<FileChannelFile>(rest, &path, errors).map(|f| ChannelKind::File { path: f.path }),
+            "webhook" => section::<WebhookFile>(rest, &path, errors).and_then(|w| validate_webhook(w, &path, errors)),
             other => {
                 errors.push(
                     format!("{path}.kind"),
@@ -815,11 +655,7 @@ fn validate_channels(
         };
         let quota = common.rate.map(|r| {
             let reserve = common.reserve.unwrap_or(DEFAULT_RESERVE).of(r.limit);
-            Quota {
-                limit: r.limit,
-                window: r.window,
-                reserve,
-            }
+            Quota { limit: r.limit, window: r.window, reserve }
         });
         if let Some(q) = quota
             && q.reserve >= q.limit
@@ -835,13 +671,7 @@ fn validate_channels(
         if let Some(kind) = kind {
             channels.insert(
                 name.clone(),
-                ChannelConfig {
-                    name,
-                    enabled: common.enabled,
-                    public: common.public,
-                    quota,
-                    kind,
-                },
+                ChannelConfig { name, enabled: common.enabled, public: common.public, quota, kind },
             );
         }
     }
@@ -872,7 +702,7 @@ fn validate_webhook(w: WebhookFile, path: &str, errors: &mut Errors) -> Option<C
     {
         errors.push(format!("{path}.secret"), e);
     }
-    Some(ChannelKind::Webhook { url, secret })
+    Some(ChannelKind::Webhook { url: SecretUrl::new(url), secret })
 }
 
 #[cfg(test)]

@@ -8,10 +8,7 @@ use std::path::{Path, PathBuf};
 use secrecy::{ExposeSecret, SecretString};
 
 /// The inline value or the file's contents; `Ok(None)` when neither is given.
-pub(super) fn resolve(
-    inline: Option<SecretString>,
-    file: Option<&Path>,
-) -> Result<Option<SecretString>, String> {
+pub(super) fn resolve(inline: Option<SecretString>, file: Option<&Path>) -> Result<Option<SecretString>, String> {
     match (inline, file) {
         (Some(_), Some(_)) => Err("give the secret inline or as a file, not both".to_owned()),
         (Some(s), None) if s.expose_secret().is_empty() => Err("the secret is empty".to_owned()),
@@ -25,8 +22,8 @@ pub(super) fn resolve(
 /// `${CREDENTIALS_DIRECTORY}` is resolved against systemd's credentials directory.
 pub fn read_secret(path: &Path) -> Result<SecretString, String> {
     let path = expand_credentials_dir(path);
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?;
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?;
     let value = text.trim_end_matches(['\r', '\n']);
     if value.is_empty() {
         return Err(format!("secret file {} is empty", path.display()));
@@ -38,11 +35,40 @@ fn expand_credentials_dir(path: &Path) -> PathBuf {
     const VAR: &str = "${CREDENTIALS_DIRECTORY}";
     match path.to_str().and_then(|s| s.strip_prefix(VAR)) {
         Some(rest) => {
-            let dir = std::env::var_os("CREDENTIALS_DIRECTORY")
-                .map(PathBuf::from)
-                .unwrap_or_default();
+            let dir = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from).unwrap_or_default();
             dir.join(rest.trim_start_matches('/'))
         }
         None => path.to_path_buf(),
+    }
+}
+
+/// A URL that may carry a credential in its path or query (Slack, Discord and Teams
+/// webhook URLs do). `Debug` and `Display` show only the scheme, host and port.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretUrl(reqwest::Url);
+
+impl SecretUrl {
+    pub fn new(url: reqwest::Url) -> Self {
+        SecretUrl(url)
+    }
+
+    /// The full URL, for making the request.
+    pub fn expose(&self) -> &reqwest::Url {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.port() {
+            Some(p) => write!(f, "{}://{}:{p}/**REDACTED**", self.0.scheme(), self.0.host_str().unwrap_or("")),
+            None => write!(f, "{}://{}/**REDACTED**", self.0.scheme(), self.0.host_str().unwrap_or("")),
+        }
+    }
+}
+
+impl std::fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretUrl({self})")
     }
 }

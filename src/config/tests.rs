@@ -17,10 +17,7 @@ kind = "console"
 "#;
 
 /// Write `toml` (and a default template) to a temp dir and load it with `env`.
-pub(crate) fn load_str_env(
-    toml: &str,
-    env: &[(&str, &str)],
-) -> (tempfile::TempDir, Result<Config, ConfigErrors>) {
+pub(crate) fn load_str_env(toml: &str, env: &[(&str, &str)]) -> (tempfile::TempDir, Result<Config, ConfigErrors>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("bullhorn.toml");
     std::fs::write(&path, toml).expect("write config");
@@ -33,10 +30,7 @@ pub(crate) fn load_str_env(
 
 pub(crate) fn load_str(toml: &str) -> (tempfile::TempDir, Config) {
     let (dir, result) = load_str_env(toml, &[]);
-    (
-        dir,
-        result.unwrap_or_else(|e| panic!("config should load: {e}")),
-    )
+    (dir, result.unwrap_or_else(|e| panic!("config should load: {e}")))
 }
 
 fn errors(toml: &str) -> Vec<ConfigError> {
@@ -45,9 +39,7 @@ fn errors(toml: &str) -> Vec<ConfigError> {
 }
 
 fn has(errors: &[ConfigError], path: &str, needle: &str) -> bool {
-    errors
-        .iter()
-        .any(|e| e.path == path && e.message.contains(needle))
+    errors.iter().any(|e| e.path == path && e.message.contains(needle))
 }
 
 #[test]
@@ -55,11 +47,7 @@ fn shipped_config_is_valid() {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/bullhorn.toml");
     let c = load_with_env(&path, Vec::new()).unwrap_or_else(|e| panic!("{e}"));
     assert!(c.broker.enabled);
-    assert_eq!(
-        c.mqtt.endpoint.to_string(),
-        "mqtt://127.0.0.1:1883",
-        "client URL derived from the broker"
-    );
+    assert_eq!(c.mqtt.endpoint.to_string(), "mqtt://127.0.0.1:1883", "client URL derived from the broker");
     assert_eq!(c.events["missing_child"].priority, Priority::Critical);
     assert!(c.channels.contains_key("console") && c.channels.contains_key("log"));
     assert!(c.templates_dir.ends_with("config/templates"));
@@ -86,10 +74,7 @@ fn every_unknown_key_is_reported_with_its_path() {
     .replace("priority = \"critical\"", "priority = \"critical\"\nprioritty = \"low\""));
     assert!(has(&errs, "store.pathh", "unknown key"), "{errs:?}");
     assert!(has(&errs, "channels.hook.urll", "unknown key"), "{errs:?}");
-    assert!(
-        has(&errs, "events.missing_child.prioritty", "unknown key"),
-        "{errs:?}"
-    );
+    assert!(has(&errs, "events.missing_child.prioritty", "unknown key"), "{errs:?}");
     assert!(has(&errs, "bogus", "unknown section"), "{errs:?}");
 }
 
@@ -98,10 +83,7 @@ fn type_errors_name_the_key_and_the_problem() {
     let errs = errors(&format!(
         "{MINIMAL}\n[delivery]\nretry_base = \"soon\"\n[channels.hook]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\nrate = \"lots\"\n"
     ));
-    assert!(
-        has(&errs, "delivery.retry_base", "invalid duration"),
-        "{errs:?}"
-    );
+    assert!(has(&errs, "delivery.retry_base", "invalid duration"), "{errs:?}");
     assert!(has(&errs, "channels.hook.rate", "invalid rate"), "{errs:?}");
 }
 
@@ -120,22 +102,9 @@ kind = "carrier_pigeon"
 "#;
     let errs = errors(toml);
     assert!(has(&errs, "mqtt.url", "unsupported scheme"), "{errs:?}");
-    assert!(
-        has(&errs, "mqtt.subscribe[0].topic", "shared subscription"),
-        "{errs:?}"
-    );
-    assert!(
-        has(
-            &errs,
-            "events.missing_child.channels",
-            "unknown channel \"nope\""
-        ),
-        "{errs:?}"
-    );
-    assert!(
-        has(&errs, "channels.hook.kind", "unknown channel kind"),
-        "{errs:?}"
-    );
+    assert!(has(&errs, "mqtt.subscribe[0].topic", "shared subscription"), "{errs:?}");
+    assert!(has(&errs, "events.missing_child.channels", "unknown channel \"nope\""), "{errs:?}");
+    assert!(has(&errs, "channels.hook.kind", "unknown channel kind"), "{errs:?}");
 }
 
 #[test]
@@ -160,23 +129,11 @@ fn embedded_broker_derives_the_client_url_and_refuses_a_different_one() {
     let (_d, c) = load_str(&toml);
     assert_eq!(c.mqtt.endpoint.to_string(), "mqtt://127.0.0.1:18830");
 
-    let errs = errors(
-        &(MINIMAL.to_owned() + "\n[broker]\nenabled = true\nlisten = \"127.0.0.1:18830\"\n"),
-    );
-    assert!(
-        has(&errs, "mqtt.url", "differs from the embedded broker"),
-        "{errs:?}"
-    );
+    let errs = errors(&(MINIMAL.to_owned() + "\n[broker]\nenabled = true\nlisten = \"127.0.0.1:18830\"\n"));
+    assert!(has(&errs, "mqtt.url", "differs from the embedded broker"), "{errs:?}");
 
     let errs = errors(&MINIMAL.replace("url = \"mqtt://127.0.0.1:1\"\n", ""));
-    assert!(
-        has(
-            &errs,
-            "mqtt.url",
-            "required when the embedded broker is disabled"
-        ),
-        "{errs:?}"
-    );
+    assert!(has(&errs, "mqtt.url", "required when the embedded broker is disabled"), "{errs:?}");
 }
 
 #[test]
@@ -189,44 +146,31 @@ fn secrets_come_from_files_or_env_and_never_print() {
         secret_file.display()
     );
     let (_d, c) = load_str(&toml);
-    let ChannelKind::Webhook {
-        secret: Some(s), ..
-    } = &c.channels["hook"].kind
-    else {
-        panic!("webhook with secret")
-    };
-    assert_eq!(
-        secrecy::ExposeSecret::expose_secret(s),
-        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-    );
-    assert!(
-        !format!("{c:?}").contains("MfKQ9r8"),
-        "Debug must redact secrets"
-    );
+    let ChannelKind::Webhook { secret: Some(s), .. } = &c.channels["hook"].kind else { panic!("webhook with secret") };
+    assert_eq!(secrecy::ExposeSecret::expose_secret(s), "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+    assert!(!format!("{c:?}").contains("MfKQ9r8"), "Debug must redact secrets");
 
-    let env = [
-        ("BULLHORN__MQTT__USERNAME", "bh"),
-        ("BULLHORN__MQTT__PASSWORD", "hunter2-long-password"),
-    ];
+    let env = [("BULLHORN__MQTT__USERNAME", "bh"), ("BULLHORN__MQTT__PASSWORD", "hunter2-long-password")];
     let (_d, c) = load_str_env(MINIMAL, &env);
     let c = c.unwrap_or_else(|e| panic!("{e}"));
     assert!(c.mqtt.password.is_some());
-    assert!(
-        !format!("{c:?}").contains("hunter2"),
-        "Debug must redact secrets"
-    );
+    assert!(!format!("{c:?}").contains("hunter2"), "Debug must redact secrets");
 
     let errs = errors(&format!(
         "{MINIMAL}\n[channels.hook]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\nsecret_file = \"/nonexistent/secret\"\n"
     ));
-    assert!(
-        has(
-            &errs,
-            "channels.hook.secret_file",
-            "cannot read secret file"
-        ),
-        "{errs:?}"
+    assert!(has(&errs, "channels.hook.secret_file", "cannot read secret file"), "{errs:?}");
+}
+
+#[test]
+fn webhook_urls_never_print_their_path() {
+    let toml = format!(
+        "{MINIMAL}\n[channels.slack]\nkind = \"webhook\"\nurl = \"https://hooks.slack.example/services/T00/B00/XXXXSECRETXXXX\"\n"
     );
+    let (_d, c) = load_str(&toml);
+    let dbg = format!("{c:?}");
+    assert!(!dbg.contains("XXXXSECRETXXXX"), "{dbg}");
+    assert!(dbg.contains("https://hooks.slack.example/**REDACTED**"), "{dbg}");
 }
 
 #[test]
@@ -237,11 +181,7 @@ fn quota_and_reserve() {
     let (_d, c) = load_str(&toml);
     assert_eq!(
         c.channels["hook"].quota,
-        Some(Quota {
-            limit: 300,
-            window: Duration::from_secs(3 * 3600),
-            reserve: 60
-        })
+        Some(Quota { limit: 300, window: Duration::from_secs(3 * 3600), reserve: 60 })
     );
 
     let toml = format!(

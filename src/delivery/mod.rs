@@ -23,6 +23,7 @@ use crate::channel::{Channel, Outcome};
 use crate::config::{Config, DeliveryConfig};
 use crate::metrics::Metrics;
 use crate::store::{AttemptEnd, AttemptResult, Queued, Store, StoreError};
+use crate::supervise;
 
 /// Shortest pause honoured for a throttle signal: a `Retry-After: 0` must not become a
 /// tight loop.
@@ -51,35 +52,14 @@ pub fn decide(
     unit: f64,
 ) -> (AttemptEnd, Next) {
     let retry = |delay: Duration| {
-        (
-            AttemptEnd::Retry {
-                not_before: now_ms + crate::time::duration_ms(delay),
-            },
-            Next::Retry(delay),
-        )
+        (AttemptEnd::Retry { not_before: now_ms + crate::time::duration_ms(delay) }, Next::Retry(delay))
     };
     match outcome {
-        Outcome::Sent(post) => (
-            AttemptEnd::Sent {
-                post_id: post.id.clone(),
-                post_url: post.url.clone(),
-            },
-            Next::Done,
-        ),
-        Outcome::Permanent(reason) => (
-            AttemptEnd::Dead {
-                reason: reason.clone(),
-            },
-            Next::Done,
-        ),
+        Outcome::Sent(post) => (AttemptEnd::Sent { post_id: post.id.clone(), post_url: post.url.clone() }, Next::Done),
+        Outcome::Permanent(reason) => (AttemptEnd::Dead { reason: reason.clone() }, Next::Done),
         Outcome::RetryAfter(d, _) => {
             let d = (*d).clamp(MIN_PAUSE, cfg.max_retry_after.max(MIN_PAUSE));
-            (
-                AttemptEnd::Retry {
-                    not_before: now_ms + crate::time::duration_ms(d),
-                },
-                Next::Pause(d),
-            )
+            (AttemptEnd::Retry { not_before: now_ms + crate::time::duration_ms(d) }, Next::Pause(d))
         }
         Outcome::Retry(reason) | Outcome::Unknown(reason) => {
             if age >= cfg.give_up_after {
@@ -90,11 +70,7 @@ pub fn decide(
                 );
                 (AttemptEnd::Dead { reason }, Next::Done)
             } else {
-                retry(
-                    cfg.retry
-                        .full_jitter(failures, unit)
-                        .max(Duration::from_millis(10)),
-                )
+                retry(cfg.retry.full_jitter(failures, unit).max(Duration::from_millis(10)))
             }
         }
     }
@@ -117,6 +93,7 @@ impl Delivery {
         mut announced: mpsc::UnboundedReceiver<Queued>,
         metrics: Arc<Metrics>,
         cancel: CancellationToken,
+        failed: CancellationToken,
     ) -> Result<Delivery, StoreError> {
         let mut senders = HashMap::new();
         let mut tasks = Vec::new();
@@ -133,10 +110,10 @@ impl Delivery {
             );
             tasks.push((
                 ch.name.clone(),
-                tokio::spawn(worker.run(rx, cancel.clone())),
+                supervise::spawn(format!("worker {}", ch.name), failed.clone(), worker.run(rx, cancel.clone())),
             ));
         }
-        let router = tokio::spawn(async move {
+        let router = supervise::spawn("delivery router".to_owned(), failed, async move {
             while let Some(q) = announced.recv().await {
                 match senders.get(&q.channel) {
                     Some(tx) => {
@@ -175,12 +152,7 @@ pub fn record(outcome: &Outcome, end: AttemptEnd, http_status: Option<u16>) -> A
         Outcome::RetryAfter(d, m) => format!("retry after {}: {m}", humantime::format_duration(*d)),
         Outcome::Retry(m) | Outcome::Permanent(m) | Outcome::Unknown(m) => m.clone(),
     };
-    AttemptResult {
-        end,
-        outcome: outcome.label(),
-        http_status,
-        detail,
-    }
+    AttemptResult { end, outcome: outcome.label(), http_status, detail }
 }
 
 #[cfg(test)]
@@ -203,107 +175,41 @@ mod tests {
 
     #[test]
     fn sent_and_permanent_are_final() {
-        let post = PostRef {
-            id: Some("1".to_owned()),
-            url: None,
-        };
+        let post = PostRef { id: Some("1".to_owned()), url: None };
         let (end, next) = decide(&Outcome::Sent(post), 0, Duration::ZERO, &cfg(), NOW, 0.5);
-        assert_eq!(
-            end,
-            AttemptEnd::Sent {
-                post_id: Some("1".to_owned()),
-                post_url: None
-            }
-        );
+        assert_eq!(end, AttemptEnd::Sent { post_id: Some("1".to_owned()), post_url: None });
         assert_eq!(next, Next::Done);
-        let (end, next) = decide(
-            &Outcome::Permanent("400 bad".to_owned()),
-            0,
-            Duration::ZERO,
-            &cfg(),
-            NOW,
-            0.5,
-        );
-        assert_eq!(
-            end,
-            AttemptEnd::Dead {
-                reason: "400 bad".to_owned()
-            }
-        );
+        let (end, next) = decide(&Outcome::Permanent("400 bad".to_owned()), 0, Duration::ZERO, &cfg(), NOW, 0.5);
+        assert_eq!(end, AttemptEnd::Dead { reason: "400 bad".to_owned() });
         assert_eq!(next, Next::Done);
     }
 
     #[test]
     fn retries_back_off_exponentially_with_jitter() {
-        let (end, next) = decide(
-            &Outcome::Retry("500".to_owned()),
-            3,
-            Duration::ZERO,
-            &cfg(),
-            NOW,
-            0.5,
-        );
+        let (end, next) = decide(&Outcome::Retry("500".to_owned()), 3, Duration::ZERO, &cfg(), NOW, 0.5);
         // ceiling 2s * 2^3 = 16s; half of it with unit 0.5.
         assert_eq!(next, Next::Retry(Duration::from_secs(8)));
-        assert_eq!(
-            end,
-            AttemptEnd::Retry {
-                not_before: NOW + 8000
-            }
-        );
-        let (_, next) = decide(
-            &Outcome::Unknown("timeout".to_owned()),
-            30,
-            Duration::ZERO,
-            &cfg(),
-            NOW,
-            0.999,
-        );
+        assert_eq!(end, AttemptEnd::Retry { not_before: NOW + 8000 });
+        let (_, next) = decide(&Outcome::Unknown("timeout".to_owned()), 30, Duration::ZERO, &cfg(), NOW, 0.999);
         assert!(matches!(next, Next::Retry(d) if d <= Duration::from_secs(600)));
     }
 
     #[test]
     fn throttle_pauses_within_bounds() {
-        let (_, next) = decide(
-            &Outcome::RetryAfter(Duration::ZERO, String::new()),
-            0,
-            Duration::ZERO,
-            &cfg(),
-            NOW,
-            0.5,
-        );
+        let (_, next) =
+            decide(&Outcome::RetryAfter(Duration::ZERO, String::new()), 0, Duration::ZERO, &cfg(), NOW, 0.5);
         assert_eq!(next, Next::Pause(MIN_PAUSE));
         let day = Duration::from_secs(86_400);
-        let (end, next) = decide(
-            &Outcome::RetryAfter(day, String::new()),
-            0,
-            Duration::ZERO,
-            &cfg(),
-            NOW,
-            0.5,
-        );
+        let (end, next) = decide(&Outcome::RetryAfter(day, String::new()), 0, Duration::ZERO, &cfg(), NOW, 0.5);
         assert_eq!(next, Next::Pause(Duration::from_secs(3600)));
-        assert_eq!(
-            end,
-            AttemptEnd::Retry {
-                not_before: NOW + 3_600_000
-            }
-        );
+        assert_eq!(end, AttemptEnd::Retry { not_before: NOW + 3_600_000 });
     }
 
     #[test]
     fn transient_failures_give_up_eventually() {
-        let (end, next) = decide(
-            &Outcome::Retry("503".to_owned()),
-            40,
-            Duration::from_secs(25 * 3600),
-            &cfg(),
-            NOW,
-            0.5,
-        );
-        assert!(
-            matches!(end, AttemptEnd::Dead { reason } if reason.contains("gave up") && reason.contains("503"))
-        );
+        let (end, next) =
+            decide(&Outcome::Retry("503".to_owned()), 40, Duration::from_secs(25 * 3600), &cfg(), NOW, 0.5);
+        assert!(matches!(end, AttemptEnd::Dead { reason } if reason.contains("gave up") && reason.contains("503")));
         assert_eq!(next, Next::Done);
     }
 }

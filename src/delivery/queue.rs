@@ -20,9 +20,7 @@ pub struct Item {
 /// Heap order: higher priority first, then lower (older) id first.
 impl Ord for Item {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.priority
-            .cmp(&other.priority)
-            .then_with(|| other.id.cmp(&self.id))
+        self.priority.cmp(&other.priority).then_with(|| other.id.cmp(&self.id))
     }
 }
 
@@ -126,11 +124,7 @@ mod tests {
     fn delayed_items_wait_for_their_time() {
         let now = Instant::now();
         let mut q = Queue::default();
-        q.push(
-            item(1, Priority::Critical),
-            Some(now + Duration::from_secs(5)),
-            now,
-        );
+        q.push(item(1, Priority::Critical), Some(now + Duration::from_secs(5)), now);
         q.push(item(2, Priority::Low), None, now);
         assert_eq!(q.pop(now).map(|i| i.id), Some(2));
         assert_eq!(q.pop(now), None);
@@ -147,9 +141,6 @@ mod tests {
         assert!(!q.push(item(7, Priority::High), None, now));
         assert_eq!(q.len(), 1);
         q.pop(now);
-        assert!(
-            q.push(item(7, Priority::High), None, now),
-            "re-queued after it was taken"
-        );
+        assert!(q.push(item(7, Priority::High), None, now), "re-queued after it was taken");
     }
 }

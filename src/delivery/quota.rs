@@ -23,10 +23,7 @@ pub struct Window {
 
 impl Window {
     pub fn new(quota: Quota) -> Self {
-        Window {
-            quota,
-            sent: VecDeque::new(),
-        }
+        Window { quota, sent: VecDeque::new() }
     }
 
     /// Start from the send times already in the log (oldest first), e.g. after a restart.
@@ -49,11 +46,7 @@ impl Window {
     /// How much of the window a delivery of `priority` may fill.
     fn budget(&self, priority: Priority) -> usize {
         let limit = self.quota.limit;
-        let budget = if priority == Priority::Critical {
-            limit
-        } else {
-            limit - self.quota.reserve.min(limit)
-        };
+        let budget = if priority == Priority::Critical { limit } else { limit - self.quota.reserve.min(limit) };
         budget as usize
     }
 
@@ -68,11 +61,7 @@ impl Window {
         // sends must leave it; this is the last of them.
         let last_to_leave = self.sent.len() - budget;
         let freed_by = self.sent.get(last_to_leave).copied().unwrap_or(now);
-        Some(
-            (freed_by + self.quota.window)
-                .saturating_duration_since(now)
-                .max(Duration::from_millis(1)),
-        )
+        Some((freed_by + self.quota.window).saturating_duration_since(now).max(Duration::from_millis(1)))
     }
 
     /// Count a request sent at `now`.
@@ -96,11 +85,7 @@ mod tests {
     use super::*;
 
     fn quota(limit: u32, secs: u64, reserve: u32) -> Quota {
-        Quota {
-            limit,
-            window: Duration::from_secs(secs),
-            reserve,
-        }
+        Quota { limit, window: Duration::from_secs(secs), reserve }
     }
 
     #[test]
@@ -113,10 +98,7 @@ mod tests {
             w.record(at);
         }
         // Full until the first send (t0) leaves the window at t0+60.
-        assert_eq!(
-            w.wait(Priority::Normal, t0 + Duration::from_secs(25)),
-            Some(Duration::from_secs(35))
-        );
+        assert_eq!(w.wait(Priority::Normal, t0 + Duration::from_secs(25)), Some(Duration::from_secs(35)));
         assert_eq!(w.wait(Priority::Normal, t0 + Duration::from_secs(60)), None);
     }
 
@@ -129,16 +111,9 @@ mod tests {
             w.record(t0);
         }
         assert_eq!(w.wait(Priority::High, t0), Some(Duration::from_secs(3600)));
-        assert_eq!(
-            w.wait(Priority::Critical, t0),
-            None,
-            "the reserve is there for critical"
-        );
+        assert_eq!(w.wait(Priority::Critical, t0), None, "the reserve is there for critical");
         w.record(t0);
-        assert!(
-            w.wait(Priority::Critical, t0).is_some(),
-            "and then the window is full for everyone"
-        );
+        assert!(w.wait(Priority::Critical, t0).is_some(), "and then the window is full for everyone");
     }
 
     #[test]
@@ -151,20 +126,14 @@ mod tests {
         }
         // A normal send needs fewer than 2 in the window, so three sends must leave: the
         // third (at t0+2) leaves at t0+102.
-        assert_eq!(
-            w.wait(Priority::Normal, t0 + Duration::from_secs(10)),
-            Some(Duration::from_secs(92))
-        );
+        assert_eq!(w.wait(Priority::Normal, t0 + Duration::from_secs(10)), Some(Duration::from_secs(92)));
     }
 
     #[test]
     fn rebuilt_window_counts_earlier_sends() {
         let t0 = Instant::now();
         let mut w = Window::rebuild(quota(2, 60, 0), [t0, t0 + Duration::from_secs(1)]);
-        assert!(
-            w.wait(Priority::Critical, t0 + Duration::from_secs(2))
-                .is_some()
-        );
+        assert!(w.wait(Priority::Critical, t0 + Duration::from_secs(2)).is_some());
         assert_eq!(w.used(t0 + Duration::from_secs(61)), 0);
     }
 

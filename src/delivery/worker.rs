@@ -20,6 +20,7 @@ use super::{Next, decide, record};
 use crate::channel::{Channel, Outcome, PostRef, Request, Resolution};
 use crate::config::{ChannelConfig, Config};
 use crate::metrics::{ChannelLabel, Metrics};
+use crate::route::DeliveryKind;
 use crate::store::{AttemptEnd, AttemptResult, Closing, Job, Queued, Reader, Store, StoreError};
 use crate::time::{duration_ms, now_ms, rfc3339};
 
@@ -77,11 +78,7 @@ impl Worker {
         &self.cfg.name
     }
 
-    pub(super) async fn run(
-        mut self,
-        mut rx: mpsc::UnboundedReceiver<Queued>,
-        cancel: CancellationToken,
-    ) {
+    pub(super) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Queued>, cancel: CancellationToken) {
         self.cancel = cancel;
         while !self.cancel.is_cancelled() {
             match self.recover().await {
@@ -127,24 +124,12 @@ impl Worker {
     }
 
     fn push(&mut self, q: Queued) {
-        self.queue.push(
-            Item {
-                id: q.id,
-                priority: q.priority,
-            },
-            None,
-            Instant::now(),
-        );
+        self.queue.push(Item { id: q.id, priority: q.priority }, None, Instant::now());
     }
 
     fn report_depth(&self) {
         let depth = i64::try_from(self.queue.len() + self.parked.len()).unwrap_or(i64::MAX);
-        self.metrics
-            .queue_depth
-            .get_or_create(&ChannelLabel {
-                channel: self.cfg.name.clone(),
-            })
-            .set(depth);
+        self.metrics.queue_depth.get_or_create(&ChannelLabel { channel: self.cfg.name.clone() }).set(depth);
     }
 
     /// Load this channel's unfinished work and resolve attempts a previous run left open.
@@ -163,10 +148,7 @@ impl Worker {
         let rows = self.reader.pending(&self.cfg.name).await?;
         let (mut resumed, mut unknown) = (0, 0);
         for row in rows {
-            let item = Item {
-                id: row.id,
-                priority: row.priority,
-            };
+            let item = Item { id: row.id, priority: row.priority };
             if let Some(attempt_id) = row.open_attempt {
                 unknown += 1;
                 if let Some(job) = self.reader.job(row.id).await?
@@ -189,25 +171,16 @@ impl Worker {
     }
 
     /// Settle an attempt whose outcome a crash left unknown. Returns whether it had posted.
-    async fn resolve_open_attempt(
-        &mut self,
-        job: &Job,
-        attempt_id: i64,
-    ) -> Result<bool, StoreError> {
+    async fn resolve_open_attempt(&mut self, job: &Job, attempt_id: i64) -> Result<bool, StoreError> {
         let resolution = self.channel.resolve(job).await;
         let (end, outcome, detail) = match &resolution {
             Resolution::Posted(p) => (
-                AttemptEnd::Sent {
-                    post_id: p.id.clone(),
-                    post_url: p.url.clone(),
-                },
+                AttemptEnd::Sent { post_id: p.id.clone(), post_url: p.url.clone() },
                 "sent",
                 "found posted after restart".to_owned(),
             ),
             Resolution::NotPosted => (
-                AttemptEnd::Retry {
-                    not_before: now_ms(),
-                },
+                AttemptEnd::Retry { not_before: now_ms() },
                 "unknown",
                 "not posted; sending again after restart".to_owned(),
             ),
@@ -217,24 +190,18 @@ impl Worker {
                     "a request was in flight when bullhorn stopped and the platform cannot say whether it posted; sending again (the webhook-id/idempotency key lets receivers drop a duplicate where supported)"
                 );
                 (
-                    AttemptEnd::Retry {
-                        not_before: now_ms(),
-                    },
+                    AttemptEnd::Retry { not_before: now_ms() },
                     "unknown",
                     "outcome unknown after restart; sending again".to_owned(),
                 )
             }
         };
         let posted = matches!(resolution, Resolution::Posted(_));
-        let result = AttemptResult {
-            end,
-            outcome,
-            http_status: None,
-            detail,
-        };
-        self.store
-            .finish_attempt(attempt_id, job.delivery_id, now_ms(), result)
-            .await?;
+        let result = AttemptResult { end, outcome, http_status: None, detail };
+        match self.store.finish_attempt(attempt_id, job.delivery_id, now_ms(), result).await {
+            Ok(()) | Err(StoreError::NotQueued(_)) => {}
+            Err(e) => return Err(e),
+        }
         if posted {
             self.metrics.delivery(&self.cfg.name, "sent");
         }
@@ -284,14 +251,7 @@ impl Worker {
     fn park(&mut self, target: i64, item: Item) {
         if !self.queue.contains(target) && !self.parked.contains(&target) {
             // The post being replied to is unfinished but not in this queue: take it up.
-            self.queue.push(
-                Item {
-                    id: target,
-                    priority: item.priority,
-                },
-                None,
-                Instant::now(),
-            );
+            self.queue.push(Item { id: target, priority: item.priority }, None, Instant::now());
         }
         self.parked.insert(item.id);
         self.waiting.entry(target).or_default().push(item);
@@ -307,18 +267,29 @@ impl Worker {
         }
         let max_age = self.config.events.get(&job.event_type)?.max_age?;
         let sent = job.sent_at.unwrap_or(job.received_at);
-        (now - sent > duration_ms(max_age)).then(|| {
-            format!(
-                "older than the rule's max_age ({})",
-                humantime::format_duration(max_age)
-            )
-        })
+        (now - sent > duration_ms(max_age))
+            .then(|| format!("older than the rule's max_age ({})", humantime::format_duration(max_age)))
+    }
+
+    /// Close a delivery without sending it.
+    async fn close(&mut self, item: Item, job: &Job, closing: Closing, reason: String) {
+        match self.store.close(job.delivery_id, closing, reason.clone()).await {
+            Ok(()) | Err(StoreError::NotQueued(_)) => {
+                tracing::info!(channel = %self.cfg.name, delivery = job.delivery_id, %reason, "closed without sending");
+                self.metrics.delivery(&self.cfg.name, closing.as_str());
+                self.release(item.id);
+            }
+            Err(e) => {
+                tracing::warn!(channel = %self.cfg.name, error = %e, "cannot record closing; retrying");
+                self.requeue(item, STORE_RETRY);
+            }
+        }
     }
 
     async fn process(&mut self, item: Item) {
         let job = match self.reader.job(item.id).await {
             Ok(Some(job)) => job,
-            Ok(None) => return,
+            Ok(None) => return self.release(item.id),
             Err(e) => {
                 tracing::warn!(channel = %self.cfg.name, error = %e, "cannot read delivery; retrying");
                 return self.requeue(item, STORE_RETRY);
@@ -332,34 +303,27 @@ impl Worker {
             return self.release(item.id);
         }
         if let Some(reason) = self.expired(&job) {
-            match self
-                .store
-                .close(job.delivery_id, Closing::Expired, reason.clone())
-                .await
-            {
-                Ok(()) | Err(StoreError::NotQueued(_)) => {
-                    tracing::info!(channel = %self.cfg.name, delivery = job.delivery_id, %reason, "dropped expired delivery");
-                    self.metrics.delivery(&self.cfg.name, "expired");
-                    self.release(item.id);
-                }
-                Err(e) => {
-                    tracing::warn!(channel = %self.cfg.name, error = %e, "cannot record expiry; retrying");
-                    self.requeue(item, STORE_RETRY);
-                }
-            }
-            return;
+            return self.close(item, &job, Closing::Expired, reason).await;
         }
         let reply_to = match job.reply_to {
             None => None,
             Some(target) => match self.reader.reply_target(target).await {
-                Ok(Some(t)) if t.state == "sent" => Some(PostRef {
-                    id: t.post_id,
-                    url: t.post_url,
-                }),
+                Ok(Some(t)) if t.state == "sent" => Some(PostRef { id: t.post_id, url: t.post_url }),
                 Ok(Some(t)) if t.state == "queued" || t.state == "in_flight" => {
                     return self.park(target, item);
                 }
-                // The original never went out (dead, expired): this one stands alone.
+                // The original never went out (dead, expired, withdrawn). A cancellation of
+                // nothing is not posted; an update stands alone.
+                Ok(_) if job.kind == DeliveryKind::Cancel => {
+                    return self
+                        .close(
+                            item,
+                            &job,
+                            Closing::Suppressed,
+                            "nothing of the incident went out on this channel".to_owned(),
+                        )
+                        .await;
+                }
                 Ok(_) => None,
                 Err(e) => {
                     tracing::warn!(channel = %self.cfg.name, error = %e, "cannot read reply target; retrying");
@@ -372,11 +336,7 @@ impl Worker {
         if let Some(q) = self.quota.as_mut() {
             q.record(now);
         }
-        let attempt_id = match self
-            .store
-            .begin_attempt(job.delivery_id, &self.cfg.name, now_ms(), None)
-            .await
-        {
+        let attempt_id = match self.store.begin_attempt(job.delivery_id, &self.cfg.name, now_ms(), None).await {
             Ok(id) => id,
             Err(e) => {
                 if let Some(q) = self.quota.as_mut() {
@@ -390,13 +350,7 @@ impl Worker {
             }
         };
 
-        let response = self
-            .channel
-            .send(&Request {
-                job: &job,
-                reply_to: reply_to.as_ref(),
-            })
-            .await;
+        let response = self.channel.send(&Request { job: &job, reply_to: reply_to.as_ref() }).await;
         let mut outcome = response.outcome;
         if let Outcome::Unknown(reason) = &outcome {
             tracing::warn!(channel = %self.cfg.name, delivery = job.delivery_id, %reason, "outcome unknown; checking with the platform");
@@ -404,39 +358,21 @@ impl Worker {
                 outcome = Outcome::Sent(p);
             }
         }
-        self.conclude(item, &job, attempt_id, outcome, response.http_status)
-            .await;
+        self.conclude(item, &job, attempt_id, outcome, response.http_status).await;
     }
 
-    async fn conclude(
-        &mut self,
-        item: Item,
-        job: &Job,
-        attempt_id: i64,
-        outcome: Outcome,
-        http_status: Option<u16>,
-    ) {
+    async fn conclude(&mut self, item: Item, job: &Job, attempt_id: i64, outcome: Outcome, http_status: Option<u16>) {
         let wall = now_ms();
         let age = Duration::from_millis(u64::try_from(wall - job.created_at).unwrap_or(0));
-        let (end, next) = decide(
-            &outcome,
-            job.attempts,
-            age,
-            &self.config.delivery,
-            wall,
-            fastrand::f64(),
-        );
+        let (end, next) = decide(&outcome, job.attempts, age, &self.config.delivery, wall, fastrand::f64());
         let result = record(&outcome, end, http_status);
         // The request went out: its outcome must be recorded before anything else, or a
         // restart would treat it as unknown. Keep trying while the store is down.
         loop {
-            match self
-                .store
-                .finish_attempt(attempt_id, job.delivery_id, now_ms(), result.clone())
-                .await
-            {
+            match self.store.finish_attempt(attempt_id, job.delivery_id, now_ms(), result.clone()).await {
                 Ok(()) => break,
-                Err(StoreError::Closed) => return,
+                // Closed: shutting down. NotQueued: someone else closed it; nothing to record.
+                Err(StoreError::Closed | StoreError::NotQueued(_)) => return,
                 Err(e) => {
                     tracing::warn!(channel = %self.cfg.name, delivery = job.delivery_id, error = %e, "cannot record outcome; retrying");
                     tokio::select! {

@@ -62,21 +62,14 @@ enum OneOrMany<T> {
 /// Decode one native JSON event.
 pub fn decode(payload: &[u8]) -> Result<Event, Reject> {
     let text = std::str::from_utf8(payload).map_err(|e| {
-        Reject::new(
-            RejectKind::InvalidUtf8,
-            format!("payload is not valid UTF-8 (at byte {})", e.valid_up_to()),
-        )
+        Reject::new(RejectKind::InvalidUtf8, format!("payload is not valid UTF-8 (at byte {})", e.valid_up_to()))
     })?;
     let native: Native = serde_json::from_str(text).map_err(|e| {
         let kind = match e.classify() {
             serde_json::error::Category::Data => RejectKind::Invalid,
             _ => RejectKind::Malformed,
         };
-        let what = if kind == RejectKind::Malformed {
-            "malformed JSON"
-        } else {
-            "not a bullhorn event"
-        };
+        let what = if kind == RejectKind::Malformed { "malformed JSON" } else { "not a bullhorn event" };
         Reject::new(kind, format!("{what}: {e}"))
     })?;
     let event = Event {
@@ -104,11 +97,7 @@ pub fn decode(payload: &[u8]) -> Result<Event, Reject> {
         fields: native.fields,
     };
     let problems = check(&event);
-    if problems.is_empty() {
-        Ok(event)
-    } else {
-        Err(Reject::new(RejectKind::Invalid, problems.join("; ")))
-    }
+    if problems.is_empty() { Ok(event) } else { Err(Reject::new(RejectKind::Invalid, problems.join("; "))) }
 }
 
 fn non_empty(s: Option<String>) -> Option<String> {
@@ -121,15 +110,10 @@ fn check(e: &Event) -> Vec<String> {
     if e.id.trim().is_empty() {
         p.push("id: must not be empty".to_owned());
     } else if e.id.chars().count() > MAX_ID || e.id.chars().any(char::is_control) {
-        p.push(format!(
-            "id: at most {MAX_ID} characters, no control characters"
-        ));
+        p.push(format!("id: at most {MAX_ID} characters, no control characters"));
     }
     if !super::valid_type_name(&e.event_type) {
-        p.push(format!(
-            "type: {:?} is not an event type name (lowercase letters, digits, _)",
-            truncate(&e.event_type)
-        ));
+        p.push(format!("type: {:?} is not an event type name (lowercase letters, digits, _)", truncate(&e.event_type)));
     }
     if e.headline.is_empty() {
         p.push("headline: must not be empty".to_owned());
@@ -142,20 +126,14 @@ fn check(e: &Event) -> Vec<String> {
         ("web", e.web.as_ref(), 2048),
         ("contact", e.contact.as_ref(), MAX_TEXT),
         ("language", e.language.as_ref(), 35),
-        (
-            "location.text",
-            e.location.as_ref().and_then(|l| l.text.as_ref()),
-            MAX_TEXT,
-        ),
+        ("location.text", e.location.as_ref().and_then(|l| l.text.as_ref()), MAX_TEXT),
     ];
     for (name, value, max) in texts {
         if let Some(v) = value {
             if v.chars().count() > max {
                 p.push(format!("{name}: longer than {max} characters"));
             }
-            if v.chars()
-                .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
-            {
+            if v.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
                 p.push(format!("{name}: contains control characters"));
             }
         }
@@ -183,15 +161,10 @@ fn check(e: &Event) -> Vec<String> {
     }
     for (i, m) in e.media.iter().enumerate() {
         match (&m.url, &m.data) {
-            (Some(url), None) if !is_http_url(url) => {
-                p.push(format!("media[{i}].url: must be an http(s) URL"))
-            }
+            (Some(url), None) if !is_http_url(url) => p.push(format!("media[{i}].url: must be an http(s) URL")),
             (Some(_), None) => {}
             (None, Some(data)) => {
-                if base64::engine::general_purpose::STANDARD
-                    .decode(data.trim())
-                    .is_err()
-                {
+                if base64::engine::general_purpose::STANDARD.decode(data.trim()).is_err() {
                     p.push(format!("media[{i}].data: not valid base64"));
                 }
             }
@@ -282,11 +255,7 @@ mod tests {
         v["location"] = serde_json::json!({ "lat": 95.0 });
         let r = decode_value(&v).expect_err("bad values");
         for needle in ["headline", "web", "expires", "location"] {
-            assert!(
-                r.reason.contains(needle),
-                "{needle} missing from {}",
-                r.reason
-            );
+            assert!(r.reason.contains(needle), "{needle} missing from {}", r.reason);
         }
     }
 
@@ -296,11 +265,7 @@ mod tests {
         v["description"] = "a\u{0007}b".into();
         v["type"] = "Missing Child".into();
         let r = decode_value(&v).expect_err("bad");
-        assert!(
-            r.reason.contains("description: contains control"),
-            "{}",
-            r.reason
-        );
+        assert!(r.reason.contains("description: contains control"), "{}", r.reason);
         assert!(r.reason.contains("type:"), "{}", r.reason);
     }
 
@@ -310,28 +275,17 @@ mod tests {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/event.schema.json");
         let schema: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(path).expect("schema")).expect("json");
-        let mut documented: Vec<&str> = schema["properties"]
-            .as_object()
-            .expect("properties")
-            .keys()
-            .map(String::as_str)
-            .collect();
+        let mut documented: Vec<&str> =
+            schema["properties"].as_object().expect("properties").keys().map(String::as_str).collect();
         documented.sort_unstable();
 
         // serde names every field it knows when it meets an unknown one.
         let err = decode(br#"{"zz_unknown": 1}"#).expect_err("unknown key");
-        let listed = err
-            .reason
-            .split("expected one of")
-            .nth(1)
-            .expect("field list");
+        let listed = err.reason.split("expected one of").nth(1).expect("field list");
         let listed = listed.split(" at line").next().expect("list");
         let mut known: Vec<&str> = listed
             .split(',')
-            .map(|s| {
-                s.trim()
-                    .trim_matches(|c: char| c == '`' || !c.is_ascii_graphic())
-            })
+            .map(|s| s.trim().trim_matches(|c: char| c == '`' || !c.is_ascii_graphic()))
             .filter(|s| !s.is_empty())
             .collect();
         known.sort_unstable();
@@ -341,8 +295,7 @@ mod tests {
         decode_value(example).expect("the schema's example decodes");
         for key in schema["required"].as_array().expect("required") {
             let mut v = example.clone();
-            v.as_object_mut()
-                .map(|o| o.remove(key.as_str().expect("name")));
+            v.as_object_mut().map(|o| o.remove(key.as_str().expect("name")));
             assert!(decode_value(&v).is_err(), "{key} is documented as required");
         }
     }
@@ -350,11 +303,9 @@ mod tests {
     #[test]
     fn media_takes_one_or_many_with_url_or_data() {
         let mut v = amber();
-        v["media"] =
-            serde_json::json!({ "url": "https://photos.example/1.jpg", "alt": "Photo of Sofia" });
+        v["media"] = serde_json::json!({ "url": "https://photos.example/1.jpg", "alt": "Photo of Sofia" });
         assert_eq!(decode_value(&v).expect("one").media.len(), 1);
-        v["media"] =
-            serde_json::json!([{ "data": "aGVsbG8=" }, { "url": "https://p.example/2.jpg" }]);
+        v["media"] = serde_json::json!([{ "data": "aGVsbG8=" }, { "url": "https://p.example/2.jpg" }]);
         assert_eq!(decode_value(&v).expect("many").media.len(), 2);
         v["media"] = serde_json::json!({ "data": "%%%" });
         assert!(decode_value(&v).is_err());

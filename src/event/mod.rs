@@ -27,9 +27,7 @@ impl Format {
 
 /// How urgent an event type is; critical alerts go first on every channel and may use
 /// the quota reserve.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
     // Declared least urgent first, so `Ord` ranks critical highest.
@@ -186,10 +184,7 @@ pub struct Reject {
 
 impl Reject {
     pub fn new(kind: RejectKind, reason: impl Into<String>) -> Self {
-        Reject {
-            kind,
-            reason: reason.into(),
-        }
+        Reject { kind, reason: reason.into() }
     }
 }
 
@@ -207,6 +202,7 @@ pub enum RejectKind {
     Invalid,
     UnknownType,
     NoSubscription,
+    Internal,
 }
 
 impl RejectKind {
@@ -218,6 +214,7 @@ impl RejectKind {
             RejectKind::Invalid => "invalid",
             RejectKind::UnknownType => "unknown_type",
             RejectKind::NoSubscription => "no_subscription",
+            RejectKind::Internal => "internal_error",
         }
     }
 }
@@ -234,7 +231,5 @@ pub fn decode(format: Format, payload: &[u8]) -> Result<Event, Reject> {
 pub fn valid_type_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }

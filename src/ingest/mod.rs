@@ -14,6 +14,7 @@
 
 pub mod mqtt;
 pub mod pipeline;
+pub mod topic;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,37 +54,20 @@ impl Ingest {
         health: Arc<Health>,
         metrics: Arc<Metrics>,
         cancel: CancellationToken,
+        failed: CancellationToken,
     ) -> Result<Ingest, String> {
         let mqtt = Arc::new(config.mqtt.clone());
-        let tls = if mqtt.endpoint.tls {
-            Some(mqtt::tls_config(&mqtt)?)
-        } else {
-            None
-        };
+        let tls = if mqtt.endpoint.tls { Some(mqtt::tls_config(&mqtt)?) } else { None };
         let (tx, rx) = mpsc::unbounded_channel();
         let reconnect = Arc::new(Notify::new());
-        let connection = tokio::spawn(mqtt::run_connection(
-            mqtt,
-            tls,
-            tx,
-            Arc::clone(&reconnect),
-            cancel.clone(),
-        ));
-        let task = Task {
-            config,
-            renderer,
-            store,
-            health,
-            metrics,
-            reconnect,
-            client: None,
-            stalled: false,
-        };
-        let pipeline = tokio::spawn(task.run(rx, cancel));
-        Ok(Ingest {
-            pipeline,
-            connection,
-        })
+        let connection = crate::supervise::spawn(
+            "mqtt connection".to_owned(),
+            failed.clone(),
+            mqtt::run_connection(mqtt, tls, tx, Arc::clone(&reconnect), cancel.clone()),
+        );
+        let task = Task { config, renderer, store, health, metrics, reconnect, client: None, stall: None };
+        let pipeline = crate::supervise::spawn("ingest".to_owned(), failed, task.run(rx, cancel));
+        Ok(Ingest { pipeline, connection })
     }
 
     /// Wait for both tasks after `cancel`. Messages not yet committed stay unacknowledged
@@ -103,8 +87,15 @@ struct Task {
     reconnect: Arc<Notify>,
     /// The current connection's generation and client.
     client: Option<(u64, Client)>,
-    /// A store write failed: ack nothing until the store is back and the session restarted.
-    stalled: bool,
+    /// Set after a store write failed: ack nothing until the store is back and the
+    /// session restarted.
+    stall: Option<Stall>,
+}
+
+struct Stall {
+    /// A fixed time, so a stream of incoming messages cannot keep pushing it back.
+    next_probe: tokio::time::Instant,
+    probes: u32,
 }
 
 /// A message whose record is on its way to the store.
@@ -122,82 +113,90 @@ async fn committed(
     disposition: Option<&'static str>,
     pending: Pending<IngestOutcome>,
 ) -> Committed {
-    Committed {
-        generation,
-        handle,
-        disposition,
-        result: pending.await,
-    }
+    Committed { generation, handle, disposition, result: pending.await }
 }
 
 impl Task {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<ConnEvent>, cancel: CancellationToken) {
         let mut pending = FuturesOrdered::new();
-        let mut probes = 0u32;
         loop {
-            let probe_delay = PROBE.equal_jitter(probes, fastrand::f64());
+            let probe_at = self.stall.as_ref().map(|s| s.next_probe);
+            let probe = async {
+                match probe_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
                 () = cancel.cancelled() => break,
                 Some(done) = pending.next(), if !pending.is_empty() => {
                     if let Err(e) = self.on_committed(done).await {
-                        tracing::warn!(error = %e, "store write failed: acknowledging nothing until it recovers; the broker keeps the messages");
-                        self.stalled = true;
-                        probes = 0;
+                        self.stall(&e);
                         // Whatever is still waiting must not be acked either: it is after
                         // the failed message. The broker redelivers it all after recovery.
                         pending = FuturesOrdered::new();
                     }
                 }
                 ev = rx.recv() => match ev {
-                    Some(ev) => {
-                        if let Some(c) = self.on_event(ev).await {
-                            pending.push_back(c);
+                    Some(ev) => match self.on_event(ev).await {
+                        Ok(Some(c)) => pending.push_back(c),
+                        Ok(None) => {}
+                        Err(e) => {
+                            self.stall(&e);
+                            pending = FuturesOrdered::new();
                         }
-                    }
+                    },
                     None => break,
                 },
-                () = tokio::time::sleep(probe_delay), if self.stalled => {
-                    match self.store.probe().await {
-                        Ok(()) => {
-                            tracing::info!("store recovered; reconnecting so the broker redelivers what was not acknowledged");
-                            self.stalled = false;
-                            self.client = None;
-                            self.reconnect.notify_one();
-                        }
-                        Err(e) => {
-                            probes = probes.saturating_add(1);
-                            tracing::debug!(error = %e, "store still failing");
-                        }
-                    }
-                }
+                () = probe => self.probe().await,
             }
         }
         self.health.set_broker_connected(false);
     }
 
+    /// Stop acknowledging until the store takes writes again.
+    fn stall(&mut self, error: &StoreError) {
+        if self.stall.is_none() {
+            tracing::warn!(%error, "store write failed: acknowledging nothing until it recovers; the broker keeps the messages");
+        }
+        let next_probe = tokio::time::Instant::now() + PROBE.equal_jitter(0, fastrand::f64());
+        self.stall = Some(Stall { next_probe, probes: 0 });
+    }
+
+    /// Try a write; once one succeeds, reconnect so the broker redelivers.
+    async fn probe(&mut self) {
+        match self.store.probe().await {
+            Ok(()) => {
+                tracing::info!("store recovered; reconnecting so the broker redelivers what was not acknowledged");
+                self.stall = None;
+                self.client = None;
+                self.reconnect.notify_one();
+            }
+            Err(e) => {
+                let probes = self.stall.as_ref().map_or(0, |s| s.probes).saturating_add(1);
+                tracing::debug!(error = %e, "store still failing");
+                let next_probe = tokio::time::Instant::now() + PROBE.equal_jitter(probes, fastrand::f64());
+                self.stall = Some(Stall { next_probe, probes });
+            }
+        }
+    }
+
     /// Handle one connection event; a message becomes a pending commit.
-    async fn on_event(&mut self, ev: ConnEvent) -> Option<impl Future<Output = Committed> + use<>> {
+    async fn on_event(&mut self, ev: ConnEvent) -> Result<Option<impl Future<Output = Committed> + use<>>, StoreError> {
         match ev {
-            ConnEvent::Connected {
-                generation,
-                client,
-                session_present,
-            } => {
+            ConnEvent::Connected { generation, client, session_present } => {
                 tracing::info!(broker = %self.config.mqtt.endpoint, session_present, "connected to MQTT broker");
                 self.client = Some((generation, client));
-                None
+                Ok(None)
             }
             ConnEvent::Subscribed { generation } => {
                 if self.client.as_ref().is_some_and(|(g, _)| *g == generation) {
-                    tracing::info!(
-                        subscriptions = self.config.mqtt.subscriptions.len(),
-                        "subscribed; receiving"
-                    );
+                    tracing::info!(subscriptions = self.config.mqtt.subscriptions.len(), "subscribed; receiving");
                     self.health.set_broker_connected(true);
                     self.metrics.broker_connected.set(1);
                 }
-                None
+                Ok(None)
             }
             ConnEvent::Disconnected { generation, .. } => {
                 if self.client.as_ref().is_some_and(|(g, _)| *g == generation) {
@@ -205,68 +204,42 @@ impl Task {
                 }
                 self.health.set_broker_connected(false);
                 self.metrics.broker_connected.set(0);
-                None
+                Ok(None)
             }
-            ConnEvent::Message {
-                generation,
-                message,
-            } => {
-                if self.stalled || self.client.as_ref().is_none_or(|(g, _)| *g != generation) {
+            ConnEvent::Message { generation, message } => {
+                if self.stall.is_some() || self.client.as_ref().is_none_or(|(g, _)| *g != generation) {
                     // Left unacknowledged on purpose: it comes back after the reconnect.
-                    return None;
+                    return Ok(None);
                 }
                 let now = Timestamp::now();
-                let record = pipeline::prepare(
-                    &self.config,
-                    &self.renderer,
-                    &message.topic,
-                    &message.payload,
-                    now,
-                );
+                let record = pipeline::prepare(&self.config, &self.renderer, &message.topic, &message.payload, now);
                 self.count_received(&message.topic, &record);
                 let disposition = match &record {
                     IngestRecord::Event(e) => Some(e.disposition),
                     IngestRecord::Reject(_) => None,
                 };
-                match self.store.submit_ingest(record).await {
-                    Ok(p) => Some(committed(generation, message.handle, disposition, p)),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "store writer unavailable; message left unacknowledged");
-                        None
-                    }
-                }
+                // Failing to submit is a store failure like any other: acking later
+                // messages would skip this one.
+                let p = self.store.submit_ingest(record).await?;
+                Ok(Some(committed(generation, message.handle, disposition, p)))
             }
         }
     }
 
     fn count_received(&self, topic: &str, record: &IngestRecord) {
-        let format = pipeline::subscription_for(&self.config.mqtt.subscriptions, topic)
-            .map_or("none", |s| s.format.as_str());
-        self.metrics
-            .events_received
-            .get_or_create(&FormatLabel { format })
-            .inc();
+        let format =
+            pipeline::subscription_for(&self.config.mqtt.subscriptions, topic).map_or("none", |s| s.format.as_str());
+        self.metrics.events_received.get_or_create(&FormatLabel { format }).inc();
         match record {
             IngestRecord::Reject(r) => {
-                self.metrics
-                    .events_rejected
-                    .get_or_create(&ReasonLabel { reason: r.kind })
-                    .inc();
+                self.metrics.events_rejected.get_or_create(&ReasonLabel { reason: r.kind }).inc();
                 tracing::warn!(topic = %r.topic, kind = r.kind, reason = %r.reason, bytes = r.payload.len(), "input rejected and recorded");
             }
             IngestRecord::Event(e) => {
-                let notes = e
-                    .deliveries
-                    .iter()
-                    .filter(|d| d.render_note.is_some())
-                    .count();
+                let notes = e.deliveries.iter().filter(|d| d.render_note.is_some()).count();
                 if notes > 0 {
                     self.metrics.render_errors.inc_by(notes as u64);
-                    for d in e
-                        .deliveries
-                        .iter()
-                        .filter_map(|d| d.render_note.as_ref().map(|n| (&d.channel, n)))
-                    {
+                    for d in e.deliveries.iter().filter_map(|d| d.render_note.as_ref().map(|n| (&d.channel, n))) {
                         tracing::error!(channel = %d.0, error = %d.1, "template failed; the fallback text is used for this alert; fix the template");
                     }
                 }
@@ -278,17 +251,10 @@ impl Task {
     async fn on_committed(&mut self, done: Committed) -> Result<(), StoreError> {
         let outcome = done.result?;
         match &outcome {
-            IngestOutcome::Accepted {
-                event_id,
-                deliveries,
-                suppressed,
-            } => {
+            IngestOutcome::Accepted { event_id, deliveries, suppressed } => {
                 tracing::info!(event = event_id, deliveries, suppressed, "event stored");
             }
-            IngestOutcome::Duplicate {
-                event_id,
-                same_payload,
-            } => {
+            IngestOutcome::Duplicate { event_id, same_payload } => {
                 self.metrics.events_duplicate.inc();
                 if *same_payload {
                     tracing::debug!(event = event_id, "duplicate message ignored");
@@ -300,10 +266,7 @@ impl Task {
                 }
             }
             IngestOutcome::Superseded { event_id } => {
-                tracing::info!(
-                    event = event_id,
-                    "older revision arrived after a newer one; recorded, not posted"
-                );
+                tracing::info!(event = event_id, "older revision arrived after a newer one; recorded, not posted");
             }
             IngestOutcome::Rejected { .. } => {}
         }
@@ -313,10 +276,7 @@ impl Task {
             IngestOutcome::Duplicate { .. } | IngestOutcome::Rejected { .. } => None,
         };
         if let Some(disposition) = disposition {
-            self.metrics
-                .events_accepted
-                .get_or_create(&DispositionLabel { disposition })
-                .inc();
+            self.metrics.events_accepted.get_or_create(&DispositionLabel { disposition }).inc();
         }
         if let Some((generation, client)) = &self.client
             && *generation == done.generation

@@ -94,15 +94,10 @@ pub fn tls_config(cfg: &MqttConfig) -> Result<Arc<rustls::ClientConfig>, String>
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| format!("mqtt.ca_file {}: {e}", ca.display()))?;
             if certs.is_empty() {
-                return Err(format!(
-                    "mqtt.ca_file {}: no certificates in it",
-                    ca.display()
-                ));
+                return Err(format!("mqtt.ca_file {}: no certificates in it", ca.display()));
             }
             for c in certs {
-                roots
-                    .add(c)
-                    .map_err(|e| format!("mqtt.ca_file {}: {e}", ca.display()))?;
+                roots.add(c).map_err(|e| format!("mqtt.ca_file {}: {e}", ca.display()))?;
             }
         }
         None => {
@@ -123,15 +118,41 @@ pub fn tls_config(cfg: &MqttConfig) -> Result<Arc<rustls::ClientConfig>, String>
             let chain = CertificateDer::pem_file_iter(cert)
                 .and_then(|i| i.collect::<Result<Vec<_>, _>>())
                 .map_err(|e| format!("mqtt.cert_file {}: {e}", cert.display()))?;
-            let key = PrivateKeyDer::from_pem_file(key)
-                .map_err(|e| format!("mqtt.key_file {}: {e}", key.display()))?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| format!("client certificate: {e}"))?
+            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("mqtt.key_file {}: {e}", key.display()))?;
+            builder.with_client_auth_cert(chain, key).map_err(|e| format!("client certificate: {e}"))?
         }
         None => builder.with_no_client_auth(),
     };
     Ok(Arc::new(config))
+}
+
+/// The largest packet MQTT can encode (remaining length 268,435,455 + fixed header).
+const MQTT_MAX_PACKET: usize = 268_435_455 + 5;
+
+/// What the broker granted one subscription.
+enum Grant {
+    AtLeastOnce,
+    AtMostOnce,
+    Refused(String),
+}
+
+/// Log every subscription not granted at QoS 1 or better; whether all were.
+fn all_granted(cfg: &MqttConfig, grants: impl IntoIterator<Item = Grant>) -> bool {
+    let mut ok = true;
+    for (sub, grant) in cfg.subscriptions.iter().zip(grants) {
+        match grant {
+            Grant::AtLeastOnce => {}
+            Grant::AtMostOnce => {
+                ok = false;
+                tracing::error!(topic = %sub.topic, "broker granted only QoS 0: messages could be lost, so bullhorn reports not ready; allow QoS 1 for this client at the broker");
+            }
+            Grant::Refused(code) => {
+                ok = false;
+                tracing::error!(topic = %sub.topic, %code, "broker refused the subscription; nothing on this topic will be received");
+            }
+        }
+    }
+    ok
 }
 
 /// How rumqttc's request channel is sized: acks for a full receive window must fit.
@@ -154,9 +175,7 @@ pub async fn run_connection(
         generation += 1;
         let end = match cfg.protocol {
             Protocol::V5 => drive_v5(&cfg, tls.clone(), generation, &tx, &reconnect, &cancel).await,
-            Protocol::V311 => {
-                drive_v4(&cfg, tls.clone(), generation, &tx, &reconnect, &cancel).await
-            }
+            Protocol::V311 => drive_v4(&cfg, tls.clone(), generation, &tx, &reconnect, &cancel).await,
         };
         let delay = match end {
             End::Cancelled => return,
@@ -188,9 +207,7 @@ enum End {
 
 fn transport(cfg: &MqttConfig, tls: Option<Arc<rustls::ClientConfig>>) -> rumqttc::Transport {
     match tls {
-        Some(t) if cfg.endpoint.tls => {
-            rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(t))
-        }
+        Some(t) if cfg.endpoint.tls => rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(t)),
         _ => rumqttc::Transport::tcp(),
     }
 }
@@ -206,14 +223,10 @@ async fn drive_v5(
     let mut o = v5::MqttOptions::new(&cfg.client_id, &cfg.endpoint.host, cfg.endpoint.port);
     o.set_keep_alive(cfg.keep_alive)
         .set_clean_start(false)
-        .set_session_expiry_interval(Some(
-            u32::try_from(cfg.session_expiry.as_secs()).unwrap_or(u32::MAX),
-        ))
+        .set_session_expiry_interval(Some(u32::try_from(cfg.session_expiry.as_secs()).unwrap_or(u32::MAX)))
         .set_manual_acks(true)
         .set_receive_maximum(Some(cfg.receive_maximum))
-        .set_max_packet_size(Some(
-            u32::try_from(cfg.max_packet_bytes).unwrap_or(u32::MAX),
-        ))
+        .set_max_packet_size(Some(u32::try_from(cfg.max_packet_bytes).unwrap_or(u32::MAX)))
         .set_request_channel_capacity(request_capacity(cfg))
         .set_transport(transport(cfg, tls));
     if let (Some(user), Some(pass)) = (&cfg.username, &cfg.password) {
@@ -235,15 +248,10 @@ async fn drive_v5(
         match event {
             Ok(v5::Event::Incoming(p5::Packet::ConnAck(ack))) => {
                 connected = true;
-                let filters = cfg
-                    .subscriptions
-                    .iter()
-                    .map(|s| p5::Filter::new(s.topic.clone(), v5::mqttbytes::QoS::AtLeastOnce));
+                let filters =
+                    cfg.subscriptions.iter().map(|s| p5::Filter::new(s.topic.clone(), v5::mqttbytes::QoS::AtLeastOnce));
                 if let Err(e) = client.try_subscribe_many(filters) {
-                    return End::Failed {
-                        connected,
-                        error: format!("cannot subscribe: {e}"),
-                    };
+                    return End::Failed { connected, error: format!("cannot subscribe: {e}") };
                 }
                 let _ = tx.send(ConnEvent::Connected {
                     generation,
@@ -253,40 +261,23 @@ async fn drive_v5(
             }
             Ok(v5::Event::Incoming(p5::Packet::Publish(p))) => {
                 let topic = String::from_utf8_lossy(&p.topic).into_owned();
-                let user_properties = p
-                    .properties
-                    .as_ref()
-                    .map(|pr| pr.user_properties.clone())
-                    .unwrap_or_default();
-                let message = Message {
-                    topic,
-                    payload: p.payload.clone(),
-                    user_properties,
-                    handle: AckHandle::V5(p),
-                };
-                let _ = tx.send(ConnEvent::Message {
-                    generation,
-                    message: Box::new(message),
-                });
+                let user_properties = p.properties.as_ref().map(|pr| pr.user_properties.clone()).unwrap_or_default();
+                let message = Message { topic, payload: p.payload.clone(), user_properties, handle: AckHandle::V5(p) };
+                let _ = tx.send(ConnEvent::Message { generation, message: Box::new(message) });
             }
             Ok(v5::Event::Incoming(p5::Packet::SubAck(ack))) => {
-                let mut granted = true;
-                for (sub, code) in cfg.subscriptions.iter().zip(&ack.return_codes) {
-                    if !matches!(code, p5::SubscribeReasonCode::Success(_)) {
-                        granted = false;
-                        tracing::error!(topic = %sub.topic, code = ?code, "broker refused the subscription; nothing on this topic will be received");
-                    }
-                }
-                if granted {
+                let grants = ack.return_codes.iter().map(|code| match code {
+                    p5::SubscribeReasonCode::Success(v5::mqttbytes::QoS::AtMostOnce) => Grant::AtMostOnce,
+                    p5::SubscribeReasonCode::Success(_) => Grant::AtLeastOnce,
+                    other => Grant::Refused(format!("{other:?}")),
+                });
+                if all_granted(cfg, grants) {
                     let _ = tx.send(ConnEvent::Subscribed { generation });
                 }
             }
             Ok(_) => {}
             Err(e) => {
-                return End::Failed {
-                    connected,
-                    error: e.to_string(),
-                };
+                return End::Failed { connected, error: e.to_string() };
             }
         }
     }
@@ -304,7 +295,12 @@ async fn drive_v4(
     o.set_keep_alive(cfg.keep_alive)
         .set_clean_session(false)
         .set_manual_acks(true)
-        .set_max_packet_size(cfg.max_packet_bytes, cfg.max_packet_bytes)
+        // MQTT 3.1.1 cannot tell the broker a size limit, and a packet over rumqttc's
+        // limit drops the connection, after which the broker redelivers the same packet:
+        // a loop that blocks all intake. So take anything the protocol allows, and let the
+        // pipeline reject what exceeds max_payload_bytes. Cap sizes at the broker
+        // (Mosquitto's message_size_limit).
+        .set_max_packet_size(MQTT_MAX_PACKET, cfg.max_packet_bytes)
         .set_request_channel_capacity(request_capacity(cfg))
         .set_transport(transport(cfg, tls));
     if let (Some(user), Some(pass)) = (&cfg.username, &cfg.password) {
@@ -326,14 +322,12 @@ async fn drive_v4(
         match event {
             Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(ack))) => {
                 connected = true;
-                let filters = cfg.subscriptions.iter().map(|s| {
-                    rumqttc::SubscribeFilter::new(s.topic.clone(), rumqttc::QoS::AtLeastOnce)
-                });
+                let filters = cfg
+                    .subscriptions
+                    .iter()
+                    .map(|s| rumqttc::SubscribeFilter::new(s.topic.clone(), rumqttc::QoS::AtLeastOnce));
                 if let Err(e) = client.try_subscribe_many(filters) {
-                    return End::Failed {
-                        connected,
-                        error: format!("cannot subscribe: {e}"),
-                    };
+                    return End::Failed { connected, error: format!("cannot subscribe: {e}") };
                 }
                 let _ = tx.send(ConnEvent::Connected {
                     generation,
@@ -348,29 +342,21 @@ async fn drive_v4(
                     user_properties: Vec::new(),
                     handle: AckHandle::V4(p),
                 };
-                let _ = tx.send(ConnEvent::Message {
-                    generation,
-                    message: Box::new(message),
-                });
+                let _ = tx.send(ConnEvent::Message { generation, message: Box::new(message) });
             }
             Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(ack))) => {
-                let mut granted = true;
-                for (sub, code) in cfg.subscriptions.iter().zip(&ack.return_codes) {
-                    if matches!(code, rumqttc::SubscribeReasonCode::Failure) {
-                        granted = false;
-                        tracing::error!(topic = %sub.topic, "broker refused the subscription; nothing on this topic will be received");
-                    }
-                }
-                if granted {
+                let grants = ack.return_codes.iter().map(|code| match code {
+                    rumqttc::SubscribeReasonCode::Success(rumqttc::QoS::AtMostOnce) => Grant::AtMostOnce,
+                    rumqttc::SubscribeReasonCode::Success(_) => Grant::AtLeastOnce,
+                    rumqttc::SubscribeReasonCode::Failure => Grant::Refused("failure".to_owned()),
+                });
+                if all_granted(cfg, grants) {
                     let _ = tx.send(ConnEvent::Subscribed { generation });
                 }
             }
             Ok(_) => {}
             Err(e) => {
-                return End::Failed {
-                    connected,
-                    error: e.to_string(),
-                };
+                return End::Failed { connected, error: e.to_string() };
             }
         }
     }
@@ -385,12 +371,7 @@ pub async fn publish_once(
     timeout: Duration,
 ) -> Result<(), String> {
     // Unique per call: a broker may drop a connection that reuses an id it still tracks.
-    let client_id = format!(
-        "{}-send-{}-{:08x}",
-        cfg.client_id,
-        std::process::id(),
-        fastrand::u32(..)
-    );
+    let client_id = format!("{}-send-{}-{:08x}", cfg.client_id, std::process::id(), fastrand::u32(..));
     let wait = async {
         match cfg.protocol {
             Protocol::V5 => {
@@ -417,17 +398,13 @@ pub async fn publish_once(
                 let _ = tokio::time::timeout(Duration::from_millis(200), el.poll()).await;
             }
             Protocol::V311 => {
-                let mut o =
-                    rumqttc::MqttOptions::new(client_id, &cfg.endpoint.host, cfg.endpoint.port);
+                let mut o = rumqttc::MqttOptions::new(client_id, &cfg.endpoint.host, cfg.endpoint.port);
                 o.set_clean_session(true).set_transport(transport(cfg, tls));
                 if let (Some(user), Some(pass)) = (&cfg.username, &cfg.password) {
                     o.set_credentials(user, secrecy::ExposeSecret::expose_secret(pass));
                 }
                 let (client, mut el) = rumqttc::AsyncClient::new(o, 8);
-                client
-                    .publish(topic, rumqttc::QoS::AtLeastOnce, false, payload)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                client.publish(topic, rumqttc::QoS::AtLeastOnce, false, payload).await.map_err(|e| e.to_string())?;
                 loop {
                     if let rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_)) =
                         el.poll().await.map_err(|e| e.to_string())?

@@ -9,26 +9,32 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{Config, Subscription};
 use crate::event::{self, Format, Reject, RejectKind};
-use crate::policy::{self, Disposition};
+use crate::policy;
 use crate::render::Renderer;
 use crate::route;
 use crate::store::{IngestRecord, NewDelivery, NewEvent, NewReject};
 
 /// The subscription whose filter matches `topic` (first match wins).
 pub fn subscription_for<'a>(subs: &'a [Subscription], topic: &str) -> Option<&'a Subscription> {
-    subs.iter().find(|s| rumqttc::matches(topic, &s.topic))
+    subs.iter().find(|s| super::topic::matches(topic, &s.topic))
 }
 
 /// Turn one received message into what the store records for it.
-pub fn prepare(
-    config: &Config,
-    renderer: &Renderer,
-    topic: &str,
-    payload: &Bytes,
-    now: Timestamp,
-) -> IngestRecord {
+pub fn prepare(config: &Config, renderer: &Renderer, topic: &str, payload: &Bytes, now: Timestamp) -> IngestRecord {
     let format = subscription_for(&config.mqtt.subscriptions, topic).map(|s| s.format);
-    match accept(config, renderer, format, topic, payload, now) {
+    // Nothing here should panic; if something does, the message is recorded as a reject
+    // instead of taking the ingest task (and every message after it) down.
+    let accepted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        accept(config, renderer, format, topic, payload, now)
+    }))
+    .unwrap_or_else(|panic| {
+        let what = crate::supervise::message(panic.as_ref());
+        Err(Reject::new(
+            RejectKind::Internal,
+            format!("internal error while decoding (a bug; please report it): {what}"),
+        ))
+    });
+    match accepted {
         Ok(event) => IngestRecord::Event(Box::new(event)),
         Err(reject) => IngestRecord::Reject(NewReject {
             received_at: now.as_millisecond(),
@@ -56,12 +62,8 @@ fn accept(
             format!("payload is {} bytes; the limit is {limit}", payload.len()),
         ));
     }
-    let format = format.ok_or_else(|| {
-        Reject::new(
-            RejectKind::NoSubscription,
-            format!("no subscription matches topic {topic:?}"),
-        )
-    })?;
+    let format = format
+        .ok_or_else(|| Reject::new(RejectKind::NoSubscription, format!("no subscription matches topic {topic:?}")))?;
     let event = event::decode(format, payload)?;
     let rule = policy::rule_for(&event, &config.events)?;
     let assessment = policy::assess(&event, payload, rule, now, now);
@@ -100,11 +102,9 @@ fn accept(
         sent_at: event.sent.map(Timestamp::as_millisecond),
         expires_at: event.expires.map(Timestamp::as_millisecond),
         received_at: now.as_millisecond(),
-        deliveries: if assessment.disposition == Disposition::Deliver || policy::is_cancel(&event) {
-            deliveries
-        } else {
-            Vec::new()
-        },
+        // Planned even when not delivered: the store decides what is posted, and an event
+        // that is not (expired, stale) still supersedes what of its incident is queued.
+        deliveries,
     })
 }
 

@@ -70,11 +70,7 @@ impl Renderer {
         let mut errors = Vec::new();
         let mut sets = BTreeSet::new();
         let global = add(&mut env, dir, GLOBAL_DEFAULT, &mut errors);
-        let wanted: BTreeSet<&str> = config
-            .events
-            .values()
-            .map(|r| r.templates.as_str())
-            .collect();
+        let wanted: BTreeSet<&str> = config.events.values().map(|r| r.templates.as_str()).collect();
         for set in wanted {
             let name = format!("{set}/default.txt");
             if dir.join(&name).is_file() {
@@ -89,56 +85,25 @@ impl Renderer {
                 });
             }
         }
-        if errors.is_empty() {
-            Ok(Renderer {
-                env,
-                sets,
-                agency: config.agency.clone(),
-            })
-        } else {
-            Err(errors)
-        }
+        if errors.is_empty() { Ok(Renderer { env, sets, agency: config.agency.clone() }) } else { Err(errors) }
     }
 
     /// The text `channel` posts for `event`.
-    pub fn render(
-        &self,
-        set: &str,
-        channel: &ChannelConfig,
-        event: &Event,
-        kind: DeliveryKind,
-    ) -> Rendered {
-        let name = if self.sets.contains(set) {
-            format!("{set}/default.txt")
-        } else {
-            GLOBAL_DEFAULT.to_owned()
-        };
+    pub fn render(&self, set: &str, channel: &ChannelConfig, event: &Event, kind: DeliveryKind) -> Rendered {
+        let name = if self.sets.contains(set) { format!("{set}/default.txt") } else { GLOBAL_DEFAULT.to_owned() };
         let ctx = context(event, kind, channel, &self.agency);
-        let result = self
-            .env
-            .get_template(&name)
-            .and_then(|t| t.render(minijinja::Value::from(minijinja::value::Serde(&ctx))));
+        let result =
+            self.env.get_template(&name).and_then(|t| t.render(minijinja::Value::from(minijinja::value::Serde(&ctx))));
         let (text, error) = match result {
             Ok(t) if !t.trim().is_empty() => (t.trim().to_owned(), None),
-            Ok(_) => (
-                fallback(event, kind),
-                Some(format!("{name}: rendered empty text")),
-            ),
+            Ok(_) => (fallback(event, kind), Some(format!("{name}: rendered empty text"))),
             Err(e) => (fallback(event, kind), Some(describe(&name, &e))),
         };
-        Rendered {
-            text: with_status_prefix(event.status, text),
-            error,
-        }
+        Rendered { text: with_status_prefix(event.status, text), error }
     }
 }
 
-fn add(
-    env: &mut Environment<'static>,
-    dir: &Path,
-    name: &str,
-    errors: &mut Vec<TemplateError>,
-) -> bool {
+fn add(env: &mut Environment<'static>, dir: &Path, name: &str, errors: &mut Vec<TemplateError>) -> bool {
     let path = dir.join(name);
     let source = match std::fs::read_to_string(&path) {
         Ok(s) => s,
@@ -146,11 +111,7 @@ fn add(
             return false;
         }
         Err(e) => {
-            errors.push(TemplateError {
-                file: path,
-                line: None,
-                message: e.to_string(),
-            });
+            errors.push(TemplateError { file: path, line: None, message: e.to_string() });
             return false;
         }
     };
@@ -183,30 +144,15 @@ fn context(event: &Event, kind: DeliveryKind, channel: &ChannelConfig, agency: &
     if let Ok(Value::Object(core)) = serde_json::to_value(event) {
         ctx.extend(core);
     }
-    for key in [
-        "revision",
-        "sent",
-        "expires",
-        "description",
-        "instruction",
-        "area",
-        "location",
-        "web",
-        "contact",
-        "language",
-    ] {
+    for key in
+        ["revision", "sent", "expires", "description", "instruction", "area", "location", "web", "contact", "language"]
+    {
         ctx.entry(key).or_insert(Value::Null);
     }
     ctx.insert("fields".to_owned(), Value::Object(event.fields.clone()));
     ctx.insert("kind".to_owned(), Value::from(kind.as_str()));
-    ctx.insert(
-        "channel".to_owned(),
-        serde_json::json!({ "name": channel.name, "kind": channel.kind.name() }),
-    );
-    ctx.insert(
-        "agency".to_owned(),
-        serde_json::to_value(agency).unwrap_or(Value::Null),
-    );
+    ctx.insert("channel".to_owned(), serde_json::json!({ "name": channel.name, "kind": channel.kind.name() }));
+    ctx.insert("agency".to_owned(), serde_json::to_value(agency).unwrap_or(Value::Null));
     Value::Object(ctx)
 }
 
@@ -217,17 +163,12 @@ pub fn fallback(event: &Event, kind: DeliveryKind) -> String {
         DeliveryKind::Update => format!("UPDATE: {}", event.headline),
         DeliveryKind::Cancel => format!("CANCELLED: {}", event.headline),
     };
-    [
-        Some(&head),
-        event.instruction.as_ref(),
-        event.web.as_ref(),
-        event.contact.as_ref(),
-    ]
-    .into_iter()
-    .flatten()
-    .map(String::as_str)
-    .collect::<Vec<_>>()
-    .join("\n")
+    [Some(&head), event.instruction.as_ref(), event.web.as_ref(), event.contact.as_ref()]
+        .into_iter()
+        .flatten()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn with_status_prefix(status: Status, text: String) -> String {

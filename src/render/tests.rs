@@ -26,30 +26,12 @@ fn setup(files: &[(&str, &str)]) -> (tempfile::TempDir, Config) {
 
 #[test]
 fn event_set_template_wins_over_the_global_default() {
-    let (_d, c) = setup(&[(
-        "missing_child/default.txt",
-        "AMBER: {{ headline }} / {{ child_name }} / {{ agency.time_zone }}",
-    )]);
+    let (_d, c) =
+        setup(&[("missing_child/default.txt", "AMBER: {{ headline }} / {{ child_name }} / {{ agency.time_zone }}")]);
     let r = Renderer::load(&c).expect("load");
-    let out = r.render(
-        "missing_child",
-        &c.channels["console"],
-        &event(serde_json::json!({})),
-        DeliveryKind::Post,
-    );
-    assert_eq!(
-        out,
-        Rendered {
-            text: "AMBER: Child missing / Sofia / UTC".to_owned(),
-            error: None
-        }
-    );
-    let out = r.render(
-        "road_closure",
-        &c.channels["console"],
-        &event(serde_json::json!({})),
-        DeliveryKind::Post,
-    );
+    let out = r.render("missing_child", &c.channels["console"], &event(serde_json::json!({})), DeliveryKind::Post);
+    assert_eq!(out, Rendered { text: "AMBER: Child missing / Sofia / UTC".to_owned(), error: None });
+    let out = r.render("road_closure", &c.channels["console"], &event(serde_json::json!({})), DeliveryKind::Post);
     assert_eq!(out.text, "Child missing", "falls back to default.txt");
 }
 
@@ -64,24 +46,13 @@ fn syntax_errors_name_file_and_line() {
 
 #[test]
 fn undefined_variable_falls_back_and_says_why() {
-    let (_d, c) = setup(&[(
-        "missing_child/default.txt",
-        "{{ headline }} {{ suspect_name }}",
-    )]);
+    let (_d, c) = setup(&[("missing_child/default.txt", "{{ headline }} {{ suspect_name }}")]);
     let r = Renderer::load(&c).expect("load");
     let e = event(serde_json::json!({ "instruction": "Call 911", "web": "https://s.example/a" }));
-    let out = r.render(
-        "missing_child",
-        &c.channels["console"],
-        &e,
-        DeliveryKind::Post,
-    );
+    let out = r.render("missing_child", &c.channels["console"], &e, DeliveryKind::Post);
     assert_eq!(out.text, "Child missing\nCall 911\nhttps://s.example/a");
     let err = out.error.expect("error recorded");
-    assert!(
-        err.contains("missing_child/default.txt") && err.contains("undefined"),
-        "{err}"
-    );
+    assert!(err.contains("missing_child/default.txt") && err.contains("undefined"), "{err}");
 }
 
 #[test]
@@ -91,17 +62,8 @@ fn a_loop_bomb_runs_out_of_fuel_instead_of_hanging() {
         "{% for a in range(100000) %}{% for b in range(100000) %}x{% endfor %}{% endfor %}",
     )]);
     let r = Renderer::load(&c).expect("load");
-    let out = r.render(
-        "missing_child",
-        &c.channels["console"],
-        &event(serde_json::json!({})),
-        DeliveryKind::Post,
-    );
-    assert!(
-        out.error.as_deref().is_some_and(|e| e.contains("fuel")),
-        "{:?}",
-        out.error
-    );
+    let out = r.render("missing_child", &c.channels["console"], &event(serde_json::json!({})), DeliveryKind::Post);
+    assert!(out.error.as_deref().is_some_and(|e| e.contains("fuel")), "{:?}", out.error);
     assert_eq!(out.text, "Child missing");
 }
 
@@ -109,12 +71,8 @@ fn a_loop_bomb_runs_out_of_fuel_instead_of_hanging() {
 fn non_actual_events_are_always_marked() {
     let (_d, c) = setup(&[]);
     let r = Renderer::load(&c).expect("load");
-    let out = r.render(
-        "x",
-        &c.channels["console"],
-        &event(serde_json::json!({ "status": "exercise" })),
-        DeliveryKind::Post,
-    );
+    let out =
+        r.render("x", &c.channels["console"], &event(serde_json::json!({ "status": "exercise" })), DeliveryKind::Post);
     assert_eq!(out.text, "[EXERCISE] Child missing");
 }
 
@@ -136,10 +94,7 @@ fn no_template_at_all_is_a_load_error() {
     let (_d, c) = setup(&[]);
     std::fs::remove_file(c.templates_dir.join("default.txt")).expect("rm");
     let errs = Renderer::load(&c).expect_err("nothing to render with");
-    assert!(
-        errs.iter().any(|e| e.message.contains("no default.txt")),
-        "{errs:?}"
-    );
+    assert!(errs.iter().any(|e| e.message.contains("no default.txt")), "{errs:?}");
 }
 
 #[test]
@@ -147,21 +102,11 @@ fn shipped_templates_render_the_example_events() {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/bullhorn.toml");
     let c = crate::config::load_with_env(&path, Vec::new()).expect("config");
     let r = Renderer::load(&c).expect("templates");
-    for name in [
-        "amber.json",
-        "amber-cancel.json",
-        "road-closure.json",
-        "drill.json",
-    ] {
+    for name in ["amber.json", "amber-cancel.json", "road-closure.json", "drill.json"] {
         let bytes = std::fs::read(path.with_file_name("examples").join(name)).expect("example");
         let e = json::decode(&bytes).unwrap_or_else(|r| panic!("{name}: {r}"));
         let set = &c.events[&e.event_type].templates;
-        let out = r.render(
-            set,
-            &c.channels["console"],
-            &e,
-            DeliveryKind::for_msg_type(e.msg_type),
-        );
+        let out = r.render(set, &c.channels["console"], &e, DeliveryKind::for_msg_type(e.msg_type));
         assert_eq!(out.error, None, "{name}");
         assert!(out.text.contains(&e.headline), "{name}: {}", out.text);
     }

@@ -170,7 +170,7 @@ pub enum Closing {
 }
 
 impl Closing {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Closing::Expired => "expired",
             Closing::Suppressed => "suppressed",
@@ -184,26 +184,9 @@ type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 #[derive(Debug)]
 enum Op {
     Ingest(Box<IngestRecord>, Reply<IngestOutcome>),
-    BeginAttempt {
-        delivery_id: i64,
-        channel: String,
-        started_at: i64,
-        resolve_data: Option<String>,
-        reply: Reply<i64>,
-    },
-    FinishAttempt {
-        attempt_id: i64,
-        delivery_id: i64,
-        finished_at: i64,
-        result: AttemptResult,
-        reply: Reply<()>,
-    },
-    Close {
-        delivery_id: i64,
-        closing: Closing,
-        reason: String,
-        reply: Reply<()>,
-    },
+    BeginAttempt { delivery_id: i64, channel: String, started_at: i64, resolve_data: Option<String>, reply: Reply<i64> },
+    FinishAttempt { attempt_id: i64, delivery_id: i64, finished_at: i64, result: AttemptResult, reply: Reply<()> },
+    Close { delivery_id: i64, closing: Closing, reason: String, reply: Reply<()> },
     Probe(Reply<()>),
 }
 
@@ -238,33 +221,29 @@ impl Store {
         announce: mpsc::UnboundedSender<Queued>,
         health: Arc<Health>,
         metrics: Arc<Metrics>,
+        failed: tokio_util::sync::CancellationToken,
     ) -> Result<(Store, WriterThread), StoreError> {
-        let open_err = |message: String| StoreError::Open {
-            path: path.to_path_buf(),
-            message,
-        };
+        let open_err = |message: String| StoreError::Open { path: path.to_path_buf(), message };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| open_err(format!("cannot create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| open_err(format!("cannot create {}: {e}", dir.display())))?;
         }
         let mut conn = Connection::open(path).map_err(|e| open_err(e.to_string()))?;
         configure_writer(&conn, busy_timeout).map_err(open_err)?;
-        schema::migrate(&mut conn)
-            .map_err(|e| open_err(e.to_string()))?
-            .map_err(open_err)?;
+        schema::migrate(&mut conn).map_err(|e| open_err(e.to_string()))?.map_err(open_err)?;
         let (tx, rx) = mpsc::channel(QUEUE);
         let thread = std::thread::Builder::new()
             .name("bullhorn-store".to_owned())
-            .spawn(move || writer::run(conn, rx, announce, health, metrics))
+            .spawn(move || {
+                let writer_health = Arc::clone(&health);
+                let run = std::panic::AssertUnwindSafe(|| writer::run(conn, rx, announce, writer_health, metrics));
+                if let Err(panic) = std::panic::catch_unwind(run) {
+                    tracing::error!(panic = %crate::supervise::message(panic.as_ref()), "store writer failed; stopping bullhorn so it is restarted");
+                    health.set_store_writable(false);
+                    failed.cancel();
+                }
+            })
             .map_err(|e| open_err(format!("cannot start writer thread: {e}")))?;
-        Ok((
-            Store {
-                tx,
-                path: Arc::new(path.to_path_buf()),
-                busy_timeout,
-            },
-            WriterThread(thread),
-        ))
+        Ok((Store { tx, path: Arc::new(path.to_path_buf()), busy_timeout }, WriterThread(thread)))
     }
 
     pub fn path(&self) -> &Path {
@@ -281,22 +260,14 @@ impl Store {
         op: impl FnOnce(Reply<T>) -> Op,
     ) -> Result<oneshot::Receiver<Result<T, StoreError>>, StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(op(reply))
-            .await
-            .map_err(|_| StoreError::Closed)?;
+        self.tx.send(op(reply)).await.map_err(|_| StoreError::Closed)?;
         Ok(rx)
     }
 
     /// Queue an ingest record; the returned future resolves once it is committed (or
     /// failed). Records commit in the order they are submitted.
-    pub async fn submit_ingest(
-        &self,
-        record: IngestRecord,
-    ) -> Result<Pending<IngestOutcome>, StoreError> {
-        self.send(|r| Op::Ingest(Box::new(record), r))
-            .await
-            .map(Pending)
+    pub async fn submit_ingest(&self, record: IngestRecord) -> Result<Pending<IngestOutcome>, StoreError> {
+        self.send(|r| Op::Ingest(Box::new(record), r)).await.map(Pending)
     }
 
     /// Commit an attempt row before its request; moves the delivery to `in_flight`.
@@ -308,17 +279,8 @@ impl Store {
         resolve_data: Option<String>,
     ) -> Result<i64, StoreError> {
         let channel = channel.to_owned();
-        Pending(
-            self.send(|reply| Op::BeginAttempt {
-                delivery_id,
-                channel,
-                started_at,
-                resolve_data,
-                reply,
-            })
-            .await?,
-        )
-        .await
+        Pending(self.send(|reply| Op::BeginAttempt { delivery_id, channel, started_at, resolve_data, reply }).await?)
+            .await
     }
 
     /// Record how an attempt ended and move its delivery on.
@@ -329,36 +291,13 @@ impl Store {
         finished_at: i64,
         result: AttemptResult,
     ) -> Result<(), StoreError> {
-        Pending(
-            self.send(|reply| Op::FinishAttempt {
-                attempt_id,
-                delivery_id,
-                finished_at,
-                result,
-                reply,
-            })
-            .await?,
-        )
-        .await
+        Pending(self.send(|reply| Op::FinishAttempt { attempt_id, delivery_id, finished_at, result, reply }).await?)
+            .await
     }
 
     /// Close a queued delivery without sending it.
-    pub async fn close(
-        &self,
-        delivery_id: i64,
-        closing: Closing,
-        reason: String,
-    ) -> Result<(), StoreError> {
-        Pending(
-            self.send(|reply| Op::Close {
-                delivery_id,
-                closing,
-                reason,
-                reply,
-            })
-            .await?,
-        )
-        .await
+    pub async fn close(&self, delivery_id: i64, closing: Closing, reason: String) -> Result<(), StoreError> {
+        Pending(self.send(|reply| Op::Close { delivery_id, closing, reason, reply }).await?).await
     }
 
     /// A real write, to learn whether the store takes writes again.
@@ -374,41 +313,27 @@ pub struct Pending<T>(oneshot::Receiver<Result<T, StoreError>>);
 impl<T> Future for Pending<T> {
     type Output = Result<T, StoreError>;
 
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        std::pin::Pin::new(&mut self.0)
-            .poll(cx)
-            .map(|r| r.unwrap_or(Err(StoreError::Closed)))
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx).map(|r| r.unwrap_or(Err(StoreError::Closed)))
     }
 }
 
 fn configure_writer(conn: &Connection, busy_timeout: Duration) -> Result<(), String> {
     let sql = |e: rusqlite::Error| e.to_string();
     conn.busy_timeout(busy_timeout).map_err(sql)?;
-    let mode: String = conn
-        .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
-        .map_err(sql)?;
+    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)).map_err(sql)?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(format!(
-            "journal_mode is {mode}; WAL is required (is the file on a network file system?)"
-        ));
+        return Err(format!("journal_mode is {mode}; WAL is required (is the file on a network file system?)"));
     }
     // In WAL mode NORMAL can lose acknowledged commits on power loss; the broker has
     // already forgotten a message once we ack it, so every commit must be durable.
-    conn.pragma_update(None, "synchronous", "FULL")
-        .map_err(sql)?;
-    conn.pragma_update(None, "foreign_keys", "ON")
-        .map_err(sql)?;
+    conn.pragma_update(None, "synchronous", "FULL").map_err(sql)?;
+    conn.pragma_update(None, "foreign_keys", "ON").map_err(sql)?;
     Ok(())
 }
 
 fn open_reader(path: &Path, busy_timeout: Duration) -> rusqlite::Result<Connection> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
     conn.busy_timeout(busy_timeout)?;
     Ok(conn)
 }

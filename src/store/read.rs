@@ -62,13 +62,9 @@ pub struct ReplyTarget {
 
 impl Reader {
     pub(super) fn open(path: &Path, busy_timeout: Duration) -> Result<Reader, StoreError> {
-        let conn = open_reader(path, busy_timeout).map_err(|e| StoreError::Open {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        Ok(Reader {
-            conn: Arc::new(Mutex::new(conn)),
-        })
+        let conn = open_reader(path, busy_timeout)
+            .map_err(|e| StoreError::Open { path: path.to_path_buf(), message: e.to_string() })?;
+        Ok(Reader { conn: Arc::new(Mutex::new(conn)) })
     }
 
     async fn with<T: Send + 'static>(
@@ -77,9 +73,7 @@ impl Reader {
     ) -> Result<T, StoreError> {
         let conn = Arc::clone(&self.conn);
         tokio::task::spawn_blocking(move || {
-            let guard = conn
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let guard = conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             f(&guard)
         })
         .await
@@ -159,11 +153,7 @@ impl Reader {
         self.with(move |c| {
             c.prepare_cached("SELECT state, post_id, post_url FROM deliveries WHERE id = ?1")?
                 .query_row([delivery_id], |r| {
-                    Ok(ReplyTarget {
-                        state: r.get(0)?,
-                        post_id: r.get(1)?,
-                        post_url: r.get(2)?,
-                    })
+                    Ok(ReplyTarget { state: r.get(0)?, post_id: r.get(1)?, post_url: r.get(2)? })
                 })
                 .optional()
         })

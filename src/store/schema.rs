@@ -49,6 +49,9 @@ CREATE TABLE deliveries (
     -- stable across retries: webhook-id, Idempotency-Key, rkey seed
     idem_key    TEXT    NOT NULL,
     attempts    INTEGER NOT NULL DEFAULT 0,
+    -- set when a cancel or newer revision arrives while this is in flight: a failed
+    -- attempt then suppresses it instead of retrying
+    withdrawn   INTEGER NOT NULL DEFAULT 0,
     not_before  INTEGER,
     post_id     TEXT,
     post_url    TEXT,
@@ -120,11 +123,7 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<Result<(), String>> {
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
-        tx.pragma_update(
-            None,
-            "user_version",
-            i64::try_from(i + 1).unwrap_or(i64::MAX),
-        )?;
+        tx.pragma_update(None, "user_version", i64::try_from(i + 1).unwrap_or(i64::MAX))?;
         tx.commit()?;
     }
     Ok(Ok(()))

@@ -25,22 +25,9 @@ fn open(busy: Duration) -> Fixture {
     let path = dir.path().join("sub/bullhorn.db");
     let (tx, announced) = mpsc::unbounded_channel();
     let health = Arc::new(Health::default());
-    let (store, writer) = Store::open(
-        &path,
-        busy,
-        tx,
-        Arc::clone(&health),
-        Arc::new(Metrics::new()),
-    )
-    .expect("open");
-    Fixture {
-        _dir: dir,
-        path,
-        store,
-        announced,
-        health,
-        writer: Some(writer),
-    }
+    let (store, writer) =
+        Store::open(&path, busy, tx, Arc::clone(&health), Arc::new(Metrics::new()), Default::default()).expect("open");
+    Fixture { _dir: dir, path, store, announced, health, writer: Some(writer) }
 }
 
 fn event(id: &str, revision: u64, msg_type: &'static str, channels: &[&str]) -> NewEvent {
@@ -82,57 +69,33 @@ fn event(id: &str, revision: u64, msg_type: &'static str, channels: &[&str]) -> 
 }
 
 async fn ingest(f: &Fixture, e: NewEvent) -> Result<IngestOutcome, StoreError> {
-    f.store
-        .submit_ingest(IngestRecord::Event(Box::new(e)))
-        .await
-        .expect("submit")
-        .await
+    f.store.submit_ingest(IngestRecord::Event(Box::new(e))).await.expect("submit").await
 }
 
 fn state(f: &Fixture, id: i64) -> String {
     let conn = Connection::open(&f.path).expect("open");
-    conn.query_row("SELECT state FROM deliveries WHERE id = ?1", [id], |r| {
-        r.get(0)
-    })
-    .expect("row")
+    conn.query_row("SELECT state FROM deliveries WHERE id = ?1", [id], |r| r.get(0)).expect("row")
 }
 
 async fn send_ok(f: &Fixture, id: i64, post: &str) {
-    let a = f
-        .store
-        .begin_attempt(id, "c", crate::time::now_ms(), None)
-        .await
-        .expect("begin");
+    let a = f.store.begin_attempt(id, "c", crate::time::now_ms(), None).await.expect("begin");
     let result = AttemptResult {
-        end: AttemptEnd::Sent {
-            post_id: Some(post.to_owned()),
-            post_url: None,
-        },
+        end: AttemptEnd::Sent { post_id: Some(post.to_owned()), post_url: None },
         outcome: "sent",
         http_status: Some(200),
         detail: String::new(),
     };
-    f.store
-        .finish_attempt(a, id, crate::time::now_ms(), result)
-        .await
-        .expect("finish");
+    f.store.finish_attempt(a, id, crate::time::now_ms(), result).await.expect("finish");
 }
 
 #[tokio::test]
 async fn schema_is_created_in_wal_with_full_sync_and_reopens() {
     let f = open(Duration::from_secs(1));
     let conn = Connection::open(&f.path).expect("open");
-    let mode: String = conn
-        .pragma_query_value(None, "journal_mode", |r| r.get(0))
-        .expect("mode");
+    let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).expect("mode");
     assert_eq!(mode, "wal");
-    let version: i64 = conn
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .expect("version");
-    assert_eq!(
-        version,
-        i64::try_from(schema::MIGRATIONS.len()).expect("len")
-    );
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).expect("version");
+    assert_eq!(version, i64::try_from(schema::MIGRATIONS.len()).expect("len"));
     drop(conn);
     drop(f);
 }
@@ -141,72 +104,34 @@ async fn schema_is_created_in_wal_with_full_sync_and_reopens() {
 async fn a_newer_schema_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("b.db");
-    Connection::open(&path)
-        .expect("open")
-        .pragma_update(None, "user_version", 999)
-        .expect("set");
+    Connection::open(&path).expect("open").pragma_update(None, "user_version", 999).expect("set");
     let (tx, _rx) = mpsc::unbounded_channel();
-    let err = Store::open(
-        &path,
-        Duration::from_secs(1),
-        tx,
-        Arc::default(),
-        Arc::default(),
-    )
-    .expect_err("newer");
-    assert!(
-        err.to_string().contains("newer than this bullhorn knows"),
-        "{err}"
-    );
+    let err = Store::open(&path, Duration::from_secs(1), tx, Arc::default(), Arc::default(), Default::default())
+        .expect_err("newer");
+    assert!(err.to_string().contains("newer than this bullhorn knows"), "{err}");
 }
 
 #[tokio::test]
 async fn accepted_event_announces_its_deliveries_after_commit() {
     let mut f = open(Duration::from_secs(1));
-    let out = ingest(&f, event("A", 1, "alert", &["c", "d"]))
-        .await
-        .expect("ingest");
-    assert_eq!(
-        out,
-        IngestOutcome::Accepted {
-            event_id: 1,
-            deliveries: 2,
-            suppressed: 0
-        }
-    );
+    let out = ingest(&f, event("A", 1, "alert", &["c", "d"])).await.expect("ingest");
+    assert_eq!(out, IngestOutcome::Accepted { event_id: 1, deliveries: 2, suppressed: 0 });
     let q = f.announced.recv().await.expect("announced");
-    assert_eq!(
-        (q.id, q.channel.as_str(), q.priority, q.reply_to),
-        (1, "c", Priority::Critical, None)
-    );
-    assert_eq!(
-        f.announced.recv().await.map(|q| q.channel),
-        Some("d".to_owned())
-    );
+    assert_eq!((q.id, q.channel.as_str(), q.priority, q.reply_to), (1, "c", Priority::Critical, None));
+    assert_eq!(f.announced.recv().await.map(|q| q.channel), Some("d".to_owned()));
 }
 
 #[tokio::test]
 async fn duplicates_are_recognised_by_key_and_compared_by_payload() {
     let f = open(Duration::from_secs(1));
-    ingest(&f, event("A", 1, "alert", &["c"]))
-        .await
-        .expect("first");
+    ingest(&f, event("A", 1, "alert", &["c"])).await.expect("first");
     assert_eq!(
         ingest(&f, event("A", 1, "alert", &["c"])).await,
-        Ok(IngestOutcome::Duplicate {
-            event_id: 1,
-            same_payload: true
-        })
+        Ok(IngestOutcome::Duplicate { event_id: 1, same_payload: true })
     );
     let mut changed = event("A", 1, "alert", &["c"]);
     changed.payload_sha256 = "other".to_owned();
-    assert_eq!(
-        ingest(&f, changed).await,
-        Ok(IngestOutcome::Duplicate {
-            event_id: 1,
-            same_payload: false
-        })
-    );
+    assert_eq!(ingest(&f, changed).await, Ok(IngestOutcome::Duplicate { event_id: 1, same_payload: false }));
     let n: i64 = Connection::open(&f.path)
         .expect("o")
         .query_row("SELECT COUNT(*) FROM deliveries", [], |r| r.get(0))
@@ -217,62 +142,33 @@ async fn duplicates_are_recognised_by_key_and_compared_by_payload() {
 #[tokio::test]
 async fn an_older_revision_after_a_newer_one_is_superseded() {
     let f = open(Duration::from_secs(1));
-    ingest(&f, event("A", 3, "alert", &["c"]))
-        .await
-        .expect("r3");
-    assert_eq!(
-        ingest(&f, event("A", 2, "alert", &["c"])).await,
-        Ok(IngestOutcome::Superseded { event_id: 2 })
-    );
+    ingest(&f, event("A", 3, "alert", &["c"])).await.expect("r3");
+    assert_eq!(ingest(&f, event("A", 2, "alert", &["c"])).await, Ok(IngestOutcome::Superseded { event_id: 2 }));
 }
 
 #[tokio::test]
 async fn a_cancel_suppresses_queued_posts_and_replies_only_where_something_went_out() {
     let f = open(Duration::from_secs(1));
-    ingest(&f, event("A", 1, "alert", &["c", "d"]))
-        .await
-        .expect("alert");
+    ingest(&f, event("A", 1, "alert", &["c", "d"])).await.expect("alert");
     send_ok(&f, 1, "post-1").await; // out on c; still queued on d
-    let out = ingest(&f, event("A", 2, "cancel", &["c", "d"]))
-        .await
-        .expect("cancel");
-    assert_eq!(
-        out,
-        IngestOutcome::Accepted {
-            event_id: 2,
-            deliveries: 1,
-            suppressed: 1
-        }
-    );
-    assert_eq!(
-        state(&f, 2),
-        "suppressed",
-        "the queued post on d never goes out"
-    );
+    let out = ingest(&f, event("A", 2, "cancel", &["c", "d"])).await.expect("cancel");
+    assert_eq!(out, IngestOutcome::Accepted { event_id: 2, deliveries: 1, suppressed: 1 });
+    assert_eq!(state(&f, 2), "suppressed", "the queued post on d never goes out");
     let conn = Connection::open(&f.path).expect("o");
     let (channel, kind, reply_to): (String, String, i64) = conn
-        .query_row(
-            "SELECT channel, kind, reply_to FROM deliveries WHERE event_id = 2",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
+        .query_row("SELECT channel, kind, reply_to FROM deliveries WHERE event_id = 2", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
         .expect("cancel row");
-    assert_eq!(
-        (channel.as_str(), kind.as_str(), reply_to),
-        ("c", "cancel", 1)
-    );
+    assert_eq!((channel.as_str(), kind.as_str(), reply_to), ("c", "cancel", 1));
 }
 
 #[tokio::test]
 async fn an_update_replies_to_the_sent_original_and_replaces_a_queued_one() {
     let f = open(Duration::from_secs(1));
-    ingest(&f, event("A", 1, "alert", &["c", "d"]))
-        .await
-        .expect("alert");
+    ingest(&f, event("A", 1, "alert", &["c", "d"])).await.expect("alert");
     send_ok(&f, 1, "post-1").await;
-    ingest(&f, event("A", 2, "update", &["c", "d"]))
-        .await
-        .expect("update");
+    ingest(&f, event("A", 2, "update", &["c", "d"])).await.expect("update");
     let conn = Connection::open(&f.path).expect("o");
     let rows: Vec<(String, Option<i64>)> = conn
         .prepare("SELECT channel, reply_to FROM deliveries WHERE event_id = 2 ORDER BY channel")
@@ -282,57 +178,31 @@ async fn an_update_replies_to_the_sent_original_and_replaces_a_queued_one() {
         .collect::<Result<_, _>>()
         .expect("rows");
     assert_eq!(rows, [("c".to_owned(), Some(1)), ("d".to_owned(), None)]);
-    assert_eq!(
-        state(&f, 2),
-        "suppressed",
-        "d's unsent original is replaced by the update"
-    );
+    assert_eq!(state(&f, 2), "suppressed", "d's unsent original is replaced by the update");
 }
 
 #[tokio::test]
 async fn attempts_are_committed_before_sending_and_refused_once_suppressed() {
     let f = open(Duration::from_secs(1));
-    ingest(&f, event("A", 1, "alert", &["c"]))
-        .await
-        .expect("alert");
-    let a = f
-        .store
-        .begin_attempt(1, "c", 5, Some("{\"rkey\":\"x\"}".to_owned()))
-        .await
-        .expect("begin");
+    ingest(&f, event("A", 1, "alert", &["c"])).await.expect("alert");
+    let a = f.store.begin_attempt(1, "c", 5, Some("{\"rkey\":\"x\"}".to_owned())).await.expect("begin");
     assert_eq!(state(&f, 1), "in_flight");
     let reader = f.store.reader().expect("reader");
     let pending = reader.pending("c").await.expect("pending");
-    assert_eq!(
-        pending[0].open_attempt,
-        Some(a),
-        "an unfinished attempt is visible as unknown"
-    );
+    assert_eq!(pending[0].open_attempt, Some(a), "an unfinished attempt is visible as unknown");
     let retry = AttemptResult {
         end: AttemptEnd::Retry { not_before: 99 },
         outcome: "retry",
         http_status: Some(500),
         detail: "500".to_owned(),
     };
-    f.store
-        .finish_attempt(a, 1, 6, retry)
-        .await
-        .expect("finish");
+    f.store.finish_attempt(a, 1, 6, retry).await.expect("finish");
     let pending = reader.pending("c").await.expect("pending");
-    assert_eq!(
-        (pending[0].open_attempt, pending[0].not_before),
-        (None, Some(99))
-    );
+    assert_eq!((pending[0].open_attempt, pending[0].not_before), (None, Some(99)));
     assert_eq!(reader.sends_since("c", 0).await.expect("log"), [5]);
 
-    f.store
-        .close(1, Closing::Suppressed, "test".to_owned())
-        .await
-        .expect("close");
-    assert!(matches!(
-        f.store.begin_attempt(1, "c", 7, None).await,
-        Err(StoreError::NotQueued(1))
-    ));
+    f.store.close(1, Closing::Suppressed, "test".to_owned()).await.expect("close");
+    assert!(matches!(f.store.begin_attempt(1, "c", 7, None).await, Err(StoreError::NotQueued(1))));
     let job = reader.job(1).await.expect("job").expect("exists");
     assert_eq!((job.state.as_str(), job.attempts), ("suppressed", 1));
 }
@@ -349,26 +219,13 @@ async fn rejects_keep_the_head_of_the_payload() {
         reason: "bad".to_owned(),
         payload,
     };
-    let out = f
-        .store
-        .submit_ingest(IngestRecord::Reject(r))
-        .await
-        .expect("submit")
-        .await;
+    let out = f.store.submit_ingest(IngestRecord::Reject(r)).await.expect("submit").await;
     assert_eq!(out, Ok(IngestOutcome::Rejected { reject_id: 1 }));
     let (len, head): (i64, Vec<u8>) = Connection::open(&f.path)
         .expect("o")
-        .query_row("SELECT payload_len, payload_head FROM rejects", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+        .query_row("SELECT payload_len, payload_head FROM rejects", [], |r| Ok((r.get(0)?, r.get(1)?)))
         .expect("row");
-    assert_eq!(
-        (len, head.len()),
-        (
-            i64::try_from(REJECT_HEAD_BYTES * 2).expect("n"),
-            REJECT_HEAD_BYTES
-        )
-    );
+    assert_eq!((len, head.len()), (i64::try_from(REJECT_HEAD_BYTES * 2).expect("n"), REJECT_HEAD_BYTES));
 }
 
 #[tokio::test]
@@ -376,23 +233,72 @@ async fn a_locked_store_fails_the_whole_batch_then_recovers() {
     let f = open(Duration::from_millis(100));
     let locker = Connection::open(&f.path).expect("open");
     locker.execute_batch("BEGIN IMMEDIATE").expect("lock");
-    let err = ingest(&f, event("A", 1, "alert", &["c"]))
-        .await
-        .expect_err("locked");
-    assert!(
-        matches!(&err, StoreError::Write(m) if m.contains("locked")),
-        "{err}"
-    );
+    let err = ingest(&f, event("A", 1, "alert", &["c"])).await.expect_err("locked");
+    assert!(matches!(&err, StoreError::Write(m) if m.contains("locked")), "{err}");
     assert!(!f.health.store_writable(), "readiness reports the failure");
     assert!(f.store.probe().await.is_err());
     locker.execute_batch("ROLLBACK").expect("unlock");
     f.store.probe().await.expect("probe after unlock");
     assert!(f.health.store_writable());
     assert!(
-        matches!(
-            ingest(&f, event("A", 1, "alert", &["c"])).await,
-            Ok(IngestOutcome::Accepted { .. })
-        ),
+        matches!(ingest(&f, event("A", 1, "alert", &["c"])).await, Ok(IngestOutcome::Accepted { .. })),
         "nothing of the failed batch was kept"
     );
+}
+
+#[tokio::test]
+async fn a_cancel_while_the_original_is_in_flight_stops_its_retry() {
+    let f = open(Duration::from_secs(1));
+    ingest(&f, event("A", 1, "alert", &["c"])).await.expect("alert");
+    let a = f.store.begin_attempt(1, "c", 5, None).await.expect("begin");
+    // The cancel lands while the request is out: it may have posted, so a cancel is queued
+    // to reply to it.
+    let out = ingest(&f, event("A", 2, "cancel", &["c"])).await.expect("cancel");
+    assert_eq!(out, IngestOutcome::Accepted { event_id: 2, deliveries: 1, suppressed: 0 });
+    // The request failed after all: the original is not retried.
+    let retry = AttemptResult {
+        end: AttemptEnd::Retry { not_before: 0 },
+        outcome: "retry",
+        http_status: Some(503),
+        detail: "503".to_owned(),
+    };
+    f.store.finish_attempt(a, 1, 6, retry).await.expect("finish");
+    assert_eq!(state(&f, 1), "suppressed");
+    let reader = f.store.reader().expect("reader");
+    assert_eq!(reader.pending("c").await.expect("pending").iter().map(|p| p.id).collect::<Vec<_>>(), [2]);
+}
+
+#[tokio::test]
+async fn a_newer_revision_suppresses_queued_work_on_every_channel() {
+    let f = open(Duration::from_secs(1));
+    ingest(&f, event("A", 1, "alert", &["c", "d"])).await.expect("r1");
+    // Revision 2 routes to c only; d's queued r1 must not go out either.
+    let out = ingest(&f, event("A", 2, "alert", &["c"])).await.expect("r2");
+    assert_eq!(out, IngestOutcome::Accepted { event_id: 2, deliveries: 1, suppressed: 2 });
+    assert_eq!((state(&f, 1), state(&f, 2)), ("suppressed".to_owned(), "suppressed".to_owned()));
+}
+
+#[tokio::test]
+async fn an_expired_revision_still_suppresses_what_is_queued() {
+    let f = open(Duration::from_secs(1));
+    ingest(&f, event("A", 1, "alert", &["c"])).await.expect("r1");
+    let mut r2 = event("A", 2, "alert", &["c"]);
+    r2.disposition = "expired";
+    assert_eq!(ingest(&f, r2).await, Ok(IngestOutcome::Accepted { event_id: 2, deliveries: 0, suppressed: 1 }));
+    assert_eq!(state(&f, 1), "suppressed");
+}
+
+#[tokio::test]
+async fn finishing_an_attempt_twice_is_refused() {
+    let f = open(Duration::from_secs(1));
+    ingest(&f, event("A", 1, "alert", &["c"])).await.expect("alert");
+    send_ok(&f, 1, "p").await;
+    let again = AttemptResult {
+        end: AttemptEnd::Retry { not_before: 0 },
+        outcome: "retry",
+        http_status: None,
+        detail: String::new(),
+    };
+    assert_eq!(f.store.finish_attempt(1, 1, 9, again).await, Err(StoreError::NotQueued(1)));
+    assert_eq!(state(&f, 1), "sent", "a sent delivery is never put back");
 }

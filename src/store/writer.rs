@@ -17,8 +17,8 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::mpsc;
 
 use super::{
-    AttemptEnd, AttemptResult, IngestOutcome, IngestRecord, MAX_BATCH, NewEvent, NewReject, Op,
-    Queued, REJECT_HEAD_BYTES, StoreError,
+    AttemptEnd, AttemptResult, IngestOutcome, IngestRecord, MAX_BATCH, NewEvent, NewReject, Op, Queued,
+    REJECT_HEAD_BYTES, StoreError,
 };
 use crate::health::Health;
 use crate::metrics::Metrics;
@@ -44,17 +44,20 @@ pub(super) fn run(
         }
         let started = Instant::now();
         let size = batch.len();
-        let ok = commit(&mut conn, &mut batch, &announce);
-        metrics
-            .store_commit_seconds
-            .observe(started.elapsed().as_secs_f64());
+        let answers = commit(&mut conn, &batch, &announce);
+        metrics.store_commit_seconds.observe(started.elapsed().as_secs_f64());
         metrics.store_batch_size.observe(size as f64);
+        // Readiness first, then the answers: whoever hears "committed" sees it ready.
+        let ok = !answers.iter().any(|a| matches!(a, Err(StoreError::Write(_))));
         if health.store_writable() != ok {
             if ok {
                 tracing::info!("store takes writes again");
             }
             health.set_store_writable(ok);
             metrics.store_writable.set(i64::from(ok));
+        }
+        for (op, answer) in batch.drain(..).zip(answers) {
+            reply(op, answer);
         }
     }
     tracing::debug!("store writer stopped");
@@ -68,11 +71,12 @@ enum Answer {
 }
 
 /// Apply and commit `batch`, answer every request, and return whether the commit held.
+/// Apply and commit `batch`; one answer per request, in order.
 fn commit(
     conn: &mut Connection,
-    batch: &mut Vec<Op>,
+    batch: &[Op],
     announce: &mpsc::UnboundedSender<Queued>,
-) -> bool {
+) -> Vec<Result<Answer, StoreError>> {
     let mut answers: Vec<Result<Answer, StoreError>> = Vec::with_capacity(batch.len());
     let mut queued = Vec::new();
     let outcome = (|| -> rusqlite::Result<()> {
@@ -88,7 +92,7 @@ fn commit(
                 }
                 Err(ApplyError::Refused(msg)) => {
                     drop(sp);
-                    answers.push(Err(StoreError::Refused(msg)));
+                    answers.push(refused(&mut tx, op, msg)?);
                 }
                 Err(ApplyError::NotQueued(id)) => {
                     drop(sp);
@@ -99,28 +103,45 @@ fn commit(
         }
         tx.commit()
     })();
-    let ok = match outcome {
+    match outcome {
         Ok(()) => {
             for q in queued {
                 // The delivery layer may be gone at shutdown; the rows are in the store.
                 let _ = announce.send(q);
             }
-            true
+            answers
         }
         Err(e) => {
             let message = e.to_string();
             tracing::warn!(error = %message, requests = batch.len(), "store transaction failed; nothing in it was committed");
-            answers = batch
-                .iter()
-                .map(|_| Err(StoreError::Write(message.clone())))
-                .collect();
-            false
+            batch.iter().map(|_| Err(StoreError::Write(message.clone()))).collect()
         }
-    };
-    for (op, answer) in batch.drain(..).zip(answers) {
-        reply(op, answer);
     }
-    ok
+}
+
+/// A request the database refused. An event is recorded as a reject in its place, so its
+/// message is acknowledged in order rather than redelivered and refused forever.
+fn refused(tx: &mut rusqlite::Transaction<'_>, op: &Op, msg: String) -> rusqlite::Result<Result<Answer, StoreError>> {
+    let Op::Ingest(record, _) = op else { return Ok(Err(StoreError::Refused(msg))) };
+    let IngestRecord::Event(e) = record.as_ref() else { return Ok(Err(StoreError::Refused(msg))) };
+    tracing::error!(event = %e.dedupe_key, error = %msg, "the store refused an event; recorded as a reject");
+    let reject = NewReject {
+        received_at: e.received_at,
+        topic: e.topic.clone(),
+        format: Some(e.format),
+        kind: "store_refused",
+        reason: format!("the store refused the event: {msg}"),
+        payload: e.payload.clone(),
+    };
+    let sp = tx.savepoint()?;
+    match insert_reject(&sp, &reject) {
+        Ok(id) => {
+            sp.commit()?;
+            Ok(Ok(Answer::Ingest(IngestOutcome::Rejected { reject_id: id })))
+        }
+        Err(ApplyError::Sql(e)) => Err(e),
+        Err(_) => Ok(Err(StoreError::Refused(msg))),
+    }
 }
 
 fn reply(op: Op, answer: Result<Answer, StoreError>) {
@@ -164,16 +185,11 @@ fn apply(conn: &Connection, op: &Op, announced: &mut Vec<Queued>) -> Result<Answ
     match op {
         Op::Ingest(record, _) => match record.as_ref() {
             IngestRecord::Event(e) => ingest_event(conn, e, now, announced).map(Answer::Ingest),
-            IngestRecord::Reject(r) => insert_reject(conn, r)
-                .map(|id| Answer::Ingest(IngestOutcome::Rejected { reject_id: id })),
+            IngestRecord::Reject(r) => {
+                insert_reject(conn, r).map(|id| Answer::Ingest(IngestOutcome::Rejected { reject_id: id }))
+            }
         },
-        Op::BeginAttempt {
-            delivery_id,
-            channel,
-            started_at,
-            resolve_data,
-            ..
-        } => {
+        Op::BeginAttempt { delivery_id, channel, started_at, resolve_data, .. } => {
             let changed = conn
                 .prepare_cached(
                     "UPDATE deliveries SET state = 'in_flight', attempts = attempts + 1, updated_at = ?2
@@ -189,22 +205,11 @@ fn apply(conn: &Connection, op: &Op, announced: &mut Vec<Queued>) -> Result<Answ
             .execute(params![delivery_id, channel, started_at, resolve_data])?;
             Ok(Answer::Attempt(conn.last_insert_rowid()))
         }
-        Op::FinishAttempt {
-            attempt_id,
-            delivery_id,
-            finished_at,
-            result,
-            ..
-        } => {
+        Op::FinishAttempt { attempt_id, delivery_id, finished_at, result, .. } => {
             finish_attempt(conn, *attempt_id, *delivery_id, *finished_at, result)?;
             Ok(Answer::Done)
         }
-        Op::Close {
-            delivery_id,
-            closing,
-            reason,
-            ..
-        } => {
+        Op::Close { delivery_id, closing, reason, .. } => {
             let changed = conn
                 .prepare_cached(
                     "UPDATE deliveries SET state = ?2, reason = ?3, updated_at = ?4
@@ -217,8 +222,10 @@ fn apply(conn: &Connection, op: &Op, announced: &mut Vec<Queued>) -> Result<Answ
             Ok(Answer::Done)
         }
         Op::Probe(_) => {
-            conn.prepare_cached("INSERT INTO probe (id, at) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET at = excluded.at")?
-                .execute([now])?;
+            conn.prepare_cached(
+                "INSERT INTO probe (id, at) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+            )?
+            .execute([now])?;
             Ok(Answer::Done)
         }
     }
@@ -236,24 +243,26 @@ fn finish_attempt(
     )?
     .execute(params![attempt_id, finished_at, r.http_status, r.outcome, r.detail])?;
     let (state, post_id, post_url, not_before, reason) = match &r.end {
-        AttemptEnd::Sent { post_id, post_url } => {
-            ("sent", post_id.as_deref(), post_url.as_deref(), None, None)
-        }
-        AttemptEnd::Retry { not_before } => (
-            "queued",
-            None,
-            None,
-            Some(*not_before),
-            Some(r.detail.as_str()),
-        ),
+        AttemptEnd::Sent { post_id, post_url } => ("sent", post_id.as_deref(), post_url.as_deref(), None, None),
+        AttemptEnd::Retry { not_before } => ("queued", None, None, Some(*not_before), Some(r.detail.as_str())),
         AttemptEnd::Dead { reason } => ("dead", None, None, None, Some(reason.as_str())),
     };
-    conn.prepare_cached(
-        "UPDATE deliveries SET state = ?2, post_id = COALESCE(?3, post_id), post_url = COALESCE(?4, post_url),
-                not_before = ?5, reason = ?6, updated_at = ?7
-         WHERE id = ?1",
-    )?
-    .execute(params![delivery_id, state, post_id, post_url, not_before, reason, finished_at])?;
+    // A retry of a delivery withdrawn while in flight (a cancel or a newer revision came
+    // in) is not a retry: it stops here.
+    let changed = conn
+        .prepare_cached(
+            "UPDATE deliveries SET
+                state = CASE WHEN ?2 = 'queued' AND withdrawn = 1 THEN 'suppressed' ELSE ?2 END,
+                post_id = COALESCE(?3, post_id), post_url = COALESCE(?4, post_url), not_before = ?5,
+                reason = CASE WHEN ?2 = 'queued' AND withdrawn = 1
+                              THEN 'withdrawn while in flight: a cancel or newer revision arrived' ELSE ?6 END,
+                updated_at = ?7
+             WHERE id = ?1 AND state = 'in_flight'",
+        )?
+        .execute(params![delivery_id, state, post_id, post_url, not_before, reason, finished_at])?;
+    if changed == 0 {
+        return Err(ApplyError::NotQueued(delivery_id));
+    }
     Ok(())
 }
 
@@ -325,49 +334,48 @@ fn ingest_event(
         let (event_id, sha): (i64, String) = conn
             .prepare_cached("SELECT id, payload_sha256 FROM events WHERE dedupe_key = ?1")?
             .query_row([&e.dedupe_key], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        return Ok(IngestOutcome::Duplicate {
-            event_id,
-            same_payload: sha == e.payload_sha256,
-        });
+        return Ok(IngestOutcome::Duplicate { event_id, same_payload: sha == e.payload_sha256 });
     };
 
     if let Some(rev) = e.revision.and_then(|r| i64::try_from(r).ok()) {
         let newer: bool = conn
-            .prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM events WHERE incident_key = ?1 AND revision > ?2)",
-            )?
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM events WHERE incident_key = ?1 AND revision > ?2)")?
             .query_row(params![e.incident_key, rev], |r| r.get(0))?;
         if newer {
-            conn.prepare_cached("UPDATE events SET disposition = 'superseded' WHERE id = ?1")?
-                .execute([event_id])?;
+            conn.prepare_cached("UPDATE events SET disposition = 'superseded' WHERE id = ?1")?.execute([event_id])?;
             return Ok(IngestOutcome::Superseded { event_id });
         }
     }
 
-    let is_cancel = e.msg_type == "cancel";
+    // Whatever of this incident has not gone out is stale now, on every channel: a newer
+    // revision replaces it, a cancel stops it. What is in flight is withdrawn: if its
+    // attempt fails, it is suppressed instead of retried. What went out is replied to.
+    let reason = if e.msg_type == "cancel" {
+        format!("cancelled by event {event_id}")
+    } else {
+        format!("superseded by event {event_id}")
+    };
+    let suppressed = conn
+        .prepare_cached(
+            "UPDATE deliveries SET state = 'suppressed', reason = ?2, updated_at = ?3
+             WHERE state = 'queued' AND event_id IN (SELECT id FROM events WHERE incident_key = ?1 AND id <> ?4)",
+        )?
+        .execute(params![e.incident_key, reason, now, event_id])?;
+    conn.prepare_cached(
+        "UPDATE deliveries SET withdrawn = 1, updated_at = ?2
+         WHERE state = 'in_flight' AND event_id IN (SELECT id FROM events WHERE incident_key = ?1 AND id <> ?3)",
+    )?
+    .execute(params![e.incident_key, now, event_id])?;
+    if e.disposition != "deliver" {
+        return Ok(IngestOutcome::Accepted { event_id, deliveries: 0, suppressed });
+    }
+
     let mut created = 0;
-    let mut suppressed = 0;
     for d in &e.deliveries {
         let priors = priors(conn, &e.incident_key, &d.channel, event_id)?;
-        // Anything about this incident still waiting is stale now: a newer revision
-        // replaces it, a cancel stops it. What is out (or may be) is replied to.
-        for p in priors.iter().filter(|p| p.state == "queued") {
-            let reason = if is_cancel {
-                format!("cancelled by event {event_id}")
-            } else {
-                format!("superseded by event {event_id}")
-            };
-            conn.prepare_cached("UPDATE deliveries SET state = 'suppressed', reason = ?2, updated_at = ?3 WHERE id = ?1")?
-                .execute(params![p.id, reason, now])?;
-            suppressed += 1;
-        }
         let out = |p: &&Prior| p.state == "sent" || p.state == "in_flight";
-        let original = priors
-            .iter()
-            .filter(out)
-            .find(|p| p.kind == "post")
-            .or_else(|| priors.iter().find(out));
-        if e.disposition != "deliver" || (d.kind == DeliveryKind::Cancel && original.is_none()) {
+        let original = priors.iter().filter(out).find(|p| p.kind == "post").or_else(|| priors.iter().find(out));
+        if d.kind == DeliveryKind::Cancel && original.is_none() {
             // Nothing of this incident is out on the channel: there is nothing to cancel.
             continue;
         }
@@ -396,30 +404,17 @@ fn ingest_event(
         });
         created += 1;
     }
-    Ok(IngestOutcome::Accepted {
-        event_id,
-        deliveries: created,
-        suppressed,
-    })
+    Ok(IngestOutcome::Accepted { event_id, deliveries: created, suppressed })
 }
 
-fn priors(
-    conn: &Connection,
-    incident_key: &str,
-    channel: &str,
-    event_id: i64,
-) -> rusqlite::Result<Vec<Prior>> {
+fn priors(conn: &Connection, incident_key: &str, channel: &str, event_id: i64) -> rusqlite::Result<Vec<Prior>> {
     let mut stmt = conn.prepare_cached(
         "SELECT d.id, d.kind, d.state FROM deliveries d JOIN events e ON e.id = d.event_id
          WHERE e.incident_key = ?1 AND d.channel = ?2 AND e.id <> ?3
          ORDER BY d.id",
     )?;
     let rows = stmt.query_map(params![incident_key, channel, event_id], |r| {
-        Ok(Prior {
-            id: r.get(0)?,
-            kind: r.get(1)?,
-            state: r.get(2)?,
-        })
+        Ok(Prior { id: r.get(0)?, kind: r.get(1)?, state: r.get(2)? })
     })?;
     rows.collect()
 }

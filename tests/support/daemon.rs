@@ -12,21 +12,13 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(config: &Path) -> Daemon {
-        let mut d = Daemon {
-            config: config.to_path_buf(),
-            log: config.with_extension("log"),
-            child: None,
-        };
+        let mut d = Daemon { config: config.to_path_buf(), log: config.with_extension("log"), child: None };
         d.spawn();
         d
     }
 
     fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("log file");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_bullhorn"))
             .arg("--config")
             .arg(&self.config)
@@ -52,10 +44,7 @@ impl Daemon {
         let Some(mut c) = self.child.take() else {
             return false;
         };
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(c.id().to_string())
-            .status();
+        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Ok(Some(status)) = c.try_wait() {
@@ -76,9 +65,7 @@ impl Daemon {
     }
 
     pub fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+        self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none())
     }
 
     pub fn log(&self) -> String {

@@ -7,9 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::BytesMut;
 use rumqttc::mqttbytes::QoS;
-use rumqttc::mqttbytes::v4::{
-    ConnAck, ConnectReturnCode, Packet, PingResp, Publish, SubAck, SubscribeReasonCode,
-};
+use rumqttc::mqttbytes::v4::{ConnAck, ConnectReturnCode, Packet, PingResp, Publish, SubAck, SubscribeReasonCode};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::mpsc;
 
@@ -23,9 +21,7 @@ pub struct FakeBroker {
 
 impl FakeBroker {
     pub async fn start() -> FakeBroker {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let acks = Arc::new(Mutex::new(Vec::new()));
         let subscribed = Arc::new(Mutex::new(false));
@@ -41,21 +37,14 @@ impl FakeBroker {
                     match Packet::read(&mut buf, 1 << 20) {
                         Ok(Packet::Connect(_)) => {
                             let mut out = BytesMut::new();
-                            ConnAck::new(ConnectReturnCode::Success, false)
-                                .write(&mut out)
-                                .expect("connack");
+                            ConnAck::new(ConnectReturnCode::Success, false).write(&mut out).expect("connack");
                             sock.write_all(&out).await.expect("write");
                         }
                         Ok(Packet::Subscribe(sub)) => {
-                            let codes = sub
-                                .filters
-                                .iter()
-                                .map(|_| SubscribeReasonCode::Success(QoS::AtLeastOnce))
-                                .collect();
+                            let codes =
+                                sub.filters.iter().map(|_| SubscribeReasonCode::Success(QoS::AtLeastOnce)).collect();
                             let mut out = BytesMut::new();
-                            SubAck::new(sub.pkid, codes)
-                                .write(&mut out)
-                                .expect("suback");
+                            SubAck::new(sub.pkid, codes).write(&mut out).expect("suback");
                             sock.write_all(&out).await.expect("write");
                             *s.lock().expect("lock") = true;
                         }
@@ -88,20 +77,12 @@ impl FakeBroker {
                 }
             }
         });
-        FakeBroker {
-            port,
-            acks,
-            subscribed,
-            outbox,
-            task,
-        }
+        FakeBroker { port, acks, subscribed, outbox, task }
     }
 
     /// Send a QoS 1 PUBLISH; packet ids count up from 1.
     pub fn publish(&self, topic: &str, payload: impl Into<Vec<u8>>) {
-        self.outbox
-            .send((topic.to_owned(), payload.into()))
-            .expect("broker task running");
+        self.outbox.send((topic.to_owned(), payload.into())).expect("broker task running");
     }
 
     pub fn acks(&self) -> Vec<u16> {

@@ -15,10 +15,7 @@ use std::time::Duration;
 
 /// A port nothing listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
 /// Poll `f` until it returns `Some`, at most `timeout`.
@@ -46,8 +43,7 @@ pub fn event(id: &str, revision: u64, event_type: &str, headline: &str) -> Strin
 /// Count rows of `sql` (a `SELECT COUNT(*) ...`) in the store at `db`.
 pub fn count(db: &Path, sql: &str) -> i64 {
     let conn = rusqlite::Connection::open(db).expect("open store");
-    conn.busy_timeout(Duration::from_secs(5))
-        .expect("busy timeout");
+    conn.busy_timeout(Duration::from_secs(5)).expect("busy timeout");
     conn.query_row(sql, [], |r| r.get(0)).expect("count")
 }
 
@@ -97,20 +93,13 @@ pub async fn start_app(path: &Path) -> bullhorn::app::Running {
     // Daemon logs go to the test's captured output, shown when a test fails.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,bullhorn=debug,rumqttd=warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_test_writer()
-        .try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
     let config = bullhorn::config::load(path).unwrap_or_else(|e| panic!("{e}"));
-    let app = bullhorn::app::start(config)
-        .await
-        .unwrap_or_else(|e| panic!("start: {e:#}"));
+    let app = bullhorn::app::start(config).await.unwrap_or_else(|e| panic!("start: {e:#}"));
     // A fresh session has no queue at the broker until it has subscribed.
-    eventually(Duration::from_secs(10), || {
-        app.health().readiness().ready.then_some(())
-    })
-    .await
-    .expect("daemon ready (connected and subscribed)");
+    eventually(Duration::from_secs(10), || app.health().readiness().ready.then_some(()))
+        .await
+        .expect("daemon ready (connected and subscribed)");
     app
 }
 
@@ -118,32 +107,19 @@ pub async fn start_app(path: &Path) -> bullhorn::app::Running {
 /// `bullhorn send` does.
 pub async fn send_raw(path: &Path, topic: &str, payload: impl Into<Vec<u8>>) {
     let config = bullhorn::config::load(path).unwrap_or_else(|e| panic!("{e}"));
-    bullhorn::ingest::mqtt::publish_once(
-        &config.mqtt,
-        None,
-        topic,
-        payload.into(),
-        Duration::from_secs(10),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("publish: {e}"));
+    bullhorn::ingest::mqtt::publish_once(&config.mqtt, None, topic, payload.into(), Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|e| panic!("publish: {e}"));
 }
 
 /// `[broker]` section for an embedded broker on a free port.
 pub fn embedded_broker() -> String {
-    format!(
-        "[broker]\nenabled = true\nlisten = \"127.0.0.1:{}\"\n",
-        free_port()
-    )
+    format!("[broker]\nenabled = true\nlisten = \"127.0.0.1:{}\"\n", free_port())
 }
 
 /// GET `path` on the admin server; returns status and body.
 pub async fn admin_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     let client = bullhorn::channel::http::client().expect("client");
-    let r = client
-        .get(format!("http://{addr}{path}"))
-        .send()
-        .await
-        .expect("admin request");
+    let r = client.get(format!("http://{addr}{path}")).send().await.expect("admin request");
     (r.status().as_u16(), r.text().await.unwrap_or_default())
 }

@@ -13,9 +13,7 @@ pub struct Publisher {
 impl Publisher {
     pub fn new(port: u16, id: &str) -> Publisher {
         let mut o = MqttOptions::new(id, "127.0.0.1", port);
-        o.set_keep_alive(Duration::from_secs(5))
-            .set_clean_session(true)
-            .set_max_packet_size(64 << 20, 64 << 20);
+        o.set_keep_alive(Duration::from_secs(5)).set_clean_session(true).set_max_packet_size(64 << 20, 64 << 20);
         let (client, eventloop) = AsyncClient::new(o, 64);
         Publisher { client, eventloop }
     }
@@ -26,14 +24,8 @@ impl Publisher {
         let payload: Vec<u8> = payload.into();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "publish to {topic} not acknowledged in {timeout:?}"
-            );
-            self.client
-                .publish(topic, QoS::AtLeastOnce, false, payload.clone())
-                .await
-                .expect("queue publish");
+            assert!(tokio::time::Instant::now() < deadline, "publish to {topic} not acknowledged in {timeout:?}");
+            self.client.publish(topic, QoS::AtLeastOnce, false, payload.clone()).await.expect("queue publish");
             let acked = tokio::time::timeout_at(deadline, async {
                 loop {
                     match self.eventloop.poll().await {

@@ -23,23 +23,17 @@ pub enum Reply {
     },
     /// Accept the request and never answer (until the server is dropped).
     Hang,
+    /// Answer with the inner reply after a while.
+    Delayed(Duration, Box<Reply>),
 }
 
 impl Reply {
     pub fn ok() -> Reply {
-        Reply::Status {
-            status: 200,
-            headers: Vec::new(),
-            body: String::new(),
-        }
+        Reply::Status { status: 200, headers: Vec::new(), body: String::new() }
     }
 
     pub fn status(status: u16, body: &str) -> Reply {
-        Reply::Status {
-            status,
-            headers: Vec::new(),
-            body: body.to_owned(),
-        }
+        Reply::Status { status, headers: Vec::new(), body: body.to_owned() }
     }
 
     pub fn retry_after(status: u16, secs: &str) -> Reply {
@@ -64,18 +58,11 @@ impl Received {
     }
 
     pub fn id(&self) -> String {
-        self.headers
-            .get("webhook-id")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned()
+        self.headers.get("webhook-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
     }
 
     pub fn text(&self) -> String {
-        self.json()["data"]["text"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
+        self.json()["data"]["text"].as_str().unwrap_or_default().to_owned()
     }
 }
 
@@ -98,13 +85,8 @@ impl FakeWebhook {
 
     /// Start on a given port (0 for any), e.g. to come back on the same URL.
     pub async fn start_on(port: u16, script: Vec<Reply>) -> FakeWebhook {
-        let inner = Arc::new(Mutex::new(Inner {
-            script: script.into(),
-            requests: Vec::new(),
-        }));
-        let app = Router::new()
-            .route("/hook", post(handle))
-            .with_state(Arc::clone(&inner));
+        let inner = Arc::new(Mutex::new(Inner { script: script.into(), requests: Vec::new() }));
+        let app = Router::new().route("/hook", post(handle)).with_state(Arc::clone(&inner));
         // A fake on this port may just have been dropped; its socket closes shortly.
         let mut tries = 0;
         let listener = loop {
@@ -121,11 +103,7 @@ impl FakeWebhook {
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        FakeWebhook {
-            url: format!("http://{addr}/hook"),
-            inner,
-            task,
-        }
+        FakeWebhook { url: format!("http://{addr}/hook"), inner, task }
     }
 
     pub fn requests(&self) -> Vec<Received> {
@@ -139,12 +117,7 @@ impl FakeWebhook {
             (r.len() >= n).then_some(r)
         })
         .await
-        .unwrap_or_else(|| {
-            panic!(
-                "expected {n} webhook requests within {timeout:?}, got {}",
-                self.requests().len()
-            )
-        })
+        .unwrap_or_else(|| panic!("expected {n} webhook requests within {timeout:?}, got {}", self.requests().len()))
     }
 }
 
@@ -154,33 +127,28 @@ impl Drop for FakeWebhook {
     }
 }
 
-async fn handle(
-    State(inner): State<Arc<Mutex<Inner>>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn handle(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: Bytes) -> Response {
     let reply = {
         let mut i = inner.lock().expect("lock");
-        i.requests.push(Received {
-            at: Instant::now(),
-            headers,
-            body,
-        });
+        i.requests.push(Received { at: Instant::now(), headers, body });
         i.script.pop_front().unwrap_or_else(Reply::ok)
     };
+    let reply = match reply {
+        Reply::Delayed(after, inner) => {
+            tokio::time::sleep(after).await;
+            *inner
+        }
+        other => other,
+    };
     match reply {
-        Reply::Status {
-            status,
-            headers,
-            body,
-        } => {
+        Reply::Status { status, headers, body } => {
             let mut r = (StatusCode::from_u16(status).expect("status"), body).into_response();
             for (k, v) in headers {
                 r.headers_mut().insert(k, v.parse().expect("header value"));
             }
             r
         }
-        Reply::Hang => {
+        Reply::Hang | Reply::Delayed(..) => {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             StatusCode::GATEWAY_TIMEOUT.into_response()
         }

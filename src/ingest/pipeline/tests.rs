@@ -17,13 +17,7 @@ fn now() -> Timestamp {
 
 fn run(payload: &str) -> IngestRecord {
     let (_d, c, r) = setup();
-    prepare(
-        &c,
-        &r,
-        "cad/a/events",
-        &Bytes::from(payload.to_owned()),
-        now(),
-    )
+    prepare(&c, &r, "cad/a/events", &Bytes::from(payload.to_owned()), now())
 }
 
 fn reject(payload: &[u8], topic: &str) -> NewReject {
@@ -43,35 +37,23 @@ fn event(payload: &str) -> NewEvent {
 
 #[test]
 fn an_actual_alert_goes_to_every_enabled_channel() {
-    let e = event(
-        r#"{"id":"A1","revision":3,"type":"missing_child","status":"actual","headline":"Child missing"}"#,
-    );
+    let e = event(r#"{"id":"A1","revision":3,"type":"missing_child","status":"actual","headline":"Child missing"}"#);
     assert_eq!(e.dedupe_key, "json:A1#r3");
     assert_eq!(e.disposition, "deliver");
     assert_eq!(e.priority.as_str(), "critical");
     let channels: Vec<&str> = e.deliveries.iter().map(|d| d.channel.as_str()).collect();
     assert_eq!(channels, ["console", "staff"]);
-    assert!(
-        e.deliveries
-            .iter()
-            .all(|d| d.kind == DeliveryKind::Post && d.text == "Child missing")
-    );
+    assert!(e.deliveries.iter().all(|d| d.kind == DeliveryKind::Post && d.text == "Child missing"));
     assert_ne!(e.deliveries[0].idem_key, e.deliveries[1].idem_key);
 }
 
 #[test]
 fn tests_and_exercises_reach_staff_channels_only() {
     for status in ["test", "exercise", "draft", "system"] {
-        let e = event(&format!(
-            r#"{{"id":"T","type":"road_closure","status":"{status}","headline":"Drill"}}"#
-        ));
+        let e = event(&format!(r#"{{"id":"T","type":"road_closure","status":"{status}","headline":"Drill"}}"#));
         let channels: Vec<&str> = e.deliveries.iter().map(|d| d.channel.as_str()).collect();
         assert_eq!(channels, ["staff"], "{status}");
-        assert!(
-            e.deliveries[0]
-                .text
-                .starts_with(&format!("[{}]", status.to_uppercase()))
-        );
+        assert!(e.deliveries[0].text.starts_with(&format!("[{}]", status.to_uppercase())));
     }
 }
 
@@ -81,7 +63,8 @@ fn expired_events_are_recorded_without_deliveries() {
         r#"{"id":"X","type":"road_closure","status":"actual","headline":"Old","sent":"2026-11-20T00:00:00Z","expires":"2026-11-20T06:00:00Z"}"#,
     );
     assert_eq!(e.disposition, "expired");
-    assert!(e.deliveries.is_empty());
+    // Planned all the same: the store posts none of them but uses them to supersede.
+    assert_eq!(e.deliveries.len(), 2);
 }
 
 #[test]
@@ -98,16 +81,8 @@ fn bad_inputs_become_rejects_with_reasons() {
     let cases: [(&[u8], &str, &str); 6] = [
         (b"{not json", "malformed", "malformed JSON"),
         (b"\xff\xfe\x00", "invalid_utf8", "not valid UTF-8"),
-        (
-            br#"{"id":"1","type":"alien_invasion","status":"actual","headline":"h"}"#,
-            "unknown_type",
-            "alien_invasion",
-        ),
-        (
-            br#"{"id":"1","type":"road_closure","headline":"h"}"#,
-            "invalid",
-            "status",
-        ),
+        (br#"{"id":"1","type":"alien_invasion","status":"actual","headline":"h"}"#, "unknown_type", "alien_invasion"),
+        (br#"{"id":"1","type":"road_closure","headline":"h"}"#, "invalid", "status"),
         (b"[]", "invalid", "not a bullhorn event"),
         (b"null", "invalid", "not a bullhorn event"),
     ];
@@ -148,4 +123,25 @@ fn idempotency_key_is_stable_and_distinct() {
     assert_ne!(a, idempotency_key("json:A#r1", "hook", "update"));
     assert_ne!(a, idempotency_key("json:A#r1", "hook2", "post"));
     assert!(a.starts_with("bh_") && a.len() == 35);
+}
+
+#[test]
+fn a_non_ascii_topic_is_handled_not_a_panic() {
+    let (_d, c, r) = setup();
+    let rec = prepare(&c, &r, "é/events", &Bytes::from_static(b"{}"), now());
+    assert!(matches!(rec, IngestRecord::Reject(ref r) if r.kind == "no_subscription"), "{rec:?}");
+    let rec = prepare(&c, &r, "cad/ñandú/events", &Bytes::from(event_json("N-1")), now());
+    assert!(matches!(rec, IngestRecord::Event(_)), "{rec:?}");
+}
+
+#[test]
+fn an_exercise_reusing_a_real_id_is_a_different_incident() {
+    let real = event(&event_json("SAME-1"));
+    let drill = event(r#"{"id":"SAME-1","revision":1,"type":"road_closure","status":"exercise","headline":"Drill"}"#);
+    assert_ne!(real.incident_key, drill.incident_key);
+    assert_ne!(real.dedupe_key, drill.dedupe_key);
+}
+
+fn event_json(id: &str) -> String {
+    format!(r#"{{"id":"{id}","revision":1,"type":"road_closure","status":"actual","headline":"h"}}"#)
 }

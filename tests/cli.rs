@@ -85,3 +85,37 @@ async fn send_publishes_a_validated_event_file() {
     );
     app.stop().await;
 }
+
+#[test]
+fn run_refuses_a_taken_broker_port_with_a_clear_error() {
+    // Something (a system Mosquitto, say) already holds the port.
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = holder.local_addr().expect("addr").port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(
+        dir.path(),
+        "",
+        &format!("[broker]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\n[channels.c]\nkind = \"console\"\n"),
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bullhorn"))
+        .args(["--config", config.to_str().expect("utf-8"), "run"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("bullhorn kept running on a taken port");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err).expect("read");
+    assert_eq!(status.code(), Some(1));
+    assert!(err.contains(&format!("127.0.0.1:{port} is already in use")), "{err}");
+    drop(holder);
+}

@@ -22,16 +22,43 @@ use crate::delivery::Delivery;
 use crate::health::Health;
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
+use crate::reload::{Live, Shared};
 use crate::render::Renderer;
 use crate::store::{Store, WriterThread};
+use arc_swap::ArcSwap;
 
 /// Run the daemon until `shutdown` resolves (or a task fails), then stop it in order.
+/// SIGHUP (and, with `[reload] watch = true`, a change to the config or templates)
+/// reloads the config from its file.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let running = start(config).await?;
+    let (reload_tx, mut reloads) = mpsc::unbounded_channel();
+    let _watcher = match config.reload.watch {
+        true => Some(
+            crate::reload::watch(&crate::reload::watched(&config), config.reload.debounce, reload_tx.clone())
+                .map_err(anyhow::Error::msg)?,
+        ),
+        false => None,
+    };
+    let mut hangups =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+    let mut running = start(config).await?;
     let failed = running.failed.clone();
-    let outcome = tokio::select! {
-        () = shutdown => Ok(()),
-        () = failed.cancelled() => Err(anyhow::anyhow!("a bullhorn task failed (see the log); stopped so it can be restarted")),
+    tokio::pin!(shutdown);
+    let outcome = loop {
+        tokio::select! {
+            () = &mut shutdown => break Ok(()),
+            () = failed.cancelled() => {
+                break Err(anyhow::anyhow!("a bullhorn task failed (see the log); stopped so it can be restarted"));
+            }
+            Some(()) = hangups.recv() => {
+                tracing::info!("SIGHUP: reloading the config");
+                let _ = running.reload();
+            }
+            Some(()) = reloads.recv() => {
+                tracing::info!("config or templates changed: reloading");
+                let _ = running.reload();
+            }
+        }
     };
     tracing::info!("shutting down");
     running.stop().await;
@@ -41,6 +68,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
 /// A started daemon.
 #[derive(Debug)]
 pub struct Running {
+    /// The config and templates in force.
+    live: Shared,
     admin_addr: Option<SocketAddr>,
     health: Arc<Health>,
     metrics: Arc<Metrics>,
@@ -92,6 +121,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     };
     let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
 
+    let live: Shared =
+        Arc::new(ArcSwap::from_pointee(Live { config: Arc::clone(&config), renderer: Arc::new(renderer) }));
     let http = crate::channel::http::client().map_err(anyhow::Error::msg)?;
     let delivery_cancel = CancellationToken::new();
     let delivery = Delivery::start(
@@ -107,8 +138,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 
     let ingest_cancel = CancellationToken::new();
     let ingest = Ingest::start(
-        Arc::clone(&config),
-        Arc::new(renderer),
+        Arc::clone(&live),
         store.clone(),
         Arc::clone(&health),
         Arc::clone(&metrics),
@@ -127,6 +157,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     tracing::info!(broker = %config.mqtt.endpoint, channels = config.channels.len(), "bullhorn running");
 
     Ok(Running {
+        live,
         admin_addr,
         health,
         metrics,
@@ -155,6 +186,48 @@ impl Running {
 
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// The config in force.
+    pub fn config(&self) -> Arc<Config> {
+        Arc::clone(&self.live.load().config)
+    }
+
+    /// Reload the config from its file (and the templates). If anything is wrong, the
+    /// running config stays and the problems are logged and returned.
+    pub fn reload(&mut self) -> Result<(), String> {
+        let old = self.config();
+        let result = crate::config::load(&old.source).map_err(|e| e.to_string()).and_then(|new| {
+            let (new, kept) = crate::reload::merge(&old, new);
+            let renderer = Renderer::load(&new).map_err(|errors| {
+                let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                format!("template problems:\n  - {}", list.join("\n  - "))
+            })?;
+            Ok((new, renderer, kept))
+        });
+        let (new, renderer, kept) = match result {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(problems = %e, "reload refused; the running config stays");
+                return Err(e);
+            }
+        };
+        if !kept.is_empty() {
+            tracing::warn!(sections = ?kept, "these sections changed but need a restart; the running values stay");
+        }
+        let new = Arc::new(new);
+        self.live.store(Arc::new(Live { config: Arc::clone(&new), renderer: Arc::new(renderer) }));
+        match self.delivery.reconfigure(&new) {
+            Ok((started, stopped)) => tracing::info!(
+                event_types = new.events.len(),
+                channels = new.channels.len(),
+                ?started,
+                ?stopped,
+                "config reloaded"
+            ),
+            Err(e) => tracing::error!(error = %e, "reloaded, but a new channel's worker could not start"),
+        }
+        Ok(())
     }
 
     /// Stop in order: intake, workers (within the grace period), admin, store writer.

@@ -43,6 +43,7 @@ pub mod health;
 pub mod ingest;
 pub mod metrics;
 pub mod policy;
+pub mod reload;
 pub mod render;
 pub mod route;
 pub mod store;

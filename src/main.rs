@@ -11,6 +11,7 @@ use bullhorn::cli::{Cli, Command};
 use bullhorn::config::{self, LogFormat};
 
 const EX_USAGE: u8 = 64;
+const EX_DATAERR: u8 = 65;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -57,6 +58,28 @@ fn main() -> ExitCode {
                 ExitCode::from(EX_USAGE)
             }
         }
+        Command::Render { file, channel, platform, json } => {
+            match bullhorn::cli::render(&config, &file, channel.as_deref(), platform.as_deref()) {
+                Ok(report) if json => match serde_json::to_string_pretty(&report) {
+                    Ok(s) => {
+                        println!("{s}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("bullhorn render: {e}");
+                        ExitCode::FAILURE
+                    }
+                },
+                Ok(report) => {
+                    print!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("bullhorn render: {e}");
+                    ExitCode::from(EX_DATAERR)
+                }
+            }
+        }
         Command::Send { file, topic, no_validate } => {
             match runtime.block_on(bullhorn::cli::send(&config, &file, topic.as_deref(), !no_validate)) {
                 Ok(line) => {
@@ -80,19 +103,16 @@ fn main() -> ExitCode {
     }
 }
 
-/// Resolves on SIGINT or SIGTERM. SIGHUP is caught so it cannot kill the daemon.
+/// Resolves on SIGINT or SIGTERM. (SIGHUP reloads; `app::run` handles it.)
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup())) else {
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
         let _ = tokio::signal::ctrl_c().await;
         return;
     };
-    loop {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => return,
-            _ = term.recv() => return,
-            _ = hup.recv() => tracing::warn!("SIGHUP: config reload is not available in this version; restart bullhorn to apply changes"),
-        }
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
     }
 }
 

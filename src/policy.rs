@@ -139,15 +139,14 @@ mod tests {
             language: None,
             media: Vec::new(),
             fields: serde_json::Map::new(),
+            translations: Vec::new(),
         }
     }
 
     fn rule(max_age: Option<u64>) -> EventRule {
         EventRule {
-            priority: Priority::Normal,
-            channels: ChannelSelector::All,
             max_age: max_age.map(Duration::from_secs),
-            templates: "road_closure".to_owned(),
+            ..EventRule::new(Priority::Normal, ChannelSelector::All, "road_closure")
         }
     }
 

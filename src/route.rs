@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use crate::config::{ChannelConfig, EventRule};
-use crate::event::{MsgType, Priority};
+use crate::event::{Event, MsgType, Priority, language_matches};
 use crate::policy::Audience;
 
 /// What a delivery does on its channel.
@@ -53,43 +53,84 @@ pub struct Planned {
     pub channel: String,
     pub kind: DeliveryKind,
     pub priority: Priority,
+    /// The language of this post; `None` when the event does not say.
+    pub language: Option<String>,
 }
 
-/// The deliveries for an event under `rule`, in channel-name order.
+/// The deliveries for an event under `rule`, in channel-name order, one per language the
+/// channel posts (see [`languages`]).
 pub fn plan(
-    msg_type: MsgType,
+    event: &Event,
     rule: &EventRule,
     audience: Audience,
     channels: &BTreeMap<String, ChannelConfig>,
+    agency_languages: &[String],
 ) -> Vec<Planned> {
-    let kind = DeliveryKind::for_msg_type(msg_type);
+    let kind = DeliveryKind::for_msg_type(event.msg_type);
     channels
         .values()
         .filter(|c| c.enabled && rule.channels.includes(&c.name))
         .filter(|c| audience == Audience::Public || !c.public)
-        .map(|c| Planned { channel: c.name.clone(), kind, priority: rule.priority })
+        .flat_map(|c| {
+            let wanted = c.languages.as_deref().unwrap_or(agency_languages);
+            languages(event, wanted).into_iter().map(move |language| Planned {
+                channel: c.name.clone(),
+                kind,
+                priority: rule.priority,
+                language: language.map(str::to_owned),
+            })
+        })
         .collect()
+}
+
+/// The languages to post `event` in: every one it has when `wanted` is empty, else those
+/// of `wanted` it has, in `wanted`'s order. Never none: if the event has none of them, its
+/// main language is posted rather than dropping the alert.
+pub fn languages<'e>(event: &'e Event, wanted: &[String]) -> Vec<Option<&'e str>> {
+    let available = event.languages();
+    if wanted.is_empty() || event.translations.is_empty() {
+        return if event.translations.is_empty() { vec![event.language.as_deref()] } else { available };
+    }
+    let mut out: Vec<Option<&str>> = Vec::new();
+    for w in wanted {
+        if let Some(found) = available.iter().find(|a| a.is_some_and(|a| language_matches(a, w)))
+            && !out.contains(found)
+        {
+            out.push(*found);
+        }
+    }
+    if out.is_empty() { vec![event.language.as_deref()] } else { out }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::{ChannelKind, ChannelSelector};
+    use crate::event::json;
 
     fn channels() -> BTreeMap<String, ChannelConfig> {
         [("console", true, true), ("staff", true, false), ("hook", true, true), ("off", false, true)]
             .into_iter()
             .map(|(n, enabled, public)| {
-                (
-                    n.to_owned(),
-                    ChannelConfig { name: n.to_owned(), enabled, public, quota: None, kind: ChannelKind::Console },
-                )
+                let mut c = ChannelConfig::new(n, ChannelKind::Console);
+                c.enabled = enabled;
+                c.public = public;
+                (n.to_owned(), c)
             })
             .collect()
     }
 
     fn rule(sel: ChannelSelector) -> EventRule {
-        EventRule { priority: Priority::Critical, channels: sel, max_age: None, templates: "x".to_owned() }
+        EventRule::new(Priority::Critical, sel, "x")
+    }
+
+    fn event(msg_type: &str, extra: serde_json::Value) -> Event {
+        let mut v =
+            serde_json::json!({ "id": "1", "type": "t", "msg_type": msg_type, "status": "actual", "headline": "h" });
+        if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+            o.extend(e.clone());
+        }
+        json::decode(v.to_string().as_bytes()).expect("event")
     }
 
     fn names(p: &[Planned]) -> Vec<&str> {
@@ -98,22 +139,63 @@ mod tests {
 
     #[test]
     fn star_means_every_enabled_channel() {
-        let p = plan(MsgType::Alert, &rule(ChannelSelector::All), Audience::Public, &channels());
+        let p = plan(
+            &event("alert", serde_json::json!({})),
+            &rule(ChannelSelector::All),
+            Audience::Public,
+            &channels(),
+            &[],
+        );
         assert_eq!(names(&p), ["console", "hook", "staff"]);
-        assert!(p.iter().all(|p| p.priority == Priority::Critical && p.kind == DeliveryKind::Post));
+        assert!(
+            p.iter().all(|p| p.priority == Priority::Critical && p.kind == DeliveryKind::Post && p.language.is_none())
+        );
     }
 
     #[test]
     fn named_channels_only() {
         let sel = ChannelSelector::Named(vec!["hook".to_owned(), "off".to_owned()]);
-        let p = plan(MsgType::Update, &rule(sel), Audience::Public, &channels());
+        let p = plan(&event("update", serde_json::json!({})), &rule(sel), Audience::Public, &channels(), &[]);
         assert_eq!(names(&p), ["hook"]);
         assert_eq!(p[0].kind, DeliveryKind::Update);
     }
 
     #[test]
     fn staff_only_never_reaches_a_public_channel() {
-        let p = plan(MsgType::Alert, &rule(ChannelSelector::All), Audience::StaffOnly, &channels());
+        let p = plan(
+            &event("alert", serde_json::json!({})),
+            &rule(ChannelSelector::All),
+            Audience::StaffOnly,
+            &channels(),
+            &[],
+        );
         assert_eq!(names(&p), ["staff"]);
+    }
+
+    #[test]
+    fn one_post_per_language_or_only_the_configured_ones() {
+        let e = event(
+            "alert",
+            serde_json::json!({ "language": "en-US", "translations": [
+                { "language": "es-US", "headline": "Niña desaparecida" },
+                { "language": "vi", "headline": "Trẻ em mất tích" }
+            ]}),
+        );
+        assert_eq!(languages(&e, &[]), [Some("en-US"), Some("es-US"), Some("vi")]);
+        assert_eq!(languages(&e, &["es".to_owned(), "en".to_owned()]), [Some("es-US"), Some("en-US")]);
+        assert_eq!(languages(&e, &["fr".to_owned()]), [Some("en-US")], "never drops the alert");
+        let mut chans = channels();
+        if let Some(c) = chans.get_mut("hook") {
+            c.languages = Some(vec!["es".to_owned()]);
+        }
+        let p = plan(
+            &e,
+            &rule(ChannelSelector::Named(vec!["hook".to_owned(), "console".to_owned()])),
+            Audience::Public,
+            &chans,
+            &["en".to_owned()],
+        );
+        let got: Vec<(&str, Option<&str>)> = p.iter().map(|p| (p.channel.as_str(), p.language.as_deref())).collect();
+        assert_eq!(got, [("console", Some("en-US")), ("hook", Some("es-US"))]);
     }
 }

@@ -30,8 +30,16 @@ impl Console {
         if let Some(parent) = req.reply_to.and_then(|p| p.id.as_deref()) {
             out.push_str(&format!("(in reply to {parent})\n"));
         }
-        out.push_str(&job.text);
-        out.push_str("\n\n");
+        if job.parts.is_empty() {
+            out.push_str(&job.text);
+            out.push_str("\n\n");
+        } else {
+            for part in &job.parts {
+                out.push_str(part);
+                out.push_str("\n  ┄┄\n");
+            }
+            out.push('\n');
+        }
         let mut stdout = tokio::io::stdout();
         let result = async {
             stdout.write_all(out.as_bytes()).await?;

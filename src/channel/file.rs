@@ -34,7 +34,12 @@ pub struct Line {
     pub revision: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub in_reply_to: Option<String>,
+    #[serde(skip_serializing_if = "String::is_empty", default)]
+    pub language: String,
     pub text: String,
+    /// A thread's parts, when the text was split.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub parts: Vec<String>,
 }
 
 impl FileChannel {
@@ -58,7 +63,9 @@ impl FileChannel {
             priority: job.priority.as_str().to_owned(),
             revision: job.revision,
             in_reply_to: req.reply_to.and_then(|p| p.id.clone()),
+            language: job.language.clone(),
             text: job.text.clone(),
+            parts: job.parts.clone(),
         };
         let mut bytes = match serde_json::to_vec(&line) {
             Ok(b) => b,

@@ -92,6 +92,8 @@ impl Webhook {
                 "kind": job.kind.as_str(),
                 "priority": job.priority.as_str(),
                 "text": job.text,
+                "parts": job.parts,
+                "language": (!job.language.is_empty()).then_some(&job.language),
                 "in_reply_to": req.reply_to.map(|p| serde_json::json!({ "id": p.id, "url": p.url })),
                 "event": event,
             }

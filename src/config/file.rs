@@ -235,6 +235,10 @@ pub struct AgencyFile {
     pub phone: Option<String>,
     pub web: Option<String>,
     pub hashtags: Vec<String>,
+    /// Languages to post, in order (BCP 47, e.g. "en", "es"); empty: every language the
+    /// event has.
+    pub languages: Vec<String>,
+    pub map: crate::render::filters::MapProvider,
 }
 
 #[derive(Debug, Deserialize)]
@@ -280,11 +284,59 @@ pub struct EventRuleFile {
     pub max_age: Option<HumanDuration>,
     /// Template set (folder under the templates dir); default: the event type.
     pub templates: Option<String>,
+    pub approval: Approval,
+    /// Added to the agency's hashtags for this type.
+    pub hashtags: Vec<String>,
+    /// When set, only these entries of the event's `fields` reach templates.
+    pub public_fields: Option<Vec<String>>,
 }
 
 impl Default for EventRuleFile {
     fn default() -> Self {
-        EventRuleFile { priority: Priority::Normal, channels: vec!["*".to_owned()], max_age: None, templates: None }
+        EventRuleFile {
+            priority: Priority::Normal,
+            channels: vec!["*".to_owned()],
+            max_age: None,
+            templates: None,
+            approval: Approval::Auto,
+            hashtags: Vec::new(),
+            public_fields: None,
+        }
+    }
+}
+
+/// Whether an event type posts by itself or waits for a person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Approval {
+    #[default]
+    Auto,
+    /// Deliveries wait in the `held` state until approved or rejected.
+    Hold,
+}
+
+/// What a channel does with a text over its limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Overflow {
+    /// Shorten the description at a word boundary, keeping everything else.
+    #[default]
+    Shorten,
+    /// Post a thread of numbered parts.
+    Thread,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct ReloadFile {
+    /// Reload when a file under the config's directory changes (SIGHUP always works).
+    pub watch: bool,
+    pub debounce: HumanDuration,
+}
+
+impl Default for ReloadFile {
+    fn default() -> Self {
+        ReloadFile { watch: false, debounce: HumanDuration(Duration::from_millis(500)) }
     }
 }
 
@@ -300,11 +352,20 @@ pub struct ChannelCommonFile {
     pub rate: Option<Rate>,
     #[serde(default)]
     pub reserve: Option<Reserve>,
+    /// The channel's own length limit, e.g. a Mastodon instance allowing more than 500.
+    #[serde(default)]
+    pub max_chars: Option<usize>,
+    #[serde(default)]
+    pub overflow: Overflow,
+    /// Languages this channel posts (overrides the agency's).
+    #[serde(default)]
+    pub languages: Option<Vec<String>>,
 }
 
 /// Keys split off the channel table before [`ChannelCommonFile`] is read; the rest belongs
 /// to the kind.
-pub const CHANNEL_COMMON_KEYS: &[&str] = &["kind", "enabled", "public", "rate", "reserve"];
+pub const CHANNEL_COMMON_KEYS: &[&str] =
+    &["kind", "enabled", "public", "rate", "reserve", "max_chars", "overflow", "languages"];
 
 fn yes() -> bool {
     true

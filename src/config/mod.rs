@@ -18,11 +18,12 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::de::DeserializeOwned;
 
-pub use file::{LogFormat, Protocol, Rate, Reserve};
+pub use file::{Approval, LogFormat, Overflow, Protocol, Rate, Reserve};
 pub use secret::{SecretUrl, read_secret};
 
 use crate::backoff::Backoff;
 use crate::event::{Format, Priority};
+use crate::render::platform::Platform;
 use file::*;
 
 /// The config file used when neither `--config` nor `BULLHORN_CONFIG` names one.
@@ -81,10 +82,18 @@ pub struct Config {
     pub agency: Agency,
     pub delivery: DeliveryConfig,
     pub templates_dir: PathBuf,
+    pub reload: ReloadConfig,
     /// Rules by event type.
     pub events: BTreeMap<String, EventRule>,
     /// Channels by name.
     pub channels: BTreeMap<String, ChannelConfig>,
+}
+
+/// Hot reload: SIGHUP always; file watching when asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadConfig {
+    pub watch: bool,
+    pub debounce: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -163,6 +172,10 @@ pub struct Agency {
     pub phone: Option<String>,
     pub web: Option<String>,
     pub hashtags: Vec<String>,
+    #[serde(skip)]
+    pub languages: Vec<String>,
+    #[serde(skip)]
+    pub map: crate::render::filters::MapProvider,
 }
 
 #[derive(Debug, Clone)]
@@ -181,6 +194,25 @@ pub struct EventRule {
     pub channels: ChannelSelector,
     pub max_age: Option<Duration>,
     pub templates: String,
+    pub approval: Approval,
+    pub hashtags: Vec<String>,
+    /// When set, only these entries of the event's `fields` reach templates.
+    pub public_fields: Option<Vec<String>>,
+}
+
+impl EventRule {
+    /// A rule with defaults for everything but these (tests, samples).
+    pub fn new(priority: Priority, channels: ChannelSelector, templates: &str) -> Self {
+        EventRule {
+            priority,
+            channels,
+            max_age: None,
+            templates: templates.to_owned(),
+            approval: Approval::Auto,
+            hashtags: Vec::new(),
+            public_fields: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,7 +237,37 @@ pub struct ChannelConfig {
     /// `false` for staff and test channels: the only ones non-actual events may reach.
     pub public: bool,
     pub quota: Option<Quota>,
+    /// The channel's own length limit (else the platform's).
+    pub max_chars: Option<usize>,
+    pub overflow: Overflow,
+    /// Languages this channel posts (else the agency's list, else every one).
+    pub languages: Option<Vec<String>>,
     pub kind: ChannelKind,
+}
+
+impl ChannelConfig {
+    /// A channel with defaults for everything but these (tests, previews).
+    pub fn new(name: &str, kind: ChannelKind) -> Self {
+        ChannelConfig {
+            name: name.to_owned(),
+            enabled: true,
+            public: true,
+            quota: None,
+            max_chars: None,
+            overflow: Overflow::Shorten,
+            languages: None,
+            kind,
+        }
+    }
+
+    pub fn platform(&self) -> Platform {
+        self.kind.platform()
+    }
+
+    /// The length limit that applies: the channel's own, else the platform's.
+    pub fn limit(&self) -> Option<usize> {
+        self.max_chars.or_else(|| self.platform().default_limit())
+    }
 }
 
 /// A channel's rate limit with the share kept for critical alerts.
@@ -227,12 +289,17 @@ pub enum ChannelKind {
 }
 
 impl ChannelKind {
-    /// The platform name, as written in `kind = "..."`.
+    /// The kind, as written in `kind = "..."`.
     pub fn name(&self) -> &'static str {
+        self.platform().as_str()
+    }
+
+    /// Where this kind posts, for text rules and escaping.
+    pub fn platform(&self) -> Platform {
         match self {
-            ChannelKind::Console => "console",
-            ChannelKind::File { .. } => "file",
-            ChannelKind::Webhook { .. } => "webhook",
+            ChannelKind::Console => Platform::Console,
+            ChannelKind::File { .. } => Platform::File,
+            ChannelKind::Webhook { .. } => Platform::Webhook,
         }
     }
 }
@@ -335,7 +402,7 @@ fn table(value: config::Value, path: &str, errors: &mut Errors) -> BTreeMap<Stri
 }
 
 const SECTIONS: &[&str] =
-    &["log", "mqtt", "broker", "store", "admin", "agency", "delivery", "templates", "events", "channels"];
+    &["log", "mqtt", "broker", "store", "admin", "agency", "delivery", "templates", "reload", "events", "channels"];
 
 fn validate(source: &Path, base: &Path, mut root: BTreeMap<String, config::Value>, errors: &mut Errors) -> Config {
     let unknown: Vec<String> = root.keys().filter(|k| !SECTIONS.contains(&k.as_str())).cloned().collect();
@@ -350,6 +417,7 @@ fn validate(source: &Path, base: &Path, mut root: BTreeMap<String, config::Value
     let agency: AgencyFile = take_section(&mut root, "agency", errors);
     let delivery: DeliveryFile = take_section(&mut root, "delivery", errors);
     let templates: TemplatesFile = take_section(&mut root, "templates", errors);
+    let reload: ReloadFile = take_section(&mut root, "reload", errors);
 
     let channels =
         root.remove("channels").map(|v| validate_channels(table(v, "channels", errors), errors)).unwrap_or_default();
@@ -371,8 +439,23 @@ fn validate(source: &Path, base: &Path, mut root: BTreeMap<String, config::Value
     if let Err(e) = jiff::tz::TimeZone::get(&time_zone) {
         errors.push("agency.time_zone", format!("unknown time zone {time_zone:?}: {e}"));
     }
-    let agency =
-        Agency { name: agency.name, time_zone, phone: agency.phone, web: agency.web, hashtags: agency.hashtags };
+    for (i, lang) in agency.languages.iter().enumerate() {
+        if !valid_language(lang) {
+            errors.push(
+                format!("agency.languages[{i}]"),
+                format!("{lang:?} is not a language tag like \"en\" or \"es-US\""),
+            );
+        }
+    }
+    let agency = Agency {
+        name: agency.name,
+        time_zone,
+        phone: agency.phone,
+        web: agency.web,
+        hashtags: agency.hashtags,
+        languages: agency.languages,
+        map: agency.map,
+    };
 
     let delivery = DeliveryConfig {
         retry: Backoff::new(delivery.retry_base.0, delivery.retry_max.0),
@@ -400,9 +483,18 @@ fn validate(source: &Path, base: &Path, mut root: BTreeMap<String, config::Value
         agency,
         delivery,
         templates_dir,
+        reload: ReloadConfig { watch: reload.watch, debounce: reload.debounce.0 },
         events,
         channels,
     }
+}
+
+/// A BCP 47 language tag, loosely: letters, digits and hyphens, starting with letters.
+pub fn valid_language(tag: &str) -> bool {
+    !tag.is_empty()
+        && tag.len() <= 35
+        && tag.starts_with(|c: char| c.is_ascii_alphabetic())
+        && tag.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
 fn validate_broker(broker: BrokerFile, errors: &mut Errors) -> BrokerConfig {
@@ -616,12 +708,25 @@ fn validate_events(
             errors.push(format!("{path}.max_age"), "must be above zero (leave it out for no limit)");
         }
         let templates = rule.templates.unwrap_or_else(|| name.clone());
+        for (i, f) in rule.public_fields.iter().flatten().enumerate() {
+            if f.is_empty() || f.chars().any(|c| !(c.is_ascii_alphanumeric() || c == '_')) {
+                errors.push(format!("{path}.public_fields[{i}]"), format!("{f:?} is not a field name"));
+            }
+        }
         if templates.is_empty() || templates.contains(['/', '\\']) || templates.starts_with('.') {
             errors.push(format!("{path}.templates"), "must be a folder name under the templates dir");
         }
         rules.insert(
             name,
-            EventRule { priority: rule.priority, channels: selector, max_age: rule.max_age.map(|d| d.0), templates },
+            EventRule {
+                priority: rule.priority,
+                channels: selector,
+                max_age: rule.max_age.map(|d| d.0),
+                templates,
+                approval: rule.approval,
+                hashtags: rule.hashtags,
+                public_fields: rule.public_fields,
+            },
         );
     }
     rules
@@ -657,6 +762,14 @@ fn validate_channels(entries: BTreeMap<String, config::Value>, errors: &mut Erro
             let reserve = common.reserve.unwrap_or(DEFAULT_RESERVE).of(r.limit);
             Quota { limit: r.limit, window: r.window, reserve }
         });
+        if common.max_chars == Some(0) {
+            errors.push(format!("{path}.max_chars"), "must be above zero");
+        }
+        for (i, lang) in common.languages.iter().flatten().enumerate() {
+            if !valid_language(lang) {
+                errors.push(format!("{path}.languages[{i}]"), format!("{lang:?} is not a language tag"));
+            }
+        }
         if let Some(q) = quota
             && q.reserve >= q.limit
         {
@@ -671,7 +784,16 @@ fn validate_channels(entries: BTreeMap<String, config::Value>, errors: &mut Erro
         if let Some(kind) = kind {
             channels.insert(
                 name.clone(),
-                ChannelConfig { name, enabled: common.enabled, public: common.public, quota, kind },
+                ChannelConfig {
+                    name,
+                    enabled: common.enabled,
+                    public: common.public,
+                    quota,
+                    max_chars: common.max_chars,
+                    overflow: common.overflow,
+                    languages: common.languages,
+                    kind,
+                },
             );
         }
     }

@@ -12,14 +12,14 @@ pub mod quota;
 mod worker;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::channel::{Channel, Outcome};
+use crate::channel::Outcome;
 use crate::config::{Config, DeliveryConfig};
 use crate::metrics::Metrics;
 use crate::store::{AttemptEnd, AttemptResult, Queued, Store, StoreError};
@@ -76,11 +76,37 @@ pub fn decide(
     }
 }
 
-/// Workers for every enabled channel, and the task routing new deliveries to them.
+/// What a worker is told besides new deliveries.
 #[derive(Debug)]
+pub enum WorkerMsg {
+    Queued(Queued),
+    /// A reload: the new config (the worker's channel is in it).
+    Config(Arc<Config>),
+}
+
+type Senders = Arc<RwLock<HashMap<String, mpsc::UnboundedSender<WorkerMsg>>>>;
+
+struct WorkerTask {
+    handle: JoinHandle<()>,
+    cancel: CancellationToken,
+}
+
+/// Workers for every enabled channel, and the task routing new deliveries to them.
 pub struct Delivery {
-    tasks: Vec<(String, JoinHandle<()>)>,
+    workers: HashMap<String, WorkerTask>,
+    senders: Senders,
     router: JoinHandle<()>,
+    store: Store,
+    http: reqwest::Client,
+    metrics: Arc<Metrics>,
+    cancel: CancellationToken,
+    failed: CancellationToken,
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery").field("workers", &self.workers.keys().collect::<Vec<_>>()).finish_non_exhaustive()
+    }
 }
 
 impl Delivery {
@@ -95,29 +121,14 @@ impl Delivery {
         cancel: CancellationToken,
         failed: CancellationToken,
     ) -> Result<Delivery, StoreError> {
-        let mut senders = HashMap::new();
-        let mut tasks = Vec::new();
-        for ch in config.channels.values().filter(|c| c.enabled) {
-            let (tx, rx) = mpsc::unbounded_channel();
-            senders.insert(ch.name.clone(), tx);
-            let worker = worker::Worker::new(
-                ch.clone(),
-                Channel::build(ch, http, config.delivery.request_timeout),
-                Arc::clone(&config),
-                store.clone(),
-                store.reader()?,
-                Arc::clone(&metrics),
-            );
-            tasks.push((
-                ch.name.clone(),
-                supervise::spawn(format!("worker {}", ch.name), failed.clone(), worker.run(rx, cancel.clone())),
-            ));
-        }
-        let router = supervise::spawn("delivery router".to_owned(), failed, async move {
+        let senders: Senders = Arc::default();
+        let routes = Arc::clone(&senders);
+        let router = supervise::spawn("delivery router".to_owned(), failed.clone(), async move {
             while let Some(q) = announced.recv().await {
-                match senders.get(&q.channel) {
+                let routes = routes.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+                match routes.get(&q.channel) {
                     Some(tx) => {
-                        let _ = tx.send(q);
+                        let _ = tx.send(WorkerMsg::Queued(q));
                     }
                     // A channel disabled or removed since: the delivery waits in the store.
                     None => {
@@ -126,14 +137,75 @@ impl Delivery {
                 }
             }
         });
-        Ok(Delivery { tasks, router })
+        let mut delivery = Delivery {
+            workers: HashMap::new(),
+            senders,
+            router,
+            store: store.clone(),
+            http: http.clone(),
+            metrics,
+            cancel,
+            failed,
+        };
+        for ch in config.channels.values().filter(|c| c.enabled) {
+            delivery.spawn_worker(&ch.name, &config)?;
+        }
+        Ok(delivery)
+    }
+
+    fn spawn_worker(&mut self, name: &str, config: &Arc<Config>) -> Result<(), StoreError> {
+        let Some(ch) = config.channels.get(name) else { return Ok(()) };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let cancel = self.cancel.child_token();
+        let worker = worker::Worker::new(
+            ch.clone(),
+            self.http.clone(),
+            Arc::clone(config),
+            self.store.clone(),
+            self.store.reader()?,
+            Arc::clone(&self.metrics),
+        );
+        let handle = supervise::spawn(format!("worker {name}"), self.failed.clone(), worker.run(rx, cancel.clone()));
+        self.senders.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(name.to_owned(), tx);
+        self.workers.insert(name.to_owned(), WorkerTask { handle, cancel });
+        Ok(())
+    }
+
+    /// Apply a reloaded config: start workers for new (or re-enabled) channels, stop those
+    /// of removed or disabled ones (their queued deliveries stay in the store until the
+    /// channel comes back), and hand the new config to the rest, which keep their queues
+    /// and rate-limit windows. Returns (started, stopped).
+    pub fn reconfigure(&mut self, config: &Arc<Config>) -> Result<(Vec<String>, Vec<String>), StoreError> {
+        let wanted: Vec<String> = config.channels.values().filter(|c| c.enabled).map(|c| c.name.clone()).collect();
+        let stopped: Vec<String> = self.workers.keys().filter(|n| !wanted.contains(n)).cloned().collect();
+        for name in &stopped {
+            self.senders.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(name);
+            if let Some(w) = self.workers.remove(name) {
+                // It finishes the request it has in flight, then stops.
+                w.cancel.cancel();
+                drop(w.handle);
+            }
+        }
+        let mut started = Vec::new();
+        for name in &wanted {
+            if self.workers.contains_key(name) {
+                if let Some(tx) = self.senders.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(name) {
+                    let _ = tx.send(WorkerMsg::Config(Arc::clone(config)));
+                }
+            } else {
+                self.spawn_worker(name, config)?;
+                started.push(name.clone());
+            }
+        }
+        Ok((started, stopped))
     }
 
     /// Wait for the workers (already told to stop) to finish their current request, at
     /// most `grace`; then abort what is left, which the store resumes on restart.
     pub async fn stop(self, grace: Duration) {
         let deadline = tokio::time::Instant::now() + grace;
-        for (name, mut task) in self.tasks {
+        for (name, w) in self.workers {
+            let mut task = w.handle;
             if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
                 tracing::warn!(channel = %name, "request still running at shutdown deadline; its outcome will be resolved on restart");
                 task.abort();

@@ -64,6 +64,11 @@ impl Window {
         Some((freed_by + self.quota.window).saturating_duration_since(now).max(Duration::from_millis(1)))
     }
 
+    /// New limits (a reload); the sends already in the window still count.
+    pub fn set_quota(&mut self, quota: Quota) {
+        self.quota = quota;
+    }
+
     /// Count a request sent at `now`.
     pub fn record(&mut self, now: Instant) {
         self.sent.push_back(now);

@@ -16,12 +16,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::queue::{Item, Queue};
 use super::quota::Window;
-use super::{Next, decide, record};
+use super::{Next, WorkerMsg, decide, record};
 use crate::channel::{Channel, Outcome, PostRef, Request, Resolution};
-use crate::config::{ChannelConfig, Config};
+use crate::config::{ChannelConfig, Config, Quota};
 use crate::metrics::{ChannelLabel, Metrics};
 use crate::route::DeliveryKind;
-use crate::store::{AttemptEnd, AttemptResult, Closing, Job, Queued, Reader, Store, StoreError};
+use crate::store::{AttemptEnd, AttemptResult, Closing, Job, Reader, Store, StoreError};
 use crate::time::{duration_ms, now_ms, rfc3339};
 
 /// How long to wait before trying again when the store cannot be read or written.
@@ -30,6 +30,7 @@ const STORE_RETRY: Duration = Duration::from_secs(1);
 pub(super) struct Worker {
     cfg: ChannelConfig,
     channel: Channel,
+    http: reqwest::Client,
     config: Arc<Config>,
     store: Store,
     reader: Reader,
@@ -51,16 +52,18 @@ enum Step {
 impl Worker {
     pub(super) fn new(
         cfg: ChannelConfig,
-        channel: Channel,
+        http: reqwest::Client,
         config: Arc<Config>,
         store: Store,
         reader: Reader,
         metrics: Arc<Metrics>,
     ) -> Self {
         let quota = cfg.quota.map(Window::new);
+        let channel = Channel::build(&cfg, &http, config.delivery.request_timeout);
         Worker {
             cfg,
             channel,
+            http,
             config,
             store,
             reader,
@@ -78,7 +81,7 @@ impl Worker {
         &self.cfg.name
     }
 
-    pub(super) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Queued>, cancel: CancellationToken) {
+    pub(super) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<WorkerMsg>, cancel: CancellationToken) {
         self.cancel = cancel;
         while !self.cancel.is_cancelled() {
             match self.recover().await {
@@ -93,8 +96,8 @@ impl Worker {
             }
         }
         loop {
-            while let Ok(q) = rx.try_recv() {
-                self.push(q);
+            while let Ok(msg) = rx.try_recv() {
+                self.handle(msg).await;
             }
             if self.cancel.is_cancelled() {
                 break;
@@ -113,8 +116,8 @@ impl Worker {
             tokio::select! {
                 biased;
                 () = self.cancel.cancelled() => break,
-                q = rx.recv() => match q {
-                    Some(q) => self.push(q),
+                msg = rx.recv() => match msg {
+                    Some(msg) => self.handle(msg).await,
                     None => break,
                 },
                 () = sleep => {}
@@ -123,8 +126,47 @@ impl Worker {
         self.report_depth();
     }
 
-    fn push(&mut self, q: Queued) {
-        self.queue.push(Item { id: q.id, priority: q.priority }, None, Instant::now());
+    async fn handle(&mut self, msg: WorkerMsg) {
+        match msg {
+            WorkerMsg::Queued(q) => {
+                self.queue.push(Item { id: q.id, priority: q.priority }, None, Instant::now());
+            }
+            WorkerMsg::Config(config) => self.reconfigure(config).await,
+        }
+    }
+
+    /// Take a reloaded config: a new client for the channel's settings; the queue and the
+    /// rate-limit window stay (the window with the new limits).
+    async fn reconfigure(&mut self, config: Arc<Config>) {
+        if let Some(cfg) = config.channels.get(&self.cfg.name).cloned() {
+            self.channel = Channel::build(&cfg, &self.http, config.delivery.request_timeout);
+            self.quota = match (self.quota.take(), cfg.quota) {
+                (Some(mut window), Some(quota)) => {
+                    window.set_quota(quota);
+                    Some(window)
+                }
+                (None, Some(quota)) => Some(self.window_from_log(quota).await.unwrap_or_else(|e| {
+                    tracing::warn!(channel = %cfg.name, error = %e, "cannot read the send log; the new rate limit counts from now");
+                    Window::new(quota)
+                })),
+                (_, None) => None,
+            };
+            self.cfg = cfg;
+        }
+        self.config = config;
+    }
+
+    /// The quota window rebuilt from the attempt log, so a restart or a reload does not
+    /// reset it.
+    async fn window_from_log(&self, quota: Quota) -> Result<Window, StoreError> {
+        let now = Instant::now();
+        let wall = now_ms();
+        let sends = self.reader.sends_since(&self.cfg.name, wall - duration_ms(quota.window)).await?;
+        let instants = sends.into_iter().map(|t| {
+            let age = Duration::from_millis(u64::try_from(wall - t).unwrap_or(0));
+            now.checked_sub(age).unwrap_or(now)
+        });
+        Ok(Window::rebuild(quota, instants))
     }
 
     fn report_depth(&self) {
@@ -134,17 +176,11 @@ impl Worker {
 
     /// Load this channel's unfinished work and resolve attempts a previous run left open.
     async fn recover(&mut self) -> Result<(), StoreError> {
+        if let Some(quota) = self.cfg.quota {
+            self.quota = Some(self.window_from_log(quota).await?);
+        }
         let now = Instant::now();
         let wall = now_ms();
-        if let Some(quota) = self.cfg.quota {
-            let since = wall - duration_ms(quota.window);
-            let sends = self.reader.sends_since(&self.cfg.name, since).await?;
-            let instants = sends.into_iter().map(|t| {
-                let age = Duration::from_millis(u64::try_from(wall - t).unwrap_or(0));
-                now.checked_sub(age).unwrap_or(now)
-            });
-            self.quota = Some(Window::rebuild(quota, instants));
-        }
         let rows = self.reader.pending(&self.cfg.name).await?;
         let (mut resumed, mut unknown) = (0, 0);
         for row in rows {

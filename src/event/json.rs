@@ -7,7 +7,7 @@ use base64::Engine as _;
 use jiff::Timestamp;
 use serde::Deserialize;
 
-use super::{Event, Format, Location, Media, MsgType, Reject, RejectKind, Status};
+use super::{Event, Format, Location, Media, MsgType, Reject, RejectKind, Status, Translation};
 
 /// Longest accepted `id`.
 const MAX_ID: usize = 256;
@@ -50,6 +50,8 @@ struct Native {
     media: Option<OneOrMany<Media>>,
     #[serde(default)]
     fields: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    translations: Vec<Translation>,
 }
 
 #[derive(Deserialize)]
@@ -95,6 +97,7 @@ pub fn decode(payload: &[u8]) -> Result<Event, Reject> {
             Some(OneOrMany::Many(v)) => v,
         },
         fields: native.fields,
+        translations: native.translations,
     };
     let problems = check(&event);
     if problems.is_empty() { Ok(event) } else { Err(Reject::new(RejectKind::Invalid, problems.join("; "))) }
@@ -158,6 +161,39 @@ fn check(e: &Event) -> Vec<String> {
         && !is_http_url(web)
     {
         p.push("web: must be an http:// or https:// URL".to_owned());
+    }
+    if !e.translations.is_empty() && e.language.is_none() {
+        p.push("language: required when translations are given (the language of the main texts)".to_owned());
+    }
+    for (i, t) in e.translations.iter().enumerate() {
+        if !crate::config::valid_language(&t.language) {
+            p.push(format!("translations[{i}].language: {:?} is not a language tag", truncate(&t.language)));
+        } else if e.language.as_deref() == Some(t.language.as_str())
+            || e.translations[..i].iter().any(|o| o.language == t.language)
+        {
+            p.push(format!("translations[{i}].language: {} is given twice", t.language));
+        }
+        if t.headline.trim().is_empty() {
+            p.push(format!("translations[{i}].headline: must not be empty"));
+        }
+        let texts = [
+            ("headline", Some(&t.headline), MAX_HEADLINE),
+            ("description", t.description.as_ref(), MAX_TEXT),
+            ("instruction", t.instruction.as_ref(), MAX_TEXT),
+            ("area", t.area.as_ref(), MAX_TEXT),
+            ("contact", t.contact.as_ref(), MAX_TEXT),
+            ("web", t.web.as_ref(), 2048),
+        ];
+        for (name, value, max) in texts {
+            if let Some(v) = value
+                && (v.chars().count() > max || v.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')))
+            {
+                p.push(format!("translations[{i}].{name}: longer than {max} characters or has control characters"));
+            }
+        }
+        if t.web.as_ref().is_some_and(|w| !is_http_url(w)) {
+            p.push(format!("translations[{i}].web: must be an http:// or https:// URL"));
+        }
     }
     for (i, m) in e.media.iter().enumerate() {
         match (&m.url, &m.data) {

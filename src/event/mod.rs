@@ -137,6 +137,24 @@ pub struct Media {
     pub alt: Option<String>,
 }
 
+/// The event's texts in another language (a CAP `info` block, a `translations` entry).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Translation {
+    pub language: String,
+    pub headline: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instruction: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub area: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact: Option<String>,
+}
+
 /// One incident message, normalised.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Event {
@@ -172,6 +190,42 @@ pub struct Event {
     pub media: Vec<Media>,
     #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
     pub fields: serde_json::Map<String, serde_json::Value>,
+    /// The same texts in other languages; `language` is the main texts' language.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub translations: Vec<Translation>,
+}
+
+impl Event {
+    /// The languages this event can be posted in: its own, then its translations'.
+    pub fn languages(&self) -> Vec<Option<&str>> {
+        std::iter::once(self.language.as_deref())
+            .chain(self.translations.iter().map(|t| Some(t.language.as_str())))
+            .collect()
+    }
+
+    /// The event with its texts in `language` (a translation's), or as it is.
+    pub fn in_language(&self, language: Option<&str>) -> std::borrow::Cow<'_, Event> {
+        let Some(t) = language.and_then(|l| self.translations.iter().find(|t| t.language == l)) else {
+            return std::borrow::Cow::Borrowed(self);
+        };
+        let mut e = self.clone();
+        e.language = Some(t.language.clone());
+        e.headline = t.headline.clone();
+        e.description = t.description.clone();
+        e.instruction = t.instruction.clone();
+        e.area = t.area.clone().or(e.area);
+        e.web = t.web.clone().or(e.web);
+        e.contact = t.contact.clone().or(e.contact);
+        e.translations.clear();
+        std::borrow::Cow::Owned(e)
+    }
+}
+
+/// Whether `tag` (e.g. "es-US") is what `wanted` (e.g. "es" or "es-US") asks for.
+pub fn language_matches(tag: &str, wanted: &str) -> bool {
+    let tag = tag.to_ascii_lowercase();
+    let wanted = wanted.to_ascii_lowercase();
+    tag == wanted || tag.split('-').next() == Some(wanted.as_str()) || wanted.split('-').next() == Some(tag.as_str())
 }
 
 /// Why an input was refused. The kind is a bounded label for metrics; the reason is for

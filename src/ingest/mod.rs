@@ -27,10 +27,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
-use crate::config::Config;
 use crate::health::Health;
 use crate::metrics::{DispositionLabel, FormatLabel, Metrics, ReasonLabel};
-use crate::render::Renderer;
+use crate::reload::Shared;
 use crate::store::{IngestOutcome, IngestRecord, Pending, Store, StoreError};
 use mqtt::{AckHandle, Client, ConnEvent};
 
@@ -48,15 +47,15 @@ impl Ingest {
     /// Connect to the broker and start receiving. Fails only on a TLS setup error; an
     /// unreachable broker is retried in the background (and reported by `/readyz`).
     pub fn start(
-        config: Arc<Config>,
-        renderer: Arc<Renderer>,
+        live: Shared,
         store: Store,
         health: Arc<Health>,
         metrics: Arc<Metrics>,
         cancel: CancellationToken,
         failed: CancellationToken,
     ) -> Result<Ingest, String> {
-        let mqtt = Arc::new(config.mqtt.clone());
+        // The connection keeps the settings it started with: [mqtt] changes need a restart.
+        let mqtt = Arc::new(live.load().config.mqtt.clone());
         let tls = if mqtt.endpoint.tls { Some(mqtt::tls_config(&mqtt)?) } else { None };
         let (tx, rx) = mpsc::unbounded_channel();
         let reconnect = Arc::new(Notify::new());
@@ -65,7 +64,7 @@ impl Ingest {
             failed.clone(),
             mqtt::run_connection(mqtt, tls, tx, Arc::clone(&reconnect), cancel.clone()),
         );
-        let task = Task { config, renderer, store, health, metrics, reconnect, client: None, stall: None };
+        let task = Task { live, store, health, metrics, reconnect, client: None, stall: None };
         let pipeline = crate::supervise::spawn("ingest".to_owned(), failed, task.run(rx, cancel));
         Ok(Ingest { pipeline, connection })
     }
@@ -79,8 +78,8 @@ impl Ingest {
 }
 
 struct Task {
-    config: Arc<Config>,
-    renderer: Arc<Renderer>,
+    /// The config and templates in force; reloads swap them.
+    live: Shared,
     store: Store,
     health: Arc<Health>,
     metrics: Arc<Metrics>,
@@ -186,13 +185,16 @@ impl Task {
     async fn on_event(&mut self, ev: ConnEvent) -> Result<Option<impl Future<Output = Committed> + use<>>, StoreError> {
         match ev {
             ConnEvent::Connected { generation, client, session_present } => {
-                tracing::info!(broker = %self.config.mqtt.endpoint, session_present, "connected to MQTT broker");
+                tracing::info!(broker = %self.live.load().config.mqtt.endpoint, session_present, "connected to MQTT broker");
                 self.client = Some((generation, client));
                 Ok(None)
             }
             ConnEvent::Subscribed { generation } => {
                 if self.client.as_ref().is_some_and(|(g, _)| *g == generation) {
-                    tracing::info!(subscriptions = self.config.mqtt.subscriptions.len(), "subscribed; receiving");
+                    tracing::info!(
+                        subscriptions = self.live.load().config.mqtt.subscriptions.len(),
+                        "subscribed; receiving"
+                    );
                     self.health.set_broker_connected(true);
                     self.metrics.broker_connected.set(1);
                 }
@@ -212,7 +214,8 @@ impl Task {
                     return Ok(None);
                 }
                 let now = Timestamp::now();
-                let record = pipeline::prepare(&self.config, &self.renderer, &message.topic, &message.payload, now);
+                let live = self.live.load();
+                let record = pipeline::prepare(&live.config, &live.renderer, &message.topic, &message.payload, now);
                 self.count_received(&message.topic, &record);
                 let disposition = match &record {
                     IngestRecord::Event(e) => Some(e.disposition),
@@ -227,8 +230,8 @@ impl Task {
     }
 
     fn count_received(&self, topic: &str, record: &IngestRecord) {
-        let format =
-            pipeline::subscription_for(&self.config.mqtt.subscriptions, topic).map_or("none", |s| s.format.as_str());
+        let format = pipeline::subscription_for(&self.live.load().config.mqtt.subscriptions, topic)
+            .map_or("none", |s| s.format.as_str());
         self.metrics.events_received.get_or_create(&FormatLabel { format }).inc();
         match record {
             IngestRecord::Reject(r) => {

@@ -7,11 +7,11 @@ use bytes::Bytes;
 use jiff::Timestamp;
 use sha2::{Digest, Sha256};
 
-use crate::config::{Config, Subscription};
-use crate::event::{self, Format, Reject, RejectKind};
-use crate::policy;
-use crate::render::Renderer;
-use crate::route;
+use crate::config::{Approval, Config, EventRule, Subscription};
+use crate::event::{self, Event, Format, Reject, RejectKind};
+use crate::policy::{self, Audience};
+use crate::render::{Rendered, Renderer};
+use crate::route::{self, Planned};
 use crate::store::{IngestRecord, NewDelivery, NewEvent, NewReject};
 
 /// The subscription whose filter matches `topic` (first match wins).
@@ -67,20 +67,20 @@ fn accept(
     let event = event::decode(format, payload)?;
     let rule = policy::rule_for(&event, &config.events)?;
     let assessment = policy::assess(&event, payload, rule, now, now);
-    let kind_planned = route::plan(event.msg_type, rule, assessment.audience, &config.channels);
-    let deliveries = kind_planned
+    let deliveries = render_all(config, renderer, &event, rule, assessment.audience)
         .into_iter()
-        .filter_map(|p| {
-            let channel = config.channels.get(&p.channel)?;
-            let rendered = renderer.render(&rule.templates, channel, &event, p.kind);
-            Some(NewDelivery {
-                idem_key: idempotency_key(&assessment.dedupe_key, &p.channel, p.kind.as_str()),
+        .map(|(p, rendered)| {
+            let language = p.language.unwrap_or_default();
+            NewDelivery {
+                idem_key: idempotency_key(&assessment.dedupe_key, &p.channel, p.kind.as_str(), &language),
                 channel: p.channel,
                 kind: p.kind,
+                language,
                 priority: p.priority,
                 text: rendered.text,
+                parts: rendered.parts,
                 render_note: rendered.error,
-            })
+            }
         })
         .collect();
     let event_json = serde_json::to_string(&event).unwrap_or_else(|_| "{}".to_owned());
@@ -102,17 +102,37 @@ fn accept(
         sent_at: event.sent.map(Timestamp::as_millisecond),
         expires_at: event.expires.map(Timestamp::as_millisecond),
         received_at: now.as_millisecond(),
+        hold: rule.approval == Approval::Hold,
         // Planned even when not delivered: the store decides what is posted, and an event
         // that is not (expired, stale) still supersedes what of its incident is queued.
         deliveries,
     })
 }
 
+/// Each delivery `event` gets, with its rendered text: what the store records and what
+/// `bullhorn render` shows.
+pub fn render_all(
+    config: &Config,
+    renderer: &Renderer,
+    event: &Event,
+    rule: &EventRule,
+    audience: Audience,
+) -> Vec<(Planned, Rendered)> {
+    route::plan(event, rule, audience, &config.channels, &config.agency.languages)
+        .into_iter()
+        .filter_map(|p| {
+            let channel = config.channels.get(&p.channel)?;
+            let rendered = renderer.render(rule, channel, event, p.kind, p.language.as_deref());
+            Some((p, rendered))
+        })
+        .collect()
+}
+
 /// A key that is the same for a delivery however often it is retried, or re-created from
 /// a redelivered message: `webhook-id`, Mastodon `Idempotency-Key`, a Bluesky rkey seed.
-pub fn idempotency_key(dedupe_key: &str, channel: &str, kind: &str) -> String {
+pub fn idempotency_key(dedupe_key: &str, channel: &str, kind: &str, language: &str) -> String {
     let mut h = Sha256::new();
-    for part in [dedupe_key, channel, kind] {
+    for part in [dedupe_key, channel, kind, language] {
         h.update(part.as_bytes());
         h.update([0]);
     }

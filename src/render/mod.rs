@@ -1,29 +1,59 @@
-//! Rendering: the text a channel receives for an event.
+//! Rendering: the exact text each channel receives for an event.
 //!
-//! Templates are files under the templates dir: `<set>/default.txt` for an event type's
-//! set (the rule's `templates`, by default the type name), and `default.txt` for every
-//! type without one. They are Jinja (minijinja) with strict undefined variables, a fuel
-//! limit, no file or network access and no HTML escaping: posts are plain text.
+//! Templates are plain-text Jinja files (minijinja) under the templates dir, one folder
+//! ("set") per event type. For a channel, the first file that exists wins:
 //!
-//! A template that fails at render time never loses the alert: the delivery gets a plain
-//! fallback text (headline, instruction, link, contact) and the error is recorded with it.
-//! Non-actual events are always prefixed with their status, whatever the template says.
+//! ```text
+//! <set>/channel-<name>.txt   this channel only
+//! <set>/<platform>.txt       e.g. x.txt, mastodon.txt, sms.txt
+//! <set>/default.txt          the event type's default
+//! default.txt                every type without its own
+//! ```
+//!
+//! and each may have a language variant (`default.es.txt`). A post in a language uses the
+//! most specific template *in that language* before any template in another: a Spanish
+//! post never gets English wording from `x.txt` while `default.es.txt` exists.
+//!
+//! Templates run with strict undefined variables, a fuel limit, no file or network access
+//! and no HTML escaping. Instead every value interpolated from the event is escaped for
+//! the platform being rendered ([`escape`]), so a hostile field cannot ping, format or
+//! masquerade as a link; the template's own text is trusted.
+//!
+//! The result is fitted to the platform's limit ([`platform`]): by re-rendering with the
+//! description shortened at a word boundary (headline, call to action, link and contact
+//! stay), or, where the channel says so, by splitting into a thread ([`fit`]).
+//!
+//! A template that fails never loses the alert: the delivery gets a plain fallback text
+//! and the error is recorded with it. Non-actual events are always prefixed with their
+//! status, whatever the template says.
+
+pub mod check;
+pub mod escape;
+pub mod facets;
+pub mod filters;
+pub mod fit;
+pub mod platform;
 
 use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use minijinja::value::Value;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
-use serde_json::{Map, Value};
+use serde::Serialize;
+use serde_json::Map;
 
-use crate::config::{Agency, ChannelConfig, Config};
+use crate::config::{Agency, ChannelConfig, Config, EventRule, Overflow};
 use crate::event::{Event, Status};
 use crate::route::DeliveryKind;
+use platform::{Length, Platform};
 
 /// Work one render may do before it is stopped (a loop bomb in a template).
 const FUEL: u64 = 100_000;
 /// The template every event type falls back to.
 pub const GLOBAL_DEFAULT: &str = "default.txt";
+/// A sample event for a set, used by `bullhorn check`.
+pub const SAMPLE: &str = "sample.json";
 
 /// A template problem, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,89 +72,348 @@ impl fmt::Display for TemplateError {
     }
 }
 
-/// The rendered text of one delivery.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What one channel gets for one event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Rendered {
+    /// The post (for a thread, the whole text before splitting).
     pub text: String,
-    /// Set when the template failed and the fallback text was used.
+    /// A thread's numbered parts, each within the limit; empty for a single post.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<String>,
+    /// The length of the post (of the longest part for a thread).
+    pub length: Length,
+    /// The description was shortened (or the text cut) to fit.
+    pub shortened: bool,
+    /// The template used, relative to the templates dir.
+    pub template: String,
+    /// Set when the template failed and the fallback text was used, or when the text could
+    /// not be fitted without cutting more than the description.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// Where a text is going: a channel's name, platform and text rules.
+#[derive(Debug, Clone)]
+pub struct Target<'a> {
+    pub name: &'a str,
+    pub platform: Platform,
+    pub limit: Option<usize>,
+    pub overflow: Overflow,
+}
+
+impl<'a> Target<'a> {
+    pub fn channel(c: &'a ChannelConfig) -> Self {
+        Target { name: &c.name, platform: c.platform(), limit: c.limit(), overflow: c.overflow }
+    }
+
+    /// A preview for a platform with its default rules (no channel configured).
+    pub fn platform(p: Platform) -> Target<'static> {
+        Target { name: p.as_str(), platform: p, limit: p.default_limit(), overflow: Overflow::Shorten }
+    }
 }
 
 /// Compiled templates for one config.
 #[derive(Debug)]
 pub struct Renderer {
     env: Environment<'static>,
-    sets: BTreeSet<String>,
+    names: BTreeSet<String>,
+    dir: PathBuf,
     agency: Agency,
 }
 
 impl Renderer {
-    /// Load and compile every template the config's rules use.
+    /// Load and compile every template the config's rules use; every problem is reported.
     pub fn load(config: &Config) -> Result<Renderer, Vec<TemplateError>> {
-        let dir = &config.templates_dir;
+        let dir = config.templates_dir.clone();
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_fuel(Some(FUEL));
         env.set_auto_escape_callback(|_| AutoEscape::None);
+        env.set_formatter(|out, state, value| {
+            if value.is_none() || value.is_undefined() {
+                return Ok(());
+            }
+            let text = value.to_string();
+            if value.is_safe() {
+                return out
+                    .write_str(&text)
+                    .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, e.to_string()));
+            }
+            let platform = state
+                .lookup("platform")
+                .and_then(|p| p.as_str().and_then(Platform::parse))
+                .unwrap_or(Platform::Console);
+            out.write_str(&escape::escape(platform, &text))
+                .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, e.to_string()))
+        });
+        let tz = jiff::tz::TimeZone::get(&config.agency.time_zone).unwrap_or(jiff::tz::TimeZone::UTC);
+        filters::register(&mut env, tz, config.agency.map);
 
         let mut errors = Vec::new();
-        let mut sets = BTreeSet::new();
-        let global = add(&mut env, dir, GLOBAL_DEFAULT, &mut errors);
-        let wanted: BTreeSet<&str> = config.events.values().map(|r| r.templates.as_str()).collect();
-        for set in wanted {
-            let name = format!("{set}/default.txt");
-            if dir.join(&name).is_file() {
-                if add(&mut env, dir, &name, &mut errors) {
-                    sets.insert(set.to_owned());
+        let mut names = BTreeSet::new();
+        for entry in read_dir_sorted(&dir, &mut errors) {
+            let Some(file) = entry.file_name().and_then(|f| f.to_str()).map(str::to_owned) else { continue };
+            if entry.is_file() && template_stem(&file).is_some_and(|(base, _)| base == "default") {
+                add(&mut env, &dir, &file, &mut names, &mut errors);
+            }
+        }
+        let sets: BTreeSet<&str> = config.events.values().map(|r| r.templates.as_str()).collect();
+        for set in sets {
+            let folder = dir.join(set);
+            if !folder.is_dir() {
+                if !names.contains(GLOBAL_DEFAULT) {
+                    errors.push(TemplateError {
+                        file: folder.join("default.txt"),
+                        line: None,
+                        message: format!("missing, and there is no {GLOBAL_DEFAULT} to fall back to"),
+                    });
                 }
-            } else if !global {
+                continue;
+            }
+            for entry in read_dir_sorted(&folder, &mut errors) {
+                let Some(file) = entry.file_name().and_then(|f| f.to_str()).map(str::to_owned) else { continue };
+                if file == SAMPLE || file.starts_with('.') || !entry.is_file() {
+                    continue;
+                }
+                match template_stem(&file) {
+                    Some((base, _)) if valid_base(base, config) => {
+                        add(&mut env, &dir, &format!("{set}/{file}"), &mut names, &mut errors);
+                    }
+                    _ => errors.push(TemplateError {
+                        file: entry,
+                        line: None,
+                        message: "not a template name bullhorn uses: default.txt, <platform>.txt (x, mastodon, bluesky, sms, ...), channel-<name>.txt, each optionally with a language (default.es.txt)".to_owned(),
+                    }),
+                }
+            }
+            if !names.iter().any(|n| n.starts_with(&format!("{set}/default"))) && !names.contains(GLOBAL_DEFAULT) {
                 errors.push(TemplateError {
-                    file: dir.join(&name),
+                    file: folder.join("default.txt"),
                     line: None,
                     message: format!("missing, and there is no {GLOBAL_DEFAULT} to fall back to"),
                 });
             }
         }
-        if errors.is_empty() { Ok(Renderer { env, sets, agency: config.agency.clone() }) } else { Err(errors) }
+        if errors.is_empty() { Ok(Renderer { env, names, dir, agency: config.agency.clone() }) } else { Err(errors) }
     }
 
-    /// The text `channel` posts for `event`.
-    pub fn render(&self, set: &str, channel: &ChannelConfig, event: &Event, kind: DeliveryKind) -> Rendered {
-        let name = if self.sets.contains(set) { format!("{set}/default.txt") } else { GLOBAL_DEFAULT.to_owned() };
-        let ctx = context(event, kind, channel, &self.agency);
-        let result =
-            self.env.get_template(&name).and_then(|t| t.render(minijinja::Value::from(minijinja::value::Serde(&ctx))));
-        let (text, error) = match result {
-            Ok(t) if !t.trim().is_empty() => (t.trim().to_owned(), None),
-            Ok(_) => (fallback(event, kind), Some(format!("{name}: rendered empty text"))),
-            Err(e) => (fallback(event, kind), Some(describe(&name, &e))),
+    /// Every compiled template, by name relative to the templates dir.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.names.iter().map(String::as_str)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub(crate) fn env(&self) -> &Environment<'static> {
+        &self.env
+    }
+
+    /// The template used for `set` on `target` in `language`: channel, platform, event
+    /// default, global default, first in the post's language, then without one.
+    pub fn template_name(&self, set: &str, target: &Target<'_>, language: Option<&str>) -> Option<String> {
+        let channel = format!("channel-{}", target.name);
+        let bases = [
+            format!("{set}/{channel}"),
+            format!("{set}/{}", target.platform.as_str()),
+            format!("{set}/default"),
+            "default".to_owned(),
+        ];
+        let langs: Vec<String> = match language {
+            Some(l) => {
+                let primary = l.split('-').next().unwrap_or(l);
+                if primary == l { vec![l.to_owned()] } else { vec![l.to_owned(), primary.to_owned()] }
+            }
+            None => Vec::new(),
         };
-        Rendered { text: with_status_prefix(event.status, text), error }
+        let in_language = langs.iter().flat_map(|l| bases.iter().map(move |b| format!("{b}.{l}.txt")));
+        let plain = bases.iter().map(|b| format!("{b}.txt"));
+        in_language.chain(plain).find(|n| self.names.contains(n))
+    }
+
+    /// The text `channel` posts for `event` in `language`.
+    pub fn render(
+        &self,
+        rule: &EventRule,
+        channel: &ChannelConfig,
+        event: &Event,
+        kind: DeliveryKind,
+        language: Option<&str>,
+    ) -> Rendered {
+        self.render_for(rule, &Target::channel(channel), event, kind, language)
+    }
+
+    /// [`render`](Self::render) for any target, configured channel or not.
+    pub fn render_for(
+        &self,
+        rule: &EventRule,
+        target: &Target<'_>,
+        event: &Event,
+        kind: DeliveryKind,
+        language: Option<&str>,
+    ) -> Rendered {
+        let event = event.in_language(language);
+        let platform = target.platform;
+        let measure = |s: &str| platform::measure(platform, s, target.limit);
+        let fits = |s: &str| measure(s).fits;
+        let name = self.template_name(&rule.templates, target, event.language.as_deref());
+        let ctx = self.context(&event, rule, target, kind);
+        let draw = |description: Option<&str>| -> Result<String, String> {
+            let name = name.as_deref().ok_or_else(|| "no template for this event type".to_owned())?;
+            let mut ctx = ctx.clone();
+            ctx.insert("description".to_owned(), description.map_or(serde_json::Value::Null, serde_json::Value::from));
+            let text = self
+                .env
+                .get_template(name)
+                .and_then(|t| t.render(Value::from(minijinja::value::Serde(&ctx))))
+                .map_err(|e| describe(name, &e))?;
+            let text = tidy(&text);
+            if text.is_empty() {
+                return Err(format!("{name}: rendered empty text"));
+            }
+            Ok(with_status_prefix(event.status, text))
+        };
+
+        let (text, mut error) = match draw(event.description.as_deref()) {
+            Ok(t) => (t, None),
+            Err(e) => (with_status_prefix(event.status, fallback(&event, kind, platform)), Some(e)),
+        };
+        let mut shortened = false;
+        let mut parts = Vec::new();
+        let text = if fits(&text) {
+            text
+        } else if target.overflow == Overflow::Thread {
+            parts = fit::split_thread(&text, &fits);
+            text
+        } else {
+            shortened = true;
+            let shorter =
+                if error.is_none() { shorten_description(&draw, event.description.as_deref(), &fits) } else { None };
+            shorter.unwrap_or_else(|| {
+                // The template's fixed text is too long for this platform (`check` says
+                // so): keep the headline and the closing lines, drop details between.
+                let base = draw(None).unwrap_or_else(|_| text.clone());
+                let over = measure(&base);
+                let (cut, what) = match fit::drop_middle(&base, &fits) {
+                    Some(t) => (t, "lines between the headline and the closing lines were dropped"),
+                    None => (fit::hard_fit(&base, &fits), "the text was cut"),
+                };
+                error.get_or_insert_with(|| {
+                    format!("too long for {platform} ({over}) even without the description; {what}")
+                });
+                cut
+            })
+        };
+        let longest = parts.iter().max_by_key(|p| measure(p).count).unwrap_or(&text);
+        let length = measure(longest);
+        Rendered { text, parts, length, shortened, template: name.unwrap_or_default(), error }
+    }
+
+    /// What a template sees: the event's fields at the top level (and again under
+    /// `fields`, only the rule's public ones when it lists them), the core event keys, the
+    /// delivery kind, the channel, the platform, the hashtags and the agency.
+    fn context(
+        &self,
+        event: &Event,
+        rule: &EventRule,
+        target: &Target<'_>,
+        kind: DeliveryKind,
+    ) -> Map<String, serde_json::Value> {
+        let fields: Map<String, serde_json::Value> = match &rule.public_fields {
+            Some(allowed) => {
+                event.fields.iter().filter(|(k, _)| allowed.contains(k)).map(|(k, v)| (k.clone(), v.clone())).collect()
+            }
+            None => event.fields.clone(),
+        };
+        let mut ctx = fields.clone();
+        if let Ok(serde_json::Value::Object(core)) = serde_json::to_value(event) {
+            ctx.extend(core);
+        }
+        ctx.remove("translations");
+        for key in [
+            "revision",
+            "sent",
+            "expires",
+            "description",
+            "instruction",
+            "area",
+            "location",
+            "web",
+            "contact",
+            "language",
+        ] {
+            ctx.entry(key).or_insert(serde_json::Value::Null);
+        }
+        ctx.insert("fields".to_owned(), serde_json::Value::Object(fields));
+        ctx.insert("kind".to_owned(), kind.as_str().into());
+        ctx.insert("platform".to_owned(), target.platform.as_str().into());
+        ctx.insert(
+            "channel".to_owned(),
+            serde_json::json!({ "name": target.name, "kind": target.platform.as_str(), "platform": target.platform.as_str() }),
+        );
+        let mut tags = self.agency.hashtags.clone();
+        tags.extend(rule.hashtags.iter().filter(|t| !self.agency.hashtags.contains(t)).cloned());
+        ctx.insert("hashtags".to_owned(), tags.into());
+        ctx.insert("agency".to_owned(), serde_json::to_value(&self.agency).unwrap_or_default());
+        ctx
     }
 }
 
-fn add(env: &mut Environment<'static>, dir: &Path, name: &str, errors: &mut Vec<TemplateError>) -> bool {
+/// The template file's base name and language: `x.es.txt` → (`x`, `Some("es")`).
+fn template_stem(file: &str) -> Option<(&str, Option<&str>)> {
+    let stem = file.strip_suffix(".txt")?;
+    match stem.split_once('.') {
+        Some((base, lang)) if crate::config::valid_language(lang) => Some((base, Some(lang))),
+        Some(_) => None,
+        None => Some((stem, None)),
+    }
+}
+
+fn valid_base(base: &str, config: &Config) -> bool {
+    base == "default"
+        || Platform::parse(base).is_some()
+        || base.strip_prefix("channel-").is_some_and(|c| config.channels.contains_key(c))
+}
+
+fn read_dir_sorted(dir: &Path, errors: &mut Vec<TemplateError>) -> Vec<PathBuf> {
+    match std::fs::read_dir(dir) {
+        Ok(rd) => {
+            let mut v: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            v.sort();
+            v
+        }
+        Err(e) => {
+            errors.push(TemplateError { file: dir.to_path_buf(), line: None, message: format!("cannot read: {e}") });
+            Vec::new()
+        }
+    }
+}
+
+fn add(
+    env: &mut Environment<'static>,
+    dir: &Path,
+    name: &str,
+    names: &mut BTreeSet<String>,
+    errors: &mut Vec<TemplateError>,
+) {
     let path = dir.join(name);
     let source = match std::fs::read_to_string(&path) {
         Ok(s) => s,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && name == GLOBAL_DEFAULT => {
-            return false;
-        }
         Err(e) => {
             errors.push(TemplateError { file: path, line: None, message: e.to_string() });
-            return false;
+            return;
         }
     };
     match env.add_template_owned(name.to_owned(), source) {
-        Ok(()) => true,
-        Err(e) => {
-            errors.push(TemplateError {
-                file: path,
-                line: e.line(),
-                message: e.detail().unwrap_or("syntax error").to_owned(),
-            });
-            false
+        Ok(()) => {
+            names.insert(name.to_owned());
         }
+        Err(e) => errors.push(TemplateError {
+            file: path,
+            line: e.line(),
+            message: e.detail().unwrap_or("syntax error").to_owned(),
+        }),
     }
 }
 
@@ -137,27 +426,57 @@ fn describe(name: &str, e: &minijinja::Error) -> String {
     }
 }
 
-/// What a template sees: the event's fields at the top level (and again under `fields`),
-/// the core event keys, the delivery kind, the channel and the agency.
-fn context(event: &Event, kind: DeliveryKind, channel: &ChannelConfig, agency: &Agency) -> Value {
-    let mut ctx: Map<String, Value> = event.fields.clone();
-    if let Ok(Value::Object(core)) = serde_json::to_value(event) {
-        ctx.extend(core);
+/// Trim lines' trailing spaces, collapse runs of blank lines, trim the ends: templates
+/// with optional sections leave gaps behind.
+fn tidy(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut blank = 0;
+    for line in text.trim().lines().map(str::trim_end) {
+        if line.is_empty() {
+            blank += 1;
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(if blank > 0 { "\n\n" } else { "\n" });
+        }
+        blank = 0;
+        out.push_str(line);
     }
-    for key in
-        ["revision", "sent", "expires", "description", "instruction", "area", "location", "web", "contact", "language"]
-    {
-        ctx.entry(key).or_insert(Value::Null);
+    out
+}
+
+/// A description cut shorter than this says too little to keep; it is dropped instead.
+const MIN_DESCRIPTION: usize = 40;
+
+/// The longest description (cut at a word) with which the text fits, or the text without
+/// a description; `None` if even that does not fit.
+fn shorten_description(
+    draw: &dyn Fn(Option<&str>) -> Result<String, String>,
+    description: Option<&str>,
+    fits: &dyn Fn(&str) -> bool,
+) -> Option<String> {
+    let description = description?;
+    let without = draw(None).ok().filter(|t| fits(t))?;
+    let total = platform::graphemes(description);
+    let mut best = without;
+    let mut lo = MIN_DESCRIPTION.min(total).saturating_sub(1);
+    let mut hi = total;
+    while lo < hi {
+        let mid = (lo + hi).div_ceil(2);
+        let cut = fit::truncate_at_word(description, mid);
+        match draw(if cut.is_empty() { None } else { Some(&cut) }) {
+            Ok(t) if fits(&t) => {
+                best = t;
+                lo = mid;
+            }
+            _ => hi = mid - 1,
+        }
     }
-    ctx.insert("fields".to_owned(), Value::Object(event.fields.clone()));
-    ctx.insert("kind".to_owned(), Value::from(kind.as_str()));
-    ctx.insert("channel".to_owned(), serde_json::json!({ "name": channel.name, "kind": channel.kind.name() }));
-    ctx.insert("agency".to_owned(), serde_json::to_value(agency).unwrap_or(Value::Null));
-    Value::Object(ctx)
+    Some(best)
 }
 
 /// A plain text that keeps what matters when a template cannot be used.
-pub fn fallback(event: &Event, kind: DeliveryKind) -> String {
+pub fn fallback(event: &Event, kind: DeliveryKind, platform: Platform) -> String {
     let head = match kind {
         DeliveryKind::Post => event.headline.clone(),
         DeliveryKind::Update => format!("UPDATE: {}", event.headline),
@@ -166,7 +485,7 @@ pub fn fallback(event: &Event, kind: DeliveryKind) -> String {
     [Some(&head), event.instruction.as_ref(), event.web.as_ref(), event.contact.as_ref()]
         .into_iter()
         .flatten()
-        .map(String::as_str)
+        .map(|v| escape::escape(platform, v))
         .collect::<Vec<_>>()
         .join("\n")
 }

@@ -1,8 +1,11 @@
-use super::*;
-use crate::config::tests::{MINIMAL, load_str};
-use crate::event::json;
+use std::path::PathBuf;
 
-fn event(extra: Value) -> Event {
+use super::*;
+use crate::config::ChannelSelector;
+use crate::config::tests::{MINIMAL, load_str};
+use crate::event::{Priority, json};
+
+fn event(extra: serde_json::Value) -> Event {
     let mut v = serde_json::json!({
         "id": "INC-1", "type": "missing_child", "status": "actual",
         "headline": "Child missing", "fields": { "child_name": "Sofia" }
@@ -15,7 +18,11 @@ fn event(extra: Value) -> Event {
 
 /// A config whose templates dir holds `files`.
 fn setup(files: &[(&str, &str)]) -> (tempfile::TempDir, Config) {
-    let (dir, config) = load_str(MINIMAL);
+    setup_with(MINIMAL, files)
+}
+
+fn setup_with(toml: &str, files: &[(&str, &str)]) -> (tempfile::TempDir, Config) {
+    let (dir, config) = load_str(toml);
     for (name, text) in files {
         let path = config.templates_dir.join(name);
         std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
@@ -24,15 +31,116 @@ fn setup(files: &[(&str, &str)]) -> (tempfile::TempDir, Config) {
     (dir, config)
 }
 
+fn rule(c: &Config) -> &EventRule {
+    &c.events["missing_child"]
+}
+
+fn render(r: &Renderer, c: &Config, target: &Target<'_>, e: &Event) -> Rendered {
+    r.render_for(rule(c), target, e, DeliveryKind::Post, None)
+}
+
 #[test]
-fn event_set_template_wins_over_the_global_default() {
-    let (_d, c) =
-        setup(&[("missing_child/default.txt", "AMBER: {{ headline }} / {{ child_name }} / {{ agency.time_zone }}")]);
+fn the_chain_is_channel_then_platform_then_event_then_global() {
+    let (_d, c) = setup(&[
+        ("missing_child/default.txt", "event default"),
+        ("missing_child/x.txt", "for X"),
+        ("missing_child/channel-console.txt", "for the console channel"),
+    ]);
     let r = Renderer::load(&c).expect("load");
-    let out = r.render("missing_child", &c.channels["console"], &event(serde_json::json!({})), DeliveryKind::Post);
-    assert_eq!(out, Rendered { text: "AMBER: Child missing / Sofia / UTC".to_owned(), error: None });
-    let out = r.render("road_closure", &c.channels["console"], &event(serde_json::json!({})), DeliveryKind::Post);
-    assert_eq!(out.text, "Child missing", "falls back to default.txt");
+    let e = event(serde_json::json!({}));
+    assert_eq!(render(&r, &c, &Target::channel(&c.channels["console"]), &e).text, "for the console channel");
+    assert_eq!(render(&r, &c, &Target::platform(Platform::X), &e).text, "for X");
+    assert_eq!(render(&r, &c, &Target::platform(Platform::Mastodon), &e).text, "event default");
+    let road = EventRule::new(Priority::Normal, ChannelSelector::All, "road_closure");
+    assert_eq!(r.render_for(&road, &Target::platform(Platform::X), &e, DeliveryKind::Post, None).text, "Child missing");
+}
+
+#[test]
+fn language_variants_are_preferred_for_their_language() {
+    let (_d, c) = setup(&[
+        ("missing_child/default.txt", "EN: {{ headline }}"),
+        ("missing_child/default.es.txt", "ES: {{ headline }}"),
+    ]);
+    let r = Renderer::load(&c).expect("load");
+    let e = event(serde_json::json!({
+        "language": "en-US",
+        "translations": [{ "language": "es-US", "headline": "Niña desaparecida" }]
+    }));
+    let t = Target::platform(Platform::Mastodon);
+    assert_eq!(r.render_for(rule(&c), &t, &e, DeliveryKind::Post, Some("en-US")).text, "EN: Child missing");
+    assert_eq!(r.render_for(rule(&c), &t, &e, DeliveryKind::Post, Some("es-US")).text, "ES: Niña desaparecida");
+}
+
+#[test]
+fn values_are_escaped_for_the_platform_but_template_text_is_not() {
+    let (_d, c) = setup(&[("missing_child/default.txt", "**AMBER** {{ headline }}")]);
+    let r = Renderer::load(&c).expect("load");
+    let e = event(serde_json::json!({ "headline": "@everyone [click](http://evil.example) *now*" }));
+    let discord = render(&r, &c, &Target::platform(Platform::Discord), &e).text;
+    assert_eq!(discord, "**AMBER** @\u{200B}everyone \\[click\\](http://evil.example) \\*now\\*");
+    let x = render(&r, &c, &Target::platform(Platform::X), &e).text;
+    assert_eq!(x, "**AMBER** @\u{200B}everyone [click](http://evil.example) *now*");
+    let hook = render(&r, &c, &Target::platform(Platform::Webhook), &e).text;
+    assert_eq!(hook, "**AMBER** @everyone [click](http://evil.example) *now*");
+}
+
+#[test]
+fn field_values_are_data_never_template_code() {
+    let (_d, c) = setup(&[("missing_child/default.txt", "{{ headline }}")]);
+    let r = Renderer::load(&c).expect("load");
+    let e = event(serde_json::json!({ "headline": "{{ agency.name }} {% for x in range(9) %}x{% endfor %}" }));
+    assert_eq!(
+        render(&r, &c, &Target::platform(Platform::X), &e).text,
+        "{{ agency.name }} {% for x in range(9) %}x{% endfor %}"
+    );
+}
+
+#[test]
+fn too_long_shortens_the_description_at_a_word_and_keeps_the_rest() {
+    let (_d, c) = setup(&[(
+        "missing_child/default.txt",
+        "AMBER ALERT: {{ headline }}\n{{ description }}\nCall 911 if seen.\nhttps://sheriff.example/amber/1",
+    )]);
+    let r = Renderer::load(&c).expect("load");
+    let long =
+        "Sofia was last seen wearing a yellow raincoat and pink rain boots near the north entrance of Lakeview Park. "
+            .repeat(6);
+    let e = event(serde_json::json!({ "description": long }));
+    let out = render(&r, &c, &Target::platform(Platform::X), &e);
+    assert!(out.shortened && out.length.fits && out.error.is_none(), "{out:?}");
+    assert!(out.length.count <= 280);
+    assert!(out.text.starts_with("AMBER ALERT: Child missing\nSofia was last seen"), "{}", out.text);
+    assert!(out.text.contains("…\nCall 911 if seen.\nhttps://sheriff.example/amber/1"), "{}", out.text);
+    let untouched = render(&r, &c, &Target::platform(Platform::Facebook), &e);
+    assert!(!untouched.shortened && untouched.text.contains(long.trim()));
+}
+
+#[test]
+fn a_thread_channel_splits_instead() {
+    let toml = MINIMAL.replace(
+        "[channels.console]\nkind = \"console\"",
+        "[channels.console]\nkind = \"console\"\nmax_chars = 60\noverflow = \"thread\"",
+    );
+    let (_d, c) =
+        setup_with(&toml, &[("missing_child/default.txt", "{{ headline }}\n\n{{ description }}\n\nCall 911.")]);
+    let r = Renderer::load(&c).expect("load");
+    let e = event(
+        serde_json::json!({ "description": "A long description that cannot fit in sixty characters together with the rest." }),
+    );
+    let out = r.render(rule(&c), &c.channels["console"], &e, DeliveryKind::Post, None);
+    assert!(out.parts.len() >= 2, "{out:?}");
+    assert!(out.parts.iter().all(|p| p.chars().count() <= 60), "{:?}", out.parts);
+    assert!(out.parts[0].starts_with("Child missing"));
+    assert!(out.parts.last().is_some_and(|p| p.contains("Call 911.")));
+}
+
+#[test]
+fn a_template_too_long_without_its_description_is_cut_and_says_so() {
+    let (_d, c) = setup(&[("missing_child/default.txt", "{{ headline }} {% for i in range(100) %}word {% endfor %}")]);
+    let r = Renderer::load(&c).expect("load");
+    let out = render(&r, &c, &Target::platform(Platform::X), &event(serde_json::json!({})));
+    assert!(out.length.fits && out.shortened);
+    assert!(out.error.as_deref().is_some_and(|e| e.contains("too long for x")), "{:?}", out.error);
 }
 
 #[test]
@@ -45,11 +153,18 @@ fn syntax_errors_name_file_and_line() {
 }
 
 #[test]
+fn unknown_template_names_are_refused() {
+    let (_d, c) = setup(&[("missing_child/mastodn.txt", "typo")]);
+    let errs = Renderer::load(&c).expect_err("typo");
+    assert!(errs[0].file.ends_with("mastodn.txt"), "{errs:?}");
+}
+
+#[test]
 fn undefined_variable_falls_back_and_says_why() {
     let (_d, c) = setup(&[("missing_child/default.txt", "{{ headline }} {{ suspect_name }}")]);
     let r = Renderer::load(&c).expect("load");
     let e = event(serde_json::json!({ "instruction": "Call 911", "web": "https://s.example/a" }));
-    let out = r.render("missing_child", &c.channels["console"], &e, DeliveryKind::Post);
+    let out = render(&r, &c, &Target::platform(Platform::Console), &e);
     assert_eq!(out.text, "Child missing\nCall 911\nhttps://s.example/a");
     let err = out.error.expect("error recorded");
     assert!(err.contains("missing_child/default.txt") && err.contains("undefined"), "{err}");
@@ -62,31 +177,35 @@ fn a_loop_bomb_runs_out_of_fuel_instead_of_hanging() {
         "{% for a in range(100000) %}{% for b in range(100000) %}x{% endfor %}{% endfor %}",
     )]);
     let r = Renderer::load(&c).expect("load");
-    let out = r.render("missing_child", &c.channels["console"], &event(serde_json::json!({})), DeliveryKind::Post);
+    let out = render(&r, &c, &Target::platform(Platform::Console), &event(serde_json::json!({})));
     assert!(out.error.as_deref().is_some_and(|e| e.contains("fuel")), "{:?}", out.error);
     assert_eq!(out.text, "Child missing");
+}
+
+#[test]
+fn only_public_fields_reach_the_template() {
+    let toml = MINIMAL.replace(
+        "[events.missing_child]\npriority = \"critical\"",
+        "[events.missing_child]\npriority = \"critical\"\npublic_fields = [\"child_name\"]",
+    );
+    let (_d, c) = setup_with(
+        &toml,
+        &[(
+            "missing_child/default.txt",
+            "{{ child_name }}{% if home_address is defined %} {{ home_address }}{% endif %}",
+        )],
+    );
+    let r = Renderer::load(&c).expect("load");
+    let e = event(serde_json::json!({ "fields": { "child_name": "Sofia", "home_address": "12 Elm St" } }));
+    assert_eq!(render(&r, &c, &Target::platform(Platform::X), &e).text, "Sofia");
 }
 
 #[test]
 fn non_actual_events_are_always_marked() {
     let (_d, c) = setup(&[]);
     let r = Renderer::load(&c).expect("load");
-    let out =
-        r.render("x", &c.channels["console"], &event(serde_json::json!({ "status": "exercise" })), DeliveryKind::Post);
+    let out = render(&r, &c, &Target::platform(Platform::Console), &event(serde_json::json!({ "status": "exercise" })));
     assert_eq!(out.text, "[EXERCISE] Child missing");
-}
-
-#[test]
-fn html_is_not_escaped_in_plain_text() {
-    let (_d, c) = setup(&[]);
-    let r = Renderer::load(&c).expect("load");
-    let out = r.render(
-        "x",
-        &c.channels["console"],
-        &event(serde_json::json!({ "headline": "Tom & Jerry <ok>" })),
-        DeliveryKind::Post,
-    );
-    assert_eq!(out.text, "Tom & Jerry <ok>");
 }
 
 #[test]
@@ -97,17 +216,49 @@ fn no_template_at_all_is_a_load_error() {
     assert!(errs.iter().any(|e| e.message.contains("no default.txt")), "{errs:?}");
 }
 
-#[test]
-fn shipped_templates_render_the_example_events() {
+fn shipped() -> (Config, Renderer) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/bullhorn.toml");
     let c = crate::config::load_with_env(&path, Vec::new()).expect("config");
     let r = Renderer::load(&c).expect("templates");
-    for name in ["amber.json", "amber-cancel.json", "road-closure.json", "drill.json"] {
-        let bytes = std::fs::read(path.with_file_name("examples").join(name)).expect("example");
-        let e = json::decode(&bytes).unwrap_or_else(|r| panic!("{name}: {r}"));
-        let set = &c.events[&e.event_type].templates;
-        let out = r.render(set, &c.channels["console"], &e, DeliveryKind::for_msg_type(e.msg_type));
-        assert_eq!(out.error, None, "{name}");
-        assert!(out.text.contains(&e.headline), "{name}: {}", out.text);
+    (c, r)
+}
+
+#[test]
+fn the_shipped_config_passes_check() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/bullhorn.toml");
+    let c = crate::config::load_with_env(&path, Vec::new()).expect("config");
+    let problems = check::check(&c);
+    assert!(problems.is_empty(), "{}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"));
+}
+
+/// Every shipped template set, rendered from its sample for every platform and kind: the
+/// snapshots in `src/render/snapshots/` are what each platform receives.
+#[test]
+fn snapshots_of_every_shipped_template_on_every_platform() {
+    let (c, r) = shipped();
+    let mut sets: Vec<(&String, &EventRule)> = c.events.iter().collect();
+    sets.sort_by_key(|(t, _)| t.as_str());
+    for (event_type, rule) in sets {
+        let e = check::sample(&r, &rule.templates, event_type).unwrap_or_else(|e| panic!("{e}"));
+        let mut out = String::new();
+        for kind in [DeliveryKind::Post, DeliveryKind::Update, DeliveryKind::Cancel] {
+            for p in Platform::ALL.into_iter().filter(|p| !matches!(p, Platform::File | Platform::Webhook)) {
+                for lang in e.languages() {
+                    let rendered = r.render_for(rule, &Target::platform(p), &e, kind, lang);
+                    assert!(rendered.error.is_none(), "{event_type}/{p}/{}: {:?}", kind.as_str(), rendered.error);
+                    assert!(rendered.length.fits, "{event_type}/{p}: {}", rendered.length);
+                    out.push_str(&format!(
+                        "=== {} · {p}{} · {} · {}{}\n{}\n\n",
+                        kind.as_str(),
+                        lang.map(|l| format!(" · {l}")).unwrap_or_default(),
+                        rendered.template,
+                        rendered.length,
+                        if rendered.shortened { " · shortened" } else { "" },
+                        rendered.text
+                    ));
+                }
+            }
+        }
+        insta::assert_snapshot!(event_type.as_str(), out);
     }
 }

@@ -74,6 +74,8 @@ pub struct NewEvent {
     pub sent_at: Option<i64>,
     pub expires_at: Option<i64>,
     pub received_at: i64,
+    /// The rule says `approval = "hold"`: deliveries wait in `held` until approved.
+    pub hold: bool,
     pub deliveries: Vec<NewDelivery>,
 }
 
@@ -81,6 +83,10 @@ pub struct NewEvent {
 pub struct NewDelivery {
     pub channel: String,
     pub kind: DeliveryKind,
+    /// '' when the event gives no language.
+    pub language: String,
+    /// A thread's parts, when the text was split; empty for one post.
+    pub parts: Vec<String>,
     pub priority: Priority,
     pub text: String,
     pub render_note: Option<String>,

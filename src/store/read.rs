@@ -33,6 +33,10 @@ pub struct Job {
     pub delivery_id: i64,
     pub channel: String,
     pub kind: DeliveryKind,
+    /// '' when the event gave no language.
+    pub language: String,
+    /// A thread's parts; empty for one post.
+    pub parts: Vec<String>,
     pub state: String,
     pub priority: Priority,
     pub text: String,
@@ -114,13 +118,16 @@ impl Reader {
             c.prepare_cached(
                 "SELECT d.id, d.channel, d.kind, d.state, d.priority, d.text, d.idem_key, d.attempts, d.reply_to,
                         d.created_at, e.id, e.incident_key, e.event_type, e.msg_type, e.status, e.revision,
-                        e.sent_at, e.expires_at, e.received_at, e.event_json
+                        e.sent_at, e.expires_at, e.received_at, e.event_json, d.language, d.parts
                  FROM deliveries d JOIN events e ON e.id = d.event_id
                  WHERE d.id = ?1",
             )?
             .query_row([delivery_id], |r| {
                 let kind: String = r.get(2)?;
+                let parts: Option<String> = r.get(21)?;
                 Ok(Job {
+                    language: r.get(20)?,
+                    parts: parts.and_then(|p| serde_json::from_str(&p).ok()).unwrap_or_default(),
                     delivery_id: r.get(0)?,
                     channel: r.get(1)?,
                     kind: DeliveryKind::parse(&kind).unwrap_or(DeliveryKind::Post),

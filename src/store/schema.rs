@@ -38,10 +38,14 @@ CREATE TABLE deliveries (
     channel     TEXT    NOT NULL,
     -- post | update | cancel
     kind        TEXT    NOT NULL,
-    -- queued | in_flight | sent | dead | expired | suppressed
+    -- BCP 47 tag of this post's language, '' when the event gives none
+    language    TEXT    NOT NULL DEFAULT '',
+    -- held (waiting for approval) | queued | in_flight | sent | dead | expired | suppressed
     state       TEXT    NOT NULL,
     priority    INTEGER NOT NULL,
     text        TEXT    NOT NULL,
+    -- a thread's parts as a JSON array of strings, when the text was split
+    parts       TEXT,
     -- the template error when the fallback text was used
     render_note TEXT,
     -- the delivery this one replies to (the channel's original post of the incident)
@@ -58,7 +62,7 @@ CREATE TABLE deliveries (
     reason      TEXT,
     created_at  INTEGER NOT NULL,
     updated_at  INTEGER NOT NULL,
-    UNIQUE (event_id, channel, kind)
+    UNIQUE (event_id, channel, kind, language)
 ) STRICT;
 CREATE INDEX deliveries_open ON deliveries(channel, state) WHERE state IN ('queued', 'in_flight');
 

@@ -54,9 +54,12 @@ fn event(id: &str, revision: u64, msg_type: &'static str, channels: &[&str]) -> 
         sent_at: None,
         expires_at: None,
         received_at: 1,
+        hold: false,
         deliveries: channels
             .iter()
             .map(|c| NewDelivery {
+                language: String::new(),
+                parts: Vec::new(),
                 channel: (*c).to_owned(),
                 kind,
                 priority: Priority::Critical,
@@ -301,4 +304,45 @@ async fn finishing_an_attempt_twice_is_refused() {
     };
     assert_eq!(f.store.finish_attempt(1, 1, 9, again).await, Err(StoreError::NotQueued(1)));
     assert_eq!(state(&f, 1), "sent", "a sent delivery is never put back");
+}
+
+#[tokio::test]
+async fn held_deliveries_wait_unannounced_and_a_cancel_suppresses_them() {
+    let mut f = open(Duration::from_secs(1));
+    let mut e = event("H", 1, "alert", &["c"]);
+    e.hold = true;
+    assert!(matches!(ingest(&f, e).await, Ok(IngestOutcome::Accepted { deliveries: 1, .. })));
+    assert_eq!(state(&f, 1), "held");
+    assert!(f.announced.try_recv().is_err(), "workers do not hear of a held delivery");
+    assert!(f.store.reader().expect("reader").pending("c").await.expect("pending").is_empty());
+    ingest(&f, event("H", 2, "cancel", &["c"])).await.expect("cancel");
+    assert_eq!(state(&f, 1), "suppressed");
+}
+
+#[tokio::test]
+async fn a_reply_goes_to_the_original_in_its_own_language() {
+    let f = open(Duration::from_secs(1));
+    let mut e = event("L", 1, "alert", &["c"]);
+    let mut es = e.deliveries[0].clone();
+    es.language = "es".to_owned();
+    es.idem_key.push_str("-es");
+    e.deliveries.push(es);
+    ingest(&f, e).await.expect("alert");
+    send_ok(&f, 1, "en-post").await;
+    send_ok(&f, 2, "es-post").await;
+    let mut u = event("L", 2, "update", &["c"]);
+    let mut es = u.deliveries[0].clone();
+    es.language = "es".to_owned();
+    es.idem_key.push_str("-es");
+    u.deliveries.push(es);
+    ingest(&f, u).await.expect("update");
+    let conn = Connection::open(&f.path).expect("o");
+    let rows: Vec<(String, i64)> = conn
+        .prepare("SELECT language, reply_to FROM deliveries WHERE event_id = 2 ORDER BY language")
+        .expect("prep")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("q")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(rows, [(String::new(), 1), ("es".to_owned(), 2)]);
 }

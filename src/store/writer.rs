@@ -358,7 +358,8 @@ fn ingest_event(
     let suppressed = conn
         .prepare_cached(
             "UPDATE deliveries SET state = 'suppressed', reason = ?2, updated_at = ?3
-             WHERE state = 'queued' AND event_id IN (SELECT id FROM events WHERE incident_key = ?1 AND id <> ?4)",
+             WHERE state IN ('queued', 'held')
+               AND event_id IN (SELECT id FROM events WHERE incident_key = ?1 AND id <> ?4)",
         )?
         .execute(params![e.incident_key, reason, now, event_id])?;
     conn.prepare_cached(
@@ -372,7 +373,7 @@ fn ingest_event(
 
     let mut created = 0;
     for d in &e.deliveries {
-        let priors = priors(conn, &e.incident_key, &d.channel, event_id)?;
+        let priors = priors(conn, &e.incident_key, &d.channel, &d.language, event_id)?;
         let out = |p: &&Prior| p.state == "sent" || p.state == "in_flight";
         let original = priors.iter().filter(out).find(|p| p.kind == "post").or_else(|| priors.iter().find(out));
         if d.kind == DeliveryKind::Cancel && original.is_none() {
@@ -381,39 +382,53 @@ fn ingest_event(
         }
         let reply_to = original.map(|p| p.id);
         conn.prepare_cached(
-            "INSERT INTO deliveries (event_id, channel, kind, state, priority, text, render_note, reply_to, idem_key,
-                                     created_at, updated_at)
-             VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+            "INSERT INTO deliveries (event_id, channel, kind, language, state, priority, text, parts, render_note,
+                                     reply_to, idem_key, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
         )?
         .execute(params![
             event_id,
             d.channel,
             d.kind.as_str(),
+            d.language,
+            if e.hold { "held" } else { "queued" },
             d.priority.rank(),
             d.text,
+            (!d.parts.is_empty()).then(|| serde_json::to_string(&d.parts).unwrap_or_default()),
             d.render_note,
             reply_to,
             d.idem_key,
             now
         ])?;
-        announced.push(Queued {
-            id: conn.last_insert_rowid(),
-            channel: d.channel.clone(),
-            priority: d.priority,
-            reply_to,
-        });
+        // A held delivery waits for approval; the workers hear of it only then.
+        if !e.hold {
+            announced.push(Queued {
+                id: conn.last_insert_rowid(),
+                channel: d.channel.clone(),
+                priority: d.priority,
+                reply_to,
+            });
+        }
         created += 1;
     }
     Ok(IngestOutcome::Accepted { event_id, deliveries: created, suppressed })
 }
 
-fn priors(conn: &Connection, incident_key: &str, channel: &str, event_id: i64) -> rusqlite::Result<Vec<Prior>> {
+/// Earlier deliveries of the incident on `channel` in `language`: a reply goes to the post
+/// in its own language.
+fn priors(
+    conn: &Connection,
+    incident_key: &str,
+    channel: &str,
+    language: &str,
+    event_id: i64,
+) -> rusqlite::Result<Vec<Prior>> {
     let mut stmt = conn.prepare_cached(
         "SELECT d.id, d.kind, d.state FROM deliveries d JOIN events e ON e.id = d.event_id
-         WHERE e.incident_key = ?1 AND d.channel = ?2 AND e.id <> ?3
+         WHERE e.incident_key = ?1 AND d.channel = ?2 AND d.language = ?3 AND e.id <> ?4
          ORDER BY d.id",
     )?;
-    let rows = stmt.query_map(params![incident_key, channel, event_id], |r| {
+    let rows = stmt.query_map(params![incident_key, channel, language, event_id], |r| {
         Ok(Prior { id: r.get(0)?, kind: r.get(1)?, state: r.get(2)? })
     })?;
     rows.collect()

@@ -118,10 +118,11 @@ fn hostile_text_is_kept_verbatim_for_the_channel_to_escape() {
 
 #[test]
 fn idempotency_key_is_stable_and_distinct() {
-    let a = idempotency_key("json:A#r1", "hook", "post");
-    assert_eq!(a, idempotency_key("json:A#r1", "hook", "post"));
-    assert_ne!(a, idempotency_key("json:A#r1", "hook", "update"));
-    assert_ne!(a, idempotency_key("json:A#r1", "hook2", "post"));
+    let a = idempotency_key("json:A#r1", "hook", "post", "");
+    assert_eq!(a, idempotency_key("json:A#r1", "hook", "post", ""));
+    assert_ne!(a, idempotency_key("json:A#r1", "hook", "update", ""));
+    assert_ne!(a, idempotency_key("json:A#r1", "hook2", "post", ""));
+    assert_ne!(a, idempotency_key("json:A#r1", "hook", "post", "es"));
     assert!(a.starts_with("bh_") && a.len() == 35);
 }
 

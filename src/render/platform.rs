@@ -1,0 +1,338 @@
+//! Platforms and how each counts the length of a post. Pure.
+//!
+//! Every platform measures text its own way, and a post that is one unit over is refused,
+//! so each rule follows the platform's own definition, with a real library where one
+//! exists: X's weighted length from twitter-text (URLs 23, CJK and emoji 2), grapheme
+//! clusters (unicode-segmentation) for Mastodon and Bluesky, UTF-16 code units for
+//! Telegram, GSM-7 or UCS-2 segments for SMS.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use unicode_segmentation::UnicodeSegmentation as _;
+
+/// Where a channel posts. Each channel kind maps to one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Platform {
+    X,
+    Mastodon,
+    Bluesky,
+    Facebook,
+    Instagram,
+    Threads,
+    Telegram,
+    Discord,
+    Slack,
+    Teams,
+    Nextdoor,
+    Sms,
+    Webhook,
+    Console,
+    File,
+}
+
+impl Platform {
+    pub const ALL: [Platform; 15] = [
+        Platform::X,
+        Platform::Mastodon,
+        Platform::Bluesky,
+        Platform::Facebook,
+        Platform::Instagram,
+        Platform::Threads,
+        Platform::Telegram,
+        Platform::Discord,
+        Platform::Slack,
+        Platform::Teams,
+        Platform::Nextdoor,
+        Platform::Sms,
+        Platform::Webhook,
+        Platform::Console,
+        Platform::File,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Platform::X => "x",
+            Platform::Mastodon => "mastodon",
+            Platform::Bluesky => "bluesky",
+            Platform::Facebook => "facebook",
+            Platform::Instagram => "instagram",
+            Platform::Threads => "threads",
+            Platform::Telegram => "telegram",
+            Platform::Discord => "discord",
+            Platform::Slack => "slack",
+            Platform::Teams => "teams",
+            Platform::Nextdoor => "nextdoor",
+            Platform::Sms => "sms",
+            Platform::Webhook => "webhook",
+            Platform::Console => "console",
+            Platform::File => "file",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Platform> {
+        Platform::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+
+    /// The platform's own limit on one post, in its own unit; `None` for no limit.
+    pub fn default_limit(self) -> Option<usize> {
+        match self {
+            Platform::X => Some(280),
+            Platform::Mastodon => Some(500),
+            Platform::Bluesky => Some(300),
+            Platform::Facebook => Some(63_206),
+            Platform::Instagram => Some(2_200),
+            Platform::Threads => Some(500),
+            Platform::Telegram => Some(4_096),
+            Platform::Discord => Some(2_000),
+            Platform::Slack => Some(40_000),
+            // The whole Adaptive Card message must stay under ~28 KB; leave room for the card.
+            Platform::Teams => Some(24_000),
+            Platform::Nextdoor => Some(8_192),
+            Platform::Sms => Some(1_600),
+            Platform::Webhook | Platform::Console | Platform::File => None,
+        }
+    }
+
+    /// The unit the limit is counted in.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Platform::X => "weighted characters",
+            Platform::Mastodon | Platform::Bluesky => "graphemes",
+            Platform::Telegram => "UTF-16 units",
+            Platform::Teams | Platform::Nextdoor => "bytes",
+            _ => "characters",
+        }
+    }
+
+    /// Whether the platform turns `@name` into a notification or a tag.
+    pub fn has_mentions(self) -> bool {
+        !matches!(self, Platform::Sms | Platform::Webhook | Platform::Console | Platform::File | Platform::Bluesky)
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How long a text is on one platform, and whether it fits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Length {
+    pub count: usize,
+    pub limit: Option<usize>,
+    pub unit: &'static str,
+    /// A second constraint or detail: Bluesky bytes, SMS segments and encoding.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    pub fits: bool,
+}
+
+impl fmt::Display for Length {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.limit {
+            Some(l) => write!(f, "{}/{l} {}", self.count, self.unit)?,
+            None => write!(f, "{} characters (no limit)", self.count)?,
+        }
+        if let Some(d) = &self.detail {
+            write!(f, ", {d}")?;
+        }
+        if !self.fits {
+            f.write_str(", OVER THE LIMIT")?;
+        }
+        Ok(())
+    }
+}
+
+/// Bluesky's second limit, in UTF-8 bytes.
+pub const BLUESKY_MAX_BYTES: usize = 3000;
+/// What Mastodon counts any URL as.
+const MASTODON_URL_LENGTH: usize = 23;
+
+/// Measure `text` as `platform` counts it, against `limit` (the platform's default unless
+/// the channel sets its own, e.g. a Mastodon instance with a higher limit).
+pub fn measure(platform: Platform, text: &str, limit: Option<usize>) -> Length {
+    let unit = platform.unit();
+    let mut detail = None;
+    let mut extra_fits = true;
+    let count = match platform {
+        Platform::X => x_weighted_length(text),
+        Platform::Mastodon => mastodon_length(text),
+        Platform::Bluesky => {
+            let bytes = text.len();
+            extra_fits = bytes <= BLUESKY_MAX_BYTES;
+            detail = Some(format!("{bytes}/{BLUESKY_MAX_BYTES} bytes"));
+            graphemes(text)
+        }
+        Platform::Threads => threads_length(text),
+        Platform::Telegram => text.encode_utf16().count(),
+        Platform::Teams | Platform::Nextdoor => text.len(),
+        Platform::Sms => {
+            let s = sms_segments(text);
+            detail =
+                Some(format!("{} SMS segment{} ({})", s.segments, if s.segments == 1 { "" } else { "s" }, s.encoding));
+            text.chars().count()
+        }
+        _ => text.chars().count(),
+    };
+    let fits = extra_fits && limit.is_none_or(|l| count <= l);
+    Length { count, limit, unit, detail, fits }
+}
+
+/// X's weighted length (twitter-text, config v3: NFC, ranges weighing 1 or 2, each URL 23,
+/// an emoji sequence 2).
+pub fn x_weighted_length(text: &str) -> usize {
+    let parsed = twitter_text::parse(text, twitter_text_config::config_v3(), true);
+    usize::try_from(parsed.weighted_length).unwrap_or(0)
+}
+
+pub fn graphemes(text: &str) -> usize {
+    text.graphemes(true).count()
+}
+
+/// Mastodon: grapheme clusters, with each http(s) URL counted as 23.
+pub fn mastodon_length(text: &str) -> usize {
+    let mut count = 0;
+    let mut at = 0;
+    for (start, end) in url_spans(text) {
+        count += graphemes(&text[at..start]) + MASTODON_URL_LENGTH;
+        at = end;
+    }
+    count + graphemes(&text[at..])
+}
+
+/// Threads: characters, except that an emoji counts as its UTF-8 bytes.
+pub fn threads_length(text: &str) -> usize {
+    text.graphemes(true).map(|g| if g.chars().any(is_emoji) { g.len() } else { g.chars().count() }).sum()
+}
+
+fn is_emoji(c: char) -> bool {
+    matches!(u32::from(c),
+        0x1F000..=0x1FAFF | 0x2600..=0x27BF | 0x2300..=0x23FF | 0x2B00..=0x2BFF | 0xE0020..=0xE007F)
+}
+
+/// Byte ranges of the http(s) URLs in `text`.
+pub fn url_spans(text: &str) -> Vec<(usize, usize)> {
+    let mut finder = linkify::LinkFinder::new();
+    finder.kinds(&[linkify::LinkKind::Url]).url_must_have_scheme(true);
+    finder
+        .links(text)
+        .filter(|l| {
+            let s = l.as_str();
+            s.starts_with("http://") || s.starts_with("https://")
+        })
+        .map(|l| (l.start(), l.end()))
+        .collect()
+}
+
+/// How an SMS body is split and billed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SmsSegments {
+    pub encoding: &'static str,
+    /// Length in the encoding's units: GSM-7 septets, or UTF-16 code units for UCS-2.
+    pub units: usize,
+    pub segments: usize,
+}
+
+/// GSM 03.38 basic character set (one septet each).
+const GSM7_BASIC: &str = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
+/// GSM 03.38 extension table (escape + one septet: two each).
+const GSM7_EXTENDED: &str = "^{}\\[~]|€\u{000C}";
+
+/// GSM-7 if every character is in the GSM 03.38 tables (160 septets, or 153 per part when
+/// split), else UCS-2 (70 UTF-16 units, or 67 per part).
+pub fn sms_segments(text: &str) -> SmsSegments {
+    let mut septets = 0;
+    let gsm = text.chars().all(|c| {
+        if GSM7_BASIC.contains(c) {
+            septets += 1;
+            true
+        } else if GSM7_EXTENDED.contains(c) {
+            septets += 2;
+            true
+        } else {
+            false
+        }
+    });
+    let (encoding, units, single, multi) =
+        if gsm { ("GSM-7", septets, 160, 153) } else { ("UCS-2", text.encode_utf16().count(), 70, 67) };
+    let segments = if units <= single { 1 } else { units.div_ceil(multi) };
+    SmsSegments { encoding, units, segments }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn x_counts_urls_as_23_and_cjk_and_emoji_as_2() {
+        assert_eq!(x_weighted_length("hello"), 5);
+        assert_eq!(
+            x_weighted_length("see https://www.ruizcountysheriff.gov/amber/RCSO-2026-1121-0001-very-long-path"),
+            4 + 23
+        );
+        // X links only real top-level domains; an example domain counts in full.
+        assert_eq!(x_weighted_length("https://sheriff.example/a"), 25);
+        assert_eq!(x_weighted_length("日本語"), 6);
+        assert_eq!(x_weighted_length("😀"), 2);
+        assert_eq!(x_weighted_length("👨‍👩‍👧"), 2, "a ZWJ family is one emoji");
+        assert_eq!(x_weighted_length("é"), 1);
+        assert_eq!(x_weighted_length("e\u{301}"), 1, "NFC: e + combining acute is é");
+        assert!(measure(Platform::X, &"a".repeat(280), None).count == 280);
+        assert!(!measure(Platform::X, &"a".repeat(281), Some(280)).fits);
+        assert!(!measure(Platform::X, &"日".repeat(141), Some(280)).fits);
+    }
+
+    #[test]
+    fn mastodon_counts_graphemes_and_urls_as_23() {
+        assert_eq!(mastodon_length("héllo 👨‍👩‍👧"), 7);
+        assert_eq!(mastodon_length("a https://example.com/a/very/long/path/that/goes/on b"), 2 + 23 + 2);
+        assert_eq!(mastodon_length("e\u{301}"), 1, "a combining mark is part of its grapheme");
+        assert!(measure(Platform::Mastodon, &"x".repeat(501), Some(500)).count == 501);
+        assert!(measure(Platform::Mastodon, &"x".repeat(501), Some(1000)).fits, "an instance may allow more");
+    }
+
+    #[test]
+    fn bluesky_has_two_limits() {
+        let m = measure(Platform::Bluesky, &"👨‍👩‍👧‍👦".repeat(300), Some(300));
+        assert_eq!(m.count, 300, "a family emoji is one grapheme");
+        assert!(!m.fits, "but {} bytes exceed 3000", "👨‍👩‍👧‍👦".len() * 300);
+        assert_eq!(measure(Platform::Bluesky, "👍🏽", Some(300)).count, 1, "skin tones join their emoji");
+        assert!(measure(Platform::Bluesky, &"a".repeat(300), Some(300)).fits);
+        assert!(!measure(Platform::Bluesky, &"a".repeat(301), Some(300)).fits);
+    }
+
+    #[test]
+    fn telegram_counts_utf16_units() {
+        assert_eq!(measure(Platform::Telegram, "a😀", None).count, 3);
+        assert_eq!(measure(Platform::Telegram, "日本", None).count, 2);
+    }
+
+    #[test]
+    fn threads_counts_emoji_as_their_bytes() {
+        assert_eq!(threads_length("hi 😀"), 3 + 4);
+        assert_eq!(threads_length("日本"), 2);
+    }
+
+    #[test]
+    fn sms_segments_follow_gsm7_and_ucs2() {
+        assert_eq!(sms_segments(&"a".repeat(160)), SmsSegments { encoding: "GSM-7", units: 160, segments: 1 });
+        assert_eq!(sms_segments(&"a".repeat(161)).segments, 2);
+        assert_eq!(sms_segments(&"a".repeat(306)).segments, 2);
+        assert_eq!(sms_segments(&"a".repeat(307)).segments, 3);
+        assert_eq!(sms_segments("€").units, 2, "extension characters take two septets");
+        let u = sms_segments("Alerta: niño 😀");
+        assert_eq!((u.encoding, u.segments), ("UCS-2", 1));
+        assert_eq!(sms_segments(&"ñ😀".repeat(30)).segments, 2, "90 UTF-16 units > 70");
+    }
+
+    #[test]
+    fn url_spans_are_byte_ranges_of_http_urls() {
+        let t = "Café → https://a.example/x and mailto:x@y.example";
+        let spans = url_spans(t);
+        assert_eq!(spans.len(), 1);
+        assert_eq!(&t[spans[0].0..spans[0].1], "https://a.example/x");
+    }
+}

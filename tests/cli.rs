@@ -119,3 +119,42 @@ fn run_refuses_a_taken_broker_port_with_a_clear_error() {
     assert!(err.contains(&format!("127.0.0.1:{port} is already in use")), "{err}");
     drop(holder);
 }
+
+#[test]
+fn check_catches_unknown_variables_and_overflowing_templates() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_config(dir.path(), "url = \"mqtt://127.0.0.1:1\"", "[channels.c]\nkind = \"console\"\n");
+    let set = dir.path().join("templates/road_closure");
+    std::fs::create_dir_all(&set).expect("dir");
+    std::fs::write(set.join("default.txt"), "{{ headline }}\nDetour: {{ detour_route }}\n").expect("write");
+    std::fs::write(set.join("x.txt"), format!("{{{{ headline }}}} {}", "Avoid the area. ".repeat(30))).expect("write");
+    let out = bullhorn(&["--config", path.to_str().expect("utf-8"), "check"]);
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("road_closure/default.txt:2: unknown variable detour_route"), "{err}");
+    assert!(err.contains("road_closure/x.txt") && err.contains("too long for x"), "{err}");
+}
+
+#[test]
+fn render_shows_each_platform_with_its_own_count_and_posts_nothing() {
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config/bullhorn.toml");
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config/examples/amber.json");
+    let out = bullhorn(&["--config", config, "render", example, "--platform", "all", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(report["verdict"].as_str().is_some_and(|v| v.starts_with("would be posted")));
+    let deliveries = report["deliveries"].as_array().expect("deliveries");
+    let x = deliveries.iter().find(|d| d["platform"] == "x").expect("x");
+    assert_eq!(x["length"]["unit"], "weighted characters");
+    assert_eq!(x["length"]["limit"], 280);
+    assert!(x["length"]["fits"].as_bool().expect("bool"));
+    let bsky = deliveries.iter().find(|d| d["platform"] == "bluesky").expect("bluesky");
+    assert!(bsky["facets"].as_array().is_some_and(|f| f.iter().any(|f| f["type"] == "tag")), "{bsky}");
+    let sms = deliveries.iter().find(|d| d["platform"] == "sms").expect("sms");
+    assert!(sms["length"]["detail"].as_str().is_some_and(|d| d.contains("GSM-7")), "{sms}");
+
+    // The configured channels by default, as text.
+    let out = bullhorn(&["--config", config, "render", example]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("── console (console)") && text.contains("── log (file)"), "{text}");
+}

@@ -11,4 +11,5 @@ mod cli;
 mod crash;
 mod delivery;
 mod e2e;
+mod reload;
 mod tls;

@@ -59,6 +59,13 @@ impl Daemon {
         }
     }
 
+    /// Send a signal by name (`HUP`, `TERM`, ...).
+    pub fn signal(&self, name: &str) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill").arg(format!("-{name}")).arg(c.id().to_string()).status();
+        }
+    }
+
     pub fn restart(&mut self) {
         self.kill9();
         self.spawn();

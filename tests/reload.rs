@@ -1,0 +1,146 @@
+//! Hot reload: new wording takes effect, a broken template never replaces a working one,
+//! queued work keeps its text, a removed channel's work waits for it, rate windows stay.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::support::daemon::Daemon;
+use crate::support::webhook::{FakeWebhook, Reply};
+use crate::support::*;
+
+fn template(dir: &Path, text: &str) {
+    std::fs::create_dir_all(dir.join("templates/road_closure")).expect("dir");
+    std::fs::write(dir.join("templates/road_closure/default.txt"), text).expect("write");
+}
+
+fn set_channels(config: &Path, channels: &str) {
+    let text = std::fs::read_to_string(config).expect("read");
+    let head = &text[..text.find("[channels.").expect("channels")];
+    std::fs::write(config, format!("{head}{channels}")).expect("write");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_wording_applies_and_a_broken_template_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hook = FakeWebhook::start(vec![]).await;
+    template(dir.path(), "v1: {{ headline }}");
+    let config = write_config(
+        dir.path(),
+        "",
+        &format!("{}\n[channels.hook]\nkind = \"webhook\"\nurl = \"{}\"\n", embedded_broker(), hook.url),
+    );
+    let mut app = start_app(&config).await;
+    send_raw(&config, "cad/a/events", event("W-1", 1, "road_closure", "first")).await;
+    hook.wait_for(1, Duration::from_secs(10)).await;
+
+    template(dir.path(), "v2: {{ headline }}");
+    app.reload().expect("valid reload");
+    send_raw(&config, "cad/a/events", event("W-2", 1, "road_closure", "second")).await;
+    hook.wait_for(2, Duration::from_secs(10)).await;
+
+    template(dir.path(), "v3: {{ headline }\n");
+    let err = app.reload().expect_err("broken template");
+    assert!(err.contains("road_closure/default.txt:1"), "{err}");
+    send_raw(&config, "cad/a/events", event("W-3", 1, "road_closure", "third")).await;
+    let reqs = hook.wait_for(3, Duration::from_secs(10)).await;
+    app.stop().await;
+    let texts: Vec<String> = reqs.iter().map(|r| r.text()).collect();
+    assert_eq!(texts, ["v1: first", "v2: second", "v2: third"], "the broken template never replaced v2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_work_keeps_its_text_and_a_removed_channel_holds_its_work() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The platform is throttling: the first delivery waits 2 s in the queue.
+    let hook = FakeWebhook::start(vec![Reply::retry_after(429, "2")]).await;
+    template(dir.path(), "old wording: {{ headline }}");
+    let hook_channel = format!("[channels.hook]\nkind = \"webhook\"\nurl = \"{}\"\n", hook.url);
+    let config = write_config(dir.path(), "", &format!("{}\n{hook_channel}", embedded_broker()));
+    let mut app = start_app(&config).await;
+    send_raw(&config, "cad/a/events", event("Q-1", 1, "road_closure", "queued")).await;
+    hook.wait_for(1, Duration::from_secs(10)).await;
+
+    // New wording while Q-1 waits; then the channel is removed altogether.
+    template(dir.path(), "new wording: {{ headline }}");
+    app.reload().expect("reload");
+    set_channels(&config, "[channels.other]\nkind = \"console\"\npublic = false\n");
+    app.reload().expect("reload without hook");
+    send_raw(&config, "cad/a/events", event("Q-2", 1, "road_closure", "while removed")).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(hook.requests().len(), 1, "nothing goes to a removed channel");
+    let db = dir.path().join("bullhorn.db");
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM deliveries WHERE channel = 'hook' AND state = 'queued'"),
+        1,
+        "held, not dropped"
+    );
+
+    // Back again: the held delivery goes out with the text it was rendered with.
+    set_channels(&config, &hook_channel);
+    app.reload().expect("reload with hook");
+    let reqs = hook.wait_for(2, Duration::from_secs(10)).await;
+    app.stop().await;
+    assert_eq!(reqs[1].text(), "old wording: queued");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rate_window_survives_a_reload() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hook = FakeWebhook::start(vec![]).await;
+    template(dir.path(), "{{ headline }}");
+    let channel = |rate: &str| {
+        format!("[channels.hook]\nkind = \"webhook\"\nurl = \"{}\"\nrate = \"{rate}\"\nreserve = 0\n", hook.url)
+    };
+    let config = write_config(dir.path(), "", &format!("{}\n{}", embedded_broker(), channel("2/1h")));
+    let mut app = start_app(&config).await;
+    for i in 0..3 {
+        send_raw(&config, "cad/a/events", event(&format!("R-{i}"), 1, "road_closure", &format!("n{i}"))).await;
+    }
+    hook.wait_for(2, Duration::from_secs(10)).await;
+    // A reload that raises the limit by one: the two sends still count, so one more goes.
+    set_channels(&config, &channel("3/1h"));
+    app.reload().expect("reload");
+    hook.wait_for(3, Duration::from_secs(10)).await;
+    send_raw(&config, "cad/a/events", event("R-3", 1, "road_closure", "n3")).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    app.stop().await;
+    assert_eq!(hook.requests().len(), 3, "at most 3 in the window across the reload");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_a_running_daemon() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let posts = dir.path().join("posts.jsonl");
+    let admin = free_port();
+    template(dir.path(), "before: {{ headline }}");
+    let config = write_config(
+        dir.path(),
+        "",
+        &format!("{}\n[channels.log]\nkind = \"file\"\npath = \"{}\"\n", embedded_broker(), posts.display()),
+    );
+    let text = std::fs::read_to_string(&config).expect("read").replace("127.0.0.1:0", &format!("127.0.0.1:{admin}"));
+    std::fs::write(&config, text).expect("write");
+    let mut daemon = Daemon::start(&config);
+    let ready =
+        eventually(Duration::from_secs(20), || std::net::TcpStream::connect(("127.0.0.1", admin)).ok().map(|_| ()))
+            .await;
+    assert!(ready.is_some(), "daemon up:\n{}", daemon.log());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    send_raw(&config, "cad/a/events", event("H-1", 1, "road_closure", "one")).await;
+    eventually(Duration::from_secs(10), || std::fs::read_to_string(&posts).ok().filter(|s| s.contains("before: one")))
+        .await
+        .expect("first post");
+
+    template(dir.path(), "after: {{ headline }}");
+    daemon.signal("HUP");
+    eventually(Duration::from_secs(10), || daemon.log().contains("config reloaded").then_some(()))
+        .await
+        .expect("reloaded");
+    send_raw(&config, "cad/a/events", event("H-2", 1, "road_closure", "two")).await;
+    let text = eventually(Duration::from_secs(10), || {
+        std::fs::read_to_string(&posts).ok().filter(|s| s.contains("after: two"))
+    })
+    .await;
+    assert!(text.is_some(), "the next alert uses the new wording:\n{}", daemon.log());
+    assert!(daemon.terminate(), "{}", daemon.log());
+}

@@ -144,3 +144,41 @@ async fn sighup_reloads_a_running_daemon() {
     assert!(text.is_some(), "the next alert uses the new wording:\n{}", daemon.log());
     assert!(daemon.terminate(), "{}", daemon.log());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_watch_on_a_saved_template_reloads_by_itself() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let posts = dir.path().join("posts.jsonl");
+    template(dir.path(), "before: {{ headline }}");
+    let config = write_config(
+        dir.path(),
+        "",
+        &format!(
+            "{}\n[reload]\nwatch = true\ndebounce = \"200ms\"\n[channels.log]\nkind = \"file\"\npath = \"{}\"\n",
+            embedded_broker(),
+            posts.display()
+        ),
+    );
+    let mut daemon = Daemon::start(&config);
+    eventually(Duration::from_secs(20), || daemon.log().contains("subscribed").then_some(())).await.expect("daemon up");
+    send_raw(&config, "cad/a/events", event("F-1", 1, "road_closure", "one")).await;
+    eventually(Duration::from_secs(10), || std::fs::read_to_string(&posts).ok().filter(|s| s.contains("before: one")))
+        .await
+        .expect("first post");
+
+    // Saved the way editors do: a new file renamed over the old one.
+    let target = dir.path().join("templates/road_closure/default.txt");
+    let tmp = dir.path().join("templates/road_closure/.default.txt.swp");
+    std::fs::write(&tmp, "after: {{ headline }}").expect("write");
+    std::fs::rename(&tmp, &target).expect("rename");
+    eventually(Duration::from_secs(10), || daemon.log().contains("config reloaded").then_some(()))
+        .await
+        .unwrap_or_else(|| panic!("no reload:\n{}", daemon.log()));
+    send_raw(&config, "cad/a/events", event("F-2", 1, "road_closure", "two")).await;
+    let text = eventually(Duration::from_secs(10), || {
+        std::fs::read_to_string(&posts).ok().filter(|s| s.contains("after: two"))
+    })
+    .await;
+    assert!(text.is_some(), "{}", daemon.log());
+    assert!(daemon.terminate(), "{}", daemon.log());
+}

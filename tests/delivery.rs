@@ -51,7 +51,7 @@ async fn server_errors_are_retried_with_backoff() {
     assert!(reqs[1].at > reqs[0].at && reqs[2].at > reqs[1].at);
     assert_eq!(
         attempts(dir.path()),
-        [(Some(500), "retry".to_owned()), (Some(502), "retry".to_owned()), (Some(200), "sent".to_owned())]
+        [(Some(500), "retry".to_owned()), (Some(502), "unavailable".to_owned()), (Some(200), "sent".to_owned())]
     );
 }
 
@@ -85,18 +85,19 @@ async fn critical_uses_the_reserve_ahead_of_a_backlog_and_the_window_survives_re
     // 5 per hour, one of them reserved: routine posts get 4.
     let config = hook_config(dir.path(), &hook.url, "rate = \"5/1h\"\nreserve = 1\n");
     let app = start_app(&config).await;
+    // High priority: not paced, so they use the whole non-reserved budget at once.
     for i in 0..10 {
-        send_raw(&config, "cad/a/events", event(&format!("R-{i}"), 1, "road_closure", &format!("routine {i}"))).await;
+        send_raw(&config, "cad/a/events", event(&format!("R-{i}"), 1, "wanted", &format!("routine {i}"))).await;
     }
     hook.wait_for(4, Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(hook.requests().len(), 4, "routine posts stop at the reserve");
+    assert_eq!(hook.requests().len(), 4, "non-critical posts stop at the reserve");
 
     send_raw(&config, "cad/a/events", event("AMBER-1", 1, "missing_child", "AMBER Alert")).await;
     let reqs = hook.wait_for(5, Duration::from_secs(5)).await;
     assert_eq!(reqs[4].text(), "AMBER Alert", "the critical alert went next, from the reserve");
     let sent: Vec<String> = reqs[..4].iter().map(|r| r.text()).collect();
-    assert_eq!(sent, ["routine 0", "routine 1", "routine 2", "routine 3"], "oldest routine posts first");
+    assert_eq!(sent, ["routine 0", "routine 1", "routine 2", "routine 3"], "oldest first");
     app.stop().await;
 
     // Restart on the same store: the 5 requests still fill the window, so even a critical
@@ -170,4 +171,26 @@ async fn a_cancel_during_the_originals_request() {
             assert_eq!(body["data"]["in_reply_to"]["id"], reqs[0].id().as_str());
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routine_posts_are_paced_but_critical_is_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hook = FakeWebhook::start(vec![]).await;
+    // 20 per 4 s, 4 reserved: routine posts go one every 250 ms.
+    let config = hook_config(dir.path(), &hook.url, "rate = \"20/4s\"\nreserve = 4\n");
+    let app = start_app(&config).await;
+    for i in 0..5 {
+        send_raw(&config, "cad/a/events", event(&format!("P-{i}"), 1, "road_closure", &format!("routine {i}"))).await;
+    }
+    send_raw(&config, "cad/a/events", event("P-AMBER", 1, "missing_child", "AMBER")).await;
+    let reqs = hook.wait_for(6, Duration::from_secs(10)).await;
+    app.stop().await;
+    let routine: Vec<_> = reqs.iter().filter(|r| r.text().starts_with("routine")).collect();
+    for pair in routine.windows(2) {
+        let gap = pair[1].at - pair[0].at;
+        assert!(gap >= Duration::from_millis(230), "routine posts {gap:?} apart");
+    }
+    let amber = reqs.iter().position(|r| r.text() == "AMBER").expect("amber");
+    assert!(amber <= 2, "the critical alert does not wait behind paced routine posts: position {amber}");
 }

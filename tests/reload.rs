@@ -94,14 +94,14 @@ async fn the_rate_window_survives_a_reload() {
     let config = write_config(dir.path(), "", &format!("{}\n{}", embedded_broker(), channel("2/1h")));
     let mut app = start_app(&config).await;
     for i in 0..3 {
-        send_raw(&config, "cad/a/events", event(&format!("R-{i}"), 1, "road_closure", &format!("n{i}"))).await;
+        send_raw(&config, "cad/a/events", event(&format!("R-{i}"), 1, "wanted", &format!("n{i}"))).await;
     }
     hook.wait_for(2, Duration::from_secs(10)).await;
     // A reload that raises the limit by one: the two sends still count, so one more goes.
     set_channels(&config, &channel("3/1h"));
     app.reload().expect("reload");
     hook.wait_for(3, Duration::from_secs(10)).await;
-    send_raw(&config, "cad/a/events", event("R-3", 1, "road_closure", "n3")).await;
+    send_raw(&config, "cad/a/events", event("R-3", 1, "wanted", "n3")).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     app.stop().await;
     assert_eq!(hook.requests().len(), 3, "at most 3 in the window across the reload");

@@ -44,7 +44,7 @@ pub fn transport_error(e: &reqwest::Error) -> Outcome {
     // `error_chain` leaves out reqwest's own Display, which names the URL: webhook URLs
     // can carry secrets.
     if e.is_connect() {
-        Outcome::Retry(format!("connection failed: {}", error_chain(e)))
+        Outcome::Unavailable(format!("connection failed: {}", error_chain(e)))
     } else if e.is_timeout() {
         Outcome::Unknown(format!("no response in time: {}", error_chain(e)))
     } else {

@@ -28,7 +28,11 @@ pub enum Outcome {
     Sent(PostRef),
     /// The platform said to wait (429, Retry-After, reset headers): pause the channel.
     RetryAfter(Duration, String),
-    /// A transient failure known not to have posted: retry with backoff.
+    /// The platform is down or overloaded (connection refused, 502/503/504, a 429 with
+    /// no hint), known not to have posted: pause the whole channel with backoff, keeping
+    /// its queue in priority order, rather than retrying every delivery on its own.
+    Unavailable(String),
+    /// This request failed transiently, known not to have posted: retry it with backoff.
     Retry(String),
     /// The platform refused the request for good: dead-letter it.
     Permanent(String),
@@ -42,6 +46,7 @@ impl Outcome {
         match self {
             Outcome::Sent(_) => "sent",
             Outcome::RetryAfter(..) => "throttled",
+            Outcome::Unavailable(_) => "unavailable",
             Outcome::Retry(_) => "retry",
             Outcome::Permanent(_) => "dead",
             Outcome::Unknown(_) => "unknown",

@@ -6,8 +6,10 @@
 //! receiver that deduplicates on it (as the spec asks) sees each delivery once even when
 //! a timeout makes bullhorn send again.
 //!
-//! Responses: 2xx is sent; 429 and 503 with `Retry-After` pause the channel; 408, 425,
-//! 429, 5xx retry; 410 Gone and other 4xx are permanent; 3xx is not followed (permanent).
+//! Responses: 2xx is sent; 429 and 503 with `Retry-After` pause the channel for that long;
+//! without it, and 502/504, the platform is unavailable (the channel backs off); 408, 425
+//! and other 5xx retry the request; 410 Gone and other 4xx are permanent; 3xx is not
+//! followed (permanent).
 
 use std::fmt;
 use std::time::Duration;
@@ -139,8 +141,9 @@ pub fn classify(status: u16, headers: &HeaderMap, body: &str, id: &str, now: Tim
         }
         429 | 503 => match retry_after_header(headers, now) {
             Some(d) => Outcome::RetryAfter(d, detail()),
-            None => Outcome::Retry(detail()),
+            None => Outcome::Unavailable(detail()),
         },
+        502 | 504 => Outcome::Unavailable(detail()),
         408 | 425 | 500..=599 => Outcome::Retry(detail()),
         410 => Outcome::Permanent(format!("endpoint gone (410); remove or fix the channel: {}", detail())),
         300..=399 => Outcome::Permanent(format!("redirects are not followed; fix the channel's url: {}", detail())),
@@ -188,7 +191,8 @@ mod tests {
             matches!(classify(429, &wait, "", "k", now()), Outcome::RetryAfter(d, _) if d == Duration::from_secs(30))
         );
         assert!(matches!(classify(503, &wait, "", "k", now()), Outcome::RetryAfter(..)));
-        assert!(matches!(classify(429, &none, "", "k", now()), Outcome::Retry(_)));
+        assert!(matches!(classify(429, &none, "", "k", now()), Outcome::Unavailable(_)));
+        assert!(matches!(classify(502, &none, "", "k", now()), Outcome::Unavailable(_)));
         assert!(matches!(classify(500, &none, "", "k", now()), Outcome::Retry(_)));
         assert!(matches!(classify(408, &none, "", "k", now()), Outcome::Retry(_)));
         assert!(matches!(classify(400, &none, "bad", "k", now()), Outcome::Permanent(m) if m.contains("bad")));

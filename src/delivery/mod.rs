@@ -40,17 +40,21 @@ pub enum Next {
     Pause(Duration),
 }
 
-/// Turn a channel's outcome into the attempt record and the next step. `failures` is how
-/// many attempts this delivery already had before this one; `age` is how long since it
-/// was queued; `unit` is a random number in `[0, 1)` for the jitter.
-pub fn decide(
-    outcome: &Outcome,
-    failures: u32,
-    age: Duration,
-    cfg: &DeliveryConfig,
-    now_ms: i64,
-    unit: f64,
-) -> (AttemptEnd, Next) {
+/// What `decide` needs to know of the past.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct History {
+    /// Attempts this delivery had before this one.
+    pub failures: u32,
+    /// The channel's "unavailable" outcomes in a row before this one.
+    pub unavailable: u32,
+    /// Since the delivery was queued.
+    pub age: Duration,
+}
+
+/// Turn a channel's outcome into the attempt record and the next step. `unit` is a random
+/// number in `[0, 1)` for the jitter.
+pub fn decide(outcome: &Outcome, h: History, cfg: &DeliveryConfig, now_ms: i64, unit: f64) -> (AttemptEnd, Next) {
+    let History { failures, unavailable, age } = h;
     let retry = |delay: Duration| {
         (AttemptEnd::Retry { not_before: now_ms + crate::time::duration_ms(delay) }, Next::Retry(delay))
     };
@@ -61,17 +65,23 @@ pub fn decide(
             let d = (*d).clamp(MIN_PAUSE, cfg.max_retry_after.max(MIN_PAUSE));
             (AttemptEnd::Retry { not_before: now_ms + crate::time::duration_ms(d) }, Next::Pause(d))
         }
-        Outcome::Retry(reason) | Outcome::Unknown(reason) => {
-            if age >= cfg.give_up_after {
-                let reason = format!(
-                    "gave up after {} of failures ({} attempts); last: {reason}",
-                    humantime::format_duration(Duration::from_secs(age.as_secs())),
-                    failures + 1
-                );
-                (AttemptEnd::Dead { reason }, Next::Done)
-            } else {
-                retry(cfg.retry.full_jitter(failures, unit).max(Duration::from_millis(10)))
-            }
+        Outcome::Retry(reason) | Outcome::Unknown(reason) | Outcome::Unavailable(reason)
+            if age >= cfg.give_up_after =>
+        {
+            let reason = format!(
+                "gave up after {} of failures ({} attempts); last: {reason}",
+                humantime::format_duration(Duration::from_secs(age.as_secs())),
+                failures + 1
+            );
+            (AttemptEnd::Dead { reason }, Next::Done)
+        }
+        Outcome::Unavailable(_) => {
+            // The whole channel backs off; the delivery keeps its place in the queue.
+            let d = cfg.retry.full_jitter(unavailable, unit).max(Duration::from_millis(10));
+            (AttemptEnd::Retry { not_before: now_ms + crate::time::duration_ms(d) }, Next::Pause(d))
+        }
+        Outcome::Retry(_) | Outcome::Unknown(_) => {
+            retry(cfg.retry.full_jitter(failures, unit).max(Duration::from_millis(10)))
         }
     }
 }
@@ -222,7 +232,7 @@ pub fn record(outcome: &Outcome, end: AttemptEnd, http_status: Option<u16>) -> A
     let detail = match outcome {
         Outcome::Sent(p) => p.id.clone().unwrap_or_default(),
         Outcome::RetryAfter(d, m) => format!("retry after {}: {m}", humantime::format_duration(*d)),
-        Outcome::Retry(m) | Outcome::Permanent(m) | Outcome::Unknown(m) => m.clone(),
+        Outcome::Retry(m) | Outcome::Unavailable(m) | Outcome::Permanent(m) | Outcome::Unknown(m) => m.clone(),
     };
     AttemptResult { end, outcome: outcome.label(), http_status, detail }
 }
@@ -245,42 +255,55 @@ mod tests {
 
     const NOW: i64 = 1_000_000;
 
+    fn h(failures: u32, unavailable: u32, age_secs: u64) -> History {
+        History { failures, unavailable, age: Duration::from_secs(age_secs) }
+    }
+
+    #[test]
+    fn an_unavailable_platform_pauses_the_channel_with_its_own_backoff() {
+        let out = Outcome::Unavailable("503".to_owned());
+        // ceiling 2 s * 2^2 = 8 s; half with unit 0.5; the delivery's own count plays no part.
+        let (end, next) = decide(&out, h(9, 2, 0), &cfg(), NOW, 0.5);
+        assert_eq!(next, Next::Pause(Duration::from_secs(4)));
+        assert_eq!(end, AttemptEnd::Retry { not_before: NOW + 4000 });
+        let (end, _) = decide(&out, h(9, 2, 25 * 3600), &cfg(), NOW, 0.5);
+        assert!(matches!(end, AttemptEnd::Dead { .. }), "gives up like any transient failure");
+    }
+
     #[test]
     fn sent_and_permanent_are_final() {
         let post = PostRef { id: Some("1".to_owned()), url: None };
-        let (end, next) = decide(&Outcome::Sent(post), 0, Duration::ZERO, &cfg(), NOW, 0.5);
+        let (end, next) = decide(&Outcome::Sent(post), h(0, 0, 0), &cfg(), NOW, 0.5);
         assert_eq!(end, AttemptEnd::Sent { post_id: Some("1".to_owned()), post_url: None });
         assert_eq!(next, Next::Done);
-        let (end, next) = decide(&Outcome::Permanent("400 bad".to_owned()), 0, Duration::ZERO, &cfg(), NOW, 0.5);
+        let (end, next) = decide(&Outcome::Permanent("400 bad".to_owned()), h(0, 0, 0), &cfg(), NOW, 0.5);
         assert_eq!(end, AttemptEnd::Dead { reason: "400 bad".to_owned() });
         assert_eq!(next, Next::Done);
     }
 
     #[test]
     fn retries_back_off_exponentially_with_jitter() {
-        let (end, next) = decide(&Outcome::Retry("500".to_owned()), 3, Duration::ZERO, &cfg(), NOW, 0.5);
+        let (end, next) = decide(&Outcome::Retry("500".to_owned()), h(3, 0, 0), &cfg(), NOW, 0.5);
         // ceiling 2s * 2^3 = 16s; half of it with unit 0.5.
         assert_eq!(next, Next::Retry(Duration::from_secs(8)));
         assert_eq!(end, AttemptEnd::Retry { not_before: NOW + 8000 });
-        let (_, next) = decide(&Outcome::Unknown("timeout".to_owned()), 30, Duration::ZERO, &cfg(), NOW, 0.999);
+        let (_, next) = decide(&Outcome::Unknown("timeout".to_owned()), h(30, 0, 0), &cfg(), NOW, 0.999);
         assert!(matches!(next, Next::Retry(d) if d <= Duration::from_secs(600)));
     }
 
     #[test]
     fn throttle_pauses_within_bounds() {
-        let (_, next) =
-            decide(&Outcome::RetryAfter(Duration::ZERO, String::new()), 0, Duration::ZERO, &cfg(), NOW, 0.5);
+        let (_, next) = decide(&Outcome::RetryAfter(Duration::ZERO, String::new()), h(0, 0, 0), &cfg(), NOW, 0.5);
         assert_eq!(next, Next::Pause(MIN_PAUSE));
         let day = Duration::from_secs(86_400);
-        let (end, next) = decide(&Outcome::RetryAfter(day, String::new()), 0, Duration::ZERO, &cfg(), NOW, 0.5);
+        let (end, next) = decide(&Outcome::RetryAfter(day, String::new()), h(0, 0, 0), &cfg(), NOW, 0.5);
         assert_eq!(next, Next::Pause(Duration::from_secs(3600)));
         assert_eq!(end, AttemptEnd::Retry { not_before: NOW + 3_600_000 });
     }
 
     #[test]
     fn transient_failures_give_up_eventually() {
-        let (end, next) =
-            decide(&Outcome::Retry("503".to_owned()), 40, Duration::from_secs(25 * 3600), &cfg(), NOW, 0.5);
+        let (end, next) = decide(&Outcome::Retry("503".to_owned()), h(40, 0, 25 * 3600), &cfg(), NOW, 0.5);
         assert!(matches!(end, AttemptEnd::Dead { reason } if reason.contains("gave up") && reason.contains("503")));
         assert_eq!(next, Next::Done);
     }

@@ -1,6 +1,9 @@
 //! A channel's quota: at most `limit` requests in any window of `window` (a sliding log,
-//! exact at every instant), with a `reserve` of that budget only critical alerts may use.
-//! Pure: the clock is an argument.
+//! exact at every instant, with a margin for the platform's clock), with a `reserve` of
+//! that budget only critical alerts may use, and routine posts (normal, low) paced evenly
+//! at their share of the window, so a backlog of them never fills the window in one burst:
+//! a critical alert then waits at most one spacing even without a reserve. Pure: the
+//! clock is an argument.
 //!
 //! Why a log and not a token bucket (governor's GCRA): the platforms state their limits
 //! as "N per window", a bucket lets a full burst through and refills continuously, which
@@ -19,23 +22,46 @@ use crate::event::Priority;
 pub struct Window {
     quota: Quota,
     sent: VecDeque<Instant>,
+    /// When the last routine (normal or low) request went out, for pacing.
+    last_routine: Option<Instant>,
+}
+
+/// Whether a priority is paced: routine posts spread over the window instead of bursting.
+fn routine(p: Priority) -> bool {
+    matches!(p, Priority::Normal | Priority::Low)
 }
 
 impl Window {
     pub fn new(quota: Quota) -> Self {
-        Window { quota, sent: VecDeque::new() }
+        Window { quota, sent: VecDeque::new(), last_routine: None }
     }
 
     /// Start from the send times already in the log (oldest first), e.g. after a restart.
+    /// The log does not say which were routine, so pacing counts from the newest.
     pub fn rebuild(quota: Quota, sent: impl IntoIterator<Item = Instant>) -> Self {
         let mut w = Window::new(quota);
         w.sent.extend(sent);
+        w.last_routine = w.sent.back().copied();
         w
     }
 
+    /// How long a request counts: the window, plus a margin for the time between our
+    /// clock and the platform's (network delay, a slow commit), so that the platform,
+    /// counting by arrival, never sees more than the limit in its window.
+    fn span(&self) -> Duration {
+        (self.quota.window / 100).clamp(Duration::from_millis(250), Duration::from_secs(5)) + self.quota.window
+    }
+
+    /// The spacing of routine requests: their share of the window, evenly.
+    fn pace(&self) -> Duration {
+        let routine_budget = self.quota.limit.saturating_sub(self.quota.reserve).max(1);
+        self.quota.window / routine_budget
+    }
+
     fn prune(&mut self, now: Instant) {
+        let span = self.span();
         while let Some(&t) = self.sent.front() {
-            if now.saturating_duration_since(t) >= self.quota.window {
+            if now.saturating_duration_since(t) >= span {
                 self.sent.pop_front();
             } else {
                 break;
@@ -54,14 +80,20 @@ impl Window {
     pub fn wait(&mut self, priority: Priority, now: Instant) -> Option<Duration> {
         self.prune(now);
         let budget = self.budget(priority);
-        if self.sent.len() < budget {
-            return None;
+        let mut wait = Duration::ZERO;
+        if self.sent.len() >= budget {
+            // Room means fewer than `budget` in the window, so the oldest
+            // `len - budget + 1` sends must leave it; this is the last of them.
+            let last_to_leave = self.sent.len() - budget;
+            let freed_by = self.sent.get(last_to_leave).copied().unwrap_or(now);
+            wait = (freed_by + self.span()).saturating_duration_since(now).max(Duration::from_millis(1));
         }
-        // Room means fewer than `budget` in the window, so the oldest `len - budget + 1`
-        // sends must leave it; this is the last of them.
-        let last_to_leave = self.sent.len() - budget;
-        let freed_by = self.sent.get(last_to_leave).copied().unwrap_or(now);
-        Some((freed_by + self.quota.window).saturating_duration_since(now).max(Duration::from_millis(1)))
+        if routine(priority)
+            && let Some(last) = self.last_routine
+        {
+            wait = wait.max((last + self.pace()).saturating_duration_since(now));
+        }
+        (!wait.is_zero()).then_some(wait)
     }
 
     /// New limits (a reload); the sends already in the window still count.
@@ -69,14 +101,12 @@ impl Window {
         self.quota = quota;
     }
 
-    /// Count a request sent at `now`.
-    pub fn record(&mut self, now: Instant) {
+    /// Count a request of `priority` sent at `now`.
+    pub fn record(&mut self, priority: Priority, now: Instant) {
         self.sent.push_back(now);
-    }
-
-    /// Take back the last [`record`](Self::record): the request never left.
-    pub fn unrecord(&mut self) {
-        self.sent.pop_back();
+        if routine(priority) {
+            self.last_routine = Some(now);
+        }
     }
 
     pub fn used(&mut self, now: Instant) -> usize {
@@ -93,18 +123,32 @@ mod tests {
         Quota { limit, window: Duration::from_secs(secs), reserve }
     }
 
+    const S: fn(u64) -> Duration = Duration::from_secs;
+    const MS: fn(u64) -> Duration = Duration::from_millis;
+
     #[test]
-    fn at_most_limit_in_any_window() {
+    fn at_most_limit_in_any_window_plus_a_margin() {
         let t0 = Instant::now();
         let mut w = Window::new(quota(3, 60, 0));
         for i in 0..3 {
-            let at = t0 + Duration::from_secs(i * 10);
-            assert_eq!(w.wait(Priority::Normal, at), None);
-            w.record(at);
+            let at = t0 + S(i * 10);
+            assert_eq!(w.wait(Priority::High, at), None);
+            w.record(Priority::High, at);
         }
-        // Full until the first send (t0) leaves the window at t0+60.
-        assert_eq!(w.wait(Priority::Normal, t0 + Duration::from_secs(25)), Some(Duration::from_secs(35)));
-        assert_eq!(w.wait(Priority::Normal, t0 + Duration::from_secs(60)), None);
+        // Full until the first send (t0) leaves the window and its 0.6 s margin.
+        assert_eq!(w.wait(Priority::High, t0 + S(25)), Some(MS(35_600)));
+        assert_eq!(w.wait(Priority::High, t0 + MS(60_600)), None);
+    }
+
+    #[test]
+    fn the_margin_is_at_least_a_quarter_second_and_at_most_five() {
+        let t0 = Instant::now();
+        let mut short = Window::new(quota(1, 2, 0));
+        short.record(Priority::High, t0);
+        assert_eq!(short.wait(Priority::High, t0 + S(2)), Some(MS(250)));
+        let mut long = Window::new(quota(1, 3 * 3600, 0));
+        long.record(Priority::High, t0);
+        assert_eq!(long.wait(Priority::High, t0 + S(3 * 3600)), Some(S(5)));
     }
 
     #[test]
@@ -113,41 +157,54 @@ mod tests {
         let mut w = Window::new(quota(5, 3600, 1));
         for _ in 0..4 {
             assert_eq!(w.wait(Priority::High, t0), None);
-            w.record(t0);
+            w.record(Priority::High, t0);
         }
-        assert_eq!(w.wait(Priority::High, t0), Some(Duration::from_secs(3600)));
+        assert_eq!(w.wait(Priority::High, t0), Some(S(3605)));
         assert_eq!(w.wait(Priority::Critical, t0), None, "the reserve is there for critical");
-        w.record(t0);
+        w.record(Priority::Critical, t0);
         assert!(w.wait(Priority::Critical, t0).is_some(), "and then the window is full for everyone");
     }
 
     #[test]
-    fn normal_waits_for_enough_sends_to_leave() {
+    fn routine_posts_are_paced_at_their_share_of_the_window() {
         let t0 = Instant::now();
-        // Limit 4, reserve 2: normal may use 2. Critical used the whole window.
-        let mut w = Window::new(quota(4, 100, 2));
-        for i in 0..4 {
-            w.record(t0 + Duration::from_secs(i));
+        // 10 per 100 s with 2 reserved: routine gets 8, one every 12.5 s.
+        let mut w = Window::new(quota(10, 100, 2));
+        w.record(Priority::Normal, t0);
+        assert_eq!(w.wait(Priority::Low, t0 + S(2)), Some(MS(10_500)));
+        assert_eq!(w.wait(Priority::Normal, t0 + MS(12_500)), None);
+        assert_eq!(w.wait(Priority::High, t0), None, "high is not paced");
+        assert_eq!(w.wait(Priority::Critical, t0), None);
+    }
+
+    #[test]
+    fn critical_waits_at_most_one_spacing_behind_paced_routine_even_without_a_reserve() {
+        let t0 = Instant::now();
+        let q = quota(100, 10, 0);
+        let mut w = Window::new(q);
+        // Routine posts go out as fast as pacing lets them, for a minute.
+        let mut t = t0;
+        while t < t0 + S(60) {
+            match w.wait(Priority::Normal, t) {
+                None => w.record(Priority::Normal, t),
+                Some(d) => t += d,
+            }
         }
-        // A normal send needs fewer than 2 in the window, so three sends must leave: the
-        // third (at t0+2) leaves at t0+102.
-        assert_eq!(w.wait(Priority::Normal, t0 + Duration::from_secs(10)), Some(Duration::from_secs(92)));
+        // A critical alert arriving at any moment waits at most one spacing (100 ms).
+        for offset in 0..50 {
+            let at = t + MS(offset * 7);
+            let wait = w.wait(Priority::Critical, at).unwrap_or_default();
+            assert!(wait <= MS(100), "waited {wait:?} at +{}ms", offset * 7);
+        }
     }
 
     #[test]
-    fn rebuilt_window_counts_earlier_sends() {
+    fn rebuilt_window_counts_earlier_sends_and_paces_from_the_newest() {
         let t0 = Instant::now();
-        let mut w = Window::rebuild(quota(2, 60, 0), [t0, t0 + Duration::from_secs(1)]);
-        assert!(w.wait(Priority::Critical, t0 + Duration::from_secs(2)).is_some());
-        assert_eq!(w.used(t0 + Duration::from_secs(61)), 0);
-    }
-
-    #[test]
-    fn unrecord_gives_the_slot_back() {
-        let t0 = Instant::now();
-        let mut w = Window::new(quota(1, 60, 0));
-        w.record(t0);
-        w.unrecord();
-        assert_eq!(w.wait(Priority::Low, t0), None);
+        let mut w = Window::rebuild(quota(2, 60, 0), [t0, t0 + S(1)]);
+        assert!(w.wait(Priority::Critical, t0 + S(2)).is_some());
+        assert_eq!(w.used(t0 + S(62)), 0);
+        let mut w = Window::rebuild(quota(10, 100, 0), [t0]);
+        assert_eq!(w.wait(Priority::Normal, t0 + S(1)), Some(S(9)));
     }
 }

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::queue::{Item, Queue};
 use super::quota::Window;
-use super::{Next, WorkerMsg, decide, record};
+use super::{History, Next, WorkerMsg, decide, record};
 use crate::channel::{Channel, Outcome, PostRef, Request, Resolution};
 use crate::config::{ChannelConfig, Config, Quota};
 use crate::metrics::{ChannelLabel, Metrics};
@@ -38,6 +38,8 @@ pub(super) struct Worker {
     queue: Queue,
     quota: Option<Window>,
     paused_until: Option<Instant>,
+    /// "Unavailable" outcomes in a row: the channel's own backoff.
+    unavailable: u32,
     /// Updates and cancels waiting for the post they reply to, by that post's id.
     waiting: HashMap<i64, Vec<Item>>,
     parked: HashSet<i64>,
@@ -71,6 +73,7 @@ impl Worker {
             queue: Queue::default(),
             quota,
             paused_until: None,
+            unavailable: 0,
             waiting: HashMap::new(),
             parked: HashSet::new(),
             cancel: CancellationToken::new(),
@@ -368,16 +371,9 @@ impl Worker {
             },
         };
 
-        let now = Instant::now();
-        if let Some(q) = self.quota.as_mut() {
-            q.record(now);
-        }
         let attempt_id = match self.store.begin_attempt(job.delivery_id, &self.cfg.name, now_ms(), None).await {
             Ok(id) => id,
             Err(e) => {
-                if let Some(q) = self.quota.as_mut() {
-                    q.unrecord();
-                }
                 if let StoreError::NotQueued(_) = e {
                     return self.release(item.id);
                 }
@@ -386,6 +382,11 @@ impl Worker {
             }
         };
 
+        // Counted from now, as close as possible to the request leaving (after the attempt's
+        // commit): the platform counts by arrival.
+        if let Some(q) = self.quota.as_mut() {
+            q.record(job.priority, Instant::now());
+        }
         let response = self.channel.send(&Request { job: &job, reply_to: reply_to.as_ref() }).await;
         let mut outcome = response.outcome;
         if let Outcome::Unknown(reason) = &outcome {
@@ -400,7 +401,13 @@ impl Worker {
     async fn conclude(&mut self, item: Item, job: &Job, attempt_id: i64, outcome: Outcome, http_status: Option<u16>) {
         let wall = now_ms();
         let age = Duration::from_millis(u64::try_from(wall - job.created_at).unwrap_or(0));
-        let (end, next) = decide(&outcome, job.attempts, age, &self.config.delivery, wall, fastrand::f64());
+        let history = History { failures: job.attempts, unavailable: self.unavailable, age };
+        let (end, next) = decide(&outcome, history, &self.config.delivery, wall, fastrand::f64());
+        match outcome {
+            Outcome::Unavailable(_) => self.unavailable = self.unavailable.saturating_add(1),
+            Outcome::Sent(_) => self.unavailable = 0,
+            _ => {}
+        }
         let result = record(&outcome, end, http_status);
         // The request went out: its outcome must be recorded before anything else, or a
         // restart would treat it as unknown. Keep trying while the store is down.
@@ -428,6 +435,10 @@ impl Worker {
             (Outcome::Permanent(_), _) | (_, Next::Done) => tracing::error!(
                 channel = %name, delivery = id, event_type = %job.event_type, reason = %result.detail,
                 "delivery failed for good and was dead-lettered; check the channel's configuration"
+            ),
+            (Outcome::Unavailable(_), Next::Pause(d)) => tracing::warn!(
+                channel = %name, delivery = id, pause = %humantime::format_duration(*d), in_a_row = self.unavailable,
+                detail = %result.detail, "platform unavailable; the channel backs off, its queue kept in order"
             ),
             (_, Next::Pause(d)) => tracing::warn!(
                 channel = %name, delivery = id, pause = %humantime::format_duration(*d), detail = %result.detail,

@@ -155,6 +155,14 @@ fn all_granted(cfg: &MqttConfig, grants: impl IntoIterator<Item = Grant>) -> boo
     ok
 }
 
+/// TCP_NODELAY: a PUBACK is a few bytes; Nagle's algorithm would hold it back (with the
+/// broker's delayed ACK, for tens of milliseconds) and stall the broker's in-flight window.
+fn network_options() -> rumqttc::NetworkOptions {
+    let mut n = rumqttc::NetworkOptions::new();
+    n.set_tcp_nodelay(true);
+    n
+}
+
 /// How rumqttc's request channel is sized: acks for a full receive window must fit.
 fn request_capacity(cfg: &MqttConfig) -> usize {
     usize::from(cfg.receive_maximum).max(64) + 64
@@ -226,12 +234,16 @@ async fn drive_v5(
         .set_session_expiry_interval(Some(u32::try_from(cfg.session_expiry.as_secs()).unwrap_or(u32::MAX)))
         .set_manual_acks(true)
         .set_receive_maximum(Some(cfg.receive_maximum))
+        // The ingest connection publishes nothing; rumqttc would otherwise size its
+        // outgoing in-flight table for 65,535 messages (about 14 MB, all touched).
+        .set_outgoing_inflight_upper_limit(16)
         .set_max_packet_size(Some(u32::try_from(cfg.max_packet_bytes).unwrap_or(u32::MAX)))
         .set_request_channel_capacity(request_capacity(cfg))
         .set_transport(transport(cfg, tls));
     if let (Some(user), Some(pass)) = (&cfg.username, &cfg.password) {
         o.set_credentials(user, secrecy::ExposeSecret::expose_secret(pass));
     }
+    o.set_network_options(network_options());
     let (client, mut eventloop) = v5::AsyncClient::new(o, request_capacity(cfg));
     let mut connected = false;
     loop {
@@ -307,6 +319,7 @@ async fn drive_v4(
         o.set_credentials(user, secrecy::ExposeSecret::expose_secret(pass));
     }
     let (client, mut eventloop) = rumqttc::AsyncClient::new(o, request_capacity(cfg));
+    eventloop.network_options = network_options();
     let mut connected = false;
     loop {
         let event = tokio::select! {

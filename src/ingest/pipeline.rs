@@ -118,14 +118,23 @@ pub fn render_all(
     rule: &EventRule,
     audience: Audience,
 ) -> Vec<(Planned, Rendered)> {
-    route::plan(event, rule, audience, &config.channels, &config.agency.languages)
-        .into_iter()
-        .filter_map(|p| {
-            let channel = config.channels.get(&p.channel)?;
-            let rendered = renderer.render(rule, channel, event, p.kind, p.language.as_deref());
-            Some((p, rendered))
-        })
-        .collect()
+    let planned = route::plan(event, rule, audience, &config.channels, &config.agency.languages);
+    // The template context is built once per language, not once per channel.
+    let mut prepared: Vec<(Option<String>, crate::render::Prepared<'_>)> = Vec::new();
+    let mut out = Vec::with_capacity(planned.len());
+    for p in planned {
+        let Some(channel) = config.channels.get(&p.channel) else { continue };
+        let i = match prepared.iter().position(|(l, _)| *l == p.language) {
+            Some(i) => i,
+            None => {
+                prepared.push((p.language.clone(), renderer.prepare(rule, event, p.language.as_deref())));
+                prepared.len() - 1
+            }
+        };
+        let rendered = prepared[i].1.render(&crate::render::Target::channel(channel), p.kind);
+        out.push((p, rendered));
+    }
+    out
 }
 
 /// A key that is the same for a delivery however often it is retried, or re-created from

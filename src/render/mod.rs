@@ -253,21 +253,82 @@ impl Renderer {
         kind: DeliveryKind,
         language: Option<&str>,
     ) -> Rendered {
+        self.prepare(rule, event, language).render(target, kind)
+    }
+
+    /// `event` in `language`, with the template context built once for every channel.
+    pub fn prepare<'a>(&'a self, rule: &'a EventRule, event: &'a Event, language: Option<&str>) -> Prepared<'a> {
         let event = event.in_language(language);
+        let base = self.base_context(&event, rule);
+        Prepared { renderer: self, rule, event, base }
+    }
+
+    /// What every template sees: the event's fields at the top level (and again under
+    /// `fields`, only the rule's public ones when it lists them), the core event keys, the
+    /// hashtags and the agency. The channel, platform and kind are added per delivery.
+    fn base_context(&self, event: &Event, rule: &EventRule) -> Value {
+        let fields: Map<String, serde_json::Value> = match &rule.public_fields {
+            Some(allowed) => {
+                event.fields.iter().filter(|(k, _)| allowed.contains(k)).map(|(k, v)| (k.clone(), v.clone())).collect()
+            }
+            None => event.fields.clone(),
+        };
+        let mut ctx = fields.clone();
+        if let Ok(serde_json::Value::Object(core)) = serde_json::to_value(event) {
+            ctx.extend(core);
+        }
+        ctx.remove("translations");
+        for key in [
+            "revision",
+            "sent",
+            "expires",
+            "description",
+            "instruction",
+            "area",
+            "location",
+            "web",
+            "contact",
+            "language",
+        ] {
+            ctx.entry(key).or_insert(serde_json::Value::Null);
+        }
+        ctx.insert("fields".to_owned(), serde_json::Value::Object(fields));
+        let mut tags = self.agency.hashtags.clone();
+        tags.extend(rule.hashtags.iter().filter(|t| !self.agency.hashtags.contains(t)).cloned());
+        ctx.insert("hashtags".to_owned(), tags.into());
+        ctx.insert("agency".to_owned(), serde_json::to_value(&self.agency).unwrap_or_default());
+        Value::from(minijinja::value::Serde(&ctx))
+    }
+}
+
+/// An event ready to render in one language for any number of channels.
+#[derive(Debug)]
+pub struct Prepared<'a> {
+    renderer: &'a Renderer,
+    rule: &'a EventRule,
+    event: std::borrow::Cow<'a, Event>,
+    base: Value,
+}
+
+impl Prepared<'_> {
+    /// The text `target` posts as a delivery of `kind`.
+    pub fn render(&self, target: &Target<'_>, kind: DeliveryKind) -> Rendered {
+        let event = &self.event;
         let platform = target.platform;
         let measure = |s: &str| platform::measure(platform, s, target.limit);
         let fits = |s: &str| measure(s).fits;
-        let name = self.template_name(&rule.templates, target, event.language.as_deref());
-        let ctx = self.context(&event, rule, target, kind);
+        let name = self.renderer.template_name(&self.rule.templates, target, event.language.as_deref());
+        let ctx = minijinja::context! {
+            kind => kind.as_str(),
+            platform => platform.as_str(),
+            channel => minijinja::context! { name => target.name, kind => platform.as_str(), platform => platform.as_str() },
+            ..self.base.clone()
+        };
         let draw = |description: Option<&str>| -> Result<String, String> {
             let name = name.as_deref().ok_or_else(|| "no template for this event type".to_owned())?;
-            let mut ctx = ctx.clone();
-            ctx.insert("description".to_owned(), description.map_or(serde_json::Value::Null, serde_json::Value::from));
-            let text = self
-                .env
-                .get_template(name)
-                .and_then(|t| t.render(Value::from(minijinja::value::Serde(&ctx))))
-                .map_err(|e| describe(name, &e))?;
+            let ctx = minijinja::context! { description => description, ..ctx.clone() };
+            let text =
+                self.renderer.env.get_template(name).and_then(|t| t.render(ctx)).map_err(|e| describe(name, &e))?;
             let text = tidy(&text);
             if text.is_empty() {
                 return Err(format!("{name}: rendered empty text"));
@@ -277,7 +338,7 @@ impl Renderer {
 
         let (text, mut error) = match draw(event.description.as_deref()) {
             Ok(t) => (t, None),
-            Err(e) => (with_status_prefix(event.status, fallback(&event, kind, platform)), Some(e)),
+            Err(e) => (with_status_prefix(event.status, fallback(event, kind, platform)), Some(e)),
         };
         let mut shortened = false;
         let mut parts = Vec::new();
@@ -308,55 +369,6 @@ impl Renderer {
         let longest = parts.iter().max_by_key(|p| measure(p).count).unwrap_or(&text);
         let length = measure(longest);
         Rendered { text, parts, length, shortened, template: name.unwrap_or_default(), error }
-    }
-
-    /// What a template sees: the event's fields at the top level (and again under
-    /// `fields`, only the rule's public ones when it lists them), the core event keys, the
-    /// delivery kind, the channel, the platform, the hashtags and the agency.
-    fn context(
-        &self,
-        event: &Event,
-        rule: &EventRule,
-        target: &Target<'_>,
-        kind: DeliveryKind,
-    ) -> Map<String, serde_json::Value> {
-        let fields: Map<String, serde_json::Value> = match &rule.public_fields {
-            Some(allowed) => {
-                event.fields.iter().filter(|(k, _)| allowed.contains(k)).map(|(k, v)| (k.clone(), v.clone())).collect()
-            }
-            None => event.fields.clone(),
-        };
-        let mut ctx = fields.clone();
-        if let Ok(serde_json::Value::Object(core)) = serde_json::to_value(event) {
-            ctx.extend(core);
-        }
-        ctx.remove("translations");
-        for key in [
-            "revision",
-            "sent",
-            "expires",
-            "description",
-            "instruction",
-            "area",
-            "location",
-            "web",
-            "contact",
-            "language",
-        ] {
-            ctx.entry(key).or_insert(serde_json::Value::Null);
-        }
-        ctx.insert("fields".to_owned(), serde_json::Value::Object(fields));
-        ctx.insert("kind".to_owned(), kind.as_str().into());
-        ctx.insert("platform".to_owned(), target.platform.as_str().into());
-        ctx.insert(
-            "channel".to_owned(),
-            serde_json::json!({ "name": target.name, "kind": target.platform.as_str(), "platform": target.platform.as_str() }),
-        );
-        let mut tags = self.agency.hashtags.clone();
-        tags.extend(rule.hashtags.iter().filter(|t| !self.agency.hashtags.contains(t)).cloned());
-        ctx.insert("hashtags".to_owned(), tags.into());
-        ctx.insert("agency".to_owned(), serde_json::to_value(&self.agency).unwrap_or_default());
-        ctx
     }
 }
 

@@ -335,6 +335,8 @@ fn configure_writer(conn: &Connection, busy_timeout: Duration) -> Result<(), Str
     // already forgotten a message once we ack it, so every commit must be durable.
     conn.pragma_update(None, "synchronous", "FULL").map_err(sql)?;
     conn.pragma_update(None, "foreign_keys", "ON").map_err(sql)?;
+    // Every statement the writer runs stays prepared.
+    conn.set_prepared_statement_cache_capacity(64);
     Ok(())
 }
 

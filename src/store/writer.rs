@@ -5,10 +5,10 @@
 //! timer: an idle writer commits the next request at once (lowest latency), a busy one
 //! commits bigger batches by itself (highest throughput), one fsync per batch.
 //!
-//! Each request runs inside a savepoint. A request the database refuses (a constraint)
-//! is rolled back alone and answered with [`StoreError::Refused`]; any other error (disk
-//! full, I/O, lock timeout) fails the whole batch, so a caller is told "committed" only
-//! when it is.
+//! A request the database refuses (a constraint) fails alone: the batch is redone with a
+//! savepoint per request (see [`commit`]), and a refused event is recorded as a reject.
+//! Any other error (disk full, I/O, lock timeout) fails the whole batch, so a caller is
+//! told "committed" only when it is.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -70,53 +70,93 @@ enum Answer {
     Done,
 }
 
-/// Apply and commit `batch`, answer every request, and return whether the commit held.
 /// Apply and commit `batch`; one answer per request, in order.
+///
+/// The fast path applies every request in one transaction with no savepoints (each would
+/// cost a statement journal). Requests check before they write, so one refused as
+/// `NotQueued` leaves nothing behind. Only a constraint refusal, which can leave part of a
+/// request written, rolls the batch back; it is then redone with a savepoint per request
+/// so that the refused one fails alone.
 fn commit(
     conn: &mut Connection,
     batch: &[Op],
     announce: &mpsc::UnboundedSender<Queued>,
 ) -> Vec<Result<Answer, StoreError>> {
-    let mut answers: Vec<Result<Answer, StoreError>> = Vec::with_capacity(batch.len());
-    let mut queued = Vec::new();
-    let outcome = (|| -> rusqlite::Result<()> {
-        let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        for op in batch.iter() {
-            let mut announced = Vec::new();
-            let sp = tx.savepoint()?;
-            match apply(&sp, op, &mut announced) {
-                Ok(a) => {
-                    sp.commit()?;
-                    queued.append(&mut announced);
-                    answers.push(Ok(a));
-                }
-                Err(ApplyError::Refused(msg)) => {
-                    drop(sp);
-                    answers.push(refused(&mut tx, op, msg)?);
-                }
-                Err(ApplyError::NotQueued(id)) => {
-                    drop(sp);
-                    answers.push(Err(StoreError::NotQueued(id)));
-                }
-                Err(ApplyError::Sql(e)) => return Err(e),
-            }
-        }
-        tx.commit()
-    })();
+    let outcome = match apply_batch(conn, batch, false) {
+        Err(BatchError::Refused) => apply_batch(conn, batch, true),
+        other => other,
+    };
     match outcome {
-        Ok(()) => {
+        Ok((answers, queued)) => {
             for q in queued {
                 // The delivery layer may be gone at shutdown; the rows are in the store.
                 let _ = announce.send(q);
             }
             answers
         }
-        Err(e) => {
+        Err(BatchError::Sql(e)) => {
             let message = e.to_string();
             tracing::warn!(error = %message, requests = batch.len(), "store transaction failed; nothing in it was committed");
             batch.iter().map(|_| Err(StoreError::Write(message.clone()))).collect()
         }
+        Err(BatchError::Refused) => {
+            batch.iter().map(|_| Err(StoreError::Refused("internal: refused twice".to_owned()))).collect()
+        }
     }
+}
+
+enum BatchError {
+    /// A request was refused by a constraint on the fast path: redo with savepoints.
+    Refused,
+    Sql(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for BatchError {
+    fn from(e: rusqlite::Error) -> Self {
+        BatchError::Sql(e)
+    }
+}
+
+type Applied = (Vec<Result<Answer, StoreError>>, Vec<Queued>);
+
+fn apply_batch(conn: &mut Connection, batch: &[Op], savepoints: bool) -> Result<Applied, BatchError> {
+    let mut answers: Vec<Result<Answer, StoreError>> = Vec::with_capacity(batch.len());
+    let mut queued = Vec::new();
+    let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    for op in batch {
+        let mut announced = Vec::new();
+        if !savepoints {
+            match apply(&tx, op, &mut announced) {
+                Ok(a) => {
+                    queued.append(&mut announced);
+                    answers.push(Ok(a));
+                }
+                Err(ApplyError::NotQueued(id)) => answers.push(Err(StoreError::NotQueued(id))),
+                Err(ApplyError::Refused(_)) => return Err(BatchError::Refused),
+                Err(ApplyError::Sql(e)) => return Err(BatchError::Sql(e)),
+            }
+            continue;
+        }
+        let sp = tx.savepoint()?;
+        match apply(&sp, op, &mut announced) {
+            Ok(a) => {
+                sp.commit()?;
+                queued.append(&mut announced);
+                answers.push(Ok(a));
+            }
+            Err(ApplyError::Refused(msg)) => {
+                drop(sp);
+                answers.push(refused(&mut tx, op, msg)?);
+            }
+            Err(ApplyError::NotQueued(id)) => {
+                drop(sp);
+                answers.push(Err(StoreError::NotQueued(id)));
+            }
+            Err(ApplyError::Sql(e)) => return Err(BatchError::Sql(e)),
+        }
+    }
+    tx.commit()?;
+    Ok((answers, queued))
 }
 
 /// A request the database refused. An event is recorded as a reject in its place, so its
@@ -238,10 +278,6 @@ fn finish_attempt(
     finished_at: i64,
     r: &AttemptResult,
 ) -> Result<(), ApplyError> {
-    conn.prepare_cached(
-        "UPDATE attempts SET finished_at = ?2, http_status = ?3, outcome = ?4, detail = ?5 WHERE id = ?1",
-    )?
-    .execute(params![attempt_id, finished_at, r.http_status, r.outcome, r.detail])?;
     let (state, post_id, post_url, not_before, reason) = match &r.end {
         AttemptEnd::Sent { post_id, post_url } => ("sent", post_id.as_deref(), post_url.as_deref(), None, None),
         AttemptEnd::Retry { not_before } => ("queued", None, None, Some(*not_before), Some(r.detail.as_str())),
@@ -263,6 +299,10 @@ fn finish_attempt(
     if changed == 0 {
         return Err(ApplyError::NotQueued(delivery_id));
     }
+    conn.prepare_cached(
+        "UPDATE attempts SET finished_at = ?2, http_status = ?3, outcome = ?4, detail = ?5 WHERE id = ?1",
+    )?
+    .execute(params![attempt_id, finished_at, r.http_status, r.outcome, r.detail])?;
     Ok(())
 }
 
@@ -337,14 +377,19 @@ fn ingest_event(
         return Ok(IngestOutcome::Duplicate { event_id, same_payload: sha == e.payload_sha256 });
     };
 
-    if let Some(rev) = e.revision.and_then(|r| i64::try_from(r).ok()) {
-        let newer: bool = conn
-            .prepare_cached("SELECT EXISTS (SELECT 1 FROM events WHERE incident_key = ?1 AND revision > ?2)")?
-            .query_row(params![e.incident_key, rev], |r| r.get(0))?;
-        if newer {
-            conn.prepare_cached("UPDATE events SET disposition = 'superseded' WHERE id = ?1")?.execute([event_id])?;
-            return Ok(IngestOutcome::Superseded { event_id });
-        }
+    // The incident's earlier events, usually none. (Looked up once, by equality only, and
+    // compared here: a MAX() or a join with a bound value makes SQLite re-prepare the
+    // statement on every call.)
+    let earlier: Vec<(i64, Option<i64>)> = conn
+        .prepare_cached("SELECT id, revision FROM events WHERE incident_key = ?1")?
+        .query_map([&e.incident_key], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .filter(|row| row.as_ref().map_or(true, |(id, _)| *id != event_id))
+        .collect::<rusqlite::Result<_>>()?;
+    if let Some(rev) = e.revision.and_then(|r| i64::try_from(r).ok())
+        && earlier.iter().any(|(_, r)| r.is_some_and(|r| r > rev))
+    {
+        conn.prepare_cached("UPDATE events SET disposition = 'superseded' WHERE id = ?1")?.execute([event_id])?;
+        return Ok(IngestOutcome::Superseded { event_id });
     }
 
     // Whatever of this incident has not gone out is stale now, on every channel: a newer
@@ -355,25 +400,26 @@ fn ingest_event(
     } else {
         format!("superseded by event {event_id}")
     };
-    let suppressed = conn
-        .prepare_cached(
-            "UPDATE deliveries SET state = 'suppressed', reason = ?2, updated_at = ?3
-             WHERE state IN ('queued', 'held')
-               AND event_id IN (SELECT id FROM events WHERE incident_key = ?1 AND id <> ?4)",
+    let mut suppressed = 0;
+    for (earlier_id, _) in &earlier {
+        suppressed += conn
+            .prepare_cached(
+                "UPDATE deliveries SET state = 'suppressed', reason = ?2, updated_at = ?3
+                 WHERE event_id = ?1 AND state IN ('queued', 'held')",
+            )?
+            .execute(params![earlier_id, reason, now])?;
+        conn.prepare_cached(
+            "UPDATE deliveries SET withdrawn = 1, updated_at = ?2 WHERE event_id = ?1 AND state = 'in_flight'",
         )?
-        .execute(params![e.incident_key, reason, now, event_id])?;
-    conn.prepare_cached(
-        "UPDATE deliveries SET withdrawn = 1, updated_at = ?2
-         WHERE state = 'in_flight' AND event_id IN (SELECT id FROM events WHERE incident_key = ?1 AND id <> ?3)",
-    )?
-    .execute(params![e.incident_key, now, event_id])?;
+        .execute(params![earlier_id, now])?;
+    }
     if e.disposition != "deliver" {
         return Ok(IngestOutcome::Accepted { event_id, deliveries: 0, suppressed });
     }
 
     let mut created = 0;
     for d in &e.deliveries {
-        let priors = priors(conn, &e.incident_key, &d.channel, &d.language, event_id)?;
+        let priors = if earlier.is_empty() { Vec::new() } else { priors(conn, &earlier, &d.channel, &d.language)? };
         let out = |p: &&Prior| p.state == "sent" || p.state == "in_flight";
         let original = priors.iter().filter(out).find(|p| p.kind == "post").or_else(|| priors.iter().find(out));
         if d.kind == DeliveryKind::Cancel && original.is_none() {
@@ -414,22 +460,26 @@ fn ingest_event(
     Ok(IngestOutcome::Accepted { event_id, deliveries: created, suppressed })
 }
 
-/// Earlier deliveries of the incident on `channel` in `language`: a reply goes to the post
-/// in its own language.
+/// Earlier deliveries of the incident (of the `earlier` events) on `channel` in
+/// `language`, oldest first: a reply goes to the post in its own language.
 fn priors(
     conn: &Connection,
-    incident_key: &str,
+    earlier: &[(i64, Option<i64>)],
     channel: &str,
     language: &str,
-    event_id: i64,
 ) -> rusqlite::Result<Vec<Prior>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT d.id, d.kind, d.state FROM deliveries d JOIN events e ON e.id = d.event_id
-         WHERE e.incident_key = ?1 AND d.channel = ?2 AND d.language = ?3 AND e.id <> ?4
-         ORDER BY d.id",
+        "SELECT id, kind, state FROM deliveries WHERE event_id = ?1 AND channel = ?2 AND language = ?3",
     )?;
-    let rows = stmt.query_map(params![incident_key, channel, language, event_id], |r| {
-        Ok(Prior { id: r.get(0)?, kind: r.get(1)?, state: r.get(2)? })
-    })?;
-    rows.collect()
+    let mut priors = Vec::new();
+    for (event_id, _) in earlier {
+        let rows = stmt.query_map(params![event_id, channel, language], |r| {
+            Ok(Prior { id: r.get(0)?, kind: r.get(1)?, state: r.get(2)? })
+        })?;
+        for p in rows {
+            priors.push(p?);
+        }
+    }
+    priors.sort_by_key(|p| p.id);
+    Ok(priors)
 }

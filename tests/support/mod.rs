@@ -79,6 +79,8 @@ shutdown_grace = "2s"
 priority = "critical"
 [events.road_closure]
 priority = "normal"
+[events.wanted]
+priority = "high"
 {body}
 "#,
         db = dir.join("bullhorn.db").display(),

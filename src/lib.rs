@@ -39,6 +39,8 @@ pub mod cli;
 pub mod config;
 pub mod delivery;
 pub mod event;
+#[cfg(test)]
+mod fuzz;
 pub mod health;
 pub mod ingest;
 pub mod metrics;

@@ -11,5 +11,6 @@ mod cli;
 mod crash;
 mod delivery;
 mod e2e;
+mod faults;
 mod reload;
 mod tls;

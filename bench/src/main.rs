@@ -1,0 +1,414 @@
+//! bullhorn's benchmark: measures the daemon against the targets in SPEC section 7, on
+//! loopback, with a Mosquitto it starts itself and a fake platform that records what it
+//! receives. Run with `bench/run.sh` (it builds the release binaries first).
+//!
+//! 1. Broker baseline: a backlog of N QoS 1 messages drained by a bare subscriber.
+//! 2. Durable ingest: the same backlog drained by bullhorn into committed events and
+//!    deliveries, for in-flight windows of 20 and 1000.
+//! 3. End-to-end latency, publish to the request arriving at the platform.
+//! 4. Priority: one critical alert behind 10,000 queued routine posts.
+//! 5. Memory: RSS idle and with 100,000 deliveries queued.
+//! 6. Rate-limit accuracy: requests in any window at the platform vs the quota.
+
+mod broker;
+mod daemon;
+mod mqtt;
+mod platform;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use broker::Mosquitto;
+use daemon::{Daemon, Setup};
+use platform::{Platform, now_ns};
+
+static UNIQUE: AtomicU64 = AtomicU64::new(0);
+
+pub fn unique() -> u64 {
+    UNIQUE.fetch_add(1, Ordering::Relaxed)
+}
+
+const TOPIC: &str = "cad/bench/events";
+
+fn event(id: &str, event_type: &str) -> Vec<u8> {
+    serde_json::json!({
+        "id": id, "revision": 1, "type": event_type, "status": "actual",
+        "headline": format!("{id}: SH-358 eastbound closed at Airline Rd after a crash"),
+        "instruction": "Avoid the area and use alternate routes.",
+        "web": "https://sheriff.example/traffic",
+        "fields": { "published_ns": now_ns().to_string() }
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn events(prefix: &str, n: usize, event_type: &str) -> Vec<Vec<u8>> {
+    (0..n).map(|i| event(&format!("{prefix}-{i}"), event_type)).collect()
+}
+
+fn hooks(url: &str, names: &[&str], extra: &str) -> String {
+    names.iter().map(|n| format!("[channels.{n}]\nkind = \"webhook\"\nurl = \"{url}\"\n{extra}\n")).collect()
+}
+
+fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    true
+}
+
+#[derive(Debug, Serialize)]
+struct Results {
+    machine: String,
+    events: usize,
+    baseline: Vec<Rate>,
+    ingest: Vec<Rate>,
+    latency_ms: Latency,
+    priority: Vec<Priority>,
+    memory: Memory,
+    rate_limit: RateLimit,
+}
+
+#[derive(Debug, Serialize)]
+struct Rate {
+    label: String,
+    window: u32,
+    per_second: f64,
+    seconds: f64,
+    /// CPU time per event, microseconds: bullhorn's and the broker's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cpu_us_per_event: Option<(f64, f64)>,
+}
+
+#[derive(Debug, Serialize)]
+struct Latency {
+    samples: usize,
+    p50: f64,
+    p95: f64,
+    p99: f64,
+    max: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Priority {
+    reserve: String,
+    token_interval_ms: f64,
+    wait_ms: f64,
+    routine_sent_before: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct Memory {
+    idle_mib: f64,
+    queued_mib: f64,
+    queued_deliveries: i64,
+}
+
+#[derive(Debug, Serialize)]
+struct RateLimit {
+    quota: String,
+    requests: usize,
+    max_in_any_window: usize,
+    over: usize,
+}
+
+async fn baseline(dir: &Path, n: usize, window: u32) -> Rate {
+    let b = Mosquitto::start(dir, window);
+    mqtt::create_session(b.port, "bare", "cad/#").await;
+    mqtt::publish_all(b.port, TOPIC, events("BASE", n, "road_closure")).await;
+    let t = mqtt::drain(b.port, "bare", n).await;
+    Rate {
+        label: format!("broker → bare QoS 1 subscriber (window {window})"),
+        window,
+        per_second: n as f64 / t.as_secs_f64(),
+        seconds: t.as_secs_f64(),
+        cpu_us_per_event: None,
+    }
+}
+
+async fn ingest(dir: &Path, n: usize, window: u32, protocol: &str) -> Rate {
+    let dir = dir.join(format!("ingest-{window}-{protocol}"));
+    let b = Mosquitto::start(&dir, window);
+    let platform = Platform::default();
+    let url = platform.start().await;
+    // Two channels held by a tiny quota: deliveries are created, hardly any sent.
+    let channels = hooks(&url, &["a", "b"], "rate = \"1/1h\"\nreserve = 0");
+    let rm = u16::try_from(window.clamp(1, 65_535)).unwrap_or(u16::MAX);
+    let setup = Setup { dir: &dir, broker_port: b.port, protocol, receive_maximum: rm, channels: &channels };
+    // First run creates the persistent session, then the backlog is published.
+    Daemon::start(&setup).stop();
+    mqtt::publish_all(b.port, TOPIC, events("ING", n, "road_closure")).await;
+    let d = Daemon::spawn(&setup);
+    assert!(wait_until(Duration::from_secs(60), || d.events() >= 1), "no event committed");
+    let t0 = Instant::now();
+    let (cpu0, broker_cpu0) = (d.cpu_seconds(), b.cpu_seconds());
+    let all = i64::try_from(n).unwrap_or(i64::MAX);
+    assert!(wait_until(Duration::from_secs(600), || d.events() >= all), "backlog not drained");
+    let t = t0.elapsed();
+    let per_event = |s: f64| s * 1e6 / n as f64;
+    let cpu = (per_event(d.cpu_seconds() - cpu0), per_event(b.cpu_seconds() - broker_cpu0));
+    assert_eq!(d.deliveries(), 2 * all, "a delivery per channel for every event");
+    d.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+    Rate {
+        label: format!("bullhorn durable ingest, {protocol} (window {window})"),
+        window,
+        per_second: (n - 1) as f64 / t.as_secs_f64(),
+        seconds: t.as_secs_f64(),
+        cpu_us_per_event: Some(cpu),
+    }
+}
+
+async fn latency(dir: &Path, n: usize, every: Duration) -> Latency {
+    let dir = dir.join("latency");
+    let b = Mosquitto::start(&dir, 20);
+    let platform = Platform::default();
+    let url = platform.start().await;
+    let channels = hooks(&url, &["hook"], "");
+    let d = Daemon::start(&Setup {
+        dir: &dir,
+        broker_port: b.port,
+        protocol: "v5",
+        receive_maximum: 1000,
+        channels: &channels,
+    });
+    let pub_client = mqtt::Steady::connect(b.port).await;
+    for i in 0..n {
+        pub_client.publish(TOPIC, event(&format!("LAT-{i}"), "road_closure")).await;
+        tokio::time::sleep(every).await;
+    }
+    assert!(wait_until(Duration::from_secs(30), || platform.hits().len() >= n), "not all delivered");
+    d.stop();
+    let mut ms: Vec<f64> = platform
+        .hits()
+        .iter()
+        .filter_map(|h| h.published_ns.map(|p| (h.at_ns.saturating_sub(p)) as f64 / 1e6))
+        .collect();
+    ms.sort_by(f64::total_cmp);
+    let pct = |q: f64| ms[((ms.len() as f64 * q).ceil() as usize).clamp(1, ms.len()) - 1];
+    Latency { samples: ms.len(), p50: pct(0.50), p95: pct(0.95), p99: pct(0.99), max: *ms.last().unwrap_or(&0.0) }
+}
+
+async fn priority(dir: &Path, backlog: usize, reserve: &str) -> Priority {
+    let dir = dir.join(format!("priority-{}", reserve.replace('%', "pct").replace('"', "")));
+    let b = Mosquitto::start(&dir, 1000);
+    let platform = Platform::default();
+    let url = platform.start().await;
+    let (limit, window_s) = (100u32, 10u32);
+    let channels = hooks(&url, &["hook"], &format!("rate = \"{limit}/{window_s}s\"\nreserve = {reserve}"));
+    let d = Daemon::start(&Setup {
+        dir: &dir,
+        broker_port: b.port,
+        protocol: "v5",
+        receive_maximum: 1000,
+        channels: &channels,
+    });
+    mqtt::publish_all(b.port, TOPIC, events("NORM", backlog, "road_closure")).await;
+    let all = i64::try_from(backlog).unwrap_or(i64::MAX);
+    assert!(wait_until(Duration::from_secs(120), || d.events() >= all), "backlog not committed");
+    std::thread::sleep(Duration::from_millis(500));
+    let routine_sent_before = platform.hits().len();
+    mqtt::publish_all(b.port, TOPIC, [event("CRIT-1", "missing_child")]).await;
+    let found = wait_until(Duration::from_secs(u64::from(window_s) * 2), || {
+        platform.hits().iter().any(|h| h.event_type == "missing_child")
+    });
+    d.stop();
+    let wait_ms = if found {
+        let h = platform.hits().into_iter().find(|h| h.event_type == "missing_child").expect("hit");
+        (h.at_ns - h.published_ns.unwrap_or(h.at_ns)) as f64 / 1e6
+    } else {
+        f64::INFINITY
+    };
+    Priority {
+        reserve: reserve.trim_matches('"').to_owned(),
+        token_interval_ms: f64::from(window_s) * 1000.0 / f64::from(limit),
+        wait_ms,
+        routine_sent_before,
+    }
+}
+
+async fn memory(dir: &Path, events_n: usize) -> Memory {
+    let dir = dir.join("memory");
+    let b = Mosquitto::start(&dir, 1000);
+    let platform = Platform::default();
+    let url = platform.start().await;
+    let channels = hooks(&url, &["a", "b"], "rate = \"1/1h\"\nreserve = 0");
+    let d = Daemon::start(&Setup {
+        dir: &dir,
+        broker_port: b.port,
+        protocol: "v5",
+        receive_maximum: 1000,
+        channels: &channels,
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let idle = d.rss_kib();
+    mqtt::publish_all(b.port, TOPIC, events("MEM", events_n, "road_closure")).await;
+    let all = i64::try_from(events_n).unwrap_or(i64::MAX);
+    assert!(wait_until(Duration::from_secs(300), || d.events() >= all), "not committed");
+    std::thread::sleep(Duration::from_secs(2));
+    let queued = d.rss_kib();
+    let deliveries = d.deliveries();
+    d.stop();
+    Memory { idle_mib: idle as f64 / 1024.0, queued_mib: queued as f64 / 1024.0, queued_deliveries: deliveries - 2 }
+}
+
+async fn rate_limit(dir: &Path, n: usize) -> RateLimit {
+    let dir = dir.join("rate");
+    let b = Mosquitto::start(&dir, 1000);
+    let platform = Platform::default();
+    let url = platform.start().await;
+    let (limit, window) = (50usize, Duration::from_secs(2));
+    let channels = hooks(&url, &["hook"], "rate = \"50/2s\"\nreserve = 0");
+    let d = Daemon::start(&Setup {
+        dir: &dir,
+        broker_port: b.port,
+        protocol: "v5",
+        receive_maximum: 1000,
+        channels: &channels,
+    });
+    mqtt::publish_all(b.port, TOPIC, events("RATE", n, "road_closure")).await;
+    assert!(wait_until(Duration::from_secs(60), || platform.hits().len() >= n), "not all delivered");
+    d.stop();
+    let mut at: Vec<u128> = platform.hits().iter().map(|h| h.at_ns).collect();
+    at.sort_unstable();
+    let w = window.as_nanos();
+    let mut max = 0;
+    let mut lo = 0;
+    for hi in 0..at.len() {
+        while at[hi] - at[lo] >= w {
+            lo += 1;
+        }
+        max = max.max(hi - lo + 1);
+    }
+    RateLimit { quota: "50/2s".to_owned(), requests: at.len(), max_in_any_window: max, over: max.saturating_sub(limit) }
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .next()
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse::<u64>().unwrap_or(0) / 1024 / 1024)
+        })
+        .unwrap_or(0);
+    format!("{cores} cores, {mem} GiB, {cpu}")
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let n = if quick { 10_000 } else { 100_000 };
+    let out = args
+        .windows(2)
+        .find(|w| w[0] == "--out")
+        .map(|w| w[1].clone())
+        .unwrap_or_else(|| "bench/results.json".to_owned());
+    let only = args.windows(2).find(|w| w[0] == "--only").map(|w| w[1].clone());
+    if only.as_deref() == Some("ingest") {
+        let tmp = std::env::temp_dir().join(format!("bullhorn-bench-{}", std::process::id()));
+        let r = ingest(&tmp, n, 20, "v311").await;
+        println!("{} {:.0}/s ({:.2} s) cpu µs/event {:?}", r.label, r.per_second, r.seconds, r.cpu_us_per_event);
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Ok(());
+    }
+    let tmp = std::env::temp_dir().join(format!("bullhorn-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp)?;
+    eprintln!("bullhorn benchmark: {n} events per drain, on {}", machine());
+
+    let mut baselines = Vec::new();
+    let mut ingests = Vec::new();
+    for window in [20, 1000] {
+        eprintln!("broker baseline, window {window}…");
+        baselines.push(baseline(&tmp.join(format!("base-{window}")), n, window).await);
+        eprintln!("durable ingest, window {window}…");
+        ingests.push(ingest(&tmp, n, window, "v311").await);
+    }
+    eprintln!("durable ingest, MQTT 5…");
+    ingests.push(ingest(&tmp, n, 1000, "v5").await);
+    eprintln!("latency…");
+    let lat = latency(&tmp, if quick { 500 } else { 2000 }, Duration::from_millis(10)).await;
+    eprintln!("priority…");
+    let prio = vec![priority(&tmp, 10_000, "\"10%\"").await, priority(&tmp, 10_000, "0").await];
+    eprintln!("memory…");
+    let mem = memory(&tmp, if quick { 10_000 } else { 50_000 }).await;
+    eprintln!("rate-limit accuracy…");
+    let rate = rate_limit(&tmp, 300).await;
+    let _ = std::fs::remove_dir_all(&tmp);
+
+    let results = Results {
+        machine: machine(),
+        events: n,
+        baseline: baselines,
+        ingest: ingests,
+        latency_ms: lat,
+        priority: prio,
+        memory: mem,
+        rate_limit: rate,
+    };
+    println!("{}", table(&results));
+    std::fs::write(&out, serde_json::to_string_pretty(&results)? + "\n")?;
+    eprintln!("written to {out}");
+    Ok(())
+}
+
+fn table(r: &Results) -> String {
+    let mut t = String::from("| measurement | result | SPEC target |\n|---|---|---|\n");
+    for b in &r.baseline {
+        t += &format!(
+            "| {} | {:.0} msg/s ({:.2} s for {}) | the physical limit |\n",
+            b.label, b.per_second, b.seconds, r.events
+        );
+    }
+    for i in &r.ingest {
+        let base = r.baseline.iter().find(|b| b.window == i.window).map_or(0.0, |b| b.per_second);
+        let cpu = i
+            .cpu_us_per_event
+            .map(|(d, b)| format!("; CPU per event: bullhorn {d:.1} µs, broker {b:.1} µs"))
+            .unwrap_or_default();
+        t += &format!(
+            "| {} | {:.0} events/s ({:.0}% of the broker{cpu}) | ≥ 20,000/s and ≥ 50% |\n",
+            i.label,
+            i.per_second,
+            100.0 * i.per_second / base
+        );
+    }
+    let l = &r.latency_ms;
+    t += &format!(
+        "| latency publish → platform ({} events) | p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms, max {:.2} ms | p99 ≤ 10 ms |\n",
+        l.samples, l.p50, l.p95, l.p99, l.max
+    );
+    for p in &r.priority {
+        t += &format!(
+            "| critical behind 10,000 queued (reserve {}) | first request after {:.1} ms ({} routine sent before) | ≤ {:.0} ms (token interval + 10 ms) |\n",
+            p.reserve,
+            p.wait_ms,
+            p.routine_sent_before,
+            p.token_interval_ms + 10.0
+        );
+    }
+    let m = &r.memory;
+    t += &format!("| RSS idle | {:.1} MiB | ≤ 20 MB |\n", m.idle_mib);
+    t += &format!("| RSS with {} deliveries queued | {:.1} MiB | ≤ 64 MB |\n", m.queued_deliveries, m.queued_mib);
+    let q = &r.rate_limit;
+    t += &format!(
+        "| rate limit {} ({} requests) | at most {} in any window, {} over | 0 over |\n",
+        q.quota, q.requests, q.max_in_any_window, q.over
+    );
+    t
+}

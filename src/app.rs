@@ -123,12 +123,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 
     let live: Shared =
         Arc::new(ArcSwap::from_pointee(Live { config: Arc::clone(&config), renderer: Arc::new(renderer) }));
-    let http = crate::channel::http::client().map_err(anyhow::Error::msg)?;
+    let ctx = crate::channel::Context {
+        http: crate::channel::http::client().map_err(anyhow::Error::msg)?,
+        timeout: config.delivery.request_timeout,
+        state_dir: config.store.state_dir.clone(),
+    };
     let delivery_cancel = CancellationToken::new();
     let delivery = Delivery::start(
         Arc::clone(&config),
         &store,
-        &http,
+        &ctx,
         announced,
         Arc::clone(&metrics),
         delivery_cancel.clone(),

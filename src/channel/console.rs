@@ -47,7 +47,7 @@ impl Console {
         }
         .await;
         match result {
-            Ok(()) => Outcome::Sent(PostRef { id: Some(format!("console:{}", job.delivery_id)), url: None }).into(),
+            Ok(()) => Outcome::Sent(PostRef::id(format!("console:{}", job.delivery_id))).into(),
             Err(e) => Outcome::Retry(format!("cannot write to stdout: {e}")).into(),
         }
     }

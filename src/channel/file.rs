@@ -75,7 +75,7 @@ impl FileChannel {
         let path = self.path.clone();
         let written = tokio::task::spawn_blocking(move || append(&path, &bytes)).await;
         match written {
-            Ok(Ok(())) => Outcome::Sent(PostRef { id: Some(job.idem_key.clone()), url: None }).into(),
+            Ok(Ok(())) => Outcome::Sent(PostRef::id(job.idem_key.clone())).into(),
             Ok(Err(Append::NotWritten(e))) => {
                 Outcome::Retry(format!("cannot open {}: {e}", self.path.display())).into()
             }
@@ -93,7 +93,7 @@ impl FileChannel {
         let key = job.idem_key.clone();
         let found = tokio::task::spawn_blocking(move || contains_key(&path, &key)).await;
         match found {
-            Ok(Ok(true)) => Resolution::Posted(PostRef { id: Some(job.idem_key.clone()), url: None }),
+            Ok(Ok(true)) => Resolution::Posted(PostRef::id(job.idem_key.clone())),
             Ok(Ok(false)) => Resolution::NotPosted,
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => Resolution::NotPosted,
             _ => Resolution::CannotTell,

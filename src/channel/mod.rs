@@ -13,13 +13,30 @@ pub mod webhook;
 use std::time::Duration;
 
 use crate::config::{ChannelConfig, ChannelKind};
-use crate::store::Job;
+use crate::store::{Job, Store};
 
 /// Where a delivery landed on its platform.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PostRef {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// What the channel needs to reply to or delete the post later, as JSON (Bluesky's
+    /// record cid and thread root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
+}
+
+impl PostRef {
+    pub fn id(id: impl Into<String>) -> Self {
+        PostRef { id: Some(id.into()), ..PostRef::default() }
+    }
+
+    pub fn with_url(mut self, url: impl Into<String>) -> Self {
+        self.url = Some(url.into());
+        self
+    }
 }
 
 /// How one request ended, in the terms `delivery` acts on.
@@ -32,6 +49,10 @@ pub enum Outcome {
     /// no hint), known not to have posted: pause the whole channel with backoff, keeping
     /// its queue in priority order, rather than retrying every delivery on its own.
     Unavailable(String),
+    /// The platform refused the channel's credentials (revoked, expired, missing a
+    /// permission). Like [`Outcome::Unavailable`] the whole channel backs off, keeping
+    /// its queue, and it is logged as an error: someone has to fix the credentials.
+    Credentials(String),
     /// This request failed transiently, known not to have posted: retry it with backoff.
     Retry(String),
     /// The platform refused the request for good: dead-letter it.
@@ -47,6 +68,7 @@ impl Outcome {
             Outcome::Sent(_) => "sent",
             Outcome::RetryAfter(..) => "throttled",
             Outcome::Unavailable(_) => "unavailable",
+            Outcome::Credentials(_) => "credentials",
             Outcome::Retry(_) => "retry",
             Outcome::Permanent(_) => "dead",
             Outcome::Unknown(_) => "unknown",
@@ -59,11 +81,25 @@ impl Outcome {
 pub struct Response {
     pub outcome: Outcome,
     pub http_status: Option<u16>,
+    /// What the delivery's record should say besides the outcome (posted without its
+    /// image, and why).
+    pub note: Option<String>,
+}
+
+impl Response {
+    pub fn new(outcome: Outcome, http_status: u16) -> Self {
+        Response { outcome, http_status: Some(http_status), note: None }
+    }
+
+    pub fn with_note(mut self, note: Option<String>) -> Self {
+        self.note = note;
+        self
+    }
 }
 
 impl From<Outcome> for Response {
     fn from(outcome: Outcome) -> Self {
-        Response { outcome, http_status: None }
+        Response { outcome, http_status: None, note: None }
     }
 }
 
@@ -74,17 +110,118 @@ pub enum Resolution {
     Posted(PostRef),
     /// It did not post; sending again is safe.
     NotPosted,
-    /// The platform offers no way to know. Sending again may post twice, unless the
-    /// request carries a key the receiver deduplicates on.
+    /// Sending again is safe because the platform drops a repeat of the same request
+    /// (Mastodon's `Idempotency-Key` within an hour, Standard Webhooks' `webhook-id`).
+    Deduplicated,
+    /// The platform offers no way to know, and nothing drops a repeat: sending again may
+    /// post twice.
     CannotTell,
 }
 
-/// What a channel sends for one delivery.
+/// An image ready for a platform (decoded, stripped, sized by the media pipeline).
+#[derive(Clone)]
+pub struct Media {
+    pub bytes: bytes::Bytes,
+    /// `image/jpeg`, `image/png`, ...
+    pub mime: String,
+    /// Alt text, required for every public image.
+    pub alt: String,
+    /// Where the platforms that fetch images themselves (Instagram, Threads, Facebook,
+    /// Nextdoor) find it: a public URL.
+    pub url: Option<String>,
+}
+
+impl std::fmt::Debug for Media {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Media")
+            .field("bytes", &self.bytes.len())
+            .field("mime", &self.mime)
+            .field("alt", &self.alt)
+            .field("url", &self.url)
+            .finish()
+    }
+}
+
+/// One post request: a delivery's text, or one part of its thread, to one recipient.
 #[derive(Debug)]
 pub struct Request<'a> {
     pub job: &'a Job,
-    /// The channel's original post of the incident, for updates and cancels.
+    /// What to post: the thread part of this step, else the delivery's text.
+    pub text: &'a str,
+    /// The step of the delivery (0 for a single post); stable across retries, so
+    /// idempotency keys and Bluesky record keys derive from it.
+    pub step: usize,
+    /// Which of the channel's recipients (SMS numbers); 0 elsewhere.
+    pub target: usize,
+    /// The post this one replies to: the previous part of the thread, else the channel's
+    /// original post of the incident.
     pub reply_to: Option<&'a PostRef>,
+    /// The first post of the thread `reply_to` is in (Bluesky replies name both).
+    pub root: Option<&'a PostRef>,
+    pub media: &'a [Media],
+    pub scratch: Scratch<'a>,
+}
+
+impl Request<'_> {
+    /// The delivery's idempotency key, made unique per step.
+    pub fn key(&self) -> String {
+        if self.step == 0 { self.job.idem_key.clone() } else { format!("{}-{}", self.job.idem_key, self.step) }
+    }
+}
+
+/// What a channel saves in the middle of a request (a Meta container id) so a retry or a
+/// restart continues from it instead of starting over.
+#[derive(Debug, Clone, Copy)]
+pub struct Scratch<'a> {
+    saved: &'a std::collections::BTreeMap<String, String>,
+    store: Option<&'a Store>,
+    delivery_id: i64,
+    step: usize,
+}
+
+impl<'a> Scratch<'a> {
+    pub fn new(job: &'a Job, step: usize, store: Option<&'a Store>) -> Self {
+        Scratch { saved: &job.progress.scratch, store, delivery_id: job.delivery_id, step }
+    }
+
+    fn slot(&self, key: &str) -> String {
+        format!("{key}:{}", self.step)
+    }
+
+    /// A value saved by an earlier try of this step.
+    pub fn get(&self, key: &str) -> Option<&'a str> {
+        self.saved.get(&self.slot(key)).map(String::as_str)
+    }
+
+    /// Save a value for this step; it is committed when this returns `Ok`.
+    pub async fn save(&self, key: &str, value: &str) -> Result<(), String> {
+        match self.store {
+            Some(store) => {
+                store.save_scratch(self.delivery_id, &self.slot(key), value).await.map_err(|e| e.to_string())
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+/// What a channel can do, for the delivery layer's plan of a delivery's requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caps {
+    /// A thread's parts go out as separate posts, each replying to the one before.
+    pub threads: bool,
+    /// Posts can be deleted (a cancellation may delete the original).
+    pub delete: bool,
+    /// Recipients each delivery goes to, one request each (SMS numbers); 1 elsewhere.
+    pub targets: usize,
+}
+
+/// Everything channels share: the HTTP client, the request timeout, and the state
+/// directory where refreshed tokens and sessions are kept.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub http: reqwest::Client,
+    pub timeout: Duration,
+    pub state_dir: std::path::PathBuf,
 }
 
 #[derive(Debug)]
@@ -95,13 +232,24 @@ pub enum Channel {
 }
 
 impl Channel {
-    pub fn build(cfg: &ChannelConfig, http: &reqwest::Client, timeout: Duration) -> Channel {
+    pub fn build(cfg: &ChannelConfig, ctx: &Context) -> Channel {
         match &cfg.kind {
             ChannelKind::Console => Channel::Console(console::Console::new(&cfg.name)),
             ChannelKind::File { path } => Channel::File(file::FileChannel::new(&cfg.name, path)),
-            ChannelKind::Webhook { url, secret } => {
-                Channel::Webhook(webhook::Webhook::new(&cfg.name, url.clone(), secret.as_ref(), http.clone(), timeout))
-            }
+            ChannelKind::Webhook { url, secret } => Channel::Webhook(webhook::Webhook::new(
+                &cfg.name,
+                url.clone(),
+                secret.as_ref(),
+                ctx.http.clone(),
+                ctx.timeout,
+            )),
+        }
+    }
+
+    pub fn caps(&self) -> Caps {
+        let one = Caps { threads: false, delete: false, targets: 1 };
+        match self {
+            Channel::Console(_) | Channel::File(_) | Channel::Webhook(_) => one,
         }
     }
 
@@ -114,14 +262,25 @@ impl Channel {
     }
 
     /// After an unknown outcome (a timeout after sending, a crash mid-request): did the
-    /// delivery post?
-    pub async fn resolve(&self, job: &Job) -> Resolution {
+    /// request post?
+    pub async fn resolve(&self, req: &Request<'_>) -> Resolution {
         match self {
             // Stdout keeps no record to look in.
             Channel::Console(_) => Resolution::CannotTell,
-            Channel::File(c) => c.resolve(job).await,
+            Channel::File(c) => c.resolve(req.job).await,
             // The receiver deduplicates on `webhook-id`, which stays the same on a resend.
-            Channel::Webhook(_) => Resolution::CannotTell,
+            Channel::Webhook(_) => Resolution::Deduplicated,
+        }
+    }
+
+    /// Delete a post (after a cancellation, where configured). A post already gone counts
+    /// as deleted.
+    pub async fn delete(&self, post: &PostRef) -> Response {
+        let _ = post;
+        match self {
+            Channel::Console(_) | Channel::File(_) | Channel::Webhook(_) => {
+                Outcome::Permanent("this channel cannot delete posts".to_owned()).into()
+            }
         }
     }
 }

@@ -122,10 +122,7 @@ impl Webhook {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let text = response.text().await.unwrap_or_default();
-        Response {
-            outcome: classify(status, &headers, &text, &job.idem_key, Timestamp::now()),
-            http_status: Some(status),
-        }
+        Response::new(classify(status, &headers, &text, &job.idem_key, Timestamp::now()), status)
     }
 }
 
@@ -137,7 +134,7 @@ pub fn classify(status: u16, headers: &HeaderMap, body: &str, id: &str, now: Tim
             // A receiver may answer with its own id and URL for the item it created.
             let parsed: Option<serde_json::Value> = serde_json::from_str(body).ok();
             let field = |k: &str| parsed.as_ref().and_then(|v| v.get(k)).and_then(|v| v.as_str()).map(str::to_owned);
-            Outcome::Sent(PostRef { id: field("id").or_else(|| Some(id.to_owned())), url: field("url") })
+            Outcome::Sent(PostRef { id: field("id").or_else(|| Some(id.to_owned())), url: field("url"), data: None })
         }
         429 | 503 => match retry_after_header(headers, now) {
             Some(d) => Outcome::RetryAfter(d, detail()),
@@ -181,12 +178,9 @@ mod tests {
         wait.insert(RETRY_AFTER, HeaderValue::from_static("30"));
         assert_eq!(
             classify(200, &none, r#"{"id":"abc","url":"https://x.example/abc"}"#, "k", now()),
-            Outcome::Sent(PostRef { id: Some("abc".to_owned()), url: Some("https://x.example/abc".to_owned()) })
+            Outcome::Sent(PostRef::id("abc").with_url("https://x.example/abc"))
         );
-        assert_eq!(
-            classify(204, &none, "", "k", now()),
-            Outcome::Sent(PostRef { id: Some("k".to_owned()), url: None })
-        );
+        assert_eq!(classify(204, &none, "", "k", now()), Outcome::Sent(PostRef::id("k")));
         assert!(
             matches!(classify(429, &wait, "", "k", now()), Outcome::RetryAfter(d, _) if d == Duration::from_secs(30))
         );

@@ -206,11 +206,17 @@ impl Default for BrokerFile {
 pub struct StoreFile {
     pub path: PathBuf,
     pub busy_timeout: HumanDuration,
+    /// Refreshed OAuth tokens and platform sessions; default: the store's directory.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Default for StoreFile {
     fn default() -> Self {
-        StoreFile { path: PathBuf::from("data/bullhorn.db"), busy_timeout: HumanDuration(Duration::from_secs(5)) }
+        StoreFile {
+            path: PathBuf::from("data/bullhorn.db"),
+            busy_timeout: HumanDuration(Duration::from_secs(5)),
+            state_dir: None,
+        }
     }
 }
 
@@ -360,12 +366,15 @@ pub struct ChannelCommonFile {
     /// Languages this channel posts (overrides the agency's).
     #[serde(default)]
     pub languages: Option<Vec<String>>,
+    /// After posting a cancellation, delete the original where the platform allows it.
+    #[serde(default)]
+    pub delete_original: bool,
 }
 
 /// Keys split off the channel table before [`ChannelCommonFile`] is read; the rest belongs
 /// to the kind.
 pub const CHANNEL_COMMON_KEYS: &[&str] =
-    &["kind", "enabled", "public", "rate", "reserve", "max_chars", "overflow", "languages"];
+    &["kind", "enabled", "public", "rate", "reserve", "max_chars", "overflow", "languages", "delete_original"];
 
 fn yes() -> bool {
     true

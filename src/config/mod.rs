@@ -156,6 +156,9 @@ pub struct BrokerConfig {
 pub struct StoreConfig {
     pub path: PathBuf,
     pub busy_timeout: Duration,
+    /// Where refreshed OAuth tokens and platform sessions are kept: `[store] state_dir`,
+    /// else the store file's directory.
+    pub state_dir: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -242,6 +245,8 @@ pub struct ChannelConfig {
     pub overflow: Overflow,
     /// Languages this channel posts (else the agency's list, else every one).
     pub languages: Option<Vec<String>>,
+    /// After posting a cancellation, delete the original where the platform allows it.
+    pub delete_original: bool,
     pub kind: ChannelKind,
 }
 
@@ -256,6 +261,7 @@ impl ChannelConfig {
             max_chars: None,
             overflow: Overflow::Shorten,
             languages: None,
+            delete_original: false,
             kind,
         }
     }
@@ -478,7 +484,13 @@ fn validate(source: &Path, base: &Path, mut root: BTreeMap<String, config::Value
         log: LogConfig { level: log.level, format: log.format },
         mqtt,
         broker,
-        store: StoreConfig { path: store.path, busy_timeout: store.busy_timeout.0 },
+        store: StoreConfig {
+            state_dir: store.state_dir.unwrap_or_else(|| {
+                store.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf()
+            }),
+            path: store.path,
+            busy_timeout: store.busy_timeout.0,
+        },
         admin: AdminConfig { enabled: admin.enabled, listen: admin.listen },
         agency,
         delivery,
@@ -792,6 +804,7 @@ fn validate_channels(entries: BTreeMap<String, config::Value>, errors: &mut Erro
                     max_chars: common.max_chars,
                     overflow: common.overflow,
                     languages: common.languages,
+                    delete_original: common.delete_original,
                     kind,
                 },
             );

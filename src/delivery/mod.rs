@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::channel::Outcome;
+use crate::channel::{Caps, Context, Outcome};
 use crate::config::{Config, DeliveryConfig};
 use crate::metrics::Metrics;
 use crate::store::{AttemptEnd, AttemptResult, Queued, Store, StoreError};
@@ -51,6 +51,26 @@ pub struct History {
     pub age: Duration,
 }
 
+/// One request of a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Post part `part` of the text (0 when it is not split) to recipient `target`.
+    Post { part: usize, target: usize },
+    /// Delete post `index` of the channel's original (a cancellation, where configured).
+    Delete(usize),
+}
+
+/// The requests a delivery makes, in order: each thread part to each recipient (parts
+/// as separate posts only where the channel threads; elsewhere the channel gets them all
+/// at once), then the deletions. Pure.
+pub fn plan(parts: usize, caps: Caps, deletes: usize) -> Vec<Action> {
+    let parts = if caps.threads { parts.max(1) } else { 1 };
+    let mut steps: Vec<Action> =
+        (0..caps.targets.max(1)).flat_map(|target| (0..parts).map(move |part| Action::Post { part, target })).collect();
+    steps.extend((0..deletes).map(Action::Delete));
+    steps
+}
+
 /// Turn a channel's outcome into the attempt record and the next step. `unit` is a random
 /// number in `[0, 1)` for the jitter.
 pub fn decide(outcome: &Outcome, h: History, cfg: &DeliveryConfig, now_ms: i64, unit: f64) -> (AttemptEnd, Next) {
@@ -59,13 +79,16 @@ pub fn decide(outcome: &Outcome, h: History, cfg: &DeliveryConfig, now_ms: i64, 
         (AttemptEnd::Retry { not_before: now_ms + crate::time::duration_ms(delay) }, Next::Retry(delay))
     };
     match outcome {
-        Outcome::Sent(post) => (AttemptEnd::Sent { post_id: post.id.clone(), post_url: post.url.clone() }, Next::Done),
+        Outcome::Sent(post) => (AttemptEnd::Sent { post: post.clone(), progress: None }, Next::Done),
         Outcome::Permanent(reason) => (AttemptEnd::Dead { reason: reason.clone() }, Next::Done),
         Outcome::RetryAfter(d, _) => {
             let d = (*d).clamp(MIN_PAUSE, cfg.max_retry_after.max(MIN_PAUSE));
             (AttemptEnd::Retry { not_before: now_ms + crate::time::duration_ms(d) }, Next::Pause(d))
         }
-        Outcome::Retry(reason) | Outcome::Unknown(reason) | Outcome::Unavailable(reason)
+        Outcome::Retry(reason)
+        | Outcome::Unknown(reason)
+        | Outcome::Unavailable(reason)
+        | Outcome::Credentials(reason)
             if age >= cfg.give_up_after =>
         {
             let reason = format!(
@@ -75,7 +98,7 @@ pub fn decide(outcome: &Outcome, h: History, cfg: &DeliveryConfig, now_ms: i64, 
             );
             (AttemptEnd::Dead { reason }, Next::Done)
         }
-        Outcome::Unavailable(_) => {
+        Outcome::Unavailable(_) | Outcome::Credentials(_) => {
             // The whole channel backs off; the delivery keeps its place in the queue.
             let d = cfg.retry.full_jitter(unavailable, unit).max(Duration::from_millis(10));
             (AttemptEnd::Retry { not_before: now_ms + crate::time::duration_ms(d) }, Next::Pause(d))
@@ -107,7 +130,7 @@ pub struct Delivery {
     senders: Senders,
     router: JoinHandle<()>,
     store: Store,
-    http: reqwest::Client,
+    ctx: Context,
     metrics: Arc<Metrics>,
     cancel: CancellationToken,
     failed: CancellationToken,
@@ -125,7 +148,7 @@ impl Delivery {
     pub fn start(
         config: Arc<Config>,
         store: &Store,
-        http: &reqwest::Client,
+        ctx: &Context,
         mut announced: mpsc::UnboundedReceiver<Queued>,
         metrics: Arc<Metrics>,
         cancel: CancellationToken,
@@ -152,7 +175,7 @@ impl Delivery {
             senders,
             router,
             store: store.clone(),
-            http: http.clone(),
+            ctx: ctx.clone(),
             metrics,
             cancel,
             failed,
@@ -169,7 +192,7 @@ impl Delivery {
         let cancel = self.cancel.child_token();
         let worker = worker::Worker::new(
             ch.clone(),
-            self.http.clone(),
+            self.ctx.clone(),
             Arc::clone(config),
             self.store.clone(),
             self.store.reader()?,
@@ -232,9 +255,13 @@ pub fn record(outcome: &Outcome, end: AttemptEnd, http_status: Option<u16>) -> A
     let detail = match outcome {
         Outcome::Sent(p) => p.id.clone().unwrap_or_default(),
         Outcome::RetryAfter(d, m) => format!("retry after {}: {m}", humantime::format_duration(*d)),
-        Outcome::Retry(m) | Outcome::Unavailable(m) | Outcome::Permanent(m) | Outcome::Unknown(m) => m.clone(),
+        Outcome::Retry(m)
+        | Outcome::Unavailable(m)
+        | Outcome::Credentials(m)
+        | Outcome::Permanent(m)
+        | Outcome::Unknown(m) => m.clone(),
     };
-    AttemptResult { end, outcome: outcome.label(), http_status, detail }
+    AttemptResult { end, outcome: outcome.label(), http_status, detail, note: None }
 }
 
 #[cfg(test)]
@@ -260,6 +287,23 @@ mod tests {
     }
 
     #[test]
+    fn a_plan_posts_each_part_to_each_recipient_then_deletes() {
+        let thread = Caps { threads: true, delete: true, targets: 1 };
+        assert_eq!(plan(0, thread, 0), [Action::Post { part: 0, target: 0 }]);
+        assert_eq!(
+            plan(3, thread, 1),
+            [
+                Action::Post { part: 0, target: 0 },
+                Action::Post { part: 1, target: 0 },
+                Action::Post { part: 2, target: 0 },
+                Action::Delete(0)
+            ]
+        );
+        let whole = Caps { threads: false, delete: false, targets: 2 };
+        assert_eq!(plan(3, whole, 0), [Action::Post { part: 0, target: 0 }, Action::Post { part: 0, target: 1 }]);
+    }
+
+    #[test]
     fn an_unavailable_platform_pauses_the_channel_with_its_own_backoff() {
         let out = Outcome::Unavailable("503".to_owned());
         // ceiling 2 s * 2^2 = 8 s; half with unit 0.5; the delivery's own count plays no part.
@@ -272,9 +316,9 @@ mod tests {
 
     #[test]
     fn sent_and_permanent_are_final() {
-        let post = PostRef { id: Some("1".to_owned()), url: None };
+        let post = PostRef::id("1");
         let (end, next) = decide(&Outcome::Sent(post), h(0, 0, 0), &cfg(), NOW, 0.5);
-        assert_eq!(end, AttemptEnd::Sent { post_id: Some("1".to_owned()), post_url: None });
+        assert_eq!(end, AttemptEnd::Sent { post: PostRef::id("1"), progress: None });
         assert_eq!(next, Next::Done);
         let (end, next) = decide(&Outcome::Permanent("400 bad".to_owned()), h(0, 0, 0), &cfg(), NOW, 0.5);
         assert_eq!(end, AttemptEnd::Dead { reason: "400 bad".to_owned() });

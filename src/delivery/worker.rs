@@ -16,12 +16,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::queue::{Item, Queue};
 use super::quota::Window;
-use super::{History, Next, WorkerMsg, decide, record};
-use crate::channel::{Channel, Outcome, PostRef, Request, Resolution};
+use super::{Action, History, Next, WorkerMsg, decide, plan, record};
+use crate::channel::{Channel, Context, Outcome, PostRef, Request, Resolution, Response, Scratch};
 use crate::config::{ChannelConfig, Config, Quota};
 use crate::metrics::{ChannelLabel, Metrics};
 use crate::route::DeliveryKind;
-use crate::store::{AttemptEnd, AttemptResult, Closing, Job, Reader, Store, StoreError};
+use crate::store::{AttemptEnd, AttemptResult, Closing, Job, Progress, Reader, ReplyTarget, Store, StoreError};
 use crate::time::{duration_ms, now_ms, rfc3339};
 
 /// How long to wait before trying again when the store cannot be read or written.
@@ -30,7 +30,7 @@ const STORE_RETRY: Duration = Duration::from_secs(1);
 pub(super) struct Worker {
     cfg: ChannelConfig,
     channel: Channel,
-    http: reqwest::Client,
+    ctx: Context,
     config: Arc<Config>,
     store: Store,
     reader: Reader,
@@ -51,21 +51,65 @@ enum Step {
     Idle(Option<Instant>),
 }
 
+/// A delivery ready for its next request.
+struct Prepared {
+    job: Job,
+    steps: Vec<Action>,
+    /// The channel's original post of the incident, for a reply or a deletion.
+    original: Option<ReplyTarget>,
+}
+
+/// What to do with a delivery taken from the queue.
+enum Prep {
+    Ready(Box<Prepared>),
+    /// Wait for the delivery it replies to.
+    Park(i64),
+    Close(Closing, String),
+    /// Nothing to do any more (no longer queued).
+    Release,
+    /// The store could not be read; try again soon.
+    Requeue,
+}
+
+impl Prepared {
+    /// The request for step `done` (an [`Action::Post`]), or `None` for a deletion.
+    fn request<'a>(
+        &'a self,
+        store: Option<&'a Store>,
+        action: Action,
+        root_of_original: Option<&'a PostRef>,
+    ) -> Option<Request<'a>> {
+        let Action::Post { part, target } = action else { return None };
+        let job = &self.job;
+        let posted = &job.progress.posted;
+        let original = self.original.as_ref().map(|o| &o.post);
+        let (reply_to, root) =
+            if part == 0 { (original, root_of_original) } else { (posted.last(), root_of_original.or(posted.first())) };
+        let text = if self.steps.iter().any(|a| matches!(a, Action::Post { part: 1.., .. })) {
+            job.parts.get(part).map_or(job.text.as_str(), String::as_str)
+        } else {
+            job.text.as_str()
+        };
+        let step = job.progress.done;
+        Some(Request { job, text, step, target, reply_to, root, media: &[], scratch: Scratch::new(job, step, store) })
+    }
+}
+
 impl Worker {
     pub(super) fn new(
         cfg: ChannelConfig,
-        http: reqwest::Client,
+        ctx: Context,
         config: Arc<Config>,
         store: Store,
         reader: Reader,
         metrics: Arc<Metrics>,
     ) -> Self {
         let quota = cfg.quota.map(Window::new);
-        let channel = Channel::build(&cfg, &http, config.delivery.request_timeout);
+        let channel = Channel::build(&cfg, &ctx);
         Worker {
             cfg,
             channel,
-            http,
+            ctx,
             config,
             store,
             reader,
@@ -142,7 +186,7 @@ impl Worker {
     /// rate-limit window stay (the window with the new limits).
     async fn reconfigure(&mut self, config: Arc<Config>) {
         if let Some(cfg) = config.channels.get(&self.cfg.name).cloned() {
-            self.channel = Channel::build(&cfg, &self.http, config.delivery.request_timeout);
+            self.channel = Channel::build(&cfg, &self.ctx);
             self.quota = match (self.quota.take(), cfg.quota) {
                 (Some(mut window), Some(quota)) => {
                     window.set_quota(quota);
@@ -190,10 +234,8 @@ impl Worker {
             let item = Item { id: row.id, priority: row.priority };
             if let Some(attempt_id) = row.open_attempt {
                 unknown += 1;
-                if let Some(job) = self.reader.job(row.id).await?
-                    && self.resolve_open_attempt(&job, attempt_id).await?
-                {
-                    continue;
+                if let Some(job) = self.reader.job(row.id).await? {
+                    self.resolve_open_attempt(job, attempt_id).await?;
                 }
                 self.queue.push(item, None, now);
             } else {
@@ -209,42 +251,68 @@ impl Worker {
         Ok(())
     }
 
-    /// Settle an attempt whose outcome a crash left unknown. Returns whether it had posted.
-    async fn resolve_open_attempt(&mut self, job: &Job, attempt_id: i64) -> Result<bool, StoreError> {
-        let resolution = self.channel.resolve(job).await;
-        let (end, outcome, detail) = match &resolution {
-            Resolution::Posted(p) => (
-                AttemptEnd::Sent { post_id: p.id.clone(), post_url: p.url.clone() },
-                "sent",
-                "found posted after restart".to_owned(),
-            ),
-            Resolution::NotPosted => (
-                AttemptEnd::Retry { not_before: now_ms() },
-                "unknown",
-                "not posted; sending again after restart".to_owned(),
-            ),
-            Resolution::CannotTell => {
-                tracing::warn!(
-                    channel = %self.cfg.name, delivery = job.delivery_id,
-                    "a request was in flight when bullhorn stopped and the platform cannot say whether it posted; sending again (the webhook-id/idempotency key lets receivers drop a duplicate where supported)"
-                );
-                (
-                    AttemptEnd::Retry { not_before: now_ms() },
-                    "unknown",
-                    "outcome unknown after restart; sending again".to_owned(),
-                )
+    /// Settle an attempt whose outcome a crash left unknown: ask the channel whether it
+    /// posted, and record it as done or to be sent again. The delivery then goes back to
+    /// the queue (where a finished one is dropped when taken).
+    async fn resolve_open_attempt(&mut self, job: Job, attempt_id: i64) -> Result<(), StoreError> {
+        // In flight: the writer refuses to treat it as queued, so look at it as if it were.
+        let delivery_id = job.delivery_id;
+        let prepared = match self.prepare(job, true).await {
+            Prep::Ready(p) => p,
+            Prep::Requeue => return Err(StoreError::Write("cannot read the delivery".to_owned())),
+            // Whatever else: nothing to resolve; send again once it is queued.
+            _ => {
+                let result = AttemptResult {
+                    end: AttemptEnd::Retry { not_before: now_ms() },
+                    outcome: "unknown",
+                    http_status: None,
+                    detail: "outcome unknown after restart".to_owned(),
+                    note: None,
+                };
+                return match self.store.finish_attempt(attempt_id, delivery_id, now_ms(), result).await {
+                    Ok(()) | Err(StoreError::NotQueued(_)) => Ok(()),
+                    Err(e) => Err(e),
+                };
             }
         };
-        let posted = matches!(resolution, Resolution::Posted(_));
-        let result = AttemptResult { end, outcome, http_status: None, detail };
-        match self.store.finish_attempt(attempt_id, job.delivery_id, now_ms(), result).await {
-            Ok(()) | Err(StoreError::NotQueued(_)) => {}
-            Err(e) => return Err(e),
+        let done = prepared.job.progress.done;
+        let action = prepared.steps.get(done).copied().unwrap_or(Action::Post { part: 0, target: 0 });
+        let root = self.root_of_original(&prepared);
+        let resolution = match prepared.request(Some(&self.store), action, root.as_ref()) {
+            Some(req) => self.channel.resolve(&req).await,
+            // A deletion is safe to repeat: a post already gone counts as deleted.
+            None => Resolution::NotPosted,
+        };
+        let detail = match &resolution {
+            Resolution::Posted(_) => "found posted after restart",
+            Resolution::NotPosted => "not posted; sending again after restart",
+            Resolution::Deduplicated => "outcome unknown after restart; sending again (the platform drops a repeat)",
+            Resolution::CannotTell => {
+                tracing::warn!(
+                    channel = %self.cfg.name, delivery = delivery_id,
+                    "a request was in flight when bullhorn stopped and the platform cannot say whether it posted; sending again, which may post twice"
+                );
+                "outcome unknown after restart; sending again"
+            }
+        };
+        let result = match resolution {
+            Resolution::Posted(p) => {
+                self.metrics.delivery(&self.cfg.name, "sent");
+                let (end, _) = self.advance(&prepared, action, p);
+                AttemptResult { end, outcome: "sent", http_status: None, detail: detail.to_owned(), note: None }
+            }
+            _ => AttemptResult {
+                end: AttemptEnd::Retry { not_before: now_ms() },
+                outcome: "unknown",
+                http_status: None,
+                detail: detail.to_owned(),
+                note: None,
+            },
+        };
+        match self.store.finish_attempt(attempt_id, delivery_id, now_ms(), result).await {
+            Ok(()) | Err(StoreError::NotQueued(_)) => Ok(()),
+            Err(e) => Err(e),
         }
-        if posted {
-            self.metrics.delivery(&self.cfg.name, "sent");
-        }
-        Ok(posted)
     }
 
     /// Do at most one delivery; when nothing can go now, say when to look again.
@@ -311,10 +379,10 @@ impl Worker {
     }
 
     /// Close a delivery without sending it.
-    async fn close(&mut self, item: Item, job: &Job, closing: Closing, reason: String) {
-        match self.store.close(job.delivery_id, closing, reason.clone()).await {
+    async fn close(&mut self, item: Item, delivery_id: i64, closing: Closing, reason: String) {
+        match self.store.close(delivery_id, closing, reason.clone()).await {
             Ok(()) | Err(StoreError::NotQueued(_)) => {
-                tracing::info!(channel = %self.cfg.name, delivery = job.delivery_id, %reason, "closed without sending");
+                tracing::info!(channel = %self.cfg.name, delivery = delivery_id, %reason, "closed without sending");
                 self.metrics.delivery(&self.cfg.name, closing.as_str());
                 self.release(item.id);
             }
@@ -323,6 +391,55 @@ impl Worker {
                 self.requeue(item, STORE_RETRY);
             }
         }
+    }
+
+    /// The first post of the original's thread, for Bluesky-style replies.
+    fn root_of_original(&self, p: &Prepared) -> Option<PostRef> {
+        p.original.as_ref().and_then(|o| o.posts().into_iter().next())
+    }
+
+    /// Check that `job` may still go out and work out its requests. `in_flight`: it is
+    /// being resolved after a restart, not taken from the queue.
+    async fn prepare(&mut self, job: Job, in_flight: bool) -> Prep {
+        if !in_flight && job.state != "queued" {
+            // Suppressed by a cancel or a newer revision, or already done.
+            if job.state == "suppressed" {
+                self.metrics.delivery(&self.cfg.name, "suppressed");
+            }
+            return Prep::Release;
+        }
+        if !in_flight && let Some(reason) = self.expired(&job) {
+            return Prep::Close(Closing::Expired, reason);
+        }
+        let original = match job.reply_to {
+            None => None,
+            Some(target) => match self.reader.reply_target(target).await {
+                Ok(Some(t)) if t.state == "sent" => Some(t),
+                Ok(Some(t)) if (t.state == "queued" || t.state == "in_flight") && !in_flight => {
+                    return Prep::Park(target);
+                }
+                // The original never went out (dead, expired, withdrawn). A cancellation of
+                // nothing is not posted; an update stands alone.
+                Ok(_) if job.kind == DeliveryKind::Cancel && !in_flight => {
+                    return Prep::Close(
+                        Closing::Suppressed,
+                        "nothing of the incident went out on this channel".to_owned(),
+                    );
+                }
+                Ok(_) => None,
+                Err(e) => {
+                    tracing::warn!(channel = %self.cfg.name, error = %e, "cannot read reply target; retrying");
+                    return Prep::Requeue;
+                }
+            },
+        };
+        let caps = self.channel.caps();
+        let deletes = match &original {
+            Some(o) if job.kind == DeliveryKind::Cancel && self.cfg.delete_original && caps.delete => o.posts().len(),
+            _ => 0,
+        };
+        let steps = plan(job.parts.len(), caps, deletes);
+        Prep::Ready(Box::new(Prepared { job, steps, original }))
     }
 
     async fn process(&mut self, item: Item) {
@@ -334,44 +451,25 @@ impl Worker {
                 return self.requeue(item, STORE_RETRY);
             }
         };
-        if job.state != "queued" {
-            // Suppressed by a cancel or a newer revision, or already done.
-            if job.state == "suppressed" {
-                self.metrics.delivery(&self.cfg.name, "suppressed");
+        let prepared = match self.prepare(job, false).await {
+            Prep::Ready(p) => p,
+            Prep::Park(target) => return self.park(target, item),
+            Prep::Close(closing, reason) => {
+                let id = item.id;
+                return self.close(item, id, closing, reason).await;
             }
-            return self.release(item.id);
-        }
-        if let Some(reason) = self.expired(&job) {
-            return self.close(item, &job, Closing::Expired, reason).await;
-        }
-        let reply_to = match job.reply_to {
-            None => None,
-            Some(target) => match self.reader.reply_target(target).await {
-                Ok(Some(t)) if t.state == "sent" => Some(PostRef { id: t.post_id, url: t.post_url }),
-                Ok(Some(t)) if t.state == "queued" || t.state == "in_flight" => {
-                    return self.park(target, item);
-                }
-                // The original never went out (dead, expired, withdrawn). A cancellation of
-                // nothing is not posted; an update stands alone.
-                Ok(_) if job.kind == DeliveryKind::Cancel => {
-                    return self
-                        .close(
-                            item,
-                            &job,
-                            Closing::Suppressed,
-                            "nothing of the incident went out on this channel".to_owned(),
-                        )
-                        .await;
-                }
-                Ok(_) => None,
-                Err(e) => {
-                    tracing::warn!(channel = %self.cfg.name, error = %e, "cannot read reply target; retrying");
-                    return self.requeue(item, STORE_RETRY);
-                }
-            },
+            Prep::Release => return self.release(item.id),
+            Prep::Requeue => return self.requeue(item, STORE_RETRY),
         };
-
-        let attempt_id = match self.store.begin_attempt(job.delivery_id, &self.cfg.name, now_ms(), None).await {
+        let job = &prepared.job;
+        let done = job.progress.done;
+        let Some(&action) = prepared.steps.get(done) else {
+            // Every step is done (the config changed between them): nothing left to send.
+            let reason = "every step was done".to_owned();
+            return self.close(item, job.delivery_id, Closing::Done, reason).await;
+        };
+        let resolve_data = (prepared.steps.len() > 1).then(|| format!("{{\"step\":{done}}}"));
+        let attempt_id = match self.store.begin_attempt(job.delivery_id, &self.cfg.name, now_ms(), resolve_data).await {
             Ok(id) => id,
             Err(e) => {
                 if let StoreError::NotQueued(_) = e {
@@ -387,28 +485,73 @@ impl Worker {
         if let Some(q) = self.quota.as_mut() {
             q.record(job.priority, Instant::now());
         }
-        let response = self.channel.send(&Request { job: &job, reply_to: reply_to.as_ref() }).await;
-        let mut outcome = response.outcome;
-        if let Outcome::Unknown(reason) = &outcome {
-            tracing::warn!(channel = %self.cfg.name, delivery = job.delivery_id, %reason, "outcome unknown; checking with the platform");
-            if let Resolution::Posted(p) = self.channel.resolve(&job).await {
-                outcome = Outcome::Sent(p);
+        let root = self.root_of_original(&prepared);
+        let response = match prepared.request(Some(&self.store), action, root.as_ref()) {
+            Some(req) => {
+                let mut response = self.channel.send(&req).await;
+                if let Outcome::Unknown(reason) = &response.outcome {
+                    tracing::warn!(channel = %self.cfg.name, delivery = job.delivery_id, %reason, "outcome unknown; checking with the platform");
+                    if let Resolution::Posted(p) = self.channel.resolve(&req).await {
+                        response.outcome = Outcome::Sent(p);
+                    }
+                }
+                response
             }
-        }
-        self.conclude(item, &job, attempt_id, outcome, response.http_status).await;
+            None => {
+                let Action::Delete(i) = action else { unreachable!("a post has a request") };
+                let posts = prepared.original.as_ref().map(ReplyTarget::posts).unwrap_or_default();
+                match posts.get(i) {
+                    Some(post) => self.channel.delete(post).await,
+                    None => Outcome::Sent(PostRef::default()).into(),
+                }
+            }
+        };
+        self.conclude(item, &prepared, action, attempt_id, response).await;
     }
 
-    async fn conclude(&mut self, item: Item, job: &Job, attempt_id: i64, outcome: Outcome, http_status: Option<u16>) {
+    /// The record of a finished step: the next step is queued, or the delivery is done.
+    fn advance(&self, p: &Prepared, action: Action, post: PostRef) -> (AttemptEnd, Next) {
+        let mut posted = p.job.progress.posted.clone();
+        if matches!(action, Action::Post { .. }) {
+            posted.push(post.clone());
+        }
+        let done = p.job.progress.done + 1;
+        if done < p.steps.len() {
+            let first = posted.first().cloned();
+            return (AttemptEnd::Step { post: first, done, posted }, Next::Retry(Duration::ZERO));
+        }
+        let progress = (p.steps.len() > 1).then(|| Progress { done, posted: posted.clone(), ..Progress::default() });
+        let post = posted.into_iter().next().unwrap_or(post);
+        (AttemptEnd::Sent { post, progress }, Next::Done)
+    }
+
+    async fn conclude(&mut self, item: Item, p: &Prepared, action: Action, attempt_id: i64, response: Response) {
+        let job = &p.job;
+        let Response { outcome, http_status, note } = response;
         let wall = now_ms();
         let age = Duration::from_millis(u64::try_from(wall - job.created_at).unwrap_or(0));
         let history = History { failures: job.attempts, unavailable: self.unavailable, age };
-        let (end, next) = decide(&outcome, history, &self.config.delivery, wall, fastrand::f64());
+        let (mut end, mut next) = decide(&outcome, history, &self.config.delivery, wall, fastrand::f64());
+        let mut note = note;
+        match (&outcome, &end) {
+            (Outcome::Sent(post), _) => (end, next) = self.advance(p, action, post.clone()),
+            // The cancellation is out; a post that cannot be deleted does not undo that.
+            (_, AttemptEnd::Dead { reason }) if matches!(action, Action::Delete(_)) => {
+                note = Some(format!("the original could not be deleted: {reason}"));
+                (end, next) = self.advance(p, action, PostRef::default());
+            }
+            _ => {}
+        }
         match outcome {
-            Outcome::Unavailable(_) => self.unavailable = self.unavailable.saturating_add(1),
+            Outcome::Unavailable(_) | Outcome::Credentials(_) => self.unavailable = self.unavailable.saturating_add(1),
             Outcome::Sent(_) => self.unavailable = 0,
             _ => {}
         }
-        let result = record(&outcome, end, http_status);
+        let mut result = record(&outcome, end, http_status);
+        if let Some(n) = &note {
+            result.detail = if result.detail.is_empty() { n.clone() } else { format!("{}; {n}", result.detail) };
+        }
+        result.note = note;
         // The request went out: its outcome must be recorded before anything else, or a
         // restart would treat it as unknown. Keep trying while the store is down.
         loop {
@@ -425,37 +568,72 @@ impl Worker {
                 }
             }
         }
-        self.metrics.delivery(&self.cfg.name, outcome.label());
+        let step_of = || format!("{}/{}", job.progress.done + 1, p.steps.len());
         let (name, id) = (self.name().to_owned(), job.delivery_id);
-        match (&outcome, &next) {
-            (Outcome::Sent(p), _) => tracing::info!(
-                channel = %name, delivery = id, event_type = %job.event_type, kind = job.kind.as_str(),
-                priority = job.priority.as_str(), post_id = p.id.as_deref().unwrap_or(""), "posted"
-            ),
-            (Outcome::Permanent(_), _) | (_, Next::Done) => tracing::error!(
-                channel = %name, delivery = id, event_type = %job.event_type, reason = %result.detail,
-                "delivery failed for good and was dead-lettered; check the channel's configuration"
-            ),
-            (Outcome::Unavailable(_), Next::Pause(d)) => tracing::warn!(
-                channel = %name, delivery = id, pause = %humantime::format_duration(*d), in_a_row = self.unavailable,
-                detail = %result.detail, "platform unavailable; the channel backs off, its queue kept in order"
-            ),
-            (_, Next::Pause(d)) => tracing::warn!(
-                channel = %name, delivery = id, pause = %humantime::format_duration(*d), detail = %result.detail,
-                "platform asked to slow down; channel paused"
-            ),
-            (_, Next::Retry(d)) => tracing::warn!(
-                channel = %name, delivery = id, attempt = job.attempts + 1, retry_in = %humantime::format_duration(*d),
-                detail = %result.detail, "delivery failed; will retry"
-            ),
+        match (&outcome, &result.end) {
+            (_, AttemptEnd::Step { .. }) => {
+                tracing::debug!(channel = %name, delivery = id, step = %step_of(), "step done")
+            }
+            (_, AttemptEnd::Sent { post, .. }) => {
+                self.metrics.delivery(&self.cfg.name, "sent");
+                tracing::info!(
+                    channel = %name, delivery = id, event_type = %job.event_type, kind = job.kind.as_str(),
+                    priority = job.priority.as_str(), post_id = post.id.as_deref().unwrap_or(""),
+                    note = result.note.as_deref().unwrap_or(""), "posted"
+                );
+            }
+            (_, AttemptEnd::Dead { .. }) => {
+                self.metrics.delivery(&self.cfg.name, "dead");
+                tracing::error!(
+                    channel = %name, delivery = id, event_type = %job.event_type, reason = %result.detail,
+                    "delivery failed for good and was dead-lettered; check the channel's configuration"
+                );
+            }
+            (Outcome::Credentials(_), _) => {
+                self.metrics.delivery(&self.cfg.name, outcome.label());
+                tracing::error!(
+                    channel = %name, delivery = id, pause = %humantime::format_duration(next_delay(&next)),
+                    detail = %result.detail,
+                    "the platform refused the channel's credentials; its queue waits until they are fixed (then reload)"
+                );
+            }
+            (Outcome::Unavailable(_), _) => {
+                self.metrics.delivery(&self.cfg.name, outcome.label());
+                tracing::warn!(
+                    channel = %name, delivery = id, pause = %humantime::format_duration(next_delay(&next)),
+                    in_a_row = self.unavailable, detail = %result.detail,
+                    "platform unavailable; the channel backs off, its queue kept in order"
+                );
+            }
+            (_, _) if matches!(next, Next::Pause(_)) => {
+                self.metrics.delivery(&self.cfg.name, outcome.label());
+                tracing::warn!(
+                    channel = %name, delivery = id, pause = %humantime::format_duration(next_delay(&next)),
+                    detail = %result.detail, "platform asked to slow down; channel paused"
+                );
+            }
+            (_, _) => {
+                self.metrics.delivery(&self.cfg.name, outcome.label());
+                tracing::warn!(
+                    channel = %name, delivery = id, attempt = job.attempts + 1,
+                    retry_in = %humantime::format_duration(next_delay(&next)), detail = %result.detail,
+                    "delivery failed; will retry"
+                );
+            }
+        }
+        if let Next::Pause(d) = next {
+            self.paused_until = Some(Instant::now() + d);
         }
         match next {
             Next::Done => self.release(item.id),
-            Next::Retry(d) => self.requeue(item, d),
-            Next::Pause(d) => {
-                self.paused_until = Some(Instant::now() + d);
-                self.requeue(item, d);
-            }
+            Next::Retry(d) | Next::Pause(d) => self.requeue(item, d),
         }
+    }
+}
+
+fn next_delay(next: &Next) -> Duration {
+    match next {
+        Next::Done => Duration::ZERO,
+        Next::Retry(d) | Next::Pause(d) => *d,
     }
 }

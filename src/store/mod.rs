@@ -24,6 +24,8 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use read::{Job, PendingRow, Reader, ReplyTarget};
 
+pub use crate::channel::PostRef;
+
 use crate::event::Priority;
 use crate::health::Health;
 use crate::metrics::Metrics;
@@ -93,6 +95,27 @@ pub struct NewDelivery {
     pub idem_key: String,
 }
 
+/// How far a multi-step delivery got, stored with it (`deliveries.progress`, JSON) so a
+/// restart resumes at the next step instead of posting a thread's first part again.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Progress {
+    /// Steps finished.
+    #[serde(default)]
+    pub done: usize,
+    /// Where each finished post step landed, in order.
+    #[serde(default)]
+    pub posted: Vec<PostRef>,
+    /// What a channel saved in the middle of a step (a Meta container id), by key.
+    #[serde(default)]
+    pub scratch: std::collections::BTreeMap<String, String>,
+}
+
+impl Progress {
+    pub fn parse(json: Option<&str>) -> Progress {
+        json.and_then(|j| serde_json::from_str(j).ok()).unwrap_or_default()
+    }
+}
+
 /// Bad input, recorded as a dead letter.
 #[derive(Debug, Clone)]
 pub struct NewReject {
@@ -144,9 +167,20 @@ pub struct Queued {
 /// How an attempt ended, as the delivery layer decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttemptEnd {
+    /// The delivery is done: `post` is where it landed (a thread's first post).
     Sent {
-        post_id: Option<String>,
-        post_url: Option<String>,
+        post: PostRef,
+        /// Every request of a multi-step delivery (see [`Progress`]).
+        progress: Option<Progress>,
+    },
+    /// One step of a multi-step delivery (a thread's part, one SMS recipient, deleting the
+    /// original after a cancellation) is done and more follow: the delivery goes back to
+    /// the queue, due now, with its failure count reset. `post` is kept as the delivery's
+    /// post if it has none yet, so a thread cut short still has its first post on record.
+    Step {
+        post: Option<PostRef>,
+        done: usize,
+        posted: Vec<PostRef>,
     },
     /// Back to the queue, not before `not_before` (Unix ms).
     Retry {
@@ -165,6 +199,9 @@ pub struct AttemptResult {
     pub outcome: &'static str,
     pub http_status: Option<u16>,
     pub detail: String,
+    /// Something the record of a sent delivery should say (posted without its image, the
+    /// original could not be deleted).
+    pub note: Option<String>,
 }
 
 /// Terminal states a delivery can be closed in without a request.
@@ -173,6 +210,8 @@ pub enum Closing {
     Expired,
     Suppressed,
     Dead,
+    /// Every step already went out (the plan shrank with a reload).
+    Done,
 }
 
 impl Closing {
@@ -181,6 +220,7 @@ impl Closing {
             Closing::Expired => "expired",
             Closing::Suppressed => "suppressed",
             Closing::Dead => "dead",
+            Closing::Done => "sent",
         }
     }
 }
@@ -192,6 +232,7 @@ enum Op {
     Ingest(Box<IngestRecord>, Reply<IngestOutcome>),
     BeginAttempt { delivery_id: i64, channel: String, started_at: i64, resolve_data: Option<String>, reply: Reply<i64> },
     FinishAttempt { attempt_id: i64, delivery_id: i64, finished_at: i64, result: AttemptResult, reply: Reply<()> },
+    SaveScratch { delivery_id: i64, key: String, value: String, reply: Reply<()> },
     Close { delivery_id: i64, closing: Closing, reason: String, reply: Reply<()> },
     Probe(Reply<()>),
 }
@@ -299,6 +340,16 @@ impl Store {
     ) -> Result<(), StoreError> {
         Pending(self.send(|reply| Op::FinishAttempt { attempt_id, delivery_id, finished_at, result, reply }).await?)
             .await
+    }
+
+    /// Save what a channel learned in the middle of a request (a container id), so a
+    /// retry or a restart continues from it. `key` is letters, digits, `_`, `-` and `:`.
+    pub async fn save_scratch(&self, delivery_id: i64, key: &str, value: &str) -> Result<(), StoreError> {
+        if !key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':')) {
+            return Err(StoreError::Refused(format!("invalid scratch key {key:?}")));
+        }
+        let (key, value) = (key.to_owned(), value.to_owned());
+        Pending(self.send(|reply| Op::SaveScratch { delivery_id, key, value, reply }).await?).await
     }
 
     /// Close a queued delivery without sending it.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{StoreError, open_reader};
+use super::{PostRef, Progress, StoreError, open_reader};
 use crate::event::Priority;
 use crate::route::DeliveryKind;
 
@@ -54,14 +54,25 @@ pub struct Job {
     pub expires_at: Option<i64>,
     pub received_at: i64,
     pub event_json: String,
+    /// How far a multi-step delivery got.
+    pub progress: Progress,
 }
 
 /// The state of the delivery a reply points at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplyTarget {
     pub state: String,
-    pub post_id: Option<String>,
-    pub post_url: Option<String>,
+    /// Where it landed (a thread's first post).
+    pub post: PostRef,
+    /// Every post of it, when it took several (a thread).
+    pub progress: Progress,
+}
+
+impl ReplyTarget {
+    /// Every post it made, first first.
+    pub fn posts(&self) -> Vec<PostRef> {
+        if self.progress.posted.is_empty() { vec![self.post.clone()] } else { self.progress.posted.clone() }
+    }
 }
 
 impl Reader {
@@ -118,14 +129,16 @@ impl Reader {
             c.prepare_cached(
                 "SELECT d.id, d.channel, d.kind, d.state, d.priority, d.text, d.idem_key, d.attempts, d.reply_to,
                         d.created_at, e.id, e.incident_key, e.event_type, e.msg_type, e.status, e.revision,
-                        e.sent_at, e.expires_at, e.received_at, e.event_json, d.language, d.parts
+                        e.sent_at, e.expires_at, e.received_at, e.event_json, d.language, d.parts, d.progress
                  FROM deliveries d JOIN events e ON e.id = d.event_id
                  WHERE d.id = ?1",
             )?
             .query_row([delivery_id], |r| {
                 let kind: String = r.get(2)?;
                 let parts: Option<String> = r.get(21)?;
+                let progress: Option<String> = r.get(22)?;
                 Ok(Job {
+                    progress: Progress::parse(progress.as_deref()),
                     language: r.get(20)?,
                     parts: parts.and_then(|p| serde_json::from_str(&p).ok()).unwrap_or_default(),
                     delivery_id: r.get(0)?,
@@ -158,9 +171,14 @@ impl Reader {
     /// The state and post of the delivery `delivery_id`.
     pub async fn reply_target(&self, delivery_id: i64) -> Result<Option<ReplyTarget>, StoreError> {
         self.with(move |c| {
-            c.prepare_cached("SELECT state, post_id, post_url FROM deliveries WHERE id = ?1")?
+            c.prepare_cached("SELECT state, post_id, post_url, post_data, progress FROM deliveries WHERE id = ?1")?
                 .query_row([delivery_id], |r| {
-                    Ok(ReplyTarget { state: r.get(0)?, post_id: r.get(1)?, post_url: r.get(2)? })
+                    let progress: Option<String> = r.get(4)?;
+                    Ok(ReplyTarget {
+                        state: r.get(0)?,
+                        post: PostRef { id: r.get(1)?, url: r.get(2)?, data: r.get(3)? },
+                        progress: Progress::parse(progress.as_deref()),
+                    })
                 })
                 .optional()
         })

@@ -112,6 +112,14 @@ CREATE TABLE probe (
     at INTEGER NOT NULL
 ) STRICT;
 ",
+    // 2: multi-step deliveries (threads, several recipients, delete after cancel) and what
+    // a channel needs to reply to a post (a Bluesky cid).
+    r"
+-- JSON: {done, posted: [{id, url, data}], scratch: {key: value}} (store::Progress)
+ALTER TABLE deliveries ADD COLUMN progress TEXT;
+-- channel-specific facts about the post, JSON (e.g. Bluesky's cid and thread root)
+ALTER TABLE deliveries ADD COLUMN post_data TEXT;
+",
 ];
 
 /// Bring `conn` up to the latest schema.

@@ -83,10 +83,11 @@ fn state(f: &Fixture, id: i64) -> String {
 async fn send_ok(f: &Fixture, id: i64, post: &str) {
     let a = f.store.begin_attempt(id, "c", crate::time::now_ms(), None).await.expect("begin");
     let result = AttemptResult {
-        end: AttemptEnd::Sent { post_id: Some(post.to_owned()), post_url: None },
+        end: AttemptEnd::Sent { post: PostRef::id(post), progress: None },
         outcome: "sent",
         http_status: Some(200),
         detail: String::new(),
+        note: None,
     };
     f.store.finish_attempt(a, id, crate::time::now_ms(), result).await.expect("finish");
 }
@@ -198,6 +199,7 @@ async fn attempts_are_committed_before_sending_and_refused_once_suppressed() {
         outcome: "retry",
         http_status: Some(500),
         detail: "500".to_owned(),
+        note: None,
     };
     f.store.finish_attempt(a, 1, 6, retry).await.expect("finish");
     let pending = reader.pending("c").await.expect("pending");
@@ -264,6 +266,7 @@ async fn a_cancel_while_the_original_is_in_flight_stops_its_retry() {
         outcome: "retry",
         http_status: Some(503),
         detail: "503".to_owned(),
+        note: None,
     };
     f.store.finish_attempt(a, 1, 6, retry).await.expect("finish");
     assert_eq!(state(&f, 1), "suppressed");
@@ -301,6 +304,7 @@ async fn finishing_an_attempt_twice_is_refused() {
         outcome: "retry",
         http_status: None,
         detail: String::new(),
+        note: None,
     };
     assert_eq!(f.store.finish_attempt(1, 1, 9, again).await, Err(StoreError::NotQueued(1)));
     assert_eq!(state(&f, 1), "sent", "a sent delivery is never put back");
@@ -345,4 +349,80 @@ async fn a_reply_goes_to_the_original_in_its_own_language() {
         .collect::<Result<_, _>>()
         .expect("rows");
     assert_eq!(rows, [(String::new(), 1), ("es".to_owned(), 2)]);
+}
+
+fn step(done: usize, posted: &[&str]) -> AttemptResult {
+    let posted: Vec<PostRef> = posted.iter().map(|p| PostRef::id(*p)).collect();
+    AttemptResult {
+        end: AttemptEnd::Step { post: posted.first().cloned(), done, posted },
+        outcome: "sent",
+        http_status: Some(200),
+        detail: String::new(),
+        note: None,
+    }
+}
+
+#[tokio::test]
+async fn a_thread_goes_out_step_by_step_and_a_cancel_keeps_what_went_out() {
+    let f = open(Duration::from_secs(1));
+    ingest(&f, event("T", 1, "alert", &["x"])).await.expect("ingest");
+    let reader = f.store.reader().expect("reader");
+
+    // Part 1 of 3 out: queued again for the next part, its post on record, failures reset.
+    let a = f.store.begin_attempt(1, "x", 1, Some("{\"step\":0}".to_owned())).await.expect("begin");
+    f.store.save_scratch(1, "container:0", "c-17").await.expect("scratch");
+    f.store.finish_attempt(a, 1, 2, step(1, &["p1"])).await.expect("step");
+    assert_eq!(state(&f, 1), "queued");
+    let job = reader.job(1).await.expect("read").expect("job");
+    assert_eq!(job.progress.done, 1);
+    assert_eq!(job.progress.posted, [PostRef::id("p1")]);
+    assert_eq!(job.progress.scratch.get("container:0").map(String::as_str), Some("c-17"), "scratch survives a step");
+    assert_eq!(job.attempts, 0);
+    assert!(f.store.save_scratch(1, "bad key'", "x").await.is_err(), "keys are plain words");
+
+    // A cancel arrives between parts: the thread stops, and what went out counts as sent,
+    // so the cancellation is queued as a reply to it.
+    let out = ingest(&f, event("T", 2, "cancel", &["x"])).await.expect("cancel");
+    assert!(matches!(out, IngestOutcome::Accepted { deliveries: 1, .. }), "{out:?}");
+    assert_eq!(state(&f, 1), "sent");
+    let target = reader.reply_target(1).await.expect("read").expect("target");
+    assert_eq!(target.post, PostRef::id("p1"));
+    assert_eq!(target.posts(), [PostRef::id("p1")]);
+    let cancel = reader.job(2).await.expect("read").expect("job");
+    assert_eq!(cancel.reply_to, Some(1));
+}
+
+#[tokio::test]
+async fn the_last_step_records_every_post_and_a_withdrawn_thread_stops_as_sent() {
+    let f = open(Duration::from_secs(1));
+    ingest(&f, event("W", 1, "alert", &["x", "y"])).await.expect("ingest");
+    // Channel x: two parts, then done; the delivery's post is the thread's first.
+    let a = f.store.begin_attempt(1, "x", 1, None).await.expect("begin");
+    f.store.finish_attempt(a, 1, 2, step(1, &["p1"])).await.expect("step");
+    let b = f.store.begin_attempt(1, "x", 3, None).await.expect("begin");
+    let progress = Progress { done: 2, posted: vec![PostRef::id("p1"), PostRef::id("p2")], ..Progress::default() };
+    let sent = AttemptResult {
+        end: AttemptEnd::Sent { post: PostRef::id("p1"), progress: Some(progress) },
+        outcome: "sent",
+        http_status: Some(200),
+        detail: String::new(),
+        note: Some("posted without its image".to_owned()),
+    };
+    f.store.finish_attempt(b, 1, 4, sent).await.expect("sent");
+    let reader = f.store.reader().expect("reader");
+    let target = reader.reply_target(1).await.expect("read").expect("target");
+    assert_eq!((target.state.as_str(), target.post.id.as_deref()), ("sent", Some("p1")));
+    assert_eq!(target.posts(), [PostRef::id("p1"), PostRef::id("p2")]);
+    let conn = Connection::open(&f.path).expect("open");
+    let reason: Option<String> =
+        conn.query_row("SELECT reason FROM deliveries WHERE id = 1", [], |r| r.get(0)).expect("row");
+    assert_eq!(reason.as_deref(), Some("posted without its image"));
+
+    // Channel y: a cancel comes in while part 1 is in flight; when it lands, the rest stops.
+    let c = f.store.begin_attempt(2, "y", 5, None).await.expect("begin");
+    ingest(&f, event("W", 2, "cancel", &["x", "y"])).await.expect("cancel");
+    f.store.finish_attempt(c, 2, 6, step(1, &["q1"])).await.expect("step");
+    assert_eq!(state(&f, 2), "sent");
+    let target = reader.reply_target(2).await.expect("read").expect("target");
+    assert_eq!(target.post, PostRef::id("q1"));
 }

@@ -17,7 +17,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::mpsc;
 
 use super::{
-    AttemptEnd, AttemptResult, IngestOutcome, IngestRecord, MAX_BATCH, NewEvent, NewReject, Op, Queued,
+    AttemptEnd, AttemptResult, IngestOutcome, IngestRecord, MAX_BATCH, NewEvent, NewReject, Op, PostRef, Queued,
     REJECT_HEAD_BYTES, StoreError,
 };
 use crate::health::Health;
@@ -199,7 +199,10 @@ fn reply(op: Op, answer: Result<Answer, StoreError>) {
                 _ => Err(StoreError::Refused("internal: wrong answer".to_owned())),
             }));
         }
-        Op::FinishAttempt { reply, .. } | Op::Close { reply, .. } | Op::Probe(reply) => {
+        Op::FinishAttempt { reply, .. }
+        | Op::SaveScratch { reply, .. }
+        | Op::Close { reply, .. }
+        | Op::Probe(reply) => {
             let _ = reply.send(answer.map(|_| ()));
         }
     }
@@ -249,6 +252,19 @@ fn apply(conn: &Connection, op: &Op, announced: &mut Vec<Queued>) -> Result<Answ
             finish_attempt(conn, *attempt_id, *delivery_id, *finished_at, result)?;
             Ok(Answer::Done)
         }
+        Op::SaveScratch { delivery_id, key, value, .. } => {
+            // `key` was checked to be a plain word, so it is safe inside the JSON path.
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE deliveries SET progress = json_set(COALESCE(progress, '{}'), '$.scratch.\"' || ?2 || '\"', ?3)
+                     WHERE id = ?1",
+                )?
+                .execute(params![delivery_id, key, value])?;
+            if changed == 0 {
+                return Err(ApplyError::NotQueued(*delivery_id));
+            }
+            Ok(Answer::Done)
+        }
         Op::Close { delivery_id, closing, reason, .. } => {
             let changed = conn
                 .prepare_cached(
@@ -278,24 +294,72 @@ fn finish_attempt(
     finished_at: i64,
     r: &AttemptResult,
 ) -> Result<(), ApplyError> {
-    let (state, post_id, post_url, not_before, reason) = match &r.end {
-        AttemptEnd::Sent { post_id, post_url } => ("sent", post_id.as_deref(), post_url.as_deref(), None, None),
-        AttemptEnd::Retry { not_before } => ("queued", None, None, Some(*not_before), Some(r.detail.as_str())),
-        AttemptEnd::Dead { reason } => ("dead", None, None, None, Some(reason.as_str())),
+    let changed = match &r.end {
+        AttemptEnd::Step { post, done, posted } => {
+            let posted = serde_json::to_string(posted).unwrap_or_else(|_| "[]".to_owned());
+            let (id, url, data) = post_columns(post.as_ref());
+            // Withdrawn while in flight (a cancel or a newer revision came in): the rest of
+            // the thread stops here, and what went out is the post on record.
+            conn.prepare_cached(
+                "UPDATE deliveries SET
+                    state = CASE WHEN withdrawn = 1 THEN 'sent' ELSE 'queued' END,
+                    reason = CASE WHEN withdrawn = 1
+                                  THEN 'stopped after ' || ?5 || ' steps: a cancel or newer revision arrived' END,
+                    attempts = 0, not_before = NULL,
+                    post_id = COALESCE(post_id, ?2), post_url = COALESCE(post_url, ?3), post_data = COALESCE(post_data, ?4),
+                    progress = json_set(COALESCE(progress, '{}'), '$.done', ?5, '$.posted', json(?6)),
+                    updated_at = ?7
+                 WHERE id = ?1 AND state = 'in_flight'",
+            )?
+            .execute(params![
+                delivery_id,
+                id,
+                url,
+                data,
+                i64::try_from(*done).unwrap_or(i64::MAX),
+                posted,
+                finished_at
+            ])?
+        }
+        end => {
+            let (state, post, not_before, reason) = match end {
+                AttemptEnd::Sent { post, .. } => ("sent", Some(post), None, r.note.as_deref()),
+                AttemptEnd::Retry { not_before } => ("queued", None, Some(*not_before), Some(r.detail.as_str())),
+                AttemptEnd::Dead { reason } => ("dead", None, None, Some(reason.as_str())),
+                AttemptEnd::Step { .. } => unreachable!("handled above"),
+            };
+            let (post_id, post_url, post_data) = post_columns(post);
+            let progress = match end {
+                AttemptEnd::Sent { progress: Some(p), .. } => serde_json::to_string(p).ok(),
+                _ => None,
+            };
+            // A retry of a delivery withdrawn while in flight (a cancel or a newer revision
+            // came in) is not a retry: it stops here.
+            conn.prepare_cached(
+                "UPDATE deliveries SET
+                    state = CASE WHEN ?2 = 'queued' AND withdrawn = 1 THEN 'suppressed' ELSE ?2 END,
+                    post_id = COALESCE(post_id, ?3), post_url = COALESCE(post_url, ?4),
+                    post_data = COALESCE(post_data, ?5), not_before = ?6,
+                    reason = CASE WHEN ?2 = 'queued' AND withdrawn = 1
+                                  THEN 'withdrawn while in flight: a cancel or newer revision arrived' ELSE ?7 END,
+                    progress = CASE WHEN ?8 IS NULL THEN progress
+                                    ELSE json_set(?8, '$.scratch', json(COALESCE(progress ->> '$.scratch', '{}'))) END,
+                    updated_at = ?9
+                 WHERE id = ?1 AND state = 'in_flight'",
+            )?
+            .execute(params![
+                delivery_id,
+                state,
+                post_id,
+                post_url,
+                post_data,
+                not_before,
+                reason,
+                progress,
+                finished_at
+            ])?
+        }
     };
-    // A retry of a delivery withdrawn while in flight (a cancel or a newer revision came
-    // in) is not a retry: it stops here.
-    let changed = conn
-        .prepare_cached(
-            "UPDATE deliveries SET
-                state = CASE WHEN ?2 = 'queued' AND withdrawn = 1 THEN 'suppressed' ELSE ?2 END,
-                post_id = COALESCE(?3, post_id), post_url = COALESCE(?4, post_url), not_before = ?5,
-                reason = CASE WHEN ?2 = 'queued' AND withdrawn = 1
-                              THEN 'withdrawn while in flight: a cancel or newer revision arrived' ELSE ?6 END,
-                updated_at = ?7
-             WHERE id = ?1 AND state = 'in_flight'",
-        )?
-        .execute(params![delivery_id, state, post_id, post_url, not_before, reason, finished_at])?;
     if changed == 0 {
         return Err(ApplyError::NotQueued(delivery_id));
     }
@@ -304,6 +368,11 @@ fn finish_attempt(
     )?
     .execute(params![attempt_id, finished_at, r.http_status, r.outcome, r.detail])?;
     Ok(())
+}
+
+/// A post as the three `post_*` columns.
+fn post_columns(post: Option<&PostRef>) -> (Option<&str>, Option<&str>, Option<&str>) {
+    post.map_or((None, None, None), |p| (p.id.as_deref(), p.url.as_deref(), p.data.as_deref()))
 }
 
 fn insert_reject(conn: &Connection, r: &NewReject) -> Result<i64, ApplyError> {
@@ -402,9 +471,14 @@ fn ingest_event(
     };
     let mut suppressed = 0;
     for (earlier_id, _) in &earlier {
+        // A thread that is part way out (queued for its next part, with a post on record)
+        // is closed as sent: what went out can be replied to and cancelled.
         suppressed += conn
             .prepare_cached(
-                "UPDATE deliveries SET state = 'suppressed', reason = ?2, updated_at = ?3
+                "UPDATE deliveries SET
+                    state = CASE WHEN post_id IS NULL THEN 'suppressed' ELSE 'sent' END,
+                    reason = CASE WHEN post_id IS NULL THEN ?2 ELSE 'stopped part way: ' || ?2 END,
+                    updated_at = ?3
                  WHERE event_id = ?1 AND state IN ('queued', 'held')",
             )?
             .execute(params![earlier_id, reason, now])?;

@@ -7,6 +7,7 @@ mod support;
 
 mod ack;
 mod bad_input;
+mod channels;
 mod cli;
 mod crash;
 mod delivery;

@@ -67,6 +67,55 @@ fn error_chain(e: &reqwest::Error) -> String {
     }
 }
 
+/// A response read in full.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> Option<serde_json::Value> {
+        serde_json::from_str(&self.body).ok()
+    }
+
+    pub fn ok(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// `HTTP 400: <start of the body>`, for records.
+    pub fn detail(&self) -> String {
+        format!("HTTP {}: {}", self.status, snippet(&self.body, 300))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Send a request and read its whole response. A request that failed is the outcome
+/// [`transport_error`] gives it; a body that could not be read after the status arrived
+/// is an unknown outcome (the platform had the request).
+pub async fn exchange(req: reqwest::RequestBuilder) -> Result<Reply, Outcome> {
+    let response = req.send().await.map_err(|e| transport_error(&e))?;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    match response.text().await {
+        Ok(body) => Ok(Reply { status, headers, body }),
+        Err(e) => Err(Outcome::Unknown(format!("HTTP {status}, then the response broke off: {}", error_chain(&e)))),
+    }
+}
+
+/// A JSON string or number field as a string (ids come as either).
+pub fn id_field(v: &serde_json::Value, key: &str) -> Option<String> {
+    match v.get(key)? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
 /// The first `max` characters of a response body, for records and logs.
 pub fn snippet(body: &str, max: usize) -> String {
     let mut s: String = body.chars().take(max).collect();

@@ -5,15 +5,34 @@
 //! Adding a platform means adding a variant to [`Channel`]; the compiler then points at
 //! every `match` that must handle it.
 
+pub mod bluesky;
 pub mod console;
+pub mod facebook;
 pub mod file;
+pub mod graph;
 pub mod http;
+pub mod instagram;
+pub mod mastodon;
+pub mod oauth2;
+pub mod state;
+pub mod threads;
 pub mod webhook;
+pub mod x;
 
 use std::time::Duration;
 
 use crate::config::{ChannelConfig, ChannelKind};
 use crate::store::{Job, Store};
+
+/// `base` with `path` ('/'-separated segments, each percent-encoded as needed) appended
+/// to its own path: `https://graph.facebook.com/v23.0` + `123/feed`.
+pub fn join_url(base: &reqwest::Url, path: &str) -> reqwest::Url {
+    let mut url = base.clone();
+    if let Ok(mut segments) = url.path_segments_mut() {
+        segments.pop_if_empty().extend(path.split('/').filter(|s| !s.is_empty()));
+    }
+    url
+}
 
 /// Where a delivery landed on its platform.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -229,6 +248,14 @@ pub enum Channel {
     Console(console::Console),
     File(file::FileChannel),
     Webhook(webhook::Webhook),
+    Mastodon(mastodon::Mastodon),
+    Bluesky(bluesky::Bluesky),
+    X(Box<x::X>),
+    Facebook(facebook::Facebook),
+    Instagram(instagram::Instagram),
+    Threads(threads::Threads),
+    /// TEMPORARY while the platforms are written.
+    Pending(String),
 }
 
 impl Channel {
@@ -243,13 +270,27 @@ impl Channel {
                 ctx.http.clone(),
                 ctx.timeout,
             )),
+            ChannelKind::Mastodon(s) => Channel::Mastodon(mastodon::Mastodon::new(s.clone(), ctx)),
+            ChannelKind::Bluesky(s) => Channel::Bluesky(bluesky::Bluesky::new(&cfg.name, s.clone(), ctx)),
+            ChannelKind::X(s) => Channel::X(Box::new(x::X::new(&cfg.name, s.clone(), ctx))),
+            ChannelKind::Facebook(s) => Channel::Facebook(facebook::Facebook::new(s.clone(), ctx)),
+            ChannelKind::Instagram(s) => Channel::Instagram(instagram::Instagram::new(s.clone(), ctx)),
+            ChannelKind::Threads(s) => Channel::Threads(threads::Threads::new(s.clone(), ctx)),
+            other => Channel::Pending(other.name().to_owned()),
         }
     }
 
     pub fn caps(&self) -> Caps {
         let one = Caps { threads: false, delete: false, targets: 1 };
+        let social = Caps { threads: true, delete: true, targets: 1 };
         match self {
             Channel::Console(_) | Channel::File(_) | Channel::Webhook(_) => one,
+            Channel::Mastodon(_) | Channel::Bluesky(_) | Channel::X(_) | Channel::Facebook(_) | Channel::Threads(_) => {
+                social
+            }
+            // Updates are comments; the API cannot delete a post.
+            Channel::Instagram(_) => Caps { delete: false, ..social },
+            Channel::Pending(_) => one,
         }
     }
 
@@ -258,6 +299,13 @@ impl Channel {
             Channel::Console(c) => c.send(req).await,
             Channel::File(c) => c.send(req).await,
             Channel::Webhook(c) => c.send(req).await,
+            Channel::Mastodon(c) => c.send(req).await,
+            Channel::Bluesky(c) => c.send(req).await,
+            Channel::X(c) => c.send(req).await,
+            Channel::Facebook(c) => c.send(req).await,
+            Channel::Instagram(c) => c.send(req).await,
+            Channel::Threads(c) => c.send(req).await,
+            Channel::Pending(k) => Outcome::Permanent(format!("{k} pending")).into(),
         }
     }
 
@@ -270,17 +318,45 @@ impl Channel {
             Channel::File(c) => c.resolve(req.job).await,
             // The receiver deduplicates on `webhook-id`, which stays the same on a resend.
             Channel::Webhook(_) => Resolution::Deduplicated,
+            Channel::Mastodon(c) => c.resolve(),
+            Channel::Bluesky(c) => c.resolve(req).await,
+            Channel::X(c) => c.resolve(req).await,
+            Channel::Facebook(c) => c.resolve(req).await,
+            Channel::Instagram(c) => c.resolve(req).await,
+            Channel::Threads(c) => c.resolve(req).await,
+            Channel::Pending(_) => Resolution::CannotTell,
         }
     }
 
     /// Delete a post (after a cancellation, where configured). A post already gone counts
     /// as deleted.
     pub async fn delete(&self, post: &PostRef) -> Response {
-        let _ = post;
         match self {
-            Channel::Console(_) | Channel::File(_) | Channel::Webhook(_) => {
-                Outcome::Permanent("this channel cannot delete posts".to_owned()).into()
-            }
+            Channel::Mastodon(c) => c.delete(post).await,
+            Channel::Bluesky(c) => c.delete(post).await,
+            Channel::X(c) => c.delete(post).await,
+            Channel::Facebook(c) => c.delete(post).await,
+            Channel::Threads(c) => c.delete(post).await,
+            Channel::Console(_)
+            | Channel::File(_)
+            | Channel::Webhook(_)
+            | Channel::Instagram(_)
+            | Channel::Pending(_) => Outcome::Permanent("this channel cannot delete posts".to_owned()).into(),
+        }
+    }
+
+    /// Check the credentials with a read-only call; what the platform says about them.
+    pub async fn verify(&self) -> Result<String, String> {
+        match self {
+            Channel::Console(_) | Channel::File(_) => Ok("local; nothing to verify".to_owned()),
+            Channel::Webhook(_) => Err("a webhook cannot be checked without posting; use test-channel".to_owned()),
+            Channel::Mastodon(c) => c.verify().await,
+            Channel::Bluesky(c) => c.verify().await,
+            Channel::X(c) => c.verify().await,
+            Channel::Facebook(c) => c.verify().await,
+            Channel::Instagram(c) => c.verify().await,
+            Channel::Threads(c) => c.verify().await,
+            Channel::Pending(_) => Err("pending".to_owned()),
         }
     }
 }

@@ -6,6 +6,7 @@
 //! found on the way, unknown keys included, is collected with its key path and reported
 //! at once in [`ConfigErrors`]; a config is either wholly valid or not used.
 
+mod channels;
 pub mod file;
 mod secret;
 
@@ -18,6 +19,10 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::de::DeserializeOwned;
 
+pub use channels::{
+    BearerOrRefresh, BlueskySettings, DiscordSettings, MastodonSettings, MetaSettings, NextdoorSettings,
+    OAuth2Settings, SlackSettings, SmsSender, SmsSettings, TeamsSettings, TelegramSettings, XAuth, XSettings,
+};
 pub use file::{Approval, LogFormat, Overflow, Protocol, Rate, Reserve};
 pub use secret::{SecretUrl, read_secret};
 
@@ -292,6 +297,18 @@ pub enum ChannelKind {
     Console,
     File { path: PathBuf },
     Webhook { url: SecretUrl, secret: Option<SecretString> },
+    X(XSettings),
+    Mastodon(MastodonSettings),
+    Bluesky(BlueskySettings),
+    Facebook(MetaSettings),
+    Instagram(MetaSettings),
+    Threads(MetaSettings),
+    Telegram(TelegramSettings),
+    Discord(DiscordSettings),
+    Slack(SlackSettings),
+    Teams(TeamsSettings),
+    Nextdoor(NextdoorSettings),
+    Sms(SmsSettings),
 }
 
 impl ChannelKind {
@@ -306,6 +323,18 @@ impl ChannelKind {
             ChannelKind::Console => Platform::Console,
             ChannelKind::File { .. } => Platform::File,
             ChannelKind::Webhook { .. } => Platform::Webhook,
+            ChannelKind::X(_) => Platform::X,
+            ChannelKind::Mastodon(_) => Platform::Mastodon,
+            ChannelKind::Bluesky(_) => Platform::Bluesky,
+            ChannelKind::Facebook(_) => Platform::Facebook,
+            ChannelKind::Instagram(_) => Platform::Instagram,
+            ChannelKind::Threads(_) => Platform::Threads,
+            ChannelKind::Telegram(_) => Platform::Telegram,
+            ChannelKind::Discord(_) => Platform::Discord,
+            ChannelKind::Slack(_) => Platform::Slack,
+            ChannelKind::Teams(_) => Platform::Teams,
+            ChannelKind::Nextdoor(_) => Platform::Nextdoor,
+            ChannelKind::Sms(_) => Platform::Sms,
         }
     }
 }
@@ -757,20 +786,16 @@ fn validate_channels(entries: BTreeMap<String, config::Value>, errors: &mut Erro
         let Some(common) = section::<ChannelCommonFile>(config::Value::from(common_value), &path, errors) else {
             continue;
         };
-        let rest = config::Value::from(fields.into_iter().collect::<config::Map<_, _>>());
+        let rest = || config::Value::from(fields.clone().into_iter().collect::<config::Map<_, _>>());
         let kind = match common.kind.as_str() {
-            "console" => section::<ConsoleFile>(rest, &path, errors).map(|_| ChannelKind::Console),
-            "file" => section::<FileChannelFile>(rest, &path, errors).map(|f| ChannelKind::File { path: f.path }),
-            "webhook" => section::<WebhookFile>(rest, &path, errors).and_then(|w| validate_webhook(w, &path, errors)),
-            other => {
-                errors.push(
-                    format!("{path}.kind"),
-                    format!("unknown channel kind {other:?} (known: console, file, webhook)"),
-                );
-                None
-            }
+            "console" => section::<ConsoleFile>(rest(), &path, errors).map(|_| ChannelKind::Console),
+            "file" => section::<FileChannelFile>(rest(), &path, errors).map(|f| ChannelKind::File { path: f.path }),
+            "webhook" => section::<WebhookFile>(rest(), &path, errors).and_then(|w| validate_webhook(w, &path, errors)),
+            other => platform_kind(other, fields, &path, errors),
         };
-        let quota = common.rate.map(|r| {
+        // Unless the channel says, the platform's documented limit applies.
+        let rate = common.rate.or_else(|| kind.as_ref().and_then(|k| k.platform().default_rate()));
+        let quota = rate.map(|r| {
             let reserve = common.reserve.unwrap_or(DEFAULT_RESERVE).of(r.limit);
             Quota { limit: r.limit, window: r.window, reserve }
         });
@@ -811,6 +836,62 @@ fn validate_channels(entries: BTreeMap<String, config::Value>, errors: &mut Erro
         }
     }
     channels
+}
+
+/// The kinds that post to a social platform, read by [`channels`].
+const PLATFORM_KINDS: &str =
+    "x, mastodon, bluesky, facebook, instagram, threads, telegram, discord, slack, teams, nextdoor, sms";
+
+fn platform_kind(
+    kind: &str,
+    fields: BTreeMap<String, config::Value>,
+    path: &str,
+    errors: &mut Errors,
+) -> Option<ChannelKind> {
+    let mut f = channels::Fields::new(fields, path, errors);
+    let meta = |f: &mut channels::Fields<'_>, base: &str, id: &str, what: &str| channels::meta(f, base, id, what);
+    let kind = match kind {
+        "x" => channels::x(&mut f).map(ChannelKind::X),
+        "mastodon" => channels::mastodon(&mut f).map(ChannelKind::Mastodon),
+        "bluesky" => channels::bluesky(&mut f).map(ChannelKind::Bluesky),
+        "facebook" => meta(
+            &mut f,
+            "https://graph.facebook.com/v23.0",
+            "page_id",
+            "page_id and access_token (or access_token_file: a Page access token with pages_manage_posts)",
+        )
+        .map(ChannelKind::Facebook),
+        "instagram" => meta(
+            &mut f,
+            "https://graph.facebook.com/v23.0",
+            "user_id",
+            "user_id (the professional account's id) and access_token (or access_token_file, with instagram_content_publish)",
+        )
+        .map(ChannelKind::Instagram),
+        "threads" => meta(
+            &mut f,
+            "https://graph.threads.net/v1.0",
+            "user_id",
+            "user_id and access_token (or access_token_file, with threads_content_publish)",
+        )
+        .map(ChannelKind::Threads),
+        "telegram" => channels::telegram(&mut f).map(ChannelKind::Telegram),
+        "discord" => channels::discord(&mut f).map(ChannelKind::Discord),
+        "slack" => channels::slack(&mut f).map(ChannelKind::Slack),
+        "teams" => channels::teams(&mut f).map(ChannelKind::Teams),
+        "nextdoor" => channels::nextdoor(&mut f).map(ChannelKind::Nextdoor),
+        "sms" => channels::sms(&mut f).map(ChannelKind::Sms),
+        other => {
+            drop(f);
+            errors.push(
+                format!("{path}.kind"),
+                format!("unknown channel kind {other:?} (known: console, file, webhook, {PLATFORM_KINDS})"),
+            );
+            return None;
+        }
+    };
+    f.finish();
+    kind
 }
 
 fn validate_webhook(w: WebhookFile, path: &str, errors: &mut Errors) -> Option<ChannelKind> {

@@ -95,6 +95,38 @@ impl Platform {
         }
     }
 
+    /// The platform's documented posting limit, applied unless a channel sets `rate`.
+    /// Where a platform documents none (Facebook's depends on the Page's audience,
+    /// Nextdoor's is unpublished) a conservative one.
+    pub fn default_rate(self) -> Option<crate::config::Rate> {
+        let (limit, secs) = match self {
+            // 100 posts per 15 minutes per user (POST /2/tweets).
+            Platform::X => (100, 15 * 60),
+            // The statuses family: 300 per 3 hours per account.
+            Platform::Mastodon => (300, 3 * 3600),
+            // 5,000 write points an hour at 3 a post is 1,666 posts; keep some for deletes.
+            Platform::Bluesky => (1_500, 3600),
+            Platform::Facebook => (200, 3600),
+            // content_publishing_limit: 50 published posts per 24 hours.
+            Platform::Instagram => (50, 24 * 3600),
+            // 250 API-published posts per 24 hours.
+            Platform::Threads => (250, 24 * 3600),
+            // 20 messages a minute to one group or channel.
+            Platform::Telegram => (20, 60),
+            // About 30 messages a minute per channel through a webhook.
+            Platform::Discord => (30, 60),
+            // One message a second to a channel.
+            Platform::Slack => (1, 1),
+            // More than 4 requests a second is throttled.
+            Platform::Teams => (4, 1),
+            Platform::Nextdoor => (30, 3600),
+            // A long-code sender sends about one segment a second.
+            Platform::Sms => (1, 1),
+            Platform::Webhook | Platform::Console | Platform::File => return None,
+        };
+        Some(crate::config::Rate { limit, window: std::time::Duration::from_secs(secs) })
+    }
+
     /// The unit the limit is counted in.
     pub fn unit(self) -> &'static str {
         match self {

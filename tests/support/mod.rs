@@ -6,6 +6,8 @@
 pub mod daemon;
 pub mod fake_broker;
 pub mod mosquitto;
+pub mod pds;
+pub mod platforms;
 pub mod publisher;
 pub mod webhook;
 

@@ -1,0 +1,161 @@
+//! Facebook Pages (Graph API): `POST /{page-id}/feed`, or `/{page-id}/photos` with an
+//! image; updates as comments on the original post; delete with `DELETE /{post-id}`.
+//!
+//! No idempotency key exists. After a timeout or a 500 that may have published (Meta's
+//! code 1 or 2), and on the duplicate-content refusal (code 368 or 506), the Page's
+//! latest posts (or the original's latest comments) are read and compared with the text.
+
+use super::graph::{Graph, GraphError, classify_error, find_by_text};
+use super::http::{Reply, id_field};
+use super::{Context, Outcome, PostRef, Request, Resolution, Response};
+use crate::config::MetaSettings;
+
+#[derive(Debug)]
+pub struct Facebook {
+    g: Graph,
+}
+
+fn post_url(id: &str) -> String {
+    format!("https://www.facebook.com/{id}")
+}
+
+impl Facebook {
+    pub fn new(s: MetaSettings, ctx: &Context) -> Self {
+        Facebook { g: Graph::new(s, ctx) }
+    }
+
+    fn page(&self) -> &str {
+        &self.g.s.account_id
+    }
+
+    pub async fn send(&self, req: &Request<'_>) -> Response {
+        let mut note = None;
+        let result = match req.reply_to.and_then(|p| p.id.as_deref()) {
+            Some(parent) => {
+                let r =
+                    self.g.call(reqwest::Method::POST, &format!("{parent}/comments"), &[("message", req.text)]).await;
+                match r {
+                    // The original is gone: post on the Page instead.
+                    Ok(r) if GraphError::of(&r).is_some_and(|e| e.missing()) => self.feed(req.text).await,
+                    other => other.map(|r| (r, req.reply_to.and_then(|p| p.url.clone()))),
+                }
+            }
+            None => match req.media.first() {
+                Some(image) => match self.photo(req, image).await {
+                    Ok(done) => Ok(done),
+                    Err(why) => {
+                        note = Some(format!("posted without an image: {why}"));
+                        self.feed(req.text).await
+                    }
+                },
+                None => self.feed(req.text).await,
+            },
+        };
+        let (reply, url) = match result {
+            Ok(x) => x,
+            Err(o) => return Response::from(o).with_note(note),
+        };
+        let mut outcome = if reply.ok() {
+            let v = reply.json().unwrap_or_default();
+            match id_field(&v, "post_id").or_else(|| id_field(&v, "id")) {
+                Some(id) => {
+                    let url = url.unwrap_or_else(|| post_url(&id));
+                    Outcome::Sent(PostRef::id(id).with_url(url))
+                }
+                None => Outcome::Unknown(format!("HTTP {} without an id", reply.status)),
+            }
+        } else {
+            classify_error(&reply, true)
+        };
+        if GraphError::of(&reply).is_some_and(|e| e.code == 368 || e.code == 506) {
+            outcome = match self.resolve(req).await {
+                Resolution::Posted(p) => Outcome::Sent(p),
+                _ => outcome,
+            };
+        }
+        Response::new(outcome, reply.status).with_note(note)
+    }
+
+    async fn feed(&self, text: &str) -> Result<(Reply, Option<String>), Outcome> {
+        let path = format!("{}/feed", self.page());
+        self.g.call(reqwest::Method::POST, &path, &[("message", text)]).await.map(|r| (r, None))
+    }
+
+    /// A photo post: by its public URL, else uploaded.
+    async fn photo(&self, req: &Request<'_>, image: &super::Media) -> Result<(Reply, Option<String>), String> {
+        let path = format!("{}/photos", self.page());
+        let reply = match &image.url {
+            Some(url) => self
+                .g
+                .call(
+                    reqwest::Method::POST,
+                    &path,
+                    &[("url", url), ("message", req.text), ("alt_text_custom", &image.alt)],
+                )
+                .await
+                .map_err(|o| format!("{o:?}"))?,
+            None => {
+                let part = reqwest::multipart::Part::bytes(image.bytes.to_vec())
+                    .file_name("image")
+                    .mime_str(&image.mime)
+                    .map_err(|e| e.to_string())?;
+                let form = reqwest::multipart::Form::new()
+                    .part("source", part)
+                    .text("message", req.text.to_owned())
+                    .text("alt_text_custom", image.alt.clone());
+                self.g.multipart(&path, form).await.map_err(|o| format!("{o:?}"))?
+            }
+        };
+        // A refusal of the photo (its URL, its format) falls back to text; anything else
+        // (throttle, credentials, unknown) is the post's outcome.
+        match classify_error(&reply, true) {
+            _ if reply.ok() => Ok((reply, None)),
+            Outcome::Permanent(m) => Err(m),
+            _ => Ok((reply, None)),
+        }
+    }
+
+    /// Look for the text among the Page's latest posts, or the original's latest comments.
+    pub async fn resolve(&self, req: &Request<'_>) -> Resolution {
+        let (path, field) = match req.reply_to.and_then(|p| p.id.as_deref()) {
+            Some(parent) => (format!("{parent}/comments"), "message"),
+            None => (format!("{}/feed", self.page()), "message"),
+        };
+        let params = [("fields", "id,message,permalink_url"), ("limit", "25"), ("order", "reverse_chronological")];
+        match self.g.call(reqwest::Method::GET, &path, &params).await {
+            Ok(r) if r.ok() => match r.json().and_then(|v| find_by_text(&v, field, req.text)) {
+                Some(found) => {
+                    let id = id_field(&found, "id").unwrap_or_default();
+                    let url = found["permalink_url"].as_str().map_or_else(|| post_url(&id), str::to_owned);
+                    Resolution::Posted(PostRef::id(id).with_url(url))
+                }
+                None => Resolution::NotPosted,
+            },
+            _ => Resolution::CannotTell,
+        }
+    }
+
+    pub async fn delete(&self, post: &PostRef) -> Response {
+        let Some(id) = &post.id else { return Outcome::Sent(PostRef::default()).into() };
+        match self.g.call(reqwest::Method::DELETE, id, &[]).await {
+            Ok(r) if r.ok() || GraphError::of(&r).is_some_and(|e| e.missing()) => {
+                Response::new(Outcome::Sent(post.clone()), r.status)
+            }
+            Ok(r) => Response::new(classify_error(&r, false), r.status),
+            Err(o) => o.into(),
+        }
+    }
+
+    pub async fn verify(&self) -> Result<String, String> {
+        let r = self
+            .g
+            .call(reqwest::Method::GET, self.page(), &[("fields", "id,name")])
+            .await
+            .map_err(|o| format!("{o:?}"))?;
+        if !r.ok() {
+            return Err(r.detail());
+        }
+        let v = r.json().unwrap_or_default();
+        Ok(format!("posts to the Page {} ({})", v["name"].as_str().unwrap_or("?"), self.page()))
+    }
+}

@@ -1,0 +1,8 @@
+//! Each platform's channel called directly against its fake: post, reply, delete, media,
+//! throttle then success, a permanent error, refused credentials, and a timeout after
+//! the post was made, resolved by the platform's own duplicate protection.
+
+mod bluesky;
+mod mastodon;
+mod meta;
+mod x;

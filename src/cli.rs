@@ -27,7 +27,20 @@ pub enum Command {
     /// Run the daemon until SIGINT or SIGTERM.
     Run,
     /// Validate the config and templates; exit 0 only if all is well.
-    Check,
+    Check {
+        /// Also check each enabled channel's credentials with a read-only call to its
+        /// platform.
+        #[arg(long)]
+        online: bool,
+    },
+    /// Post a test message on one channel, now, outside the queue; prints where it went.
+    TestChannel {
+        /// The channel's name in the config.
+        name: String,
+        /// The text [default: a test notice naming the agency and the time].
+        #[arg(long)]
+        text: Option<String>,
+    },
     /// Publish an event file to the configured broker (drills, manual alerts).
     Send {
         /// The event file, published byte for byte.
@@ -67,6 +80,89 @@ pub fn check(config: &Config) -> Vec<String> {
         problems.push(e);
     }
     problems
+}
+
+/// The context channels run with outside the daemon.
+fn context(config: &Config) -> Result<crate::channel::Context, String> {
+    Ok(crate::channel::Context {
+        http: crate::channel::http::client()?,
+        timeout: config.delivery.request_timeout,
+        state_dir: config.store.state_dir.clone(),
+    })
+}
+
+/// `check --online`: each enabled channel's credentials, checked with a read-only call.
+pub async fn check_online(config: &Config) -> Result<Vec<(String, crate::channel::Verified)>, String> {
+    let ctx = context(config)?;
+    let mut out = Vec::new();
+    for c in config.channels.values().filter(|c| c.enabled) {
+        let verified = crate::channel::Channel::build(c, &ctx).verify().await;
+        out.push((format!("{} ({})", c.name, c.kind.name()), verified));
+    }
+    Ok(out)
+}
+
+/// `test-channel`: post `text` (or a test notice) on channel `name`, to every recipient
+/// it has; one line per post saying where it went.
+pub async fn test_channel(config: &Config, name: &str, text: Option<&str>) -> Result<Vec<String>, String> {
+    use crate::channel::{Channel, Outcome, Request, Scratch};
+    let cfg = config.channels.get(name).ok_or_else(|| format!("no channel {name:?} in this config"))?;
+    let channel = Channel::build(cfg, &context(config)?);
+    let now = jiff::Timestamp::now();
+    let local = jiff::tz::TimeZone::get(&config.agency.time_zone)
+        .map(|tz| now.to_zoned(tz).strftime("%Y-%m-%d %H:%M %Z").to_string())
+        .unwrap_or_else(|_| now.to_string());
+    let text = text.map_or_else(
+        || format!("TEST: a test message from {} through bullhorn, {local}. Please ignore.", config.agency.name),
+        str::to_owned,
+    );
+    let job = crate::store::Job {
+        delivery_id: 0,
+        channel: name.to_owned(),
+        kind: crate::route::DeliveryKind::Post,
+        language: String::new(),
+        parts: Vec::new(),
+        state: "queued".to_owned(),
+        priority: event::Priority::Low,
+        text: text.clone(),
+        idem_key: format!("bh-test-{}", now.as_millisecond()),
+        attempts: 0,
+        reply_to: None,
+        created_at: now.as_millisecond(),
+        event_id: 0,
+        incident_key: "test".to_owned(),
+        event_type: "test".to_owned(),
+        msg_type: "alert".to_owned(),
+        status: "test".to_owned(),
+        revision: None,
+        sent_at: None,
+        expires_at: None,
+        received_at: now.as_millisecond(),
+        event_json: "{}".to_owned(),
+        progress: crate::store::Progress::default(),
+    };
+    let mut lines = Vec::new();
+    for target in 0..channel.caps().targets.max(1) {
+        let req = Request {
+            job: &job,
+            text: &text,
+            step: target,
+            target,
+            reply_to: None,
+            root: None,
+            media: &[],
+            scratch: Scratch::new(&job, target, None),
+        };
+        let response = channel.send(&req).await;
+        match response.outcome {
+            Outcome::Sent(p) => lines.push(format!(
+                "posted: {}",
+                p.url.or(p.id).unwrap_or_else(|| "accepted (the platform returns no id)".to_owned())
+            )),
+            other => return Err(format!("not posted: {}: {other:?}", other.label())),
+        }
+    }
+    Ok(lines)
 }
 
 /// The topic `send` publishes to.

@@ -39,23 +39,57 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Check => {
+        Command::Check { online } => {
             let problems = bullhorn::cli::check(&config);
-            if problems.is_empty() {
-                println!(
-                    "{}: OK ({} event types, {} channels, broker {})",
-                    path.display(),
-                    config.events.len(),
-                    config.channels.len(),
-                    config.mqtt.endpoint
-                );
-                ExitCode::SUCCESS
-            } else {
+            if !problems.is_empty() {
                 eprintln!("{}: {} problem(s)", path.display(), problems.len());
                 for p in problems {
                     eprintln!("  - {p}");
                 }
-                ExitCode::from(EX_USAGE)
+                return ExitCode::from(EX_USAGE);
+            }
+            println!(
+                "{}: OK ({} event types, {} channels, broker {})",
+                path.display(),
+                config.events.len(),
+                config.channels.len(),
+                config.mqtt.endpoint
+            );
+            if !online {
+                return ExitCode::SUCCESS;
+            }
+            let results = match runtime.block_on(bullhorn::cli::check_online(&config)) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("bullhorn check --online: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let mut failed = 0;
+            for (channel, verified) in results {
+                match verified {
+                    bullhorn::channel::Verified::Ok(d) => println!("  {channel}: OK, {d}"),
+                    bullhorn::channel::Verified::Unchecked(d) => println!("  {channel}: not checked: {d}"),
+                    bullhorn::channel::Verified::Failed(d) => {
+                        failed += 1;
+                        eprintln!("  {channel}: FAILED: {d}");
+                    }
+                }
+            }
+            if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+        }
+        Command::TestChannel { name, text } => {
+            match runtime.block_on(bullhorn::cli::test_channel(&config, &name, text.as_deref())) {
+                Ok(lines) => {
+                    for l in lines {
+                        println!("{name}: {l}");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("bullhorn test-channel {name}: {e}");
+                    ExitCode::FAILURE
+                }
             }
         }
         Command::Render { file, channel, platform, json } => {

@@ -158,3 +158,52 @@ fn render_shows_each_platform_with_its_own_count_and_posts_nothing() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("── console (console)") && text.contains("── log (file)"), "{text}");
 }
+
+async fn bullhorn_async(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        bullhorn(&args)
+    })
+    .await
+    .expect("join")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_online_verifies_credentials_and_test_channel_posts() {
+    use crate::support::platforms::{mastodon, teams};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (masto_srv, masto) = mastodon::start().await;
+    let (teams_srv, _teams) = teams::start().await;
+    let channels = |token: &str| {
+        format!(
+            "[channels.masto]\nkind = \"mastodon\"\nbase_url = \"{}\"\naccess_token = \"{token}\"\n[channels.teams]\nkind = \"teams\"\nwebhook_url = \"{}\"\n",
+            masto_srv.url,
+            teams::Fake::url(&teams_srv.url)
+        )
+    };
+    let path = write_config(dir.path(), "url = \"mqtt://127.0.0.1:1\"", &channels(mastodon::TOKEN));
+    let config = path.to_str().expect("utf-8").to_owned();
+
+    let out = bullhorn_async(vec!["--config".into(), config.clone(), "check".into(), "--online".into()]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("masto (mastodon): OK, posts as @rcso"), "{stdout}");
+    assert!(stdout.contains("teams (teams): not checked"), "{stdout}");
+    assert!(masto.all().is_empty(), "checking posts nothing");
+
+    let out = bullhorn_async(vec!["--config".into(), config.clone(), "test-channel".into(), "masto".into()]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains(&format!("masto: posted: {}/@rcso/", masto_srv.url)), "{stdout}");
+    assert!(masto.all()[0].text.starts_with("TEST:"), "{:?}", masto.all());
+
+    // A revoked token: check --online fails and says which channel and why.
+    let bad = write_config(dir.path(), "url = \"mqtt://127.0.0.1:1\"", &channels("revoked"));
+    let out =
+        bullhorn_async(vec!["--config".into(), bad.to_str().expect("utf-8").into(), "check".into(), "--online".into()])
+            .await;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("masto (mastodon): FAILED") && stderr.contains("access token is invalid"), "{stderr}");
+    assert!(!stderr.contains("revoked"), "the token is not repeated: {stderr}");
+}

@@ -14,4 +14,5 @@ mod delivery;
 mod e2e;
 mod faults;
 mod reload;
+mod social;
 mod tls;

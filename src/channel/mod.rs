@@ -7,14 +7,20 @@
 
 pub mod bluesky;
 pub mod console;
+pub mod discord;
 pub mod facebook;
 pub mod file;
 pub mod graph;
 pub mod http;
 pub mod instagram;
 pub mod mastodon;
+pub mod nextdoor;
 pub mod oauth2;
+pub mod slack;
+pub mod sms;
 pub mod state;
+pub mod teams;
+pub mod telegram;
 pub mod threads;
 pub mod webhook;
 pub mod x;
@@ -30,6 +36,10 @@ pub fn join_url(base: &reqwest::Url, path: &str) -> reqwest::Url {
     let mut url = base.clone();
     if let Ok(mut segments) = url.path_segments_mut() {
         segments.pop_if_empty().extend(path.split('/').filter(|s| !s.is_empty()));
+        // Some APIs (Nextdoor's) want the trailing slash.
+        if path.ends_with('/') {
+            segments.push("");
+        }
     }
     url
 }
@@ -254,8 +264,12 @@ pub enum Channel {
     Facebook(facebook::Facebook),
     Instagram(instagram::Instagram),
     Threads(threads::Threads),
-    /// TEMPORARY while the platforms are written.
-    Pending(String),
+    Telegram(telegram::Telegram),
+    Discord(discord::Discord),
+    Slack(slack::Slack),
+    Teams(teams::Teams),
+    Nextdoor(Box<nextdoor::Nextdoor>),
+    Sms(sms::Sms),
 }
 
 impl Channel {
@@ -276,7 +290,12 @@ impl Channel {
             ChannelKind::Facebook(s) => Channel::Facebook(facebook::Facebook::new(s.clone(), ctx)),
             ChannelKind::Instagram(s) => Channel::Instagram(instagram::Instagram::new(s.clone(), ctx)),
             ChannelKind::Threads(s) => Channel::Threads(threads::Threads::new(s.clone(), ctx)),
-            other => Channel::Pending(other.name().to_owned()),
+            ChannelKind::Telegram(s) => Channel::Telegram(telegram::Telegram::new(s.clone(), ctx)),
+            ChannelKind::Discord(s) => Channel::Discord(discord::Discord::new(s.clone(), ctx)),
+            ChannelKind::Slack(s) => Channel::Slack(slack::Slack::new(s.clone(), ctx)),
+            ChannelKind::Teams(s) => Channel::Teams(teams::Teams::new(s.clone(), ctx)),
+            ChannelKind::Nextdoor(s) => Channel::Nextdoor(Box::new(nextdoor::Nextdoor::new(&cfg.name, s.clone(), ctx))),
+            ChannelKind::Sms(s) => Channel::Sms(sms::Sms::new(s.clone(), ctx)),
         }
     }
 
@@ -288,9 +307,15 @@ impl Channel {
             Channel::Mastodon(_) | Channel::Bluesky(_) | Channel::X(_) | Channel::Facebook(_) | Channel::Threads(_) => {
                 social
             }
+            Channel::Telegram(_) | Channel::Discord(_) => social,
             // Updates are comments; the API cannot delete a post.
             Channel::Instagram(_) => Caps { delete: false, ..social },
-            Channel::Pending(_) => one,
+            // Only the Web API returns a message id to thread under or delete.
+            Channel::Slack(c) => Caps { delete: c.api(), ..social },
+            Channel::Teams(_) => Caps { delete: false, ..social },
+            // One post of up to 8,192 characters; no reply or delete to rely on.
+            Channel::Nextdoor(_) => one,
+            Channel::Sms(c) => Caps { threads: true, delete: false, targets: c.recipients() },
         }
     }
 
@@ -305,7 +330,12 @@ impl Channel {
             Channel::Facebook(c) => c.send(req).await,
             Channel::Instagram(c) => c.send(req).await,
             Channel::Threads(c) => c.send(req).await,
-            Channel::Pending(k) => Outcome::Permanent(format!("{k} pending")).into(),
+            Channel::Telegram(c) => c.send(req).await,
+            Channel::Discord(c) => c.send(req).await,
+            Channel::Slack(c) => c.send(req).await,
+            Channel::Teams(c) => c.send(req).await,
+            Channel::Nextdoor(c) => c.send(req).await,
+            Channel::Sms(c) => c.send(req).await,
         }
     }
 
@@ -324,7 +354,13 @@ impl Channel {
             Channel::Facebook(c) => c.resolve(req).await,
             Channel::Instagram(c) => c.resolve(req).await,
             Channel::Threads(c) => c.resolve(req).await,
-            Channel::Pending(_) => Resolution::CannotTell,
+            // No idempotency key and no way to read back what was posted.
+            Channel::Telegram(c) => c.resolve(),
+            Channel::Discord(c) => c.resolve(),
+            Channel::Slack(c) => c.resolve(),
+            Channel::Teams(c) => c.resolve(),
+            Channel::Nextdoor(c) => c.resolve(),
+            Channel::Sms(c) => c.resolve(req).await,
         }
     }
 
@@ -337,26 +373,83 @@ impl Channel {
             Channel::X(c) => c.delete(post).await,
             Channel::Facebook(c) => c.delete(post).await,
             Channel::Threads(c) => c.delete(post).await,
+            Channel::Telegram(c) => c.delete(post).await,
+            Channel::Discord(c) => c.delete(post).await,
+            Channel::Slack(c) => c.delete(post).await,
             Channel::Console(_)
             | Channel::File(_)
             | Channel::Webhook(_)
             | Channel::Instagram(_)
-            | Channel::Pending(_) => Outcome::Permanent("this channel cannot delete posts".to_owned()).into(),
+            | Channel::Teams(_)
+            | Channel::Nextdoor(_)
+            | Channel::Sms(_) => Outcome::Permanent("this channel cannot delete posts".to_owned()).into(),
         }
     }
 
-    /// Check the credentials with a read-only call; what the platform says about them.
-    pub async fn verify(&self) -> Result<String, String> {
-        match self {
-            Channel::Console(_) | Channel::File(_) => Ok("local; nothing to verify".to_owned()),
-            Channel::Webhook(_) => Err("a webhook cannot be checked without posting; use test-channel".to_owned()),
+    /// Check the credentials with a read-only call (`bullhorn check --online`).
+    pub async fn verify(&self) -> Verified {
+        let checked = match self {
+            Channel::Console(_) | Channel::File(_) => return Verified::Unchecked("local; nothing to check".to_owned()),
+            Channel::Webhook(_) | Channel::Teams(_) => {
+                return Verified::Unchecked("a webhook cannot be checked without posting; use test-channel".to_owned());
+            }
+            Channel::Slack(c) if !c.api() => {
+                return Verified::Unchecked("a webhook cannot be checked without posting; use test-channel".to_owned());
+            }
             Channel::Mastodon(c) => c.verify().await,
             Channel::Bluesky(c) => c.verify().await,
             Channel::X(c) => c.verify().await,
             Channel::Facebook(c) => c.verify().await,
             Channel::Instagram(c) => c.verify().await,
             Channel::Threads(c) => c.verify().await,
-            Channel::Pending(_) => Err("pending".to_owned()),
+            Channel::Telegram(c) => c.verify().await,
+            Channel::Discord(c) => c.verify().await,
+            Channel::Slack(c) => c.verify().await,
+            Channel::Nextdoor(c) => c.verify().await,
+            Channel::Sms(c) => c.verify().await,
+        };
+        match checked {
+            Ok(detail) => Verified::Ok(detail),
+            Err(why) => Verified::Failed(why),
         }
+    }
+}
+
+/// What `check --online` found out about a channel's credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verified {
+    /// The platform accepted them; who the channel posts as.
+    Ok(String),
+    /// Nothing to check without posting (webhooks), or nothing to check at all.
+    Unchecked(String),
+    Failed(String),
+}
+
+impl Verified {
+    /// `Ok` with who the channel posts as, else why not (unchecked included).
+    pub fn into_result(self) -> Result<String, String> {
+        match self {
+            Verified::Ok(d) => Ok(d),
+            Verified::Unchecked(d) | Verified::Failed(d) => Err(d),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_url_keeps_the_base_path_and_encodes_segments() {
+        let base: reqwest::Url = "https://graph.facebook.com/v23.0".parse().expect("url");
+        assert_eq!(join_url(&base, "123/feed").as_str(), "https://graph.facebook.com/v23.0/123/feed");
+        let tg: reqwest::Url = "https://api.telegram.org/".parse().expect("url");
+        assert_eq!(join_url(&tg, "bot71:AAH/sendMessage").as_str(), "https://api.telegram.org/bot71:AAH/sendMessage");
+        let nd: reqwest::Url = "https://nextdoor.com".parse().expect("url");
+        assert_eq!(
+            join_url(&nd, "external/api/v1/post/create/").as_str(),
+            "https://nextdoor.com/external/api/v1/post/create/"
+        );
+        assert_eq!(join_url(&nd, "a b/c").as_str(), "https://nextdoor.com/a%20b/c");
     }
 }

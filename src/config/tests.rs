@@ -195,3 +195,147 @@ fn a_missing_file_is_a_clear_error() {
     let e = load(Path::new("/nonexistent/bullhorn.toml")).expect_err("missing");
     assert!(e.to_string().contains("config file not found"), "{e}");
 }
+
+/// Every platform kind with all it needs, secrets inline, as files and from the
+/// environment.
+const ALL_PLATFORMS: &str = r#"
+[channels.x]
+kind = "x"
+consumer_key = "ck"
+consumer_secret = "cs-SECRET"
+access_token = "at"
+access_token_secret_file = "SECRETFILE"
+username = "@RuizSheriff"
+[channels.x2]
+kind = "x"
+client_id = "cid"
+refresh_token_file = "SECRETFILE"
+[channels.masto]
+kind = "mastodon"
+base_url = "https://mastodon.example"
+[channels.bsky]
+kind = "bluesky"
+identifier = "@rcso.bsky.social"
+app_password = "app-SECRET"
+[channels.fb]
+kind = "facebook"
+page_id = "1122"
+access_token = "fb-SECRET"
+[channels.ig]
+kind = "instagram"
+user_id = "1784"
+access_token = "ig-SECRET"
+[channels.th]
+kind = "threads"
+user_id = "7654"
+access_token = "th-SECRET"
+[channels.tg]
+kind = "telegram"
+bot_token = "71:tg-SECRET"
+chat_id = "@rcso_alerts"
+silent = true
+[channels.discord]
+kind = "discord"
+webhook_url = "https://discord.com/api/webhooks/1/discord-SECRET"
+[channels.slack]
+kind = "slack"
+bot_token = "xoxb-SECRET"
+channel = "C024BE91L"
+[channels.slackhook]
+kind = "slack"
+webhook_url = "https://hooks.slack.com/services/T0/B0/slack-SECRET"
+[channels.teams]
+kind = "teams"
+webhook_url = "https://prod.westus.logic.azure.com/workflows/1/triggers/manual/paths/invoke?sig=teams-SECRET"
+[channels.nd]
+kind = "nextdoor"
+access_token = "nd-SECRET"
+group_ids = ["g1"]
+[channels.sms]
+kind = "sms"
+account_sid = "AC123"
+auth_token = "sms-SECRET"
+from = "+15555550100"
+to = ["+15555550101", "+15555550102"]
+rate = "10/1s"
+"#;
+
+#[test]
+fn every_platform_kind_loads_with_its_defaults_and_never_shows_a_secret() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret_file = dir.path().join("secret");
+    std::fs::write(&secret_file, "file-SECRET\n").expect("write");
+    let toml = format!("{MINIMAL}{}", ALL_PLATFORMS.replace("SECRETFILE", &secret_file.display().to_string()));
+    let (_d, result) = load_str_env(&toml, &[("BULLHORN__CHANNELS__MASTO__ACCESS_TOKEN", "masto-SECRET")]);
+    let c = result.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.channels.len(), 15);
+    let platform = |n: &str| c.channels[n].platform();
+    assert_eq!(platform("x"), Platform::X);
+    assert_eq!(platform("slackhook"), Platform::Slack);
+    // The platform's own limit applies unless the channel sets one.
+    assert_eq!(c.channels["masto"].quota.map(|q| (q.limit, q.window.as_secs())), Some((300, 3 * 3600)));
+    assert_eq!(c.channels["ig"].quota.map(|q| (q.limit, q.window.as_secs())), Some((50, 24 * 3600)));
+    assert_eq!(c.channels["sms"].quota.map(|q| q.limit), Some(10));
+    assert!(c.channels["console"].quota.is_none());
+    match &c.channels["x"].kind {
+        ChannelKind::X(s) => {
+            assert_eq!(s.base_url.as_str(), "https://api.x.com/");
+            assert_eq!(s.username.as_deref(), Some("RuizSheriff"));
+            assert!(matches!(s.auth, XAuth::OAuth1 { .. }));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(&c.channels["x2"].kind, ChannelKind::X(XSettings { auth: XAuth::OAuth2(_), .. })));
+    assert!(
+        matches!(&c.channels["fb"].kind, ChannelKind::Facebook(m) if m.base_url.as_str() == "https://graph.facebook.com/v23.0")
+    );
+    assert!(matches!(&c.channels["sms"].kind, ChannelKind::Sms(s) if s.to.len() == 2 && s.auth_user == "AC123"));
+    let shown = format!("{:?}", c.channels);
+    assert!(!shown.contains("SECRET"), "a secret in Debug output: {shown}");
+}
+
+#[test]
+fn missing_credentials_are_named_per_channel() {
+    let toml = format!(
+        "{MINIMAL}{}",
+        r#"
+[channels.x]
+kind = "x"
+consumer_key = "ck"
+[channels.masto]
+kind = "mastodon"
+[channels.bsky]
+kind = "bluesky"
+identifier = "rcso.bsky.social"
+[channels.tg]
+kind = "telegram"
+bot_token = "t"
+[channels.slack]
+kind = "slack"
+channel = "C1"
+[channels.sms]
+kind = "sms"
+account_sid = "AC1"
+auth_token = "t"
+to = ["5550100"]
+[channels.ig]
+kind = "instagram"
+access_token = "t"
+token = "typo"
+[channels.nope]
+kind = "myspace"
+"#
+    );
+    let e = errors(&toml);
+    assert!(has(&e, "channels.x", "OAuth 1.0a needs consumer_key, consumer_secret"), "{e:?}");
+    assert!(has(&e, "channels.masto.base_url", "instance's address"), "{e:?}");
+    assert!(has(&e, "channels.masto", "access_token"), "{e:?}");
+    assert!(has(&e, "channels.bsky", "app_password"), "{e:?}");
+    assert!(has(&e, "channels.tg", "chat_id"), "{e:?}");
+    assert!(has(&e, "channels.slack", "bot_token"), "{e:?}");
+    assert!(has(&e, "channels.sms.to[0]", "E.164"), "{e:?}");
+    assert!(has(&e, "channels.sms", "from (a sender number) or messaging_service_sid"), "{e:?}");
+    assert!(has(&e, "channels.ig", "user_id"), "{e:?}");
+    assert!(has(&e, "channels.ig.token", "unknown key"), "{e:?}");
+    assert!(has(&e, "channels.nope.kind", "known: console, file, webhook, x, mastodon"), "{e:?}");
+}

@@ -315,6 +315,14 @@ mod tests {
     }
 
     #[test]
+    fn refused_credentials_pause_the_channel_and_keep_the_queue() {
+        let out = Outcome::Credentials("401 token revoked".to_owned());
+        let (end, next) = decide(&out, h(0, 3, 60), &cfg(), NOW, 0.5);
+        assert_eq!(next, Next::Pause(Duration::from_secs(8)), "the channel's streak sets the pause");
+        assert_eq!(end, AttemptEnd::Retry { not_before: NOW + 8000 }, "the delivery waits, not dead-lettered");
+    }
+
+    #[test]
     fn sent_and_permanent_are_final() {
         let post = PostRef::id("1");
         let (end, next) = decide(&Outcome::Sent(post), h(0, 0, 0), &cfg(), NOW, 0.5);

@@ -298,7 +298,7 @@ impl Worker {
         let result = match resolution {
             Resolution::Posted(p) => {
                 self.metrics.delivery(&self.cfg.name, "sent");
-                let (end, _) = self.advance(&prepared, action, p);
+                let (end, _, _) = self.advance(&prepared, action, Some(p), None);
                 AttemptResult { end, outcome: "sent", http_status: None, detail: detail.to_owned(), note: None }
             }
             _ => AttemptResult {
@@ -510,19 +510,32 @@ impl Worker {
     }
 
     /// The record of a finished step: the next step is queued, or the delivery is done.
-    fn advance(&self, p: &Prepared, action: Action, post: PostRef) -> (AttemptEnd, Next) {
+    /// `post` is where a post step landed (`None` for a deletion or a skipped recipient);
+    /// `note` what this step's record should say. Notes of all steps are kept with the
+    /// delivery's progress; the last step's record carries them all.
+    fn advance(
+        &self,
+        p: &Prepared,
+        action: Action,
+        post: Option<PostRef>,
+        note: Option<String>,
+    ) -> (AttemptEnd, Next, Option<String>) {
         let mut posted = p.job.progress.posted.clone();
-        if matches!(action, Action::Post { .. }) {
+        if let (Action::Post { .. }, Some(post)) = (action, &post) {
             posted.push(post.clone());
         }
+        let mut notes = p.job.progress.notes.clone();
+        notes.extend(note.clone());
         let done = p.job.progress.done + 1;
         if done < p.steps.len() {
             let first = posted.first().cloned();
-            return (AttemptEnd::Step { post: first, done, posted }, Next::Retry(Duration::ZERO));
+            return (AttemptEnd::Step { post: first, done, posted, notes }, Next::Retry(Duration::ZERO), note);
         }
-        let progress = (p.steps.len() > 1).then(|| Progress { done, posted: posted.clone(), ..Progress::default() });
-        let post = posted.into_iter().next().unwrap_or(post);
-        (AttemptEnd::Sent { post, progress }, Next::Done)
+        let all = (!notes.is_empty()).then(|| notes.join("; "));
+        let progress =
+            (p.steps.len() > 1).then(|| Progress { done, posted: posted.clone(), notes, ..Progress::default() });
+        let post = posted.into_iter().next().or(post).unwrap_or_default();
+        (AttemptEnd::Sent { post, progress }, Next::Done, all)
     }
 
     async fn conclude(&mut self, item: Item, p: &Prepared, action: Action, attempt_id: i64, response: Response) {
@@ -533,12 +546,20 @@ impl Worker {
         let history = History { failures: job.attempts, unavailable: self.unavailable, age };
         let (mut end, mut next) = decide(&outcome, history, &self.config.delivery, wall, fastrand::f64());
         let mut note = note;
+        let last = job.progress.done + 1 >= p.steps.len();
+        let several = self.channel.caps().targets > 1;
         match (&outcome, &end) {
-            (Outcome::Sent(post), _) => (end, next) = self.advance(p, action, post.clone()),
+            (Outcome::Sent(post), _) => (end, next, note) = self.advance(p, action, Some(post.clone()), note),
             // The cancellation is out; a post that cannot be deleted does not undo that.
             (_, AttemptEnd::Dead { reason }) if matches!(action, Action::Delete(_)) => {
-                note = Some(format!("the original could not be deleted: {reason}"));
-                (end, next) = self.advance(p, action, PostRef::default());
+                let why = format!("the original could not be deleted: {reason}");
+                (end, next, note) = self.advance(p, action, None, Some(why));
+            }
+            // One recipient refused for good (opted out, invalid number): the others still
+            // get it. Dead only if nobody did.
+            (_, AttemptEnd::Dead { reason }) if several && !(last && job.progress.posted.is_empty()) => {
+                let why = reason.clone();
+                (end, next, note) = self.advance(p, action, None, Some(why));
             }
             _ => {}
         }

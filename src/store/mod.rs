@@ -108,6 +108,9 @@ pub struct Progress {
     /// What a channel saved in the middle of a step (a Meta container id), by key.
     #[serde(default)]
     pub scratch: std::collections::BTreeMap<String, String>,
+    /// What steps had to say (a recipient skipped, the original not deleted).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl Progress {
@@ -181,6 +184,8 @@ pub enum AttemptEnd {
         post: Option<PostRef>,
         done: usize,
         posted: Vec<PostRef>,
+        /// What the steps so far had to say (a recipient skipped).
+        notes: Vec<String>,
     },
     /// Back to the queue, not before `not_before` (Unix ms).
     Retry {

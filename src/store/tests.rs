@@ -354,7 +354,7 @@ async fn a_reply_goes_to_the_original_in_its_own_language() {
 fn step(done: usize, posted: &[&str]) -> AttemptResult {
     let posted: Vec<PostRef> = posted.iter().map(|p| PostRef::id(*p)).collect();
     AttemptResult {
-        end: AttemptEnd::Step { post: posted.first().cloned(), done, posted },
+        end: AttemptEnd::Step { post: posted.first().cloned(), done, posted, notes: Vec::new() },
         outcome: "sent",
         http_status: Some(200),
         detail: String::new(),

@@ -295,8 +295,9 @@ fn finish_attempt(
     r: &AttemptResult,
 ) -> Result<(), ApplyError> {
     let changed = match &r.end {
-        AttemptEnd::Step { post, done, posted } => {
+        AttemptEnd::Step { post, done, posted, notes } => {
             let posted = serde_json::to_string(posted).unwrap_or_else(|_| "[]".to_owned());
+            let notes = serde_json::to_string(notes).unwrap_or_else(|_| "[]".to_owned());
             let (id, url, data) = post_columns(post.as_ref());
             // Withdrawn while in flight (a cancel or a newer revision came in): the rest of
             // the thread stops here, and what went out is the post on record.
@@ -307,7 +308,7 @@ fn finish_attempt(
                                   THEN 'stopped after ' || ?5 || ' steps: a cancel or newer revision arrived' END,
                     attempts = 0, not_before = NULL,
                     post_id = COALESCE(post_id, ?2), post_url = COALESCE(post_url, ?3), post_data = COALESCE(post_data, ?4),
-                    progress = json_set(COALESCE(progress, '{}'), '$.done', ?5, '$.posted', json(?6)),
+                    progress = json_set(COALESCE(progress, '{}'), '$.done', ?5, '$.posted', json(?6), '$.notes', json(?8)),
                     updated_at = ?7
                  WHERE id = ?1 AND state = 'in_flight'",
             )?
@@ -318,7 +319,8 @@ fn finish_attempt(
                 data,
                 i64::try_from(*done).unwrap_or(i64::MAX),
                 posted,
-                finished_at
+                finished_at,
+                notes
             ])?
         }
         end => {

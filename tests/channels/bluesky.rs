@@ -32,7 +32,7 @@ async fn the_reference_pds_accepts_posts_facets_threads_images_and_deletes() {
     let pds = Pds::start(false);
     let dir = tempfile::tempdir().expect("tempdir");
     let ch = channel(&pds.url, &pds.handle, &pds.password, dir.path(), Duration::from_secs(10));
-    assert!(ch.verify().await.expect("verify").contains(&pds.handle));
+    assert!(ch.verify().await.into_result().expect("verify").contains(&pds.handle));
 
     // A post with a link and a hashtag: both become facets at UTF-8 byte offsets.
     let text = "🚨 AMBER ALERT: Niña Sofía, 6. Details https://sheriff.example/amber/1 #AmberAlert";

@@ -121,8 +121,8 @@ async fn too_long_is_permanent_and_a_bad_token_is_a_credentials_problem() {
     assert!(
         matches!(bad.send(&request(&job(8, "x"), None, &[])).await.outcome, Outcome::Credentials(m) if m.contains("invalid"))
     );
-    assert!(bad.verify().await.is_err());
-    assert!(ch.verify().await.expect("verify").contains("@rcso"));
+    assert!(bad.verify().await.into_result().is_err());
+    assert!(ch.verify().await.into_result().expect("verify").contains("@rcso"));
 }
 
 #[tokio::test]

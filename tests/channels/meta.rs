@@ -64,7 +64,7 @@ async fn facebook_posts_comments_photos_and_deletes() {
     // Its comments' parent is gone: an update goes to the Page instead.
     sent(&fb.send(&request(&job(5, "UPDATE: child found safe."), Some(&post), &[])).await.outcome);
     assert!(fake.live("feed").iter().any(|o| o.text == "UPDATE: child found safe."));
-    assert!(fb.verify().await.expect("verify").contains("Ruiz County"));
+    assert!(fb.verify().await.into_result().expect("verify").contains("Ruiz County"));
 }
 
 #[tokio::test]
@@ -120,7 +120,7 @@ async fn instagram_publishes_a_container_and_comments() {
 
     sent(&ig.send(&request(&job(3, "UPDATE: vehicle found."), Some(&post), &[])).await.outcome);
     assert_eq!(fake.live("ig_comment")[0].parent, post.id);
-    assert!(ig.verify().await.expect("verify").contains("@ruizcountysheriff"));
+    assert!(ig.verify().await.into_result().expect("verify").contains("@ruizcountysheriff"));
 }
 
 #[tokio::test]
@@ -181,5 +181,5 @@ async fn threads_posts_replies_and_deletes() {
     assert!(
         matches!(th.send(&request(&job(4, "x"), None, &[])).await.outcome, Outcome::RetryAfter(d, _) if d.as_secs() == 180)
     );
-    assert!(th.verify().await.expect("verify").contains("@ruizcountysheriff"));
+    assert!(th.verify().await.into_result().expect("verify").contains("@ruizcountysheriff"));
 }

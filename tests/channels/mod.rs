@@ -3,6 +3,12 @@
 //! the post was made, resolved by the platform's own duplicate protection.
 
 mod bluesky;
+mod discord;
 mod mastodon;
 mod meta;
+mod nextdoor;
+mod slack;
+mod sms;
+mod teams;
+mod telegram;
 mod x;

@@ -62,7 +62,7 @@ async fn signed_posts_replies_media_and_deletes() {
     assert!(matches!(ch.delete(&reply).await.outcome, Outcome::Sent(_)));
     assert!(matches!(ch.delete(&reply).await.outcome, Outcome::Sent(_)), "already gone counts as deleted");
     assert_eq!(fake.live().len(), 3);
-    assert!(ch.verify().await.expect("verify").contains("@RuizSheriff"));
+    assert!(ch.verify().await.into_result().expect("verify").contains("@RuizSheriff"));
 }
 
 #[tokio::test]

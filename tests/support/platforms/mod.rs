@@ -9,8 +9,14 @@
 //! so what a channel sent can be asserted byte for byte.
 
 pub mod bluesky;
+pub mod discord;
 pub mod mastodon;
 pub mod meta;
+pub mod nextdoor;
+pub mod slack;
+pub mod teams;
+pub mod telegram;
+pub mod twilio;
 pub mod x;
 
 use std::collections::HashMap;
@@ -98,6 +104,8 @@ pub enum Fault {
     /// Do the work (make the post), then keep the client waiting this long before the
     /// answer: a timeout after sending.
     AfterWork(Duration),
+    /// Answer normally (to fault a later request, not this one).
+    Pass,
 }
 
 impl Fault {
@@ -184,7 +192,7 @@ pub async fn with_fault(common: &Common, route: &str, work: impl FnOnce() -> Res
             tokio::time::sleep(d).await;
             r
         }
-        None => work(),
+        Some(Fault::Pass) | None => work(),
     }
 }
 

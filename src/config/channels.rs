@@ -259,6 +259,11 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// Whether `key` or `key_file` is given.
+    fn has(&self, key: &str) -> bool {
+        self.map.contains_key(key) || self.map.contains_key(&format!("{key}_file"))
+    }
+
     /// Report what the kind needs and the config lacks, as one message on the channel.
     fn missing(&mut self, what: &str) {
         let at = self.path.to_owned();
@@ -391,11 +396,12 @@ pub(super) fn telegram(f: &mut Fields<'_>) -> Option<TelegramSettings> {
 }
 
 pub(super) fn discord(f: &mut Fields<'_>) -> Option<DiscordSettings> {
+    if !f.has("webhook_url") {
+        f.missing("webhook_url or webhook_url_file (Channel settings → Integrations → Webhooks)");
+    }
     let webhook_url = f.secret_url("webhook_url");
     let username = f.string("username");
-    let (webhook_url,) =
-        all_of!(f, "webhook_url or webhook_url_file (Channel settings → Integrations → Webhooks)", webhook_url)?;
-    Some(DiscordSettings { webhook_url, username })
+    Some(DiscordSettings { webhook_url: webhook_url?, username })
 }
 
 pub(super) fn slack(f: &mut Fields<'_>) -> Option<SlackSettings> {
@@ -422,10 +428,10 @@ pub(super) fn slack(f: &mut Fields<'_>) -> Option<SlackSettings> {
 }
 
 pub(super) fn teams(f: &mut Fields<'_>) -> Option<TeamsSettings> {
-    let webhook_url = f.secret_url("webhook_url");
-    let (webhook_url,) =
-        all_of!(f, "webhook_url or webhook_url_file (the Workflows webhook trigger URL)", webhook_url)?;
-    Some(TeamsSettings { webhook_url })
+    if !f.has("webhook_url") {
+        f.missing("webhook_url or webhook_url_file (the Workflows webhook trigger URL)");
+    }
+    Some(TeamsSettings { webhook_url: f.secret_url("webhook_url")? })
 }
 
 pub(super) fn nextdoor(f: &mut Fields<'_>) -> Option<NextdoorSettings> {

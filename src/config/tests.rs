@@ -339,3 +339,20 @@ kind = "myspace"
     assert!(has(&e, "channels.ig.token", "unknown key"), "{e:?}");
     assert!(has(&e, "channels.nope.kind", "known: console, file, webhook, x, mastodon"), "{e:?}");
 }
+
+#[test]
+fn the_example_of_every_channel_kind_is_valid() {
+    let example =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/examples/channels.toml"))
+            .expect("example");
+    let creds = tempfile::tempdir().expect("tempdir");
+    for line in example.lines() {
+        if let Some(name) = line.split("${CREDENTIALS_DIRECTORY}/").nth(1).and_then(|r| r.split('"').next()) {
+            let value = if name.ends_with("-url") { "https://hooks.example/secret-path\n" } else { "a-secret\n" };
+            std::fs::write(creds.path().join(name), value).expect("credential");
+        }
+    }
+    let toml = format!("{MINIMAL}{}", example.replace("${CREDENTIALS_DIRECTORY}", &creds.path().display().to_string()));
+    let (_d, c) = load_str(&toml);
+    assert_eq!(c.channels.len(), 13, "console plus the twelve platforms");
+}

@@ -7,8 +7,9 @@
 //! (`thread_ts`) and a cancellation can delete it (`chat.delete`). Its errors come with
 //! HTTP 200 and `"ok": false`. Both throttle with a 429 and `Retry-After`.
 //!
-//! An image at a public URL is shown with an image block (with its alt text). Duplicate
-//! protection: none; after a timeout a resend may post twice.
+//! Formatting is off (`mrkdwn: false`) so markup in an event's values stays text; an
+//! image at a public URL goes as an attachment with its alt text as the fallback.
+//! Duplicate protection: none; after a timeout a resend may post twice.
 
 use std::time::Duration;
 
@@ -17,9 +18,6 @@ use secrecy::ExposeSecret as _;
 use super::http::{Reply, exchange, retry_after_header, snippet};
 use super::{Context, Outcome, PostRef, Request, Resolution, Response};
 use crate::config::SlackSettings;
-
-/// A section block's text limit; longer posts go as plain text without blocks.
-const MAX_SECTION: usize = 3000;
 
 #[derive(Debug)]
 pub struct Slack {
@@ -38,18 +36,13 @@ impl Slack {
         matches!(self.s, SlackSettings::Api { .. })
     }
 
-    /// The message body: the text, and an image block for an image at a public URL.
+    /// The message body: the text with Slack's formatting off (`mrkdwn: false`: values
+    /// are escaped for Slack, and markup in them must stay text), and an image at a public
+    /// URL as an attachment, its alt text as the fallback.
     fn message(req: &Request<'_>, note: &mut Option<String>) -> serde_json::Value {
-        let mut body = serde_json::json!({ "text": req.text, "unfurl_links": false });
+        let mut body = serde_json::json!({ "text": req.text, "mrkdwn": false, "unfurl_links": false });
         if let Some(image) = req.media.iter().find(|m| m.url.is_some()) {
-            if req.text.chars().count() <= MAX_SECTION {
-                body["blocks"] = serde_json::json!([
-                    { "type": "section", "text": { "type": "mrkdwn", "text": req.text } },
-                    { "type": "image", "image_url": image.url, "alt_text": image.alt },
-                ]);
-            } else {
-                *note = Some("posted without an image: the text is too long for a Slack block".to_owned());
-            }
+            body["attachments"] = serde_json::json!([{ "fallback": image.alt, "image_url": image.url }]);
         } else if !req.media.is_empty() {
             *note = Some("posted without an image: Slack shows images from a public URL, and it has none".to_owned());
         }

@@ -38,7 +38,10 @@ async fn the_web_api_threads_and_deletes() {
     assert_eq!(fake.live()[1].thread_ts, post.id, "the update is in the alert's thread");
     let media = [png()];
     sent(&ch.send(&request(&job(3, "Photo of Sofia"), None, &media)).await.outcome);
-    assert_eq!(fake.live()[2].blocks[1]["alt_text"], "Photo of Sofia Ramirez, 6");
+    let photo = &fake.live()[2];
+    assert_eq!(photo.attachments[0]["fallback"], "Photo of Sofia Ramirez, 6");
+    assert_eq!(photo.attachments[0]["image_url"], "https://media.sheriff.example/amber/sofia.png");
+    assert_eq!(photo.mrkdwn, Some(false), "markup in values stays text");
     assert!(matches!(ch.delete(&post).await.outcome, Outcome::Sent(_)));
     assert!(matches!(ch.delete(&post).await.outcome, Outcome::Sent(_)), "already gone counts as deleted");
     assert!(ch.verify().await.into_result().expect("verify").contains("RCSO"));

@@ -22,7 +22,8 @@ pub struct Message {
     pub ts: String,
     pub text: String,
     pub thread_ts: Option<String>,
-    pub blocks: serde_json::Value,
+    pub mrkdwn: Option<bool>,
+    pub attachments: serde_json::Value,
     pub deleted: bool,
 }
 
@@ -60,27 +61,23 @@ fn api_error(error: &str) -> Response {
 
 fn store(f: &Fake, v: &serde_json::Value) -> Result<Message, &'static str> {
     let t = v["text"].as_str().unwrap_or("").to_owned();
-    if t.is_empty() && v["blocks"].is_null() {
+    if t.is_empty() {
         return Err("no_text");
     }
     if t.chars().count() > 40_000 {
         return Err("msg_too_long");
     }
-    if let Some(blocks) = v["blocks"].as_array() {
-        for b in blocks {
-            if b["type"] == "section" && b["text"]["text"].as_str().is_some_and(|t| t.chars().count() > 3000) {
-                return Err("invalid_blocks");
-            }
-            if b["type"] == "image" && (b["image_url"].as_str().is_none() || b["alt_text"].as_str().is_none()) {
-                return Err("invalid_blocks");
-            }
-        }
+    if let Some(attachments) = v["attachments"].as_array()
+        && attachments.iter().any(|a| a["fallback"].as_str().is_none())
+    {
+        return Err("invalid_attachments");
     }
     let m = Message {
         ts: format!("1503435956.{:06}", f.common.next_id()),
         text: t,
         thread_ts: v["thread_ts"].as_str().map(str::to_owned),
-        blocks: v["blocks"].clone(),
+        mrkdwn: v["mrkdwn"].as_bool(),
+        attachments: v["attachments"].clone(),
         deleted: false,
     };
     f.messages.lock().expect("messages").push(m.clone());

@@ -140,6 +140,7 @@ pub async fn test_channel(config: &Config, name: &str, text: Option<&str>) -> Re
         received_at: now.as_millisecond(),
         event_json: "{}".to_owned(),
         progress: crate::store::Progress::default(),
+        last_outcome: None,
     };
     let mut lines = Vec::new();
     for target in 0..channel.caps().targets.max(1) {

@@ -49,20 +49,6 @@ async fn wait_lines(dir: &Path, n: usize) -> Vec<serde_json::Value> {
     .unwrap_or_else(|| panic!("expected {n} lines in the file channel, got {}", file_lines(dir).len()))
 }
 
-async fn ready(admin: u16) -> Option<bool> {
-    let client = bullhorn::channel::http::client().expect("client");
-    let r = client.get(format!("http://127.0.0.1:{admin}/readyz")).send().await.ok()?;
-    Some(r.status().is_success())
-}
-
-async fn wait_ready(admin: u16, want: bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while ready(admin).await != Some(want) {
-        assert!(tokio::time::Instant::now() < deadline, "readyz never became {want}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_between_receipt_and_delivery_then_restart_delivers_exactly_once() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -71,7 +57,7 @@ async fn sigkill_between_receipt_and_delivery_then_restart_delivers_exactly_once
     let hook_port = free_port();
     let (config, admin) = process_config(dir.path(), &broker, "v5", &format!("http://127.0.0.1:{hook_port}/hook"), "");
     let mut daemon = Daemon::start(&config);
-    wait_ready(admin, true).await;
+    daemon.wait_ready(admin, true).await;
 
     Publisher::new(broker.port, "pub-1")
         .publish("cad/a/events", event("K-1", 1, "missing_child", "AMBER K-1"), WAIT)
@@ -101,7 +87,7 @@ async fn sigkill_during_a_request_is_resolved_without_a_second_post() {
         first.url.split(':').nth(2).and_then(|s| s.split('/').next()).and_then(|p| p.parse().ok()).expect("port");
     let (config, admin) = process_config(dir.path(), &broker, "v5", &first.url, "");
     let mut daemon = Daemon::start(&config);
-    wait_ready(admin, true).await;
+    daemon.wait_ready(admin, true).await;
 
     Publisher::new(broker.port, "pub-2")
         .publish("cad/a/events", event("K-2", 1, "missing_child", "AMBER K-2"), WAIT)
@@ -130,7 +116,7 @@ async fn broker_restart_mid_stream_loses_nothing() {
     let hook = FakeWebhook::start(vec![]).await;
     let (config, admin) = process_config(dir.path(), &broker, "v311", &hook.url, "");
     let mut daemon = Daemon::start(&config);
-    wait_ready(admin, true).await;
+    daemon.wait_ready(admin, true).await;
 
     let mut publisher = Publisher::new(broker.port, "pub-3");
     for i in 0..40 {
@@ -178,11 +164,11 @@ async fn broker_down_at_startup_is_retried_and_ready_follows() {
     let (config, admin) = process_config(dir.path(), &broker, "v5", &hook.url, "");
     broker.stop();
     let mut daemon = Daemon::start(&config);
-    wait_ready(admin, false).await;
+    daemon.wait_ready(admin, false).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(daemon.is_running(), "a broker down at start-up is not fatal");
     broker.restart();
-    wait_ready(admin, true).await;
+    daemon.wait_ready(admin, true).await;
     Publisher::new(broker.port, "pub-4")
         .publish("cad/a/events", event("D-1", 1, "road_closure", "after start"), WAIT)
         .await;
@@ -197,7 +183,7 @@ async fn an_unwritable_store_acks_nothing_and_the_broker_redelivers_after_recove
     let hook = FakeWebhook::start(vec![]).await;
     let (config, admin) = process_config(dir.path(), &broker, "v5", &hook.url, "busy_timeout = \"200ms\"\n");
     let mut daemon = Daemon::start(&config);
-    wait_ready(admin, true).await;
+    daemon.wait_ready(admin, true).await;
     let db = dir.path().join("bullhorn.db");
     let mut publisher = Publisher::new(broker.port, "pub-5");
 
@@ -209,11 +195,11 @@ async fn an_unwritable_store_acks_nothing_and_the_broker_redelivers_after_recove
             .publish("cad/a/events", event(&format!("S-{i}"), 1, "road_closure", &format!("first {i}")), WAIT)
             .await;
     }
-    wait_ready(admin, false).await;
+    daemon.wait_ready(admin, false).await;
     assert_eq!(count(&db, "SELECT COUNT(*) FROM events"), 0);
     lock.execute_batch("ROLLBACK").expect("unlock");
     wait_lines(dir.path(), 5).await;
-    wait_ready(admin, true).await;
+    daemon.wait_ready(admin, true).await;
 
     // Phase 2: the store refuses writes and the daemon dies before it recovers. If
     // anything had been acked, it would be lost now.
@@ -223,7 +209,7 @@ async fn an_unwritable_store_acks_nothing_and_the_broker_redelivers_after_recove
             .publish("cad/a/events", event(&format!("T-{i}"), 1, "road_closure", &format!("second {i}")), WAIT)
             .await;
     }
-    wait_ready(admin, false).await;
+    daemon.wait_ready(admin, false).await;
     daemon.kill9();
     lock.execute_batch("ROLLBACK").expect("unlock");
     daemon.restart();

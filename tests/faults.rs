@@ -45,19 +45,6 @@ fn lines(dir: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-async fn ready(admin: u16) -> bool {
-    let client = bullhorn::channel::http::client().expect("client");
-    client.get(format!("http://127.0.0.1:{admin}/readyz")).send().await.is_ok_and(|r| r.status().is_success())
-}
-
-async fn wait_ready(admin: u16, want: bool, daemon: &Daemon) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while ready(admin).await != want {
-        assert!(tokio::time::Instant::now() < deadline, "readyz never became {want}:\n{}", daemon.log());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_sigkills_during_a_burst_lose_nothing_and_duplicate_nothing() {
     let seed = fastrand::u64(..);
@@ -67,7 +54,7 @@ async fn repeated_sigkills_during_a_burst_lose_nothing_and_duplicate_nothing() {
     let hook = FakeWebhook::start(vec![]).await;
     let (config, admin) = config(dir.path(), &broker, &hook.url, None);
     let mut daemon = Daemon::start(&config);
-    wait_ready(admin, true, &daemon).await;
+    daemon.wait_ready(admin, true).await;
 
     const N: usize = 300;
     let port = broker.port;
@@ -114,7 +101,7 @@ async fn a_platform_outage_then_recovery_delivers_everything_in_priority_order_w
     let port = free_port();
     let (config, admin) = config(dir.path(), &broker, &format!("http://127.0.0.1:{port}/hook"), None);
     let mut daemon = Daemon::start(&config);
-    wait_ready(admin, true, &daemon).await;
+    daemon.wait_ready(admin, true).await;
     let mut p = Publisher::new(broker.port, "outage");
     for i in 0..6 {
         p.publish("cad/a/events", event(&format!("O-{i}"), 1, "road_closure", &format!("routine {i}")), WAIT).await;
@@ -190,7 +177,7 @@ async fn a_full_disk_stops_acks_and_everything_arrives_once_space_returns() {
     let hook = FakeWebhook::start(vec![]).await;
     let (config, admin) = config(dir.path(), &broker, &hook.url, Some(&fs.0.join("bullhorn.db")));
     let mut daemon = Daemon::start(&config);
-    wait_ready(admin, true, &daemon).await;
+    daemon.wait_ready(admin, true).await;
 
     let filler = fs.0.join("filler");
     fill(&filler);
@@ -198,13 +185,13 @@ async fn a_full_disk_stops_acks_and_everything_arrives_once_space_returns() {
     for i in 0..20 {
         p.publish("cad/a/events", event(&format!("F-{i}"), 1, "road_closure", &format!("full {i}")), WAIT).await;
     }
-    wait_ready(admin, false, &daemon).await;
+    daemon.wait_ready(admin, false).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = hook.requests().len();
 
     // Space returns: the daemon probes, reconnects, the broker redelivers.
     std::fs::remove_file(&filler).expect("free space");
-    wait_ready(admin, true, &daemon).await;
+    daemon.wait_ready(admin, true).await;
     let reqs = hook.wait_for(20, WAIT).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(daemon.terminate(), "{}", daemon.log());

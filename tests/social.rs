@@ -137,10 +137,15 @@ async fn a_thread_survives_a_crash_between_parts_and_the_cancellation_deletes_it
             platforms::mastodon::TOKEN
         ),
     );
+    let admin = free_port();
+    let text = std::fs::read_to_string(&config).expect("read");
+    std::fs::write(&config, text.replace("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{admin}\"")))
+        .expect("write");
     // Part 1 goes through; part 2 is made but its answer never comes back in time.
     masto.common.fault("statuses", Fault::Pass);
     masto.common.fault("statuses", Fault::AfterWork(Duration::from_secs(60)));
     let mut daemon = Daemon::start(&config);
+    daemon.wait_ready(admin, true).await;
     let headline = "AMBER ALERT: Sofia Ramirez, 6, was last seen at 2:15 p.m. at Lakeview Park in Corpus Christi, \
                     wearing a yellow raincoat and pink boots. She may be in a silver 2014 Honda Odyssey, Texas plate \
                     NRT-4471. If you see her, the suspect or the vehicle, call 911 immediately. Do not approach.";
@@ -173,6 +178,7 @@ async fn a_thread_survives_a_crash_between_parts_and_the_cancellation_deletes_it
     // Restarted, the daemon asks about part 2: Mastodon's idempotency key makes a resend
     // safe, and the instance answers it with the status it already made.
     daemon.restart();
+    daemon.wait_ready(admin, true).await;
     let parts = eventually(WAIT, || {
         let db = dir.path().join("bullhorn.db");
         (count(&db, "SELECT COUNT(*) FROM deliveries WHERE state = 'sent'") == 1).then(|| masto.all())
@@ -233,4 +239,41 @@ async fn sms_reaches_every_number_but_one_that_opted_out() {
     let (_, _, reason) = state_of(&db, "sms");
     assert!(reason.is_some_and(|r| r.contains(platforms::twilio::OPTED_OUT) && r.contains("21610")));
     assert_eq!(count(&db, "SELECT COUNT(*) FROM attempts WHERE channel = 'sms'"), 3, "one request per number");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_answer_not_yet_visible_is_looked_for_again_before_sending_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (server, sms) = platforms::twilio::start().await;
+    let config = write_config(
+        dir.path(),
+        "",
+        &format!(
+            "{}\n[channels.sms]\nkind = \"sms\"\nbase_url = \"{}\"\naccount_sid = \"{}\"\nauth_token = \"{}\"\nfrom = \"{}\"\nto = [\"+15555550101\"]\n",
+            embedded_broker(),
+            server.url,
+            platforms::twilio::SID,
+            platforms::twilio::AUTH_TOKEN,
+            platforms::twilio::FROM
+        ),
+    );
+    let text = std::fs::read_to_string(&config).expect("read");
+    std::fs::write(&config, text.replace("[delivery]\n", "[delivery]\nrequest_timeout = \"500ms\"\n")).expect("write");
+    // The message is made but the answer is lost, and the first look does not show it yet.
+    sms.common.fault("create", Fault::AfterWork(Duration::from_secs(3)));
+    sms.lagging_listings.store(1, std::sync::atomic::Ordering::SeqCst);
+    let app = start_app(&config).await;
+    send_raw(&config, "cad/county/events", event("RCSO-L-1", 1, "missing_child", "AMBER ALERT: call 911")).await;
+    let db = dir.path().join("bullhorn.db");
+    eventually(WAIT, || (count(&db, "SELECT COUNT(*) FROM deliveries WHERE state = 'sent'") == 1).then_some(()))
+        .await
+        .expect("sent");
+    app.stop().await;
+    assert_eq!(sms.messages.lock().expect("m").len(), 1, "looked again before sending, found it, sent nothing more");
+    assert_eq!(sms.common.hits_to("POST", "/Messages.json").len(), 1);
+    assert_eq!(
+        sms.common.hits_to("GET", "/Messages.json").len(),
+        2,
+        "a look after the timeout, another before the retry"
+    );
 }

@@ -88,11 +88,15 @@ pub fn tid(micros: u64, clock_id: u16) -> String {
     (0..13).rev().map(|i| ALPHABET[((v >> (i * 5)) & 31) as usize] as char).collect()
 }
 
-/// The record key for a request: the same on every try of the same step.
+/// The record key for a request: the same on every try of the same step. The delivery's
+/// creation time in microseconds, plus up to 999 µs and a 10-bit clock id taken from a
+/// hash of its key, so deliveries made in the same millisecond (one per language) get
+/// different keys (a collision is about one in a million).
 fn rkey(req: &Request<'_>) -> String {
-    let micros = u64::try_from(req.job.created_at).unwrap_or(0) * 1000 + req.step as u64;
     let hash = crate::policy::sha256_hex(req.job.idem_key.as_bytes());
-    let clock = u16::from_str_radix(&hash[..3], 16).unwrap_or(0) & 0x3FF;
+    let h = u64::from_str_radix(&hash[..12], 16).unwrap_or(0);
+    let micros = u64::try_from(req.job.created_at).unwrap_or(0) * 1000 + h % 1000 + req.step as u64;
+    let clock = u16::try_from((h / 1000) & 0x3FF).unwrap_or(0);
     tid(micros, clock)
 }
 
@@ -315,6 +319,8 @@ impl Bluesky {
             Ok((r, session)) if r.ok() => {
                 let v = r.json().unwrap_or_default();
                 match (v["uri"].as_str(), v["cid"].as_str()) {
+                    // Another record under the same key (a collision) is not this post.
+                    _ if v["value"]["text"].as_str() != Some(req.text) => Resolution::CannotTell,
                     (Some(uri), Some(cid)) => {
                         let root = v["value"]["reply"]["root"].clone();
                         let root = serde_json::from_value::<StrongRef>(root).ok();
@@ -433,8 +439,21 @@ mod tests {
         assert_eq!(a.len(), 13);
         assert!(a < b, "later sorts after");
         assert!("234567abcdefghij".contains(a.chars().next().unwrap_or('z')), "the top bit is zero");
-        // The example TID from the atproto spec decodes to this value.
         assert_eq!(tid(0, 0), "2222222222222");
+    }
+
+    #[test]
+    fn record_keys_differ_between_deliveries_of_the_same_millisecond_and_between_steps() {
+        let mut keys = std::collections::HashSet::new();
+        for lang in ["en", "es", "vi", "zh"] {
+            let mut job = crate::channel::tests::job("t");
+            job.idem_key = format!("bh_k_{lang}");
+            for step in 0..3 {
+                let req = crate::channel::tests::request(&job, step);
+                assert!(keys.insert(rkey(&req)), "{lang} {step}");
+                assert_eq!(rkey(&req), rkey(&crate::channel::tests::request(&job, step)), "stable");
+            }
+        }
     }
 
     #[test]

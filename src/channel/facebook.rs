@@ -42,11 +42,14 @@ impl Facebook {
             }
             None => match req.media.first() {
                 Some(image) => match self.photo(req, image).await {
-                    Ok(done) => Ok(done),
-                    Err(why) => {
+                    Ok(Ok(reply)) => Ok((reply, None)),
+                    // Facebook refused the photo itself: the text goes out alone.
+                    Ok(Err(why)) => {
                         note = Some(format!("posted without an image: {why}"));
                         self.feed(req.text).await
                     }
+                    // Anything else (a timeout: the photo post may exist) is the outcome.
+                    Err(o) => Err(o),
                 },
                 None => self.feed(req.text).await,
             },
@@ -81,37 +84,37 @@ impl Facebook {
         self.g.call(reqwest::Method::POST, &path, &[("message", text)]).await.map(|r| (r, None))
     }
 
-    /// A photo post: by its public URL, else uploaded.
-    async fn photo(&self, req: &Request<'_>, image: &super::Media) -> Result<(Reply, Option<String>), String> {
+    /// A photo post, by its public URL, else uploaded. `Ok(Err(why))` when Facebook
+    /// refused the photo for good (its URL, its format); `Err` for any outcome that is the
+    /// post's own (throttled, credentials, unknown).
+    async fn photo(&self, req: &Request<'_>, image: &super::Media) -> Result<Result<Reply, String>, Outcome> {
         let path = format!("{}/photos", self.page());
         let reply = match &image.url {
-            Some(url) => self
-                .g
-                .call(
-                    reqwest::Method::POST,
-                    &path,
-                    &[("url", url), ("message", req.text), ("alt_text_custom", &image.alt)],
-                )
-                .await
-                .map_err(|o| format!("{o:?}"))?,
+            Some(url) => {
+                let params = [("url", url.as_str()), ("message", req.text), ("alt_text_custom", image.alt.as_str())];
+                self.g.call(reqwest::Method::POST, &path, &params).await?
+            }
             None => {
-                let part = reqwest::multipart::Part::bytes(image.bytes.to_vec())
+                let part = match reqwest::multipart::Part::bytes(image.bytes.to_vec())
                     .file_name("image")
                     .mime_str(&image.mime)
-                    .map_err(|e| e.to_string())?;
+                {
+                    Ok(p) => p,
+                    Err(e) => return Ok(Err(format!("bad image type: {e}"))),
+                };
                 let form = reqwest::multipart::Form::new()
                     .part("source", part)
                     .text("message", req.text.to_owned())
                     .text("alt_text_custom", image.alt.clone());
-                self.g.multipart(&path, form).await.map_err(|o| format!("{o:?}"))?
+                self.g.multipart(&path, form).await?
             }
         };
-        // A refusal of the photo (its URL, its format) falls back to text; anything else
-        // (throttle, credentials, unknown) is the post's outcome.
+        if reply.ok() {
+            return Ok(Ok(reply));
+        }
         match classify_error(&reply, true) {
-            _ if reply.ok() => Ok((reply, None)),
-            Outcome::Permanent(m) => Err(m),
-            _ => Ok((reply, None)),
+            Outcome::Permanent(m) => Ok(Err(m)),
+            _ => Ok(Ok(reply)),
         }
     }
 
@@ -121,16 +124,19 @@ impl Facebook {
             Some(parent) => (format!("{parent}/comments"), "message"),
             None => (format!("{}/feed", self.page()), "message"),
         };
-        let params = [("fields", "id,message,permalink_url"), ("limit", "25"), ("order", "reverse_chronological")];
+        let params =
+            [("fields", "id,message,permalink_url,created_time"), ("limit", "25"), ("order", "reverse_chronological")];
         match self.g.call(reqwest::Method::GET, &path, &params).await {
-            Ok(r) if r.ok() => match r.json().and_then(|v| find_by_text(&v, field, req.text)) {
-                Some(found) => {
-                    let id = id_field(&found, "id").unwrap_or_default();
-                    let url = found["permalink_url"].as_str().map_or_else(|| post_url(&id), str::to_owned);
-                    Resolution::Posted(PostRef::id(id).with_url(url))
+            Ok(r) if r.ok() => {
+                match r.json().and_then(|v| find_by_text(&v, field, req.text, req.job.created_at - 120_000)) {
+                    Some(found) => {
+                        let id = id_field(&found, "id").unwrap_or_default();
+                        let url = found["permalink_url"].as_str().map_or_else(|| post_url(&id), str::to_owned);
+                        Resolution::Posted(PostRef::id(id).with_url(url))
+                    }
+                    None => Resolution::NotPosted,
                 }
-                None => Resolution::NotPosted,
-            },
+            }
             _ => Resolution::CannotTell,
         }
     }

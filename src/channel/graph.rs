@@ -106,6 +106,9 @@ pub fn classify_error(r: &Reply, creating: bool) -> Outcome {
             Some(d) => Outcome::RetryAfter(d, detail),
             None => Outcome::Unavailable(detail),
         },
+        // The container is not ready to publish (still processing), or was just published:
+        // the next try looks at the container again.
+        9007 => Outcome::Retry(detail),
         // Token invalid or expired, session, permissions.
         102 | 190 | 10 | 200..=299 => Outcome::Credentials(detail),
         // Unknown error / service temporarily unavailable: may have published.
@@ -121,9 +124,29 @@ pub fn classify_error(r: &Reply, creating: bool) -> Outcome {
     }
 }
 
-/// The first of `items` whose `field` is `text` (comparing trimmed), by `id`.
-pub fn find_by_text(items: &serde_json::Value, field: &str, text: &str) -> Option<serde_json::Value> {
-    items["data"].as_array()?.iter().find(|i| i[field].as_str().is_some_and(|t| t.trim() == text.trim())).cloned()
+/// A Graph time: `2026-11-21T10:00:00+0000`.
+pub fn graph_time(s: &str) -> Option<jiff::Timestamp> {
+    s.parse::<jiff::Timestamp>()
+        .ok()
+        .or_else(|| jiff::fmt::strtime::parse("%Y-%m-%dT%H:%M:%S%z", s).ok()?.to_timestamp().ok())
+}
+
+/// The first of `items` whose `field` is `text` (comparing trimmed) and that was made at
+/// or after `since_ms` (its `created_time` or `timestamp`, when it has one).
+pub fn find_by_text(items: &serde_json::Value, field: &str, text: &str, since_ms: i64) -> Option<serde_json::Value> {
+    let since = jiff::Timestamp::from_millisecond(since_ms).ok();
+    items["data"]
+        .as_array()?
+        .iter()
+        .find(|i| {
+            let made = i["created_time"].as_str().or_else(|| i["timestamp"].as_str()).and_then(graph_time);
+            let recent = match (since, made) {
+                (Some(since), Some(at)) => at >= since,
+                _ => true,
+            };
+            recent && i[field].as_str().is_some_and(|t| t.trim() == text.trim())
+        })
+        .cloned()
 }
 
 #[cfg(test)]
@@ -137,6 +160,18 @@ mod tests {
             h.insert(*k, HeaderValue::from_static(v));
         }
         Reply { status, headers: h, body: body.to_owned() }
+    }
+
+    #[test]
+    fn lookups_compare_text_and_time() {
+        assert_eq!(graph_time("2026-11-21T10:00:00+0000"), "2026-11-21T10:00:00Z".parse().ok());
+        let items = serde_json::json!({ "data": [
+            { "id": "1", "message": "Road closed", "created_time": "2026-11-21T09:00:00+0000" },
+            { "id": "2", "message": "Road closed", "created_time": "2026-11-21T10:00:00+0000" },
+        ]});
+        let since = "2026-11-21T09:30:00Z".parse::<jiff::Timestamp>().expect("ts").as_millisecond();
+        assert_eq!(find_by_text(&items, "message", "Road closed", since).map(|v| v["id"].clone()), Some("2".into()));
+        assert!(find_by_text(&items, "message", "Other", 0).is_none());
     }
 
     #[test]

@@ -36,11 +36,12 @@ impl Instagram {
         let container = match req.scratch.get("container") {
             Some(c) => match self.container_status(c).await {
                 Ok(status) if status == "PUBLISHED" => {
-                    return match self.find(req.text).await {
+                    return match self.find(req).await {
                         Resolution::Posted(p) => Outcome::Sent(p).into(),
-                        _ => {
-                            Outcome::Unknown("the container is published but the post was not found".to_owned()).into()
-                        }
+                        // Published, the container says; only its id could not be found.
+                        _ => Response::from(Outcome::Sent(PostRef::default())).with_note(Some(
+                            "published, but the post was not found among the latest to record its id".to_owned(),
+                        )),
                     };
                 }
                 // Still processing: try the publish again later.
@@ -104,18 +105,23 @@ impl Instagram {
             .save("container", &id)
             .await
             .map_err(|e| Response::from(Outcome::Retry(format!("cannot save the container id: {e}"))))?;
-        self.wait_finished(&id).await;
-        Ok(id)
+        if self.wait_finished(&id).await {
+            Ok(id)
+        } else {
+            // Saved: the next try publishes this container once it is ready.
+            Err(Outcome::Retry("Instagram is still processing the image".to_owned()).into())
+        }
     }
 
-    /// Give Instagram a few seconds to fetch and process the image.
-    async fn wait_finished(&self, container: &str) {
+    /// Give Instagram a few seconds to fetch and process the image; whether it is ready.
+    async fn wait_finished(&self, container: &str) -> bool {
         for _ in 0..10 {
             match self.container_status(container).await.as_deref() {
                 Ok("IN_PROGRESS") => tokio::time::sleep(Duration::from_millis(500)).await,
-                _ => return,
+                _ => return true,
             }
         }
+        false
     }
 
     async fn container_status(&self, container: &str) -> Result<String, Outcome> {
@@ -147,16 +153,20 @@ impl Instagram {
         }
     }
 
-    async fn find(&self, caption: &str) -> Resolution {
+    /// The published post with this delivery's caption, among the account's latest.
+    async fn find(&self, req: &Request<'_>) -> Resolution {
         let path = format!("{}/media", self.user());
-        match self.g.call(reqwest::Method::GET, &path, &[("fields", "id,caption,permalink"), ("limit", "10")]).await {
-            Ok(r) if r.ok() => match r.json().and_then(|v| find_by_text(&v, "caption", caption)) {
-                Some(m) => Resolution::Posted(PostRef {
-                    url: m["permalink"].as_str().map(str::to_owned),
-                    ..PostRef::id(id_field(&m, "id").unwrap_or_default())
-                }),
-                None => Resolution::NotPosted,
-            },
+        let params = [("fields", "id,caption,permalink,timestamp"), ("limit", "10")];
+        match self.g.call(reqwest::Method::GET, &path, &params).await {
+            Ok(r) if r.ok() => {
+                match r.json().and_then(|v| find_by_text(&v, "caption", req.text, req.job.created_at - 120_000)) {
+                    Some(m) => Resolution::Posted(PostRef {
+                        url: m["permalink"].as_str().map(str::to_owned),
+                        ..PostRef::id(id_field(&m, "id").unwrap_or_default())
+                    }),
+                    None => Resolution::NotPosted,
+                }
+            }
             _ => Resolution::CannotTell,
         }
     }
@@ -165,11 +175,13 @@ impl Instagram {
     pub async fn resolve(&self, req: &Request<'_>) -> Resolution {
         if let Some(parent) = req.reply_to.and_then(|p| p.id.as_deref()) {
             let path = format!("{parent}/comments");
-            return match self.g.call(reqwest::Method::GET, &path, &[("fields", "id,text")]).await {
-                Ok(r) if r.ok() => match r.json().and_then(|v| find_by_text(&v, "text", req.text)) {
-                    Some(c) => Resolution::Posted(PostRef::id(id_field(&c, "id").unwrap_or_default())),
-                    None => Resolution::NotPosted,
-                },
+            return match self.g.call(reqwest::Method::GET, &path, &[("fields", "id,text,timestamp")]).await {
+                Ok(r) if r.ok() => {
+                    match r.json().and_then(|v| find_by_text(&v, "text", req.text, req.job.created_at - 120_000)) {
+                        Some(c) => Resolution::Posted(PostRef::id(id_field(&c, "id").unwrap_or_default())),
+                        None => Resolution::NotPosted,
+                    }
+                }
                 _ => Resolution::CannotTell,
             };
         }
@@ -177,7 +189,7 @@ impl Instagram {
             // No container yet: nothing can have been published.
             None => Resolution::NotPosted,
             Some(c) => match self.container_status(c).await.as_deref() {
-                Ok("PUBLISHED") => self.find(req.text).await,
+                Ok("PUBLISHED") => self.find(req).await,
                 Ok(_) => Resolution::NotPosted,
                 Err(_) => Resolution::CannotTell,
             },

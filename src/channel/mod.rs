@@ -436,8 +436,51 @@ impl Verified {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A job as the store loads it, for unit tests of channels.
+    pub(crate) fn job(text: &str) -> Job {
+        Job {
+            delivery_id: 1,
+            channel: "c".to_owned(),
+            kind: crate::route::DeliveryKind::Post,
+            language: String::new(),
+            parts: Vec::new(),
+            state: "queued".to_owned(),
+            priority: crate::event::Priority::Critical,
+            text: text.to_owned(),
+            idem_key: "bh_k".to_owned(),
+            attempts: 0,
+            reply_to: None,
+            created_at: 1_795_000_000_000,
+            event_id: 1,
+            incident_key: "json:1".to_owned(),
+            event_type: "missing_child".to_owned(),
+            msg_type: "alert".to_owned(),
+            status: "actual".to_owned(),
+            revision: Some(1),
+            sent_at: None,
+            expires_at: None,
+            received_at: 1_795_000_000_000,
+            event_json: "{}".to_owned(),
+            progress: crate::store::Progress::default(),
+            last_outcome: None,
+        }
+    }
+
+    pub(crate) fn request(job: &Job, step: usize) -> Request<'_> {
+        Request {
+            job,
+            text: &job.text,
+            step,
+            target: 0,
+            reply_to: None,
+            root: None,
+            media: &[],
+            scratch: Scratch::new(job, step, None),
+        }
+    }
 
     #[test]
     fn join_url_keeps_the_base_path_and_encodes_segments() {

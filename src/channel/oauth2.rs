@@ -113,14 +113,16 @@ impl OAuth2 {
             .await
             .map_err(|e| Outcome::Unavailable(format!("cannot lock the token file: {e}")))?
             .map_err(Outcome::Unavailable)?;
-        // Another process (a `check --online`) may have refreshed meanwhile.
+        // Another process (a `check --online`) may have refreshed meanwhile: its refresh
+        // token is the live one now (ours is spent), whether or not its access token is.
         if let Some(saved) = self.state.load::<Tokens>()
             && saved.seed == tokens.seed
             && saved.refresh_token != tokens.refresh_token
-            && saved.usable(now()).is_some()
         {
             *tokens = saved;
-            return Ok(tokens.access_token.clone().unwrap_or_default());
+            if let Some(t) = tokens.usable(now()) {
+                return Ok(t.to_owned());
+            }
         }
         let Some(refresh_token) = tokens.refresh_token.clone() else {
             return Err(Outcome::Credentials(
@@ -146,35 +148,54 @@ impl OAuth2 {
             }
             Err(other) => return Err(other),
         };
-        let fresh = parse(&reply)?;
-        tokens.access_token = Some(fresh.access_token);
-        tokens.expires_at = fresh.expires_in.map(|s| now() + s);
-        if let Some(r) = fresh.refresh_token {
+        let fresh = parse(&reply);
+        // A new refresh token replaces the spent one before anything else, even if the rest
+        // of the answer is unusable.
+        if let Some(r) = reply.json().and_then(|v| v["refresh_token"].as_str().map(str::to_owned)) {
             tokens.refresh_token = Some(r);
         }
-        if let Err(e) = self.state.save(tokens) {
+        let fresh = match fresh {
+            Ok(f) => f,
+            Err(o) => {
+                self.save(tokens);
+                return Err(o);
+            }
+        };
+        tokens.access_token = Some(fresh.access_token);
+        tokens.expires_at = fresh.expires_in.map(|s| now() + s);
+        self.save(tokens);
+        drop(lock);
+        Ok(tokens.access_token.clone().unwrap_or_default())
+    }
+
+    /// Save the tokens, trying twice: the old refresh token is already spent.
+    fn save(&self, tokens: &Tokens) {
+        let result = self.state.save(tokens).or_else(|_| self.state.save(tokens));
+        if let Err(e) = result {
             // The alert goes out with the new token; after a restart the old refresh token
             // is refused and someone has to authorize again.
             tracing::error!(error = %e, "cannot save the refreshed OAuth token; it will be lost on restart");
         }
-        drop(lock);
-        Ok(tokens.access_token.clone().unwrap_or_default())
     }
 }
 
-#[derive(Deserialize)]
 struct Fresh {
     access_token: String,
-    #[serde(default)]
     expires_in: Option<i64>,
-    #[serde(default)]
-    refresh_token: Option<String>,
 }
 
 fn parse(reply: &Reply) -> Result<Fresh, Outcome> {
     match reply.status {
-        200..=299 => serde_json::from_str(&reply.body)
-            .map_err(|e| Outcome::Unavailable(format!("token refresh answered something else: {e}"))),
+        200..=299 => {
+            let v = reply.json().unwrap_or_default();
+            let access_token = v["access_token"]
+                .as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| Outcome::Unavailable("token refresh answered without an access token".to_owned()))?;
+            // A number, or (some servers) a string of one.
+            let expires_in = v["expires_in"].as_i64().or_else(|| v["expires_in"].as_str().and_then(|s| s.parse().ok()));
+            Ok(Fresh { access_token, expires_in })
+        }
         429 => Err(match retry_after_header(&reply.headers, jiff::Timestamp::now()) {
             Some(d) => Outcome::RetryAfter(d, format!("token refresh throttled: {}", reply.detail())),
             None => Outcome::Unavailable(format!("token refresh throttled: {}", reply.detail())),

@@ -9,7 +9,7 @@
 //! recipient with a note rather than fail the alert for everyone.
 //!
 //! Duplicate protection: Twilio has no idempotency key; after a timeout the account's
-//! messages to that number sent today are listed and compared with the text.
+//! latest messages to that number are listed and compared with the text.
 
 use std::time::Duration;
 
@@ -63,16 +63,25 @@ impl Sms {
         }
     }
 
-    /// Today's messages to the recipient, compared with the text.
+    /// The latest messages to the recipient (newest first; not filtered by `DateSent`,
+    /// which is empty while a message is still queued), compared with the text, made
+    /// since the delivery was.
     pub async fn resolve(&self, req: &Request<'_>) -> Resolution {
         let to = self.to(req);
-        let day = jiff::Timestamp::now().strftime("%Y-%m-%d").to_string();
-        let query = [("To", to), ("DateSent>", day.as_str()), ("PageSize", "50")];
+        let query = [("To", to), ("PageSize", "50")];
+        let since = jiff::Timestamp::from_millisecond(req.job.created_at - 120_000).ok();
         match exchange(self.auth(self.http.get(self.messages_url())).query(&query)).await {
             Ok(r) if r.ok() => {
                 let v = r.json().unwrap_or_default();
                 let found = v["messages"].as_array().into_iter().flatten().find(|m| {
-                    m["to"].as_str() == Some(to) && m["body"].as_str().is_some_and(|b| b.trim() == req.text.trim())
+                    let created = m["date_created"].as_str().and_then(|d| jiff::fmt::rfc2822::parse(d).ok());
+                    let recent = match (since, created) {
+                        (Some(since), Some(at)) => at.timestamp() >= since,
+                        _ => true,
+                    };
+                    recent
+                        && m["to"].as_str() == Some(to)
+                        && m["body"].as_str().is_some_and(|b| b.trim() == req.text.trim())
                 });
                 match found.and_then(|m| m["sid"].as_str()) {
                     Some(sid) => Resolution::Posted(PostRef::id(sid)),

@@ -159,7 +159,14 @@ pub fn classify(r: &Reply) -> Outcome {
         },
         // A wrong token, or the bot is not (or no longer) an admin of the channel.
         401 | 403 => Outcome::Credentials(detail()),
-        400 if description(r).contains("chat not found") => Outcome::Credentials(detail()),
+        // The chat is wrong, or the bot lost its rights in it: no post goes through until
+        // someone fixes that.
+        400 if ["chat not found", "not enough rights", "need administrator rights", "CHAT_WRITE_FORBIDDEN"]
+            .iter()
+            .any(|m| description(r).contains(m)) =>
+        {
+            Outcome::Credentials(detail())
+        }
         500..=599 => Outcome::Unknown(detail()),
         _ => Outcome::Permanent(detail()),
     }

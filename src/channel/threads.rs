@@ -32,11 +32,12 @@ impl Threads {
         let container = match req.scratch.get("container") {
             Some(c) => match self.status(c).await {
                 Ok(s) if s == "PUBLISHED" => {
-                    return match self.find(req.text).await {
+                    return match self.find(req).await {
                         Resolution::Posted(p) => Outcome::Sent(p).into(),
-                        _ => {
-                            Outcome::Unknown("the container is published but the post was not found".to_owned()).into()
-                        }
+                        // Published, the container says; only its id could not be found.
+                        _ => Response::from(Outcome::Sent(PostRef::default())).with_note(Some(
+                            "published, but the post was not found among the latest to record its id".to_owned(),
+                        )),
                     };
                 }
                 Ok(s) if s == "IN_PROGRESS" => return Outcome::Retry("Threads is still processing".to_owned()).into(),
@@ -113,9 +114,11 @@ impl Threads {
             for _ in 0..10 {
                 match self.status(&id).await.as_deref() {
                     Ok("IN_PROGRESS") => tokio::time::sleep(Duration::from_millis(500)).await,
-                    _ => break,
+                    _ => return Ok(id),
                 }
             }
+            // Saved: the next try publishes this container once it is ready.
+            return Err(Outcome::Retry("Threads is still processing the image".to_owned()).into());
         }
         Ok(id)
     }
@@ -133,16 +136,20 @@ impl Threads {
         r.json()?["permalink"].as_str().map(str::to_owned)
     }
 
-    async fn find(&self, text: &str) -> Resolution {
+    /// The published post with this delivery's text, among the account's latest.
+    async fn find(&self, req: &Request<'_>) -> Resolution {
         let path = format!("{}/threads", self.user());
-        match self.g.call(reqwest::Method::GET, &path, &[("fields", "id,text,permalink"), ("limit", "10")]).await {
-            Ok(r) if r.ok() => match r.json().and_then(|v| find_by_text(&v, "text", text)) {
-                Some(t) => Resolution::Posted(PostRef {
-                    url: t["permalink"].as_str().map(str::to_owned),
-                    ..PostRef::id(id_field(&t, "id").unwrap_or_default())
-                }),
-                None => Resolution::NotPosted,
-            },
+        let params = [("fields", "id,text,permalink,timestamp"), ("limit", "10")];
+        match self.g.call(reqwest::Method::GET, &path, &params).await {
+            Ok(r) if r.ok() => {
+                match r.json().and_then(|v| find_by_text(&v, "text", req.text, req.job.created_at - 120_000)) {
+                    Some(t) => Resolution::Posted(PostRef {
+                        url: t["permalink"].as_str().map(str::to_owned),
+                        ..PostRef::id(id_field(&t, "id").unwrap_or_default())
+                    }),
+                    None => Resolution::NotPosted,
+                }
+            }
             _ => Resolution::CannotTell,
         }
     }
@@ -151,7 +158,7 @@ impl Threads {
         match req.scratch.get("container") {
             None => Resolution::NotPosted,
             Some(c) => match self.status(c).await.as_deref() {
-                Ok("PUBLISHED") => self.find(req.text).await,
+                Ok("PUBLISHED") => self.find(req).await,
                 Ok(_) => Resolution::NotPosted,
                 Err(_) => Resolution::CannotTell,
             },

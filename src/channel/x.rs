@@ -56,9 +56,9 @@ impl X {
         match (&self.s.auth, &self.oauth2) {
             (XAuth::OAuth1 { consumer_key, consumer_secret, access_token, access_token_secret }, _) => {
                 let token = oauth::Token::from_parts(
-                    consumer_key.as_str(),
+                    consumer_key.expose_secret(),
                     consumer_secret.expose_secret(),
-                    access_token.as_str(),
+                    access_token.expose_secret(),
                     access_token_secret.expose_secret(),
                 );
                 let mut base = url.clone();
@@ -166,8 +166,13 @@ impl X {
         if reply.status == 403 && reply.body.contains("duplicate content") {
             outcome = match self.find(req).await {
                 Resolution::Posted(p) => Outcome::Sent(p),
-                _ => Outcome::Permanent(format!(
+                Resolution::NotPosted => Outcome::Permanent(format!(
                     "X refused the text as a duplicate of a recent post that is not this delivery's: {}",
+                    snippet(&reply.body, 200)
+                )),
+                // Probably ours, but the timeline could not be read: ask again later.
+                Resolution::Deduplicated | Resolution::CannotTell => Outcome::Unknown(format!(
+                    "X refused the text as a duplicate and the timeline could not be read: {}",
                     snippet(&reply.body, 200)
                 )),
             };

@@ -29,10 +29,12 @@ pub struct XSettings {
 #[derive(Debug, Clone)]
 pub enum XAuth {
     /// OAuth 1.0a user context: the app's consumer key and the account's access token.
+    /// All four are kept as secrets (the key and token are only half of each pair, but
+    /// nothing needs to print them).
     OAuth1 {
-        consumer_key: String,
+        consumer_key: SecretString,
         consumer_secret: SecretString,
-        access_token: String,
+        access_token: SecretString,
         access_token_secret: SecretString,
     },
     /// OAuth 2.0 user token, refreshed with a (single-use) refresh token.
@@ -333,7 +335,12 @@ pub(super) fn x(f: &mut Fields<'_>) -> Option<XSettings> {
             access_token,
             access_token_secret
         )?;
-        XAuth::OAuth1 { consumer_key, consumer_secret, access_token, access_token_secret }
+        XAuth::OAuth1 {
+            consumer_key: SecretString::from(consumer_key),
+            consumer_secret,
+            access_token: SecretString::from(access_token),
+            access_token_secret,
+        }
     } else {
         match oauth2(f, "https://api.x.com/2/oauth2/token")? {
             Some(o) => XAuth::OAuth2(o),

@@ -303,6 +303,7 @@ impl Worker {
             }
             _ => AttemptResult {
                 end: AttemptEnd::Retry { not_before: now_ms() },
+                // The next try looks again before sending.
                 outcome: "unknown",
                 http_status: None,
                 detail: detail.to_owned(),
@@ -418,6 +419,11 @@ impl Worker {
                 Ok(Some(t)) if (t.state == "queued" || t.state == "in_flight") && !in_flight => {
                     return Prep::Park(target);
                 }
+                // Cut short, but part of it went out: that is what gets the reply.
+                Ok(Some(t)) if t.post.id.is_some() => Some(t),
+                // Whether it went out was never known: a cancellation goes out on its own
+                // rather than not at all.
+                Ok(Some(t)) if t.maybe_posted => None,
                 // The original never went out (dead, expired, withdrawn). A cancellation of
                 // nothing is not posted; an update stands alone.
                 Ok(_) if job.kind == DeliveryKind::Cancel && !in_flight => {
@@ -488,9 +494,19 @@ impl Worker {
         let root = self.root_of_original(&prepared);
         let response = match prepared.request(Some(&self.store), action, root.as_ref()) {
             Some(req) => {
+                // The last try's outcome was never known: ask before sending again (a lost
+                // answer can show up on the platform later than the first look).
+                if job.last_outcome.as_deref() == Some("unknown")
+                    && let Resolution::Posted(post) = self.channel.resolve(&req).await
+                {
+                    let response = Response::from(Outcome::Sent(post));
+                    return self.conclude(item, &prepared, action, attempt_id, response).await;
+                }
                 let mut response = self.channel.send(&req).await;
                 if let Outcome::Unknown(reason) = &response.outcome {
                     tracing::warn!(channel = %self.cfg.name, delivery = job.delivery_id, %reason, "outcome unknown; checking with the platform");
+                    // Not found stays unknown: a lost post can show up on the platform later
+                    // than this first look, and the next try looks again before sending.
                     if let Resolution::Posted(p) = self.channel.resolve(&req).await {
                         response.outcome = Outcome::Sent(p);
                     }

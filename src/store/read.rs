@@ -56,6 +56,8 @@ pub struct Job {
     pub event_json: String,
     /// How far a multi-step delivery got.
     pub progress: Progress,
+    /// The outcome of its latest attempt (`unknown`: it may have posted).
+    pub last_outcome: Option<String>,
 }
 
 /// The state of the delivery a reply points at.
@@ -66,6 +68,9 @@ pub struct ReplyTarget {
     pub post: PostRef,
     /// Every post of it, when it took several (a thread).
     pub progress: Progress,
+    /// It may have gone out even if not `sent`: it has a post on record (a thread cut
+    /// short) or an attempt whose outcome was never known.
+    pub maybe_posted: bool,
 }
 
 impl ReplyTarget {
@@ -129,7 +134,8 @@ impl Reader {
             c.prepare_cached(
                 "SELECT d.id, d.channel, d.kind, d.state, d.priority, d.text, d.idem_key, d.attempts, d.reply_to,
                         d.created_at, e.id, e.incident_key, e.event_type, e.msg_type, e.status, e.revision,
-                        e.sent_at, e.expires_at, e.received_at, e.event_json, d.language, d.parts, d.progress
+                        e.sent_at, e.expires_at, e.received_at, e.event_json, d.language, d.parts, d.progress,
+                        (SELECT a.outcome FROM attempts a WHERE a.delivery_id = d.id ORDER BY a.id DESC LIMIT 1)
                  FROM deliveries d JOIN events e ON e.id = d.event_id
                  WHERE d.id = ?1",
             )?
@@ -139,6 +145,7 @@ impl Reader {
                 let progress: Option<String> = r.get(22)?;
                 Ok(Job {
                     progress: Progress::parse(progress.as_deref()),
+                    last_outcome: r.get(23)?,
                     language: r.get(20)?,
                     parts: parts.and_then(|p| serde_json::from_str(&p).ok()).unwrap_or_default(),
                     delivery_id: r.get(0)?,
@@ -171,16 +178,22 @@ impl Reader {
     /// The state and post of the delivery `delivery_id`.
     pub async fn reply_target(&self, delivery_id: i64) -> Result<Option<ReplyTarget>, StoreError> {
         self.with(move |c| {
-            c.prepare_cached("SELECT state, post_id, post_url, post_data, progress FROM deliveries WHERE id = ?1")?
-                .query_row([delivery_id], |r| {
-                    let progress: Option<String> = r.get(4)?;
-                    Ok(ReplyTarget {
-                        state: r.get(0)?,
-                        post: PostRef { id: r.get(1)?, url: r.get(2)?, data: r.get(3)? },
-                        progress: Progress::parse(progress.as_deref()),
-                    })
+            c.prepare_cached(
+                "SELECT state, post_id, post_url, post_data, progress,
+                        post_id IS NOT NULL
+                        OR EXISTS (SELECT 1 FROM attempts a WHERE a.delivery_id = d.id AND a.outcome = 'unknown')
+                 FROM deliveries d WHERE id = ?1",
+            )?
+            .query_row([delivery_id], |r| {
+                let progress: Option<String> = r.get(4)?;
+                Ok(ReplyTarget {
+                    state: r.get(0)?,
+                    post: PostRef { id: r.get(1)?, url: r.get(2)?, data: r.get(3)? },
+                    progress: Progress::parse(progress.as_deref()),
+                    maybe_posted: r.get(5)?,
                 })
-                .optional()
+            })
+            .optional()
         })
         .await
     }

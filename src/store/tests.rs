@@ -426,3 +426,33 @@ async fn the_last_step_records_every_post_and_a_withdrawn_thread_stops_as_sent()
     let target = reader.reply_target(2).await.expect("read").expect("target");
     assert_eq!(target.post, PostRef::id("q1"));
 }
+
+#[tokio::test]
+async fn a_cancel_still_reaches_an_original_whose_outcome_was_never_known() {
+    let f = open(Duration::from_secs(1));
+    ingest(&f, event("U", 1, "alert", &["x"])).await.expect("ingest");
+    // The request timed out and the platform could not say: back to the queue, unknown.
+    let a = f.store.begin_attempt(1, "x", 1, None).await.expect("begin");
+    let unknown = AttemptResult {
+        end: AttemptEnd::Retry { not_before: 0 },
+        outcome: "unknown",
+        http_status: None,
+        detail: "no response in time".to_owned(),
+        note: None,
+    };
+    f.store.finish_attempt(a, 1, 2, unknown).await.expect("finish");
+    let reader = f.store.reader().expect("reader");
+    assert!(reader.reply_target(1).await.expect("read").expect("target").maybe_posted);
+
+    // A cancel: the retry is stopped, but the alert may be out, so the cancellation is
+    // queued for it all the same.
+    let out = ingest(&f, event("U", 2, "cancel", &["x"])).await.expect("cancel");
+    assert!(matches!(out, IngestOutcome::Accepted { deliveries: 1, .. }), "{out:?}");
+    assert_eq!(state(&f, 1), "suppressed");
+    assert_eq!(reader.job(2).await.expect("read").expect("job").reply_to, Some(1));
+
+    // Nothing unknown, nothing out: no cancellation.
+    ingest(&f, event("V", 1, "alert", &["x"])).await.expect("ingest");
+    let out = ingest(&f, event("V", 2, "cancel", &["x"])).await.expect("cancel");
+    assert!(matches!(out, IngestOutcome::Accepted { deliveries: 0, .. }), "{out:?}");
+}

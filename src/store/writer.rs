@@ -16,6 +16,8 @@ use std::time::Instant;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::mpsc;
 
+#[cfg(doc)]
+use super::ReplyTarget;
 use super::{
     AttemptEnd, AttemptResult, IngestOutcome, IngestRecord, MAX_BATCH, NewEvent, NewReject, Op, PostRef, Queued,
     REJECT_HEAD_BYTES, StoreError,
@@ -401,6 +403,8 @@ struct Prior {
     id: i64,
     kind: String,
     state: String,
+    /// It may have gone out though not `sent` (see [`ReplyTarget::maybe_posted`]).
+    maybe_posted: bool,
 }
 
 fn ingest_event(
@@ -496,7 +500,9 @@ fn ingest_event(
     let mut created = 0;
     for d in &e.deliveries {
         let priors = if earlier.is_empty() { Vec::new() } else { priors(conn, &earlier, &d.channel, &d.language)? };
-        let out = |p: &&Prior| p.state == "sent" || p.state == "in_flight";
+        // What is or may be out: a cancellation reaches it (a standalone one is better than
+        // none where the outcome was never known).
+        let out = |p: &&Prior| p.state == "sent" || p.state == "in_flight" || p.maybe_posted;
         let original = priors.iter().filter(out).find(|p| p.kind == "post").or_else(|| priors.iter().find(out));
         if d.kind == DeliveryKind::Cancel && original.is_none() {
             // Nothing of this incident is out on the channel: there is nothing to cancel.
@@ -545,12 +551,15 @@ fn priors(
     language: &str,
 ) -> rusqlite::Result<Vec<Prior>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, kind, state FROM deliveries WHERE event_id = ?1 AND channel = ?2 AND language = ?3",
+        "SELECT id, kind, state,
+                post_id IS NOT NULL
+                OR EXISTS (SELECT 1 FROM attempts a WHERE a.delivery_id = d.id AND a.outcome = 'unknown')
+         FROM deliveries d WHERE event_id = ?1 AND channel = ?2 AND language = ?3",
     )?;
     let mut priors = Vec::new();
     for (event_id, _) in earlier {
         let rows = stmt.query_map(params![event_id, channel, language], |r| {
-            Ok(Prior { id: r.get(0)?, kind: r.get(1)?, state: r.get(2)? })
+            Ok(Prior { id: r.get(0)?, kind: r.get(1)?, state: r.get(2)?, maybe_posted: r.get(3)? })
         })?;
         for p in rows {
             priors.push(p?);

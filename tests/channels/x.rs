@@ -9,9 +9,9 @@ use crate::support::platforms::{Fault, context, job, png, request};
 
 fn oauth1(secret: &str) -> XAuth {
     XAuth::OAuth1 {
-        consumer_key: CONSUMER_KEY.to_owned(),
+        consumer_key: SecretString::from(CONSUMER_KEY),
         consumer_secret: SecretString::from(CONSUMER_SECRET),
-        access_token: ACCESS_TOKEN.to_owned(),
+        access_token: SecretString::from(ACCESS_TOKEN),
         access_token_secret: SecretString::from(secret),
     }
 }

@@ -78,6 +78,23 @@ impl Daemon {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// Wait (at most 20 s) until the admin server on `admin` reports ready (`want`) or not.
+    /// Ready means subscribed: a message published before that could miss a fresh session.
+    pub async fn wait_ready(&self, admin: u16, want: bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while ready(admin).await != Some(want) {
+            assert!(tokio::time::Instant::now() < deadline, "readyz never became {want}:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// `GET /readyz` on the admin port: `None` when nothing answers.
+pub async fn ready(admin: u16) -> Option<bool> {
+    let client = bullhorn::channel::http::client().expect("client");
+    let r = client.get(format!("http://127.0.0.1:{admin}/readyz")).send().await.ok()?;
+    Some(r.status().is_success())
 }
 
 impl Drop for Daemon {

@@ -245,6 +245,7 @@ pub fn job(id: i64, text: &str) -> bullhorn::store::Job {
         received_at: 1_795_000_000_000,
         event_json: "{}".to_owned(),
         progress: bullhorn::store::Progress::default(),
+        last_outcome: None,
     }
 }
 

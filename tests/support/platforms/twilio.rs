@@ -33,6 +33,8 @@ pub struct Message {
 pub struct Fake {
     pub common: Common,
     pub messages: Mutex<Vec<Message>>,
+    /// The next this many listings come back empty: a message not visible yet.
+    pub lagging_listings: std::sync::atomic::AtomicU32,
 }
 
 pub async fn start() -> (Server, Arc<Fake>) {
@@ -96,8 +98,17 @@ async fn handle(State(f): State<Arc<Fake>>, method: Method, uri: Uri, headers: H
         ("GET", p) if p == messages_path => {
             let q = hit.query_map();
             let to = q.get("To").cloned().unwrap_or_default();
-            let list: Vec<serde_json::Value> =
-                f.messages.lock().expect("messages").iter().rev().filter(|m| m.to == to).map(resource).collect();
+            let lagging = f
+                .lagging_listings
+                .fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |n| {
+                    n.checked_sub(1)
+                })
+                .is_ok();
+            let list: Vec<serde_json::Value> = if lagging {
+                Vec::new()
+            } else {
+                f.messages.lock().expect("messages").iter().rev().filter(|m| m.to == to).map(resource).collect()
+            };
             json(200, &[], serde_json::json!({ "messages": list, "page": 0, "page_size": 50 }))
         }
         ("GET", p) if p == format!("/2010-04-01/Accounts/{SID}.json") => {

@@ -58,6 +58,10 @@ pub enum Command {
     Render {
         /// The event file.
         file: PathBuf,
+        /// Its format [default: CAP for XML, EIDO for JSON with eidoVersion, else json];
+        /// "mapped" uses the first mapped subscription's mapping.
+        #[arg(long, value_name = "FORMAT", value_parser = parse_format)]
+        format: Option<event::Format>,
         /// Only this channel.
         #[arg(long, value_name = "NAME")]
         channel: Option<String>,
@@ -69,6 +73,16 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+fn parse_format(s: &str) -> Result<event::Format, String> {
+    match s {
+        "json" => Ok(event::Format::Json),
+        "cap" => Ok(event::Format::Cap),
+        "eido" => Ok(event::Format::Eido),
+        "mapped" => Ok(event::Format::Mapped),
+        other => Err(format!("unknown format {other:?} (json, cap, eido, mapped)")),
+    }
 }
 
 /// Problems `check` found, one per line.
@@ -204,10 +218,12 @@ pub async fn send(config: &Config, file: &Path, topic: Option<&str>, validate: b
                 config.mqtt.max_payload_bytes
             ));
         }
-        let ev =
-            event::decode(sub.format, &payload).map_err(|r| format!("{} would be rejected: {r}", file.display()))?;
-        crate::policy::rule_for(&ev, &config.events)
+        let ev = event::decode(sub.format, &payload, &sub.options)
             .map_err(|r| format!("{} would be rejected: {r}", file.display()))?;
+        if ev.ignored.is_none() && !ev.event_type.is_empty() {
+            crate::policy::rule_for(&ev, &config.events)
+                .map_err(|r| format!("{} would be rejected: {r}", file.display()))?;
+        }
         summary = format!(
             "{} {} {} (id {}, status {})",
             ev.event_type,
@@ -247,14 +263,45 @@ pub struct RenderReport {
 }
 
 /// Render `file` for every channel (or `--channel`), or for platforms (`--platform`).
+/// The format of an event file: XML is CAP, JSON with `eidoVersion` (or an STA-024
+/// envelope) is EIDO, other JSON native.
+pub fn sniff(payload: &[u8]) -> event::Format {
+    let text = String::from_utf8_lossy(&payload[..payload.len().min(4096)]);
+    let t = text.trim_start();
+    if t.starts_with('<') {
+        event::Format::Cap
+    } else if t.contains("\"eidoVersion\"") || t.contains("\"EIDOVersion\"") || t.contains("\"notification\"") {
+        event::Format::Eido
+    } else {
+        event::Format::Json
+    }
+}
+
 pub fn render(
     config: &Config,
     file: &Path,
+    format: Option<event::Format>,
     channel: Option<&str>,
     platform: Option<&str>,
 ) -> Result<RenderReport, String> {
     let payload = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-    let event = event::decode(event::Format::Json, &payload).map_err(|r| format!("{}: {r}", file.display()))?;
+    let format = format.unwrap_or_else(|| sniff(&payload));
+    // The options (type tables, mapping) of the first subscription of that format.
+    let options =
+        config.mqtt.subscriptions.iter().find(|s| s.format == format).map(|s| s.options.clone()).unwrap_or_default();
+    if format == event::Format::Mapped && options.mapping.is_none() {
+        return Err("no subscription with format \"mapped\" in this config to take the mapping from".to_owned());
+    }
+    let event = event::decode(format, &payload, &options).map_err(|r| format!("{}: {r}", file.display()))?;
+    if let Some(why) = &event.ignored {
+        return Err(format!("{}: recorded, not posted: {why}", file.display()));
+    }
+    if event.event_type.is_empty() {
+        return Err(format!(
+            "{}: a cancel without texts takes them from the alert it cancels, which only the daemon has",
+            file.display()
+        ));
+    }
     let rule = crate::policy::rule_for(&event, &config.events).map_err(|r| format!("{}: {r}", file.display()))?;
     let renderer = Renderer::load(config).map_err(|errors| {
         let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
@@ -272,9 +319,10 @@ pub fn render(
         other => format!("would NOT be posted: {}", other.as_str()),
     };
     if a.audience == crate::policy::Audience::StaffOnly {
-        verdict.push_str(&format!("; status {} reaches only channels with public = false", event.status.as_str()));
+        let why = event.restricted.clone().unwrap_or_else(|| format!("status {}", event.status.as_str()));
+        verdict.push_str(&format!("; {why}: reaches only channels with public = false"));
     }
-    if rule.approval == crate::config::Approval::Hold {
+    if rule.approval_for(format) == crate::config::Approval::Hold {
         verdict.push_str("; held for approval first");
     }
     let kind = crate::route::DeliveryKind::for_msg_type(event.msg_type);

@@ -1,5 +1,5 @@
-//! Bounded fuzzing (proptest) of what takes untrusted input: the decoders and the
-//! renderer. Runs with every `cargo test`, a few hundred cases each; raise the count with
+//! Bounded fuzzing (proptest) of what takes untrusted input: the decoders (JSON, CAP,
+//! EIDO) and the renderer. Runs with every `cargo test`, a few hundred cases each; raise the count with
 //! `PROPTEST_CASES=100000 cargo test --lib fuzz` for a longer hunt.
 //!
 //! Properties: nothing panics (the pipeline turns a panic into an `internal_error`
@@ -10,7 +10,7 @@ use bytes::Bytes;
 use proptest::prelude::*;
 
 use crate::config::tests::{MINIMAL, load_str};
-use crate::event::json;
+use crate::event::{DecodeOptions, cap, eido, json};
 use crate::ingest::pipeline::prepare;
 use crate::render::platform::Platform;
 use crate::render::{Renderer, Target};
@@ -73,12 +73,67 @@ proptest! {
     }
 
     #[test]
+    fn the_cap_decoder_never_panics_on_bytes(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
+        let _ = cap::decode(&bytes, &DecodeOptions::default());
+    }
+
+    #[test]
+    fn the_cap_decoder_never_panics_on_cap_shaped_input(
+        identifier in hostile(), sender in "\\PC{0,20}", sent in "2026-11-21T10:00:00-06:00|\\PC{0,25}",
+        status in "Actual|Test|Exercise|bogus|", msg in "Alert|Update|Cancel|Ack|Error|bogus",
+        scope in "Public|Private|Restricted|", refs in "\\PC{0,60}", code in "CAE|RMT|LEW|\\PC{0,5}",
+        headline in hostile(), description in hostile(), area in hostile(), circle in "\\PC{0,30}",
+        infos in 0usize..3, wrap in 0usize..3,
+    ) {
+        let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+        let info = format!(
+            "<info><category>Rescue</category><event>e</event><urgency>Immediate</urgency><severity>Severe</severity>\
+             <certainty>Likely</certainty><eventCode><valueName>SAME</valueName><value>{}</value></eventCode>\
+             <headline>{}</headline><description>{}</description><area><areaDesc>{}</areaDesc><circle>{}</circle></area></info>",
+            esc(&code), esc(&headline), esc(&description), esc(&area), esc(&circle)
+        );
+        let alert = format!(
+            "<alert xmlns=\"urn:oasis:names:tc:emergency:cap:1.2\"><identifier>{}</identifier><sender>{}</sender>\
+             <sent>{}</sent><status>{status}</status><msgType>{msg}</msgType><scope>{scope}</scope>\
+             <references>{}</references>{}</alert>",
+            esc(&identifier), esc(&sender), esc(&sent), esc(&refs), info.repeat(infos)
+        );
+        let doc = match wrap {
+            0 => alert,
+            1 => format!("<feed xmlns=\"http://www.w3.org/2005/Atom\"><entry><content>{alert}</content></entry></feed>"),
+            _ => format!("<rss><channel><item>{alert}</item></channel></rss>"),
+        };
+        let _ = cap::decode(doc.as_bytes(), &DecodeOptions::default());
+    }
+
+    #[test]
+    fn the_eido_decoder_never_panics(
+        bytes in prop::collection::vec(any::<u8>(), 0..1024),
+        code in "ABDUCTNF|BARICADE|MVA|\\PC{0,8}", status in "Active|Closed|\\PC{0,8}",
+        name in hostile(), place in hostile(), pidf in hostile(), as_array in any::<bool>(), envelope in any::<bool>(),
+    ) {
+        let _ = eido::decode(&bytes, &DecodeOptions::default());
+        let incident = serde_json::json!({ "incidentTypeCommonRegistryText": code, "incidentStatusCommonRegistryText": [status] });
+        let mut doc = serde_json::json!({
+            "$id": "urn:emergency:uid:incidentid:1:x", "eidoVersion": "1.0",
+            "incidentComponent": if as_array { serde_json::json!([incident]) } else { incident },
+            "personComponent": [{ "personIncidentRoleRegistryText": ["Victim"], "ncPersonComponent": { "nc:PersonFullName": name } }],
+            "locationComponent": [{ "locationTypeDescriptionRegistryText": "CurrentIncident", "locationDescriptionText": place,
+                                    "locationByValue": pidf }],
+        });
+        if envelope {
+            doc = serde_json::json!({ "event": { "notification": [doc] } });
+        }
+        let _ = eido::decode(doc.to_string().as_bytes(), &DecodeOptions::default());
+    }
+
+    #[test]
     fn the_pipeline_turns_any_input_into_a_record_without_a_panic(
         payload in prop::collection::vec(any::<u8>(), 0..1024), topic in "\\PC{0,30}",
     ) {
         let (_d, c) = load_str(MINIMAL);
         let r = Renderer::load(&c).expect("templates");
-        let rec = prepare(&c, &r, &topic, &Bytes::from(payload), jiff::Timestamp::now());
+        let rec = prepare(&c, &r, &topic, &Bytes::from(payload), jiff::Timestamp::now(), &crate::ingest::pipeline::no_originals);
         if let IngestRecord::Reject(reject) = rec {
             prop_assert_ne!(reject.kind, "internal_error", "{}", reject.reason);
         }

@@ -92,8 +92,8 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Render { file, channel, platform, json } => {
-            match bullhorn::cli::render(&config, &file, channel.as_deref(), platform.as_deref()) {
+        Command::Render { file, format, channel, platform, json } => {
+            match bullhorn::cli::render(&config, &file, format, channel.as_deref(), platform.as_deref()) {
                 Ok(report) if json => match serde_json::to_string_pretty(&report) {
                     Ok(s) => {
                         println!("{s}");

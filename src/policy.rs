@@ -66,7 +66,7 @@ pub fn rule_for<'a>(event: &Event, rules: &'a BTreeMap<String, EventRule>) -> Re
 
 /// Assess an event that has a rule. `received` stands in for a missing `sent`.
 pub fn assess(event: &Event, payload: &[u8], rule: &EventRule, now: Timestamp, received: Timestamp) -> Assessment {
-    let audience = if event.status == Status::Actual { Audience::Public } else { Audience::StaffOnly };
+    let audience = audience(event);
     let disposition = if event.expires.is_some_and(|e| e <= now) {
         Disposition::Expired
     } else if rule.max_age.is_some_and(|max| too_old(event.sent.unwrap_or(received), now, max)) {
@@ -77,19 +77,28 @@ pub fn assess(event: &Event, payload: &[u8], rule: &EventRule, now: Timestamp, r
     Assessment { audience, disposition, dedupe_key: dedupe_key(event, payload), incident_key: incident_key(event) }
 }
 
+/// Only an actual event that nothing restricts (a CAP scope, a SAME test code) may reach
+/// a public channel.
+pub fn audience(event: &Event) -> Audience {
+    if event.status == Status::Actual && event.restricted.is_none() { Audience::Public } else { Audience::StaffOnly }
+}
+
 /// Whether something sent at `sent` is older than `max_age` at `now`.
 pub fn too_old(sent: Timestamp, now: Timestamp, max_age: Duration) -> bool {
     let age = now.duration_since(sent);
     age.is_positive() && age.unsigned_abs() > max_age
 }
 
-/// `id` + `revision` when there is a revision, else `id` + a hash of the exact payload:
-/// a redelivered or resent message maps to the same key, a changed one does not.
+/// A CAP message's own `sender,identifier,sent`; else `id` + `revision` when there is a
+/// revision, else `id` + a hash of the exact payload: a redelivered or resent message
+/// maps to the same key, a changed one does not.
 pub fn dedupe_key(event: &Event, payload: &[u8]) -> String {
     let incident = incident_key(event);
-    match event.revision {
-        Some(r) => format!("{incident}#r{r}"),
-        None => format!("{incident}#h{}", &sha256_hex(payload)[..32]),
+    match (&event.lifecycle.message_key, event.revision) {
+        // CAP: sender, identifier and sent name one message, however it is re-sent.
+        (Some(m), _) => format!("{incident}#m{}", &sha256_hex(m.as_bytes())[..32]),
+        (None, Some(r)) => format!("{incident}#r{r}"),
+        (None, None) => format!("{incident}#h{}", &sha256_hex(payload)[..32]),
     }
 }
 
@@ -140,6 +149,9 @@ mod tests {
             media: Vec::new(),
             fields: serde_json::Map::new(),
             translations: Vec::new(),
+            lifecycle: crate::event::Lifecycle::default(),
+            restricted: None,
+            ignored: None,
         }
     }
 

@@ -66,7 +66,19 @@ pub fn plan(
     channels: &BTreeMap<String, ChannelConfig>,
     agency_languages: &[String],
 ) -> Vec<Planned> {
-    let kind = DeliveryKind::for_msg_type(event.msg_type);
+    plan_as(event, rule, audience, channels, agency_languages, DeliveryKind::for_msg_type(event.msg_type))
+}
+
+/// [`plan`] for deliveries of `kind` (an update of an incident never seen posts as a new
+/// alert; a CAD snapshot may turn out to be either).
+pub fn plan_as(
+    event: &Event,
+    rule: &EventRule,
+    audience: Audience,
+    channels: &BTreeMap<String, ChannelConfig>,
+    agency_languages: &[String],
+    kind: DeliveryKind,
+) -> Vec<Planned> {
     channels
         .values()
         .filter(|c| c.enabled && rule.channels.includes(&c.name))

@@ -207,3 +207,40 @@ async fn check_online_verifies_credentials_and_test_channel_posts() {
     assert!(stderr.contains("masto (mastodon): FAILED") && stderr.contains("access token is invalid"), "{stderr}");
     assert!(!stderr.contains("revoked"), "the token is not repeated: {stderr}");
 }
+
+#[test]
+fn amber_wording_only_for_an_amber_activation() {
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config/bullhorn.toml");
+    let corpus = std::env::var("BULLHORN_CORPUS")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus").to_owned());
+    // A CAP AMBER activation (SAME CAE), in English and Spanish.
+    let cap = format!("{corpus}/cap-amber-multilingual.xml");
+    let out = bullhorn(&["--config", config, "render", &cap]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("AMBER ALERT") && text.contains("#AmberAlert"), "{text}");
+    assert!(text.contains("ALERTA AMBER"), "the es-US info block: {text}");
+
+    // A CAD abduction call: a missing child, held for approval, never AMBER wording.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let eido = dir.path().join("abduction.json");
+    std::fs::write(
+        &eido,
+        serde_json::json!({
+            "$id": "urn:emergency:uid:incidentid:77:cad.rcso.example", "eidoVersion": "1.0",
+            "incidentComponent": { "incidentTypeCommonRegistryText": "ABDUCTNF", "incidentStatusCommonRegistryText": ["Active"] },
+            "personComponent": [{ "personIncidentRoleRegistryText": ["Victim"],
+                "ncPersonComponent": { "nc:PersonName": { "nc:PersonFullName": "Sofia Ramirez" } } }],
+            "locationComponent": [{ "locationTypeDescriptionRegistryText": "CurrentIncident", "locationDescriptionText": "1234 Ocean Dr" }]
+        })
+        .to_string(),
+    )
+    .expect("write");
+    let out = bullhorn(&["--config", config, "render", eido.to_str().expect("utf-8")]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("MISSING CHILD") && text.contains("Sofia Ramirez"), "{text}");
+    assert!(!text.contains("AMBER"), "{text}");
+    assert!(text.contains("held for approval"), "{text}");
+    assert!(text.contains("1200 block of Ocean Dr"), "the address to the block: {text}");
+}

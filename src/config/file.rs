@@ -171,7 +171,7 @@ impl Default for MqttFile {
             key_file: None,
             keep_alive: HumanDuration(Duration::from_secs(30)),
             session_expiry: HumanDuration(Duration::from_secs(7 * 24 * 3600)),
-            max_payload_bytes: 256 * 1024,
+            max_payload_bytes: 1024 * 1024,
             max_packet_bytes: 16 * 1024 * 1024,
             receive_maximum: 1000,
             reconnect_min: HumanDuration(Duration::from_millis(500)),
@@ -186,6 +186,12 @@ impl Default for MqttFile {
 pub struct SubscriptionFile {
     pub topic: String,
     pub format: Format,
+    /// Source codes to event types (CAP SAME codes, EIDO incident types, a CAD's codes).
+    #[serde(default)]
+    pub types: std::collections::BTreeMap<String, String>,
+    /// Mapped JSON: where each field is.
+    #[serde(default)]
+    pub mapping: Option<crate::event::mapped::Mapping>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -290,7 +296,10 @@ pub struct EventRuleFile {
     pub max_age: Option<HumanDuration>,
     /// Template set (folder under the templates dir); default: the event type.
     pub templates: Option<String>,
-    pub approval: Approval,
+    /// Unset: auto for alerts (JSON, CAP), hold for CAD incident data (EIDO, mapped).
+    pub approval: Option<Approval>,
+    /// When a CAD incident closes: post (as a cancellation) or end silently.
+    pub post_on_close: bool,
     /// Added to the agency's hashtags for this type.
     pub hashtags: Vec<String>,
     /// When set, only these entries of the event's `fields` reach templates.
@@ -304,7 +313,8 @@ impl Default for EventRuleFile {
             channels: vec!["*".to_owned()],
             max_age: None,
             templates: None,
-            approval: Approval::Auto,
+            approval: None,
+            post_on_close: false,
             hashtags: Vec::new(),
             public_fields: None,
         }

@@ -149,6 +149,7 @@ pub struct MqttConfig {
 pub struct Subscription {
     pub topic: String,
     pub format: Format,
+    pub options: crate::event::DecodeOptions,
 }
 
 #[derive(Debug, Clone)]
@@ -202,10 +203,13 @@ pub struct EventRule {
     pub channels: ChannelSelector,
     pub max_age: Option<Duration>,
     pub templates: String,
-    pub approval: Approval,
+    /// As configured; see [`EventRule::approval_for`].
+    pub approval: Option<Approval>,
     pub hashtags: Vec<String>,
     /// When set, only these entries of the event's `fields` reach templates.
     pub public_fields: Option<Vec<String>>,
+    /// When a CAD incident closes: post it (as a cancellation) or end silently.
+    pub post_on_close: bool,
 }
 
 impl EventRule {
@@ -216,10 +220,18 @@ impl EventRule {
             channels,
             max_age: None,
             templates: templates.to_owned(),
-            approval: Approval::Auto,
+            approval: None,
             hashtags: Vec::new(),
             public_fields: None,
+            post_on_close: false,
         }
+    }
+
+    /// Whether events from `format` wait for a person: as configured, else hold for CAD
+    /// incident data (an incident is not an alert until someone says so) and auto for
+    /// alerts.
+    pub fn approval_for(&self, format: Format) -> Approval {
+        self.approval.unwrap_or(if format.is_cad() { Approval::Hold } else { Approval::Auto })
     }
 }
 
@@ -385,7 +397,7 @@ pub fn load_with_env(path: &Path, env: impl IntoIterator<Item = (String, String)
 /// exact path) instead of stopping.
 fn section<T: DeserializeOwned>(value: config::Value, path: &str, errors: &mut Errors) -> Option<T> {
     let mut unknown = Vec::new();
-    let mut record = |p: serde_ignored::Path<'_>| unknown.push(p.to_string());
+    let mut record = |p: serde_ignored::Path<'_>| unknown.push(key_path(&p));
     let de = serde_ignored::Deserializer::new(value, &mut record);
     let result: Result<T, _> = serde_path_to_error::deserialize(de);
     for key in unknown {
@@ -399,6 +411,17 @@ fn section<T: DeserializeOwned>(value: config::Value, path: &str, errors: &mut E
             errors.push(at, clean_serde_message(&e.into_inner().to_string()));
             None
         }
+    }
+}
+
+/// A key path as the config's errors write them: `subscribe[3].mapping.typo`.
+fn key_path(p: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match p {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", key_path(parent)),
+        Path::Map { parent, key } => join(&key_path(parent), key),
+        Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => key_path(parent),
     }
 }
 
@@ -469,6 +492,16 @@ fn validate(source: &Path, base: &Path, mut root: BTreeMap<String, config::Value
 
     let broker = validate_broker(broker, errors);
     let mqtt = validate_mqtt(mqtt, &broker, errors);
+    for (i, s) in mqtt.subscriptions.iter().enumerate() {
+        for (code, t) in &s.options.types {
+            if !events.contains_key(t) {
+                errors.push(
+                    format!("mqtt.subscribe[{i}].types.{code}"),
+                    format!("event type {t:?} has no [events.{t}] rule"),
+                );
+            }
+        }
+    }
 
     let time_zone = agency.time_zone.unwrap_or_else(|| "UTC".to_owned());
     if let Err(e) = jiff::tz::TimeZone::get(&time_zone) {
@@ -651,7 +684,36 @@ fn validate_mqtt(m: MqttFile, broker: &BrokerConfig, errors: &mut Errors) -> Mqt
         } else if subscriptions.iter().any(|o: &Subscription| o.topic == s.topic) {
             errors.push(path, format!("{:?} is subscribed twice", s.topic));
         } else {
-            subscriptions.push(Subscription { topic: s.topic, format: s.format });
+            let at = format!("mqtt.subscribe[{i}]");
+            match (&s.mapping, s.format) {
+                (None, Format::Mapped) => errors.push(
+                    format!("{at}.mapping"),
+                    "format \"mapped\" needs a mapping: where the incident's id, type and texts are (JSON pointers)",
+                ),
+                (Some(_), f) if f != Format::Mapped => {
+                    errors.push(format!("{at}.mapping"), "a mapping is only for format \"mapped\"");
+                }
+                (Some(m), _) => {
+                    for (key, p) in m.pointers() {
+                        if !crate::event::mapped::valid_pointer(p) {
+                            errors.push(
+                                format!("{at}.mapping.{key}"),
+                                format!("{p:?} is not a JSON pointer (like \"/incident/type\")"),
+                            );
+                        }
+                    }
+                }
+                (None, _) => {}
+            }
+            if s.format == Format::Mapped && s.types.is_empty() {
+                errors.push(format!("{at}.types"), "a mapped subscription needs a types table from the CAD's codes");
+            }
+            if s.format == Format::Json && !s.types.is_empty() {
+                errors
+                    .push(format!("{at}.types"), "native JSON events name their type; types is for cap, eido, mapped");
+            }
+            let options = crate::event::DecodeOptions { types: s.types, mapping: s.mapping };
+            subscriptions.push(Subscription { topic: s.topic, format: s.format, options });
         }
     }
     if let Some(t) = &m.send_topic
@@ -767,6 +829,7 @@ fn validate_events(
                 approval: rule.approval,
                 hashtags: rule.hashtags,
                 public_fields: rule.public_fields,
+                post_on_close: rule.post_on_close,
             },
         );
     }

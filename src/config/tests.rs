@@ -58,7 +58,7 @@ fn minimal_config_takes_defaults() {
     let (_d, c) = load_str(MINIMAL);
     assert_eq!(c.mqtt.client_id, "bullhorn");
     assert_eq!(c.mqtt.protocol, Protocol::V5);
-    assert_eq!(c.mqtt.max_payload_bytes, 256 * 1024);
+    assert_eq!(c.mqtt.max_payload_bytes, 1024 * 1024);
     assert_eq!(c.store.path, PathBuf::from("data/bullhorn.db"));
     assert_eq!(c.events["road_closure"].priority, Priority::Normal);
     assert_eq!(c.events["road_closure"].channels, ChannelSelector::All);
@@ -355,4 +355,68 @@ fn the_example_of_every_channel_kind_is_valid() {
     let toml = format!("{MINIMAL}{}", example.replace("${CREDENTIALS_DIRECTORY}", &creds.path().display().to_string()));
     let (_d, c) = load_str(&toml);
     assert_eq!(c.channels.len(), 13, "console plus the twelve platforms");
+}
+
+#[test]
+fn subscriptions_take_type_tables_and_mappings_and_say_what_is_wrong() {
+    let subs = r#"
+[[mqtt.subscribe]]
+topic = "cap/#"
+format = "cap"
+types = { LEW = "road_closure" }
+[[mqtt.subscribe]]
+topic = "cad/x/#"
+format = "mapped"
+types = { MVA = "road_closure" }
+[mqtt.subscribe.mapping]
+id = "/id"
+type = "/type"
+fields = { units = "/units" }
+"#;
+    let (_d, c) = load_str(&MINIMAL.replace("[events.missing_child]", &format!("{subs}\n[events.missing_child]")));
+    let cap = &c.mqtt.subscriptions[1];
+    assert_eq!(cap.format, Format::Cap);
+    assert_eq!(cap.options.types.get("LEW").map(String::as_str), Some("road_closure"));
+    assert!(c.mqtt.subscriptions[2].options.mapping.as_ref().is_some_and(|m| m.fields.contains_key("units")));
+
+    let bad = r#"
+[[mqtt.subscribe]]
+topic = "cap/#"
+format = "cap"
+types = { LEW = "police_stuff" }
+[[mqtt.subscribe]]
+topic = "cad/x/#"
+format = "mapped"
+[[mqtt.subscribe]]
+topic = "cad/y/#"
+format = "mapped"
+types = { MVA = "road_closure" }
+[mqtt.subscribe.mapping]
+type = "type"
+typo = "/x"
+[[mqtt.subscribe]]
+topic = "eido/#"
+format = "eido"
+[mqtt.subscribe.mapping]
+type = "/t"
+"#;
+    let e = errors(&MINIMAL.replace("[events.missing_child]", &format!("{bad}\n[events.missing_child]")));
+    assert!(has(&e, "mqtt.subscribe[1].types.LEW", "no [events.police_stuff] rule"), "{e:?}");
+    assert!(has(&e, "mqtt.subscribe[2].mapping", "needs a mapping"), "{e:?}");
+    assert!(has(&e, "mqtt.subscribe[2].types", "needs a types table"), "{e:?}");
+    assert!(has(&e, "mqtt.subscribe[3].mapping.typo", "unknown key"), "{e:?}");
+    assert!(has(&e, "mqtt.subscribe[3].mapping.type", "not a JSON pointer"), "{e:?}");
+    assert!(has(&e, "mqtt.subscribe[4].mapping", "only for format \"mapped\""), "{e:?}");
+}
+
+#[test]
+fn approval_defaults_to_hold_for_cad_data_only() {
+    let (_d, c) = load_str(MINIMAL);
+    let rule = &c.events["missing_child"];
+    assert_eq!(rule.approval_for(Format::Json), Approval::Auto);
+    assert_eq!(rule.approval_for(Format::Cap), Approval::Auto);
+    assert_eq!(rule.approval_for(Format::Eido), Approval::Hold);
+    assert_eq!(rule.approval_for(Format::Mapped), Approval::Hold);
+    let (_d, c) = load_str(&MINIMAL.replace("priority = \"critical\"", "priority = \"critical\"\napproval = \"auto\""));
+    assert_eq!(c.events["missing_child"].approval_for(Format::Eido), Approval::Auto, "as configured");
 }

@@ -63,9 +63,7 @@ enum OneOrMany<T> {
 
 /// Decode one native JSON event.
 pub fn decode(payload: &[u8]) -> Result<Event, Reject> {
-    let text = std::str::from_utf8(payload).map_err(|e| {
-        Reject::new(RejectKind::InvalidUtf8, format!("payload is not valid UTF-8 (at byte {})", e.valid_up_to()))
-    })?;
+    let text = super::utf8(payload)?;
     let native: Native = serde_json::from_str(text).map_err(|e| {
         let kind = match e.classify() {
             serde_json::error::Category::Data => RejectKind::Invalid,
@@ -98,7 +96,16 @@ pub fn decode(payload: &[u8]) -> Result<Event, Reject> {
         },
         fields: native.fields,
         translations: native.translations,
+        lifecycle: super::Lifecycle::default(),
+        restricted: None,
+        ignored: None,
     };
+    let mut event = event;
+    // A native missing-child event is published on purpose: AMBER wording unless it says
+    // `"amber": false` (a missing-child case that is not an AMBER activation).
+    if event.event_type == "missing_child" && !event.fields.contains_key("amber") {
+        event.fields.insert("amber".to_owned(), true.into());
+    }
     let problems = check(&event);
     if problems.is_empty() { Ok(event) } else { Err(Reject::new(RejectKind::Invalid, problems.join("; "))) }
 }

@@ -2,8 +2,14 @@
 //! fields templates and policy work with. Decoders (one file per input format) turn a
 //! payload into an `Event` or a [`Reject`] that says, for a person, what was wrong.
 
+pub mod cap;
+pub mod eido;
 pub mod json;
+pub mod mapped;
+pub mod types;
+pub mod xml;
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use jiff::Timestamp;
@@ -15,14 +21,57 @@ use serde::{Deserialize, Serialize};
 pub enum Format {
     /// bullhorn's native JSON event (`docs/event.schema.json`).
     Json,
+    /// OASIS CAP 1.2 (and 1.1, 1.0), bare or inside an Atom entry or RSS item.
+    Cap,
+    /// NENA EIDO JSON (NENA-STA-021), bare or in a NENA-STA-024 `event` envelope.
+    Eido,
+    /// A CAD's own JSON, read through a mapping of JSON pointers in the config.
+    Mapped,
 }
 
 impl Format {
     pub fn as_str(self) -> &'static str {
         match self {
             Format::Json => "json",
+            Format::Cap => "cap",
+            Format::Eido => "eido",
+            Format::Mapped => "mapped",
         }
     }
+
+    /// CAD incident data rather than a public alert: its rules hold for a person's
+    /// approval unless they say otherwise, and each message is a snapshot of the incident.
+    pub fn is_cad(self) -> bool {
+        matches!(self, Format::Eido | Format::Mapped)
+    }
+}
+
+/// What a subscription's decoder needs besides the payload.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DecodeOptions {
+    /// Source codes (CAP SAME codes, EIDO incident types, a CAD's own codes) to event
+    /// types: for CAP and EIDO merged over the built-in table, for mapped JSON the table.
+    pub types: BTreeMap<String, String>,
+    /// Mapped JSON: where each field is.
+    pub mapping: Option<mapped::Mapping>,
+}
+
+/// How a message relates to the earlier ones of its incident.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lifecycle {
+    /// CAP: this message's `sender,identifier,sent`, which later messages reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_key: Option<String>,
+    /// CAP: the `sender,identifier,sent` of each message this one updates or cancels.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub references: Vec<String>,
+    /// A snapshot of the whole incident (EIDO, mapped CAD JSON): whether it is an update
+    /// is decided by comparing it with the incident's last one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub snapshot: bool,
+    /// The snapshot says the incident is closed or cancelled.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub closed: bool,
 }
 
 /// How urgent an event type is; critical alerts go first on every channel and may use
@@ -156,46 +205,94 @@ pub struct Translation {
 }
 
 /// One incident message, normalised.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     pub format: Format,
     /// The incident this message is about; revisions and cancels share it.
     pub id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<u64>,
     #[serde(rename = "type")]
     pub event_type: String,
     pub msg_type: MsgType,
     pub status: Status,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sent: Option<Timestamp>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires: Option<Timestamp>,
     pub headline: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instruction: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub area: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<Location>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub web: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contact: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub language: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub media: Vec<Media>,
-    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub fields: serde_json::Map<String, serde_json::Value>,
     /// The same texts in other languages; `language` is the main texts' language.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub translations: Vec<Translation>,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub lifecycle: Lifecycle,
+    /// Why it must not reach a public channel though its status is actual (a CAP scope
+    /// other than Public, a SAME test code): it goes to staff channels only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restricted: Option<String>,
+    /// Why it is recorded but not posted at all (a CAP Ack, an EIDO without an incident,
+    /// a CAD type nobody mapped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignored: Option<String>,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 impl Event {
+    /// An event with nothing but its format and id, for decoders to fill in.
+    pub fn empty(format: Format, id: &str) -> Event {
+        Event {
+            format,
+            id: id.to_owned(),
+            revision: None,
+            event_type: String::new(),
+            msg_type: MsgType::Alert,
+            status: Status::Actual,
+            sent: None,
+            expires: None,
+            headline: String::new(),
+            description: None,
+            instruction: None,
+            area: None,
+            location: None,
+            web: None,
+            contact: None,
+            language: None,
+            media: Vec::new(),
+            fields: serde_json::Map::new(),
+            translations: Vec::new(),
+            lifecycle: Lifecycle::default(),
+            restricted: None,
+            ignored: None,
+        }
+    }
+
+    /// Whether posts may say AMBER: a CAP AMBER activation (SAME CAE), or a native event
+    /// published on purpose that does not say otherwise (`fields.amber`); never CAD data.
+    pub fn amber(&self) -> bool {
+        self.fields.get("amber").and_then(serde_json::Value::as_bool).unwrap_or(false)
+    }
+
     /// The languages this event can be posted in: its own, then its translations'.
     pub fn languages(&self) -> Vec<Option<&str>> {
         std::iter::once(self.language.as_deref())
@@ -274,10 +371,20 @@ impl RejectKind {
 }
 
 /// Decode `payload` as `format`.
-pub fn decode(format: Format, payload: &[u8]) -> Result<Event, Reject> {
+pub fn decode(format: Format, payload: &[u8], options: &DecodeOptions) -> Result<Event, Reject> {
     match format {
         Format::Json => json::decode(payload),
+        Format::Cap => cap::decode(payload, options),
+        Format::Eido => eido::decode(payload, options),
+        Format::Mapped => mapped::decode(payload, options),
     }
+}
+
+/// The payload as UTF-8 text, or the reject that says where it is not.
+pub fn utf8(payload: &[u8]) -> Result<&str, Reject> {
+    std::str::from_utf8(payload).map_err(|e| {
+        Reject::new(RejectKind::InvalidUtf8, format!("payload is not valid UTF-8 (at byte {})", e.valid_up_to()))
+    })
 }
 
 /// Names of event types and channels: what can safely be a config key, a metric label

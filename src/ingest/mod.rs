@@ -64,7 +64,8 @@ impl Ingest {
             failed.clone(),
             mqtt::run_connection(mqtt, tls, tx, Arc::clone(&reconnect), cancel.clone()),
         );
-        let task = Task { live, store, health, metrics, reconnect, client: None, stall: None };
+        let reader = store.reader().map_err(|e| e.to_string())?;
+        let task = Task { live, store, reader, health, metrics, reconnect, client: None, stall: None };
         let pipeline = crate::supervise::spawn("ingest".to_owned(), failed, task.run(rx, cancel));
         Ok(Ingest { pipeline, connection })
     }
@@ -81,6 +82,8 @@ struct Task {
     /// The config and templates in force; reloads swap them.
     live: Shared,
     store: Store,
+    /// For the original a text-less CAP Cancel refers to.
+    reader: crate::store::Reader,
     health: Arc<Health>,
     metrics: Arc<Metrics>,
     reconnect: Arc<Notify>,
@@ -215,7 +218,10 @@ impl Task {
                 }
                 let now = Timestamp::now();
                 let live = self.live.load();
-                let record = pipeline::prepare(&live.config, &live.renderer, &message.topic, &message.payload, now);
+                let reader = &self.reader;
+                let originals = |keys: &[String]| reader.referenced_event(keys);
+                let record =
+                    pipeline::prepare(&live.config, &live.renderer, &message.topic, &message.payload, now, &originals);
                 self.count_received(&message.topic, &record);
                 let disposition = match &record {
                     IngestRecord::Event(e) => Some(e.disposition),

@@ -1,6 +1,7 @@
 //! The pure stages between a PUBLISH and its store record: size limit, subscription
-//! lookup, decode, policy, route, render. No I/O, the clock is an argument, so every
-//! branch is unit-tested here. The result is always a record: an event with its
+//! lookup, decode, policy, route, render. No I/O (a text-less CAP Cancel's original is
+//! looked up through a function passed in), the clock is an argument, so every branch is
+//! unit-tested here. The result is always a record: an event with its
 //! deliveries, or a reject; nothing a message contains can make this panic or fail.
 
 use bytes::Bytes;
@@ -8,24 +9,41 @@ use jiff::Timestamp;
 use sha2::{Digest, Sha256};
 
 use crate::config::{Approval, Config, EventRule, Subscription};
-use crate::event::{self, Event, Format, Reject, RejectKind};
+use crate::event::{self, Event, Format, MsgType, Reject, RejectKind};
 use crate::policy::{self, Audience};
 use crate::render::{Rendered, Renderer};
-use crate::route::{self, Planned};
-use crate::store::{IngestRecord, NewDelivery, NewEvent, NewReject};
+use crate::route::{self, DeliveryKind, Planned};
+use crate::store::{IngestRecord, NewDelivery, NewEvent, NewLifecycle, NewReject, Snapshot};
 
 /// The subscription whose filter matches `topic` (first match wins).
 pub fn subscription_for<'a>(subs: &'a [Subscription], topic: &str) -> Option<&'a Subscription> {
     subs.iter().find(|s| super::topic::matches(topic, &s.topic))
 }
 
+/// Finds the event a CAP message without texts (a Cancel with no `info`) refers to, by the
+/// references' `sender,identifier,sent`.
+pub type Originals<'a> = &'a dyn Fn(&[String]) -> Option<Event>;
+
+/// No stored events to look in (previews, tests).
+pub fn no_originals(_: &[String]) -> Option<Event> {
+    None
+}
+
 /// Turn one received message into what the store records for it.
-pub fn prepare(config: &Config, renderer: &Renderer, topic: &str, payload: &Bytes, now: Timestamp) -> IngestRecord {
-    let format = subscription_for(&config.mqtt.subscriptions, topic).map(|s| s.format);
+pub fn prepare(
+    config: &Config,
+    renderer: &Renderer,
+    topic: &str,
+    payload: &Bytes,
+    now: Timestamp,
+    originals: Originals<'_>,
+) -> IngestRecord {
+    let sub = subscription_for(&config.mqtt.subscriptions, topic);
+    let format = sub.map(|s| s.format);
     // Nothing here should panic; if something does, the message is recorded as a reject
     // instead of taking the ingest task (and every message after it) down.
     let accepted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        accept(config, renderer, format, topic, payload, now)
+        accept(config, renderer, sub, topic, payload, now, originals)
     }))
     .unwrap_or_else(|panic| {
         let what = crate::supervise::message(panic.as_ref());
@@ -50,10 +68,11 @@ pub fn prepare(config: &Config, renderer: &Renderer, topic: &str, payload: &Byte
 fn accept(
     config: &Config,
     renderer: &Renderer,
-    format: Option<Format>,
+    sub: Option<&Subscription>,
     topic: &str,
     payload: &Bytes,
     now: Timestamp,
+    originals: Originals<'_>,
 ) -> Result<NewEvent, Reject> {
     let limit = config.mqtt.max_payload_bytes;
     if payload.len() > limit {
@@ -62,16 +81,47 @@ fn accept(
             format!("payload is {} bytes; the limit is {limit}", payload.len()),
         ));
     }
-    let format = format
-        .ok_or_else(|| Reject::new(RejectKind::NoSubscription, format!("no subscription matches topic {topic:?}")))?;
-    let event = event::decode(format, payload)?;
+    let sub =
+        sub.ok_or_else(|| Reject::new(RejectKind::NoSubscription, format!("no subscription matches topic {topic:?}")))?;
+    let mut event = event::decode(sub.format, payload, &sub.options)?;
+    // A CAP Cancel without `info`: what it cancels gives its type and texts.
+    if event.event_type.is_empty() && event.ignored.is_none() {
+        match originals(&event.lifecycle.references) {
+            Some(original) => take_texts(&mut event, original),
+            None => {
+                event.ignored =
+                    Some("a cancel without texts of messages bullhorn never received: nothing to cancel".to_owned());
+            }
+        }
+    }
+    if event.ignored.is_some() {
+        return Ok(record_only(event, sub.format, topic, payload, now));
+    }
     let rule = policy::rule_for(&event, &config.events)?;
     let assessment = policy::assess(&event, payload, rule, now, now);
-    let deliveries = render_all(config, renderer, &event, rule, assessment.audience)
-        .into_iter()
-        .map(|(p, rendered)| {
+    let snapshot = event
+        .lifecycle
+        .snapshot
+        .then(|| Snapshot { digest: public_digest(&event, rule), closed: event.lifecycle.closed });
+    // Each kind the store may decide the event is, rendered now (the store decides in the
+    // same transaction that records it).
+    let kinds: Vec<DeliveryKind> = match (&snapshot, event.msg_type) {
+        (Some(s), _) if s.closed => {
+            if rule.post_on_close {
+                vec![DeliveryKind::Cancel]
+            } else {
+                Vec::new()
+            }
+        }
+        (Some(_), _) => vec![DeliveryKind::Post, DeliveryKind::Update],
+        (None, MsgType::Update) => vec![DeliveryKind::Update, DeliveryKind::Post],
+        (None, m) => vec![DeliveryKind::for_msg_type(m)],
+    };
+    let mut deliveries = Vec::new();
+    for kind in kinds {
+        for (p, rendered) in render_all_as(config, renderer, &event, rule, assessment.audience, kind) {
             let language = p.language.unwrap_or_default();
-            NewDelivery {
+            deliveries.push(NewDelivery {
                 idem_key: idempotency_key(&assessment.dedupe_key, &p.channel, p.kind.as_str(), &language),
                 channel: p.channel,
                 kind: p.kind,
@@ -80,15 +130,15 @@ fn accept(
                 text: rendered.text,
                 parts: rendered.parts,
                 render_note: rendered.error,
-            }
-        })
-        .collect();
+            });
+        }
+    }
     let event_json = serde_json::to_string(&event).unwrap_or_else(|_| "{}".to_owned());
     Ok(NewEvent {
         dedupe_key: assessment.dedupe_key,
         incident_key: assessment.incident_key,
         revision: event.revision,
-        format: format.as_str(),
+        format: sub.format.as_str(),
         event_type: event.event_type.clone(),
         msg_type: event.msg_type.as_str(),
         status: event.status.as_str(),
@@ -102,11 +152,86 @@ fn accept(
         sent_at: event.sent.map(Timestamp::as_millisecond),
         expires_at: event.expires.map(Timestamp::as_millisecond),
         received_at: now.as_millisecond(),
-        hold: rule.approval == Approval::Hold,
+        hold: rule.approval_for(sub.format) == Approval::Hold,
         // Planned even when not delivered: the store decides what is posted, and an event
         // that is not (expired, stale) still supersedes what of its incident is queued.
         deliveries,
+        lifecycle: NewLifecycle {
+            message_key: event.lifecycle.message_key.clone(),
+            references: event.lifecycle.references.clone(),
+            snapshot,
+        },
     })
+}
+
+/// An event recorded but not posted (a CAP Ack, an EIDO without an incident, ...).
+fn record_only(event: Event, format: Format, topic: &str, payload: &Bytes, now: Timestamp) -> NewEvent {
+    let event_json = serde_json::to_string(&event).unwrap_or_else(|_| "{}".to_owned());
+    NewEvent {
+        dedupe_key: policy::dedupe_key(&event, payload),
+        incident_key: policy::incident_key(&event),
+        revision: event.revision,
+        format: format.as_str(),
+        event_type: event.event_type.clone(),
+        msg_type: event.msg_type.as_str(),
+        status: event.status.as_str(),
+        priority: event::Priority::Normal,
+        disposition: "ignored",
+        topic: topic.to_owned(),
+        payload: payload.clone(),
+        payload_sha256: policy::sha256_hex(payload),
+        event_json,
+        headline: event.ignored.clone().unwrap_or_default(),
+        sent_at: event.sent.map(Timestamp::as_millisecond),
+        expires_at: event.expires.map(Timestamp::as_millisecond),
+        received_at: now.as_millisecond(),
+        hold: false,
+        deliveries: Vec::new(),
+        lifecycle: NewLifecycle {
+            message_key: event.lifecycle.message_key,
+            references: event.lifecycle.references,
+            snapshot: None,
+        },
+    }
+}
+
+/// A text-less CAP Cancel takes what its original said: type, texts, languages, fields.
+fn take_texts(event: &mut Event, original: Event) {
+    event.event_type = original.event_type;
+    event.headline = original.headline;
+    event.description = original.description;
+    event.instruction = original.instruction;
+    event.area = original.area;
+    event.location = original.location;
+    event.web = original.web;
+    event.contact = original.contact;
+    event.language = original.language;
+    event.translations = original.translations;
+    event.fields = original.fields;
+    event.media = original.media;
+}
+
+/// What a post may say of an event, hashed: the texts, the location, and the fields the
+/// templates see (the rule's allowlist, else all), leaving out the CAD's status and
+/// priority, which change without anything changing for the public.
+fn public_digest(event: &Event, rule: &EventRule) -> String {
+    let fields: serde_json::Map<String, serde_json::Value> = event
+        .fields
+        .iter()
+        .filter(|(k, _)| rule.public_fields.as_ref().is_none_or(|allowed| allowed.contains(k)))
+        .filter(|(k, _)| !matches!(k.as_str(), "incident_status" | "cad_status" | "cad_priority" | "coordinates"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let view = serde_json::json!({
+        "type": event.event_type,
+        "headline": event.headline,
+        "description": event.description,
+        "instruction": event.instruction,
+        "area": event.area,
+        "location": event.location.as_ref().and_then(|l| l.text.as_deref()),
+        "fields": fields,
+    });
+    policy::sha256_hex(view.to_string().as_bytes())
 }
 
 /// Each delivery `event` gets, with its rendered text: what the store records and what
@@ -118,7 +243,19 @@ pub fn render_all(
     rule: &EventRule,
     audience: Audience,
 ) -> Vec<(Planned, Rendered)> {
-    let planned = route::plan(event, rule, audience, &config.channels, &config.agency.languages);
+    render_all_as(config, renderer, event, rule, audience, DeliveryKind::for_msg_type(event.msg_type))
+}
+
+/// [`render_all`] for deliveries of `kind`.
+pub fn render_all_as(
+    config: &Config,
+    renderer: &Renderer,
+    event: &Event,
+    rule: &EventRule,
+    audience: Audience,
+    kind: DeliveryKind,
+) -> Vec<(Planned, Rendered)> {
+    let planned = route::plan_as(event, rule, audience, &config.channels, &config.agency.languages, kind);
     // The template context is built once per language, not once per channel.
     let mut prepared: Vec<(Option<String>, crate::render::Prepared<'_>)> = Vec::new();
     let mut out = Vec::with_capacity(planned.len());

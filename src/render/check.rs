@@ -20,6 +20,7 @@ use crate::route::DeliveryKind;
 
 /// Keys every template may use (besides the event type's fields).
 const CORE: &[&str] = &[
+    "amber",
     "id",
     "revision",
     "type",

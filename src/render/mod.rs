@@ -292,9 +292,25 @@ impl Renderer {
         ] {
             ctx.entry(key).or_insert(serde_json::Value::Null);
         }
+        // A location always has its three keys, so `location.text` is never undefined.
+        if let Some(serde_json::Value::Object(l)) = ctx.get_mut("location") {
+            for key in ["text", "lat", "lon"] {
+                l.entry(key).or_insert(serde_json::Value::Null);
+            }
+        }
         ctx.insert("fields".to_owned(), serde_json::Value::Object(fields));
+        // Whether the wording may say AMBER: a CAP AMBER activation, or a native event
+        // published on purpose; never CAD data (see `Event::amber`).
+        ctx.insert("amber".to_owned(), event.amber().into());
+        for key in ["lifecycle", "restricted", "ignored"] {
+            ctx.remove(key);
+        }
         let mut tags = self.agency.hashtags.clone();
         tags.extend(rule.hashtags.iter().filter(|t| !self.agency.hashtags.contains(t)).cloned());
+        // No #AmberAlert on what is not an AMBER activation (a CAD abduction call).
+        if !event.amber() {
+            tags.retain(|t| !t.to_ascii_lowercase().contains("amber"));
+        }
         ctx.insert("hashtags".to_owned(), tags.into());
         ctx.insert("agency".to_owned(), serde_json::to_value(&self.agency).unwrap_or_default());
         Value::from(minijinja::value::Serde(&ctx))

@@ -78,7 +78,28 @@ pub struct NewEvent {
     pub received_at: i64,
     /// The rule says `approval = "hold"`: deliveries wait in `held` until approved.
     pub hold: bool,
+    /// Every delivery the event may make, of each kind it may turn out to be (see
+    /// [`NewEvent::lifecycle`]): the store keeps those of the kind it decides on.
     pub deliveries: Vec<NewDelivery>,
+    pub lifecycle: NewLifecycle,
+}
+
+/// How the store ties an event to its incident and decides what it does there.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NewLifecycle {
+    /// CAP: this message's `sender,identifier,sent`.
+    pub message_key: Option<String>,
+    /// CAP: the messages it updates or cancels; their incident becomes this one's.
+    pub references: Vec<String>,
+    /// A CAD snapshot (EIDO, mapped JSON): the digest of what a post may say, compared
+    /// with the incident's last one, and whether it closes the incident.
+    pub snapshot: Option<Snapshot>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub digest: String,
+    pub closed: bool,
 }
 
 #[derive(Debug, Clone)]

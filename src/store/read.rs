@@ -198,6 +198,18 @@ impl Reader {
         .await
     }
 
+    /// The stored event a CAP message refers to: the first of `message_keys` (each a
+    /// `sender,identifier,sent`) found. Blocking, but a single indexed read, and only for
+    /// the rare Cancel that carries no texts of its own.
+    pub fn referenced_event(&self, message_keys: &[String]) -> Option<crate::event::Event> {
+        let conn = self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut stmt = conn.prepare_cached("SELECT event_json FROM events WHERE message_key = ?1").ok()?;
+        message_keys.iter().find_map(|k| {
+            let json: String = stmt.query_row([k], |r| r.get(0)).optional().ok()??;
+            serde_json::from_str(&json).ok()
+        })
+    }
+
     /// When each request to `channel` since `since_ms` started: the send log the quota is
     /// rebuilt from.
     pub async fn sends_since(&self, channel: &str, since_ms: i64) -> Result<Vec<i64>, StoreError> {

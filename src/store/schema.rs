@@ -120,6 +120,14 @@ ALTER TABLE deliveries ADD COLUMN progress TEXT;
 -- channel-specific facts about the post, JSON (e.g. Bluesky's cid and thread root)
 ALTER TABLE deliveries ADD COLUMN post_data TEXT;
 ",
+    // 3: standard inputs. CAP messages name earlier ones by sender,identifier,sent; CAD
+    // snapshots (EIDO, mapped JSON) are compared with the incident's last by a digest of
+    // what a post may say.
+    r"
+ALTER TABLE events ADD COLUMN message_key TEXT;
+ALTER TABLE events ADD COLUMN digest TEXT;
+CREATE INDEX events_message ON events(message_key) WHERE message_key IS NOT NULL;
+",
 ];
 
 /// Bring `conn` up to the latest schema.

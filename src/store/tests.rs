@@ -55,6 +55,7 @@ fn event(id: &str, revision: u64, msg_type: &'static str, channels: &[&str]) -> 
         expires_at: None,
         received_at: 1,
         hold: false,
+        lifecycle: NewLifecycle::default(),
         deliveries: channels
             .iter()
             .map(|c| NewDelivery {
@@ -455,4 +456,101 @@ async fn a_cancel_still_reaches_an_original_whose_outcome_was_never_known() {
     ingest(&f, event("V", 1, "alert", &["x"])).await.expect("ingest");
     let out = ingest(&f, event("V", 2, "cancel", &["x"])).await.expect("cancel");
     assert!(matches!(out, IngestOutcome::Accepted { deliveries: 0, .. }), "{out:?}");
+}
+
+/// `e` with deliveries of each of `kinds` (what the pipeline renders when the store is to
+/// decide).
+fn with_kinds(mut e: NewEvent, kinds: &[DeliveryKind]) -> NewEvent {
+    let base = e.deliveries.clone();
+    e.deliveries = kinds
+        .iter()
+        .flat_map(|k| {
+            base.iter().map(move |d| NewDelivery {
+                kind: *k,
+                idem_key: format!("{}-{}", d.idem_key, k.as_str()),
+                text: format!("{} {}", k.as_str(), d.channel),
+                ..d.clone()
+            })
+        })
+        .collect();
+    e
+}
+
+fn kinds_of(f: &Fixture, event_id: i64) -> Vec<String> {
+    let conn = Connection::open(&f.path).expect("open");
+    let mut stmt = conn.prepare("SELECT kind FROM deliveries WHERE event_id = ?1 ORDER BY id").expect("prepare");
+    stmt.query_map([event_id], |r| r.get(0)).expect("query").collect::<Result<_, _>>().expect("rows")
+}
+
+fn accepted(out: IngestOutcome) -> i64 {
+    match out {
+        IngestOutcome::Accepted { event_id, .. } => event_id,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn cap_references_tie_a_message_to_its_incident() {
+    let f = open(Duration::from_secs(1));
+    let mut alert = event("KAR-1", 1, "alert", &["x"]);
+    alert.revision = None;
+    alert.lifecycle.message_key = Some("ca@doj,KAR-1,2026-11-21T10:00:00-08:00".to_owned());
+    let first = accepted(ingest(&f, alert).await.expect("alert"));
+    send_ok(&f, 1, "p1").await;
+
+    // The update has its own identifier; its reference names the alert.
+    let mut update = with_kinds(event("KAR-2", 1, "update", &["x"]), &[DeliveryKind::Update, DeliveryKind::Post]);
+    update.revision = None;
+    update.lifecycle.message_key = Some("ca@doj,KAR-2,2026-11-21T11:00:00-08:00".to_owned());
+    update.lifecycle.references = vec!["ca@doj,KAR-1,2026-11-21T10:00:00-08:00".to_owned()];
+    let second = accepted(ingest(&f, update).await.expect("update"));
+    assert_eq!(kinds_of(&f, second), ["update"], "an update of a known incident replies");
+    let reader = f.store.reader().expect("reader");
+    let job = reader.job(2).await.expect("read").expect("job");
+    assert_eq!(job.reply_to, Some(1));
+    assert_eq!(job.incident_key, "json:KAR-1", "the referenced message's incident");
+    let _ = first;
+
+    // An update of messages never seen is a new alert.
+    let mut orphan = with_kinds(event("KAR-9", 1, "update", &["x"]), &[DeliveryKind::Update, DeliveryKind::Post]);
+    orphan.lifecycle.references = vec!["ca@doj,NEVER,2026-11-21T09:00:00-08:00".to_owned()];
+    let third = accepted(ingest(&f, orphan).await.expect("orphan"));
+    assert_eq!(kinds_of(&f, third), ["post"]);
+}
+
+/// Snapshot `n` of incident `id` (each a different payload).
+fn snapshot(id: &str, n: u32, digest: &str, closed: bool) -> NewEvent {
+    let kinds: &[DeliveryKind] =
+        if closed { &[DeliveryKind::Cancel] } else { &[DeliveryKind::Post, DeliveryKind::Update] };
+    let mut e = with_kinds(event(id, 1, "alert", &["x"]), kinds);
+    e.revision = None;
+    e.dedupe_key = format!("eido:{id}#h{n}");
+    e.lifecycle.snapshot = Some(Snapshot { digest: digest.to_owned(), closed });
+    e
+}
+
+#[tokio::test]
+async fn cad_snapshots_post_update_on_change_and_close() {
+    let f = open(Duration::from_secs(1));
+    let first = accepted(ingest(&f, snapshot("INC", 1, "d1", false)).await.expect("first"));
+    assert_eq!(kinds_of(&f, first), ["post"], "a new incident is a post");
+    send_ok(&f, 1, "p1").await;
+
+    let same = accepted(ingest(&f, snapshot("INC", 2, "d1", false)).await.expect("same"));
+    assert!(kinds_of(&f, same).is_empty(), "no material change, no post");
+    let conn = Connection::open(&f.path).expect("open");
+    let disposition: String =
+        conn.query_row("SELECT disposition FROM events WHERE id = ?1", [same], |r| r.get(0)).expect("row");
+    assert_eq!(disposition, "unchanged");
+
+    let changed = accepted(ingest(&f, snapshot("INC", 3, "d2", false)).await.expect("changed"));
+    assert_eq!(kinds_of(&f, changed), ["update"]);
+
+    let closed = accepted(ingest(&f, snapshot("INC", 4, "d2", true)).await.expect("closed"));
+    assert_eq!(kinds_of(&f, closed), ["cancel"], "closing replies where the rule posts on close");
+    assert_eq!(state(&f, 2), "suppressed", "the unsent update is stopped");
+
+    // Closed before anything was posted: nothing.
+    let quiet = accepted(ingest(&f, snapshot("OTHER", 1, "d9", true)).await.expect("quiet"));
+    assert!(kinds_of(&f, quiet).is_empty());
 }

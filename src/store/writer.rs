@@ -413,12 +413,13 @@ fn ingest_event(
     now: i64,
     announced: &mut Vec<Queued>,
 ) -> Result<IngestOutcome, ApplyError> {
+    let digest = e.lifecycle.snapshot.as_ref().map(|s| s.digest.as_str());
     let inserted: Option<i64> = conn
         .prepare_cached(
             "INSERT INTO events (dedupe_key, incident_key, revision, format, event_type, msg_type, status, priority,
                                  disposition, topic, payload, payload_sha256, event_json, headline, sent_at, expires_at,
-                                 received_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
+                                 received_at, message_key, digest)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
              ON CONFLICT (dedupe_key) DO NOTHING
              RETURNING id",
         )?
@@ -440,7 +441,9 @@ fn ingest_event(
                 e.headline,
                 e.sent_at,
                 e.expires_at,
-                e.received_at
+                e.received_at,
+                e.lifecycle.message_key,
+                digest
             ],
             |r| r.get(0),
         )
@@ -451,32 +454,83 @@ fn ingest_event(
             .query_row([&e.dedupe_key], |r| Ok((r.get(0)?, r.get(1)?)))?;
         return Ok(IngestOutcome::Duplicate { event_id, same_payload: sha == e.payload_sha256 });
     };
+    // Recorded, nothing to do: an Ack, an EIDO without an incident, an unmapped CAD type.
+    if e.disposition == "ignored" {
+        return Ok(IngestOutcome::Accepted { event_id, deliveries: 0, suppressed: 0 });
+    }
+
+    // A CAP message names the messages it updates or cancels: their incident is its own.
+    let mut incident_key = e.incident_key.clone();
+    if !e.lifecycle.references.is_empty() {
+        let mut stmt = conn.prepare_cached("SELECT incident_key FROM events WHERE message_key = ?1")?;
+        for reference in &e.lifecycle.references {
+            if let Some(found) = stmt.query_row([reference], |r| r.get::<_, String>(0)).optional()? {
+                incident_key = found;
+                break;
+            }
+        }
+        if incident_key != e.incident_key {
+            conn.prepare_cached("UPDATE events SET incident_key = ?2 WHERE id = ?1")?
+                .execute(params![event_id, incident_key])?;
+        }
+    }
 
     // The incident's earlier events, usually none. (Looked up once, by equality only, and
     // compared here: a MAX() or a join with a bound value makes SQLite re-prepare the
     // statement on every call.)
-    let earlier: Vec<(i64, Option<i64>)> = conn
-        .prepare_cached("SELECT id, revision FROM events WHERE incident_key = ?1")?
-        .query_map([&e.incident_key], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .filter(|row| row.as_ref().map_or(true, |(id, _)| *id != event_id))
+    let earlier: Vec<(i64, Option<i64>, Option<String>)> = conn
+        .prepare_cached("SELECT id, revision, digest FROM events WHERE incident_key = ?1")?
+        .query_map([&incident_key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .filter(|row| row.as_ref().map_or(true, |(id, _, _)| *id != event_id))
         .collect::<rusqlite::Result<_>>()?;
     if let Some(rev) = e.revision.and_then(|r| i64::try_from(r).ok())
-        && earlier.iter().any(|(_, r)| r.is_some_and(|r| r > rev))
+        && earlier.iter().any(|(_, r, _)| r.is_some_and(|r| r > rev))
     {
         conn.prepare_cached("UPDATE events SET disposition = 'superseded' WHERE id = ?1")?.execute([event_id])?;
         return Ok(IngestOutcome::Superseded { event_id });
     }
 
+    // What the event is on its incident.
+    let msg_kind = match e.msg_type {
+        "cancel" => DeliveryKind::Cancel,
+        "update" => DeliveryKind::Update,
+        _ => DeliveryKind::Post,
+    };
+    let kind = match &e.lifecycle.snapshot {
+        // A message says what it is; an update of an incident never seen is a new alert.
+        None if msg_kind == DeliveryKind::Update && earlier.is_empty() => DeliveryKind::Post,
+        None => msg_kind,
+        // A snapshot is compared with the incident's last: new, changed, unchanged, closed.
+        Some(s) if earlier.is_empty() => {
+            if s.closed {
+                // Closed before anything was posted: nothing to say.
+                return Ok(IngestOutcome::Accepted { event_id, deliveries: 0, suppressed: 0 });
+            }
+            DeliveryKind::Post
+        }
+        Some(s) if s.closed => DeliveryKind::Cancel,
+        Some(s) => {
+            let last = earlier.iter().max_by_key(|(id, _, _)| *id).and_then(|(_, _, d)| d.as_deref());
+            if last == Some(s.digest.as_str()) {
+                // No material change: nothing replaces what is queued, nothing is posted.
+                conn.prepare_cached("UPDATE events SET disposition = 'unchanged' WHERE id = ?1")?
+                    .execute([event_id])?;
+                return Ok(IngestOutcome::Accepted { event_id, deliveries: 0, suppressed: 0 });
+            }
+            DeliveryKind::Update
+        }
+    };
+
     // Whatever of this incident has not gone out is stale now, on every channel: a newer
     // revision replaces it, a cancel stops it. What is in flight is withdrawn: if its
     // attempt fails, it is suppressed instead of retried. What went out is replied to.
-    let reason = if e.msg_type == "cancel" {
+    let reason = if kind == DeliveryKind::Cancel {
         format!("cancelled by event {event_id}")
     } else {
         format!("superseded by event {event_id}")
     };
     let mut suppressed = 0;
-    for (earlier_id, _) in &earlier {
+    for (earlier_id, _, _) in &earlier {
         // A thread that is part way out (queued for its next part, with a post on record)
         // is closed as sent: what went out can be replied to and cancelled.
         suppressed += conn
@@ -498,8 +552,13 @@ fn ingest_event(
     }
 
     let mut created = 0;
-    for d in &e.deliveries {
-        let priors = if earlier.is_empty() { Vec::new() } else { priors(conn, &earlier, &d.channel, &d.language)? };
+    for d in e.deliveries.iter().filter(|d| d.kind == kind) {
+        let priors = if earlier.is_empty() {
+            Vec::new()
+        } else {
+            let ids: Vec<(i64, Option<i64>)> = earlier.iter().map(|(id, r, _)| (*id, *r)).collect();
+            priors(conn, &ids, &d.channel, &d.language)?
+        };
         // What is or may be out: a cancellation reaches it (a standalone one is better than
         // none where the outcome was never known).
         let out = |p: &&Prior| p.state == "sent" || p.state == "in_flight" || p.maybe_posted;

@@ -17,12 +17,12 @@ fn now() -> Timestamp {
 
 fn run(payload: &str) -> IngestRecord {
     let (_d, c, r) = setup();
-    prepare(&c, &r, "cad/a/events", &Bytes::from(payload.to_owned()), now())
+    prepare(&c, &r, "cad/a/events", &Bytes::from(payload.to_owned()), now(), &no_originals)
 }
 
 fn reject(payload: &[u8], topic: &str) -> NewReject {
     let (_d, c, r) = setup();
-    match prepare(&c, &r, topic, &Bytes::copy_from_slice(payload), now()) {
+    match prepare(&c, &r, topic, &Bytes::copy_from_slice(payload), now(), &no_originals) {
         IngestRecord::Reject(r) => r,
         IngestRecord::Event(e) => panic!("expected a reject, got {e:?}"),
     }
@@ -96,10 +96,10 @@ fn bad_inputs_become_rejects_with_reasons() {
 
 #[test]
 fn oversize_payloads_and_unsubscribed_topics_are_rejected() {
-    let big = vec![b' '; 256 * 1024 + 1];
+    let big = vec![b' '; 1024 * 1024 + 1];
     let r = reject(&big, "cad/a/events");
     assert_eq!(r.kind, "too_large");
-    assert!(r.reason.contains("262145 bytes"), "{}", r.reason);
+    assert!(r.reason.contains("1048577 bytes"), "{}", r.reason);
     let r = reject(b"{}", "elsewhere");
     assert_eq!(r.kind, "no_subscription");
     assert_eq!(r.format, None);
@@ -129,9 +129,9 @@ fn idempotency_key_is_stable_and_distinct() {
 #[test]
 fn a_non_ascii_topic_is_handled_not_a_panic() {
     let (_d, c, r) = setup();
-    let rec = prepare(&c, &r, "é/events", &Bytes::from_static(b"{}"), now());
+    let rec = prepare(&c, &r, "é/events", &Bytes::from_static(b"{}"), now(), &no_originals);
     assert!(matches!(rec, IngestRecord::Reject(ref r) if r.kind == "no_subscription"), "{rec:?}");
-    let rec = prepare(&c, &r, "cad/ñandú/events", &Bytes::from(event_json("N-1")), now());
+    let rec = prepare(&c, &r, "cad/ñandú/events", &Bytes::from(event_json("N-1")), now(), &no_originals);
     assert!(matches!(rec, IngestRecord::Event(_)), "{rec:?}");
 }
 
@@ -145,4 +145,148 @@ fn an_exercise_reusing_a_real_id_is_a_different_incident() {
 
 fn event_json(id: &str) -> String {
     format!(r#"{{"id":"{id}","revision":1,"type":"road_closure","status":"actual","headline":"h"}}"#)
+}
+
+/// A config with CAP, EIDO and mapped subscriptions beside the JSON one.
+fn formats() -> (tempfile::TempDir, Config, Renderer) {
+    let toml = MINIMAL.replace(
+        "[events.missing_child]",
+        r#"[[mqtt.subscribe]]
+topic = "ipaws/#"
+format = "cap"
+[[mqtt.subscribe]]
+topic = "eido/#"
+format = "eido"
+[[mqtt.subscribe]]
+topic = "cad/chesco/#"
+format = "mapped"
+types = { MVA = "road_closure" }
+[mqtt.subscribe.mapping]
+id = "/incident"
+type = "/type"
+location = "/location"
+status = "/status"
+[events.general]
+[events.barricaded_suspect]
+post_on_close = true
+[events.missing_child]"#,
+    );
+    let toml = format!("{toml}\n[channels.staff]\nkind = \"console\"\npublic = false\n");
+    let (dir, config) = load_str(&toml);
+    let renderer = Renderer::load(&config).expect("templates");
+    (dir, config, renderer)
+}
+
+const CAP_ALERT: &str = r#"<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">
+  <identifier>RCSO-1</identifier><sender>rcso@sheriff.example</sender><sent>2026-11-21T09:59:00-06:00</sent>
+  <status>Actual</status><msgType>MSGTYPE</msgType><scope>Public</scope>REFS
+  <info><category>Rescue</category><event>Child Abduction</event><urgency>Immediate</urgency>
+    <severity>Severe</severity><certainty>Likely</certainty>
+    <eventCode><valueName>SAME</valueName><value>CODE</value></eventCode>
+    <headline>AMBER Alert: Sofia Ramirez, 6</headline></info>
+</alert>"#;
+
+fn cap(msg_type: &str, code: &str, refs: &str) -> String {
+    CAP_ALERT.replace("MSGTYPE", msg_type).replace("CODE", code).replace("REFS", refs)
+}
+
+fn prepared(
+    config: &(tempfile::TempDir, Config, Renderer),
+    topic: &str,
+    payload: &str,
+    originals: Originals<'_>,
+) -> NewEvent {
+    match prepare(&config.1, &config.2, topic, &Bytes::from(payload.to_owned()), now(), originals) {
+        IngestRecord::Event(e) => *e,
+        IngestRecord::Reject(r) => panic!("expected an event, got {r:?}"),
+    }
+}
+
+#[test]
+fn a_cap_alert_is_keyed_by_its_message() {
+    let f = formats();
+    let e = prepared(&f, "ipaws/rcso", &cap("Alert", "CAE", ""), &no_originals);
+    assert_eq!(e.format, "cap");
+    assert_eq!(e.event_type, "missing_child");
+    assert_eq!(e.lifecycle.message_key.as_deref(), Some("rcso@sheriff.example,RCSO-1,2026-11-21T09:59:00-06:00"));
+    assert!(e.dedupe_key.starts_with("cap:RCSO-1#m"));
+    assert!(!e.hold, "an alert is auto unless the rule says hold");
+    assert!(e.deliveries.iter().all(|d| d.kind == DeliveryKind::Post));
+    assert_eq!(e.deliveries[0].text, "AMBER Alert: Sofia Ramirez, 6");
+}
+
+#[test]
+fn a_cap_update_is_rendered_both_ways_and_tests_stay_with_staff() {
+    let f = formats();
+    let refs = "<references>rcso@sheriff.example,RCSO-1,2026-11-21T09:59:00-06:00</references>";
+    let e = prepared(&f, "ipaws/rcso", &cap("Update", "CAE", refs), &no_originals);
+    let kinds: Vec<DeliveryKind> = e.deliveries.iter().map(|d| d.kind).collect();
+    assert!(kinds.contains(&DeliveryKind::Update) && kinds.contains(&DeliveryKind::Post), "{kinds:?}");
+    assert_eq!(e.lifecycle.references.len(), 1);
+
+    let rmt = prepared(&f, "ipaws/rcso", &cap("Alert", "RMT", ""), &no_originals);
+    let channels: Vec<&str> = rmt.deliveries.iter().map(|d| d.channel.as_str()).collect();
+    assert_eq!(channels, ["staff"], "a required monthly test never reaches a public channel");
+
+    let ack = prepared(&f, "ipaws/rcso", &cap("Ack", "CAE", ""), &no_originals);
+    assert_eq!(ack.disposition, "ignored");
+    assert!(ack.deliveries.is_empty());
+}
+
+#[test]
+fn a_cap_cancel_without_info_takes_the_texts_of_what_it_cancels() {
+    let f = formats();
+    let original = match event::decode(Format::Cap, cap("Alert", "CAE", "").as_bytes(), &Default::default()) {
+        Ok(e) => e,
+        Err(r) => panic!("{r}"),
+    };
+    let bare = r#"<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2"><identifier>RCSO-2</identifier>
+        <sender>rcso@sheriff.example</sender><sent>2026-11-21T11:00:00-06:00</sent><status>Actual</status>
+        <msgType>Cancel</msgType><scope>Public</scope>
+        <references>rcso@sheriff.example,RCSO-1,2026-11-21T09:59:00-06:00</references></alert>"#;
+    let lookup = |keys: &[String]| {
+        (keys[0] == "rcso@sheriff.example,RCSO-1,2026-11-21T09:59:00-06:00").then(|| original.clone())
+    };
+    let e = prepared(&f, "ipaws/rcso", bare, &lookup);
+    assert_eq!(e.event_type, "missing_child");
+    assert!(e.deliveries.iter().all(|d| d.kind == DeliveryKind::Cancel));
+    assert_eq!(e.deliveries[0].text, "AMBER Alert: Sofia Ramirez, 6", "the original's headline");
+    let unknown = prepared(&f, "ipaws/rcso", bare, &no_originals);
+    assert_eq!(unknown.disposition, "ignored", "nothing to cancel");
+}
+
+#[test]
+fn cad_snapshots_are_held_and_carry_a_digest_of_what_a_post_may_say() {
+    let f = formats();
+    let eido = |status: &str, location: &str| {
+        serde_json::json!({
+            "$id": "urn:emergency:uid:incidentid:1:cad.example", "eidoVersion": "1.0",
+            "incidentComponent": { "incidentTypeCommonRegistryText": "BARICADE", "incidentStatusCommonRegistryText": [status] },
+            "locationComponent": [{ "locationTypeDescriptionRegistryText": "CurrentIncident", "locationDescriptionText": location }]
+        })
+        .to_string()
+    };
+    let a = prepared(&f, "eido/rcso", &eido("Active", "3812 Half Turn Rd"), &no_originals);
+    assert!(a.hold, "CAD data waits for a person unless the rule says otherwise");
+    let kinds: Vec<DeliveryKind> = a.deliveries.iter().map(|d| d.kind).collect();
+    assert!(kinds.contains(&DeliveryKind::Post) && kinds.contains(&DeliveryKind::Update));
+    let digest = |e: &NewEvent| e.lifecycle.snapshot.as_ref().map(|s| s.digest.clone());
+    let same = prepared(&f, "eido/rcso", &eido("ResourcesOnscene", "3899 Half Turn Rd"), &no_originals);
+    assert_eq!(digest(&a), digest(&same), "a new status or a house number in the same block is no change");
+    let moved = prepared(&f, "eido/rcso", &eido("Active", "4100 Half Turn Rd"), &no_originals);
+    assert_ne!(digest(&a), digest(&moved));
+    let closed = prepared(&f, "eido/rcso", &eido("Closed", "3812 Half Turn Rd"), &no_originals);
+    assert!(closed.lifecycle.snapshot.as_ref().is_some_and(|s| s.closed));
+    assert!(closed.deliveries.iter().all(|d| d.kind == DeliveryKind::Cancel), "this rule posts on close");
+
+    let mva = prepared(
+        &f,
+        "cad/chesco/summary",
+        r#"{"incident":"F1","type":"MVA","location":"10 LOCUST ST","status":"CLOSED"}"#,
+        &no_originals,
+    );
+    assert!(mva.lifecycle.snapshot.as_ref().is_some_and(|s| s.closed));
+    assert!(mva.deliveries.is_empty(), "road_closure ends silently when the incident closes");
+    let medical = prepared(&f, "cad/chesco/summary", r#"{"incident":"F2","type":"MEDICAL"}"#, &no_originals);
+    assert_eq!(medical.disposition, "ignored");
 }

@@ -245,11 +245,25 @@ impl Task {
                 tracing::warn!(topic = %r.topic, kind = r.kind, reason = %r.reason, bytes = r.payload.len(), "input rejected and recorded");
             }
             IngestRecord::Event(e) => {
-                let notes = e.deliveries.iter().filter(|d| d.render_note.is_some()).count();
-                if notes > 0 {
-                    self.metrics.render_errors.inc_by(notes as u64);
-                    for d in e.deliveries.iter().filter_map(|d| d.render_note.as_ref().map(|n| (&d.channel, n))) {
-                        tracing::error!(channel = %d.0, error = %d.1, "template failed; the fallback text is used for this alert; fix the template");
+                if e.disposition == "ignored" {
+                    tracing::info!(topic = %e.topic, format = e.format, reason = %e.headline, "recorded, nothing to post");
+                }
+                // The same template error once per channel, though several kinds were rendered.
+                let mut notes: Vec<(&str, &str)> = e
+                    .deliveries
+                    .iter()
+                    .filter_map(|d| d.render_note.as_deref().map(|n| (d.channel.as_str(), n)))
+                    .collect();
+                notes.sort_unstable();
+                notes.dedup();
+                if !notes.is_empty() {
+                    self.metrics.render_errors.inc_by(notes.len() as u64);
+                    for (channel, error) in notes {
+                        tracing::error!(
+                            channel,
+                            error,
+                            "template failed; the fallback text is used for this alert; fix the template"
+                        );
                     }
                 }
             }

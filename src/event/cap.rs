@@ -421,6 +421,27 @@ mod tests {
     }
 
     #[test]
+    fn every_same_code_in_the_table_becomes_its_type_and_test_codes_stay_off_public() {
+        for (code, event_type) in CAP_SAME {
+            let e = decode_str(&AMBER.replace("<value>CAE</value>", &format!("<value>{code}</value>"))).expect(code);
+            assert_eq!(e.event_type, *event_type, "{code}");
+            assert_eq!(e.fields["amber"], *code == "CAE", "{code}");
+            assert!(e.restricted.is_none(), "{code}");
+        }
+        for code in SAME_NOT_PUBLIC {
+            let e = decode_str(&AMBER.replace("<value>CAE</value>", &format!("<value>{code}</value>"))).expect(code);
+            assert!(e.restricted.is_some_and(|r| r.contains(code)), "{code}");
+        }
+        let no_code = AMBER.replace("<eventCode><valueName>SAME</valueName><value>CAE</value></eventCode>", "");
+        assert_eq!(decode_str(&no_code).expect("decode").event_type, "general", "Rescue without a code");
+        let met = no_code.replace("<category>Rescue</category>", "<category>Met</category>");
+        assert_eq!(decode_str(&met).expect("decode").event_type, "severe_weather");
+        let mut options = DecodeOptions::default();
+        options.types.insert("CAE".to_owned(), "silver_alert".to_owned());
+        assert_eq!(decode(AMBER.as_bytes(), &options).expect("decode").event_type, "silver_alert", "config wins");
+    }
+
+    #[test]
     fn filters_and_fallbacks() {
         let test = AMBER.replace("<value>CAE</value>", "<value>RMT</value>");
         assert!(decode_str(&test).expect("decode").restricted.is_some_and(|r| r.contains("RMT")));

@@ -392,6 +392,20 @@ mod tests {
     }
 
     #[test]
+    fn every_incident_type_in_the_table_becomes_its_type_without_amber() {
+        for (code, event_type) in EIDO_TYPES {
+            let payload = eido(
+                serde_json::json!({ "incidentTypeCommonRegistryText": format!(" {code} ") }),
+                serde_json::json!({}),
+            );
+            let e = decode(&payload, &DecodeOptions::default()).expect(code);
+            assert_eq!(e.event_type, *event_type, "{code}");
+            assert_eq!(e.fields["amber"], false, "{code}");
+            assert!(e.lifecycle.snapshot, "{code}");
+        }
+    }
+
+    #[test]
     fn closed_unmapped_envelopes_and_controls() {
         let closed = eido(
             serde_json::json!([{ "incidentTypeCommonRegistryText": "BARICADE", "incidentStatusCommonRegistryText": ["Closed"] }]),

@@ -18,7 +18,7 @@ async fn bad_inputs_are_recorded_and_the_daemon_keeps_running() {
     let app = start_app(&config).await;
 
     let oversize =
-        format!(r#"{{"id":"big","type":"road_closure","status":"actual","headline":"{}"}}"#, "x".repeat(1100 * 1024));
+        format!(r#"{{"id":"big","type":"road_closure","status":"actual","headline":"{}"}}"#, "x".repeat(300 * 1024));
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("malformed", b"{\"id\": \"1\", \"type\": ".to_vec()),
         ("too_large", oversize.into_bytes()),
@@ -53,7 +53,7 @@ async fn bad_inputs_are_recorded_and_the_daemon_keeps_running() {
     let kinds: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
     let expected: Vec<&str> = cases.iter().map(|c| c.0).collect();
     assert_eq!(kinds, expected, "every bad input recorded, in arrival order");
-    assert!(rows[1].1.contains("limit is 1048576"), "{}", rows[1].1);
+    assert!(rows[1].1.contains("limit is 262144"), "{}", rows[1].1);
     assert!(rows[3].1.contains("alien_invasion"), "{}", rows[3].1);
     assert!(rows[4].1.contains("status"), "{}", rows[4].1);
     assert!(rows[5].1.contains("web"), "{}", rows[5].1);

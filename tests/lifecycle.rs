@@ -45,7 +45,7 @@ async fn a_cap_alert_its_update_and_its_cancellation_thread_and_delete_on_mastod
         &format!(
             "{}\n[[mqtt.subscribe]]\ntopic = \"ipaws/#\"\nformat = \"cap\"\n\
              [events.general]\n\
-             [channels.masto]\nkind = \"mastodon\"\nbase_url = \"{}\"\naccess_token = \"{}\"\ndelete_original = true\n\
+             [channels.masto]\nkind = \"mastodon\"\nbase_url = \"{}\"\ntoken = \"{}\"\ndelete_original = true\n\
              [channels.staff]\nkind = \"file\"\npath = \"{}\"\npublic = false\n",
             embedded_broker(),
             server.url,

@@ -131,7 +131,7 @@ async fn a_thread_survives_a_crash_between_parts_and_the_cancellation_deletes_it
         dir.path(),
         "",
         &format!(
-            "{}\n[channels.masto]\nkind = \"mastodon\"\nbase_url = \"{}\"\naccess_token = \"{}\"\nmax_chars = 120\noverflow = \"thread\"\ndelete_original = true\n",
+            "{}\n[channels.masto]\nkind = \"mastodon\"\nbase_url = \"{}\"\ntoken = \"{}\"\nmax_chars = 120\noverflow = \"thread\"\ndelete_original = true\n",
             embedded_broker(),
             server.url,
             platforms::mastodon::TOKEN

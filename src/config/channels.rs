@@ -358,12 +358,14 @@ pub(super) fn mastodon(f: &mut Fields<'_>) -> Option<MastodonSettings> {
         f.error("base_url", "the instance's address is required, e.g. \"https://mastodon.social\"");
     }
     let base_url = f.url("base_url", None);
-    let access_token = f.secret("access_token");
+    // `token` / `token_file` (the documented key); `access_token` is accepted as well.
+    let token = f.secret("token");
+    let access_token = if token.is_some() { token } else { f.secret("access_token") };
     let visibility = f.string("visibility").unwrap_or_else(|| "public".to_owned());
     if !matches!(visibility.as_str(), "public" | "unlisted" | "private" | "direct") {
         f.error("visibility", "one of public, unlisted, private, direct");
     }
-    let (access_token,) = all_of!(f, "access_token or access_token_file (write:statuses, write:media)", access_token)?;
+    let (access_token,) = all_of!(f, "token or token_file (scopes write:statuses, write:media)", access_token)?;
     Some(MastodonSettings { base_url: base_url?, access_token, visibility })
 }
 

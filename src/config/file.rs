@@ -171,7 +171,7 @@ impl Default for MqttFile {
             key_file: None,
             keep_alive: HumanDuration(Duration::from_secs(30)),
             session_expiry: HumanDuration(Duration::from_secs(7 * 24 * 3600)),
-            max_payload_bytes: 1024 * 1024,
+            max_payload_bytes: 256 * 1024,
             max_packet_bytes: 16 * 1024 * 1024,
             receive_maximum: 1000,
             reconnect_min: HumanDuration(Duration::from_millis(500)),

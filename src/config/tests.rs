@@ -58,7 +58,7 @@ fn minimal_config_takes_defaults() {
     let (_d, c) = load_str(MINIMAL);
     assert_eq!(c.mqtt.client_id, "bullhorn");
     assert_eq!(c.mqtt.protocol, Protocol::V5);
-    assert_eq!(c.mqtt.max_payload_bytes, 1024 * 1024);
+    assert_eq!(c.mqtt.max_payload_bytes, 256 * 1024);
     assert_eq!(c.store.path, PathBuf::from("data/bullhorn.db"));
     assert_eq!(c.events["road_closure"].priority, Priority::Normal);
     assert_eq!(c.events["road_closure"].channels, ChannelSelector::All);
@@ -329,7 +329,7 @@ kind = "myspace"
     let e = errors(&toml);
     assert!(has(&e, "channels.x", "OAuth 1.0a needs consumer_key, consumer_secret"), "{e:?}");
     assert!(has(&e, "channels.masto.base_url", "instance's address"), "{e:?}");
-    assert!(has(&e, "channels.masto", "access_token"), "{e:?}");
+    assert!(has(&e, "channels.masto", "token or token_file"), "{e:?}");
     assert!(has(&e, "channels.bsky", "app_password"), "{e:?}");
     assert!(has(&e, "channels.tg", "chat_id"), "{e:?}");
     assert!(has(&e, "channels.slack", "bot_token"), "{e:?}");

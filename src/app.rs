@@ -2,10 +2,13 @@
 //! and stop them in the order that loses nothing.
 //!
 //! Start: templates (fail fast on a bad one) → embedded broker (if enabled) → store and its
-//! writer → admin listener → channel workers (which load unfinished work) → ingest.
+//! writer → pauses → admin listener → channel workers (which load unfinished work) →
+//! ingest → staff-notice timers. Then systemd hears READY (not waiting for the broker:
+//! a broker down at boot must not restart-loop a daemon with queued work to send).
 //! Stop: ingest first (nothing new is accepted; what was not committed stays unacked at
-//! the broker), then the workers, each finishing the request it has in flight within the
-//! grace period, then the admin server, then the store writer after its last commit.
+//! the broker), then the timers and the workers, each finishing the request it has in
+//! flight within the grace period, then the admin server, then the store writer after its
+//! last commit.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -18,6 +21,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::control::Control;
 use crate::delivery::Delivery;
 use crate::health::Health;
 use crate::ingest::Ingest;
@@ -43,6 +47,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).context("cannot listen for SIGHUP")?;
     let mut running = start(config).await?;
     let failed = running.failed.clone();
+    sd_notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&format!("running; mode {:?}", running.config().mode)),
+    ]);
+    // With WatchdogSec= set, systemd restarts a daemon whose main loop stops answering.
+    let mut watchdog = sd_notify::watchdog_enabled().map(|every| tokio::time::interval(every / 2));
+    let watchdog_tick = async |w: &mut Option<tokio::time::Interval>| match w {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
+    };
     tokio::pin!(shutdown);
     let outcome = loop {
         tokio::select! {
@@ -52,17 +68,26 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             }
             Some(()) = hangups.recv() => {
                 tracing::info!("SIGHUP: reloading the config");
-                let _ = running.reload();
+                running.reload_notifying();
             }
             Some(()) = reloads.recv() => {
                 tracing::info!("config or templates changed: reloading");
-                let _ = running.reload();
+                running.reload_notifying();
             }
+            () = watchdog_tick(&mut watchdog) => sd_notify(&[sd_notify::NotifyState::Watchdog]),
         }
     };
     tracing::info!("shutting down");
+    sd_notify(&[sd_notify::NotifyState::Stopping]);
     running.stop().await;
     outcome
+}
+
+/// Tell systemd (a no-op when not started by it).
+fn sd_notify(states: &[sd_notify::NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::warn!(error = %e, "cannot notify systemd");
+    }
 }
 
 /// A started daemon.
@@ -76,6 +101,8 @@ pub struct Running {
     ingest_cancel: CancellationToken,
     delivery_cancel: CancellationToken,
     admin_cancel: CancellationToken,
+    notify_cancel: CancellationToken,
+    notify: JoinHandle<()>,
     /// Triggered when a task fails; see [`crate::supervise`].
     failed: CancellationToken,
     ingest: Ingest,
@@ -114,12 +141,17 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     )?;
     metrics.store_writable.set(1);
     tracing::info!(path = %config.store.path.display(), "store open");
+    let control = Control::load(&store.reader()?).await.context("cannot read the pauses")?;
 
     let admin_listener = match config.admin.enabled {
-        true => Some(crate::admin::bind(config.admin.listen).await.map_err(anyhow::Error::msg)?),
+        true => {
+            let token = crate::admin::token(config.admin.token.as_ref(), &config.store.state_dir)
+                .map_err(anyhow::Error::msg)?;
+            Some((crate::admin::bind(config.admin.listen).await.map_err(anyhow::Error::msg)?, token))
+        }
         false => None,
     };
-    let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let admin_addr = admin_listener.as_ref().and_then(|(l, _)| l.local_addr().ok());
 
     let live: Shared =
         Arc::new(ArcSwap::from_pointee(Live { config: Arc::clone(&config), renderer: Arc::new(renderer) }));
@@ -134,7 +166,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         &store,
         &ctx,
         announced,
-        Arc::clone(&metrics),
+        (Arc::clone(&metrics), control.clone()),
         delivery_cancel.clone(),
         failed.clone(),
     )
@@ -152,11 +184,31 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     .map_err(anyhow::Error::msg)?;
 
     let admin_cancel = CancellationToken::new();
-    let admin = admin_listener.map(|l| {
-        crate::admin::serve(l, Arc::clone(&health), Arc::clone(&metrics), admin_cancel.clone(), failed.clone())
-    });
+    let admin = match admin_listener {
+        Some((listener, token)) => {
+            let state = crate::admin::AdminState::new(
+                Arc::clone(&health),
+                Arc::clone(&metrics),
+                store.clone(),
+                store.reader()?,
+                Arc::clone(&live),
+                control.clone(),
+                &token,
+            );
+            Some(crate::admin::serve(listener, state, admin_cancel.clone(), failed.clone()))
+        }
+        None => None,
+    };
     if let Some(addr) = admin_addr {
-        tracing::info!(%addr, "admin HTTP listening (/healthz, /readyz, /metrics)");
+        tracing::info!(%addr, "admin HTTP listening (/healthz, /readyz, /metrics, /api, /act)");
+    }
+    let notify_cancel = CancellationToken::new();
+    let notify =
+        crate::notify::start(Arc::clone(&live), store.clone(), store.reader()?, notify_cancel.clone(), failed.clone());
+    if config.mode == crate::config::Mode::Shadow {
+        tracing::warn!(
+            "SHADOW MODE: everything is recorded, nothing is posted (console and file channels still write)"
+        );
     }
     tracing::info!(broker = %config.mqtt.endpoint, channels = config.channels.len(), "bullhorn running");
 
@@ -168,6 +220,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         ingest_cancel,
         delivery_cancel,
         admin_cancel,
+        notify_cancel,
+        notify,
         failed,
         ingest,
         delivery,
@@ -234,10 +288,26 @@ impl Running {
         Ok(())
     }
 
-    /// Stop in order: intake, workers (within the grace period), admin, store writer.
+    /// [`reload`](Self::reload), telling systemd it is reloading and when it is done.
+    pub fn reload_notifying(&mut self) {
+        sd_notify(&[
+            sd_notify::NotifyState::Reloading,
+            sd_notify::NotifyState::monotonic_usec_now().unwrap_or(sd_notify::NotifyState::Status("reloading")),
+        ]);
+        let status = match self.reload() {
+            Ok(()) => "running; config reloaded".to_owned(),
+            Err(_) => "running; the last reload was refused (see the log)".to_owned(),
+        };
+        sd_notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&status)]);
+    }
+
+    /// Stop in order: intake, timers, workers (within the grace period), admin, store
+    /// writer.
     pub async fn stop(self) {
         self.ingest_cancel.cancel();
         self.ingest.stop().await;
+        self.notify_cancel.cancel();
+        let _ = self.notify.await;
         self.delivery_cancel.cancel();
         self.delivery.stop(self.grace).await;
         self.admin_cancel.cancel();

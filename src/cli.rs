@@ -1,5 +1,7 @@
-//! The command line: `run`, `check`, `send`. Each command is a function that returns what
-//! `main` turns into an exit status.
+//! The command line: `run`, `check`, `render`, `send`, `test-channel`, and the operator
+//! commands (`status`, `approve`, `reject`, `pause`, `resume`, `retry`, `retract`,
+//! `correct`), which are requests to the running daemon's admin API. Each command is a
+//! function that returns what `main` turns into an exit status.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -18,6 +20,9 @@ pub struct Cli {
     /// Config file [default: $BULLHORN_CONFIG, else config/bullhorn.toml]
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
+    /// The daemon's admin API, for the operator commands [default: http:// + [admin] listen]
+    #[arg(long, global = true, value_name = "URL", env = "BULLHORN_ADMIN_URL")]
+    pub admin_url: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -53,6 +58,71 @@ pub enum Command {
         #[arg(long)]
         no_validate: bool,
     },
+    /// The running daemon: mode, pauses, open deliveries per channel, recent alerts; or one
+    /// alert with its texts, post URLs and audit trail.
+    Status {
+        /// An alert: its store id (#12) or its event id.
+        alert: Option<String>,
+        /// How many recent alerts to list.
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+        /// Only alerts held for approval.
+        #[arg(long)]
+        held: bool,
+        /// Print JSON for machines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a held alert: it goes out now.
+    Approve {
+        /// Its store id or event id.
+        alert: String,
+    },
+    /// Reject a held alert: it is not posted.
+    Reject {
+        alert: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// The kill switch: stop all public posting at once (or one channel, or one event
+    /// type). Queued and held work is kept; retractions still go out.
+    Pause {
+        #[arg(long, value_name = "NAME", conflicts_with = "event_type")]
+        channel: Option<String>,
+        #[arg(long = "type", value_name = "TYPE")]
+        event_type: Option<String>,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Lift a pause; what is still valid (not expired, cancelled or past max_age) goes out.
+    Resume {
+        #[arg(long, value_name = "NAME", conflicts_with = "event_type")]
+        channel: Option<String>,
+        #[arg(long = "type", value_name = "TYPE")]
+        event_type: Option<String>,
+    },
+    /// Queue an alert's dead-lettered deliveries again.
+    Retry {
+        alert: String,
+        /// Only this channel's.
+        #[arg(long, value_name = "NAME")]
+        channel: Option<String>,
+    },
+    /// Withdraw an alert sent in error: a correction is posted as a reply on every channel
+    /// it went out on, ahead of every queue, and the alert deleted wherever the platform
+    /// allows. Later messages of its incident are recorded, not posted.
+    Retract {
+        alert: String,
+        /// The correction's text [default: config/templates/correction.txt].
+        #[arg(long)]
+        text: Option<String>,
+    },
+    /// Correct an alert: like retract, with your text, and the incident goes on.
+    Correct {
+        alert: String,
+        #[arg(long)]
+        text: String,
+    },
     /// Show what each channel would post for an event file, with each platform's length
     /// count; posts nothing.
     Render {
@@ -82,6 +152,74 @@ fn parse_format(s: &str) -> Result<event::Format, String> {
         "eido" => Ok(event::Format::Eido),
         "mapped" => Ok(event::Format::Mapped),
         other => Err(format!("unknown format {other:?} (json, cap, eido, mapped)")),
+    }
+}
+
+/// Run an operator command against the daemon's admin API; what to print.
+pub async fn operate(config: &Config, admin_url: Option<&str>, command: &Command) -> Result<String, String> {
+    use crate::admin::client::{Client, alert_path, body, format_alert, format_status};
+    let client = Client::from_config(config, admin_url)?;
+    let scope = |channel: &Option<String>, event_type: &Option<String>| match (channel, event_type) {
+        (Some(c), _) => format!("channel:{c}"),
+        (None, Some(t)) => format!("type:{t}"),
+        (None, None) => "all".to_owned(),
+    };
+    let message = |v: serde_json::Value| v["message"].as_str().unwrap_or("done").to_owned();
+    match command {
+        Command::Status { alert: Some(a), json, .. } => {
+            let v = client.get(&alert_path(a, "")).await?;
+            Ok(if *json { serde_json::to_string_pretty(&v).unwrap_or_default() } else { format_alert(&v) })
+        }
+        Command::Status { alert: None, limit, held, json } => {
+            let status = client.get("/status").await?;
+            let alerts = client.get(&format!("/alerts?limit={limit}&held={held}")).await?;
+            Ok(if *json {
+                serde_json::to_string_pretty(&serde_json::json!({ "status": status, "alerts": alerts["alerts"] }))
+                    .unwrap_or_default()
+            } else {
+                format_status(&status, &alerts)
+            })
+        }
+        Command::Approve { alert } => client.post(&alert_path(alert, "approve"), body(&[])).await.map(message),
+        Command::Reject { alert, reason } => {
+            client.post(&alert_path(alert, "reject"), body(&[("reason", reason.as_deref())])).await.map(message)
+        }
+        Command::Pause { channel, event_type, reason } => {
+            let b = body(&[("scope", Some(&scope(channel, event_type))), ("reason", reason.as_deref())]);
+            let v = client.post("/pause", b).await?;
+            Ok(format!("{}; paused now: {}", message(v.clone()), v["paused"]))
+        }
+        Command::Resume { channel, event_type } => {
+            let v = client.post("/resume", body(&[("scope", Some(&scope(channel, event_type)))])).await?;
+            Ok(format!("{}; still paused: {}", message(v.clone()), v["paused"]))
+        }
+        Command::Retry { alert, channel } => {
+            client.post(&alert_path(alert, "retry"), body(&[("channel", channel.as_deref())])).await.map(message)
+        }
+        Command::Retract { alert, text } => {
+            client.post(&alert_path(alert, "retract"), body(&[("text", text.as_deref())])).await.map(message)
+        }
+        Command::Correct { alert, text } => {
+            client.post(&alert_path(alert, "correct"), body(&[("text", Some(text))])).await.map(message)
+        }
+        _ => Err("not an operator command".to_owned()),
+    }
+}
+
+impl Command {
+    /// Whether this command talks to the running daemon's admin API.
+    pub fn is_operator(&self) -> bool {
+        matches!(
+            self,
+            Command::Status { .. }
+                | Command::Approve { .. }
+                | Command::Reject { .. }
+                | Command::Pause { .. }
+                | Command::Resume { .. }
+                | Command::Retry { .. }
+                | Command::Retract { .. }
+                | Command::Correct { .. }
+        )
     }
 }
 
@@ -233,8 +371,28 @@ pub async fn send(config: &Config, file: &Path, topic: Option<&str>, validate: b
             ev.status.as_str()
         );
     }
+    // A subscription that requires signatures gets the payload signed with its key: as an
+    // MQTT 5 user property, or in a JSON envelope over MQTT 3.1.1.
+    let mut properties = Vec::new();
+    let mut payload = payload;
+    if let Some(key) =
+        pipeline::subscription_for(&config.mqtt.subscriptions, &topic).and_then(|s| s.signing_key.as_ref())
+    {
+        use crate::ingest::signature;
+        match config.mqtt.protocol {
+            crate::config::Protocol::V5 => {
+                properties.push((signature::PROPERTY.to_owned(), signature::sign(key, &payload)));
+            }
+            crate::config::Protocol::V311 => {
+                let text = String::from_utf8(payload)
+                    .map_err(|_| "a signed envelope carries text; this file is not UTF-8".to_owned())?;
+                payload = signature::envelope_for(key, &text).into_bytes();
+            }
+        }
+        summary.push_str(", signed");
+    }
     let tls = if config.mqtt.endpoint.tls { Some(mqtt::tls_config(&config.mqtt)?) } else { None };
-    mqtt::publish_once(&config.mqtt, tls, &topic, payload, Duration::from_secs(10)).await?;
+    mqtt::publish_once_with(&config.mqtt, tls, &topic, payload, properties, Duration::from_secs(10)).await?;
     Ok(format!("published {summary} to {topic} on {}", config.mqtt.endpoint))
 }
 

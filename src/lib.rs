@@ -18,7 +18,9 @@
 //! | [`store`] | SQLite outbox and audit log: one group-commit writer, readers |
 //! | [`delivery`] | one worker per channel: priority queue, quota, retries, outcomes |
 //! | [`channel`] | one file per platform: request shape and response classification |
-//! | [`admin`] | loopback HTTP: health, readiness, Prometheus metrics |
+//! | [`admin`] | loopback HTTP: health, readiness, metrics; the operators' API and staff links |
+//! | [`control`] | the kill switch: what is paused, shared with every worker |
+//! | [`notify`] | staff notices (held alerts with approve links, late alerts, refused credentials) and hold timers |
 //! | [`app`] | builds everything from a `Config`, runs it, shuts it down in order |
 //!
 //! How an event flows: the `ingest` task receives a PUBLISH, decodes it (`event`),
@@ -37,6 +39,7 @@ pub mod broker;
 pub mod channel;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod delivery;
 pub mod event;
 #[cfg(test)]
@@ -44,6 +47,7 @@ mod fuzz;
 pub mod health;
 pub mod ingest;
 pub mod metrics;
+pub mod notify;
 pub mod policy;
 pub mod reload;
 pub mod render;

@@ -19,6 +19,10 @@ pub enum DeliveryKind {
     Update,
     /// A cancellation notice; queued originals are suppressed instead of posted.
     Cancel,
+    /// An operator's retraction or correction: a reply to the channel's original, then
+    /// every post of the incident deleted where the platform allows. Never routed from an
+    /// event; created by `bullhorn retract` / `correct`.
+    Retract,
 }
 
 impl DeliveryKind {
@@ -35,6 +39,7 @@ impl DeliveryKind {
             DeliveryKind::Post => "post",
             DeliveryKind::Update => "update",
             DeliveryKind::Cancel => "cancel",
+            DeliveryKind::Retract => "retract",
         }
     }
 
@@ -43,6 +48,7 @@ impl DeliveryKind {
             "post" => Some(DeliveryKind::Post),
             "update" => Some(DeliveryKind::Update),
             "cancel" => Some(DeliveryKind::Cancel),
+            "retract" => Some(DeliveryKind::Retract),
             _ => None,
         }
     }

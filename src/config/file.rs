@@ -192,6 +192,13 @@ pub struct SubscriptionFile {
     /// Mapped JSON: where each field is.
     #[serde(default)]
     pub mapping: Option<crate::event::mapped::Mapping>,
+    /// Accept only events signed with HMAC-SHA256 under `signing_key`.
+    #[serde(default)]
+    pub require_signature: bool,
+    #[serde(default)]
+    pub signing_key: Option<SecretString>,
+    #[serde(default)]
+    pub signing_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -231,12 +238,77 @@ impl Default for StoreFile {
 pub struct AdminFile {
     pub enabled: bool,
     pub listen: SocketAddr,
+    /// The bearer token of the admin API; unset: one is generated into the state dir.
+    pub token: Option<SecretString>,
+    pub token_file: Option<PathBuf>,
+    /// Where staff reach the admin server (through the agency's reverse proxy), for the
+    /// approve/reject links in staff notices; default: `http://` + `listen`.
+    pub public_url: Option<String>,
 }
 
 impl Default for AdminFile {
     fn default() -> Self {
-        AdminFile { enabled: true, listen: SocketAddr::from(([127, 0, 0, 1], 9180)) }
+        AdminFile {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9180)),
+            token: None,
+            token_file: None,
+            public_url: None,
+        }
     }
+}
+
+/// Staff notifications: held alerts with approve/reject links, escalation, alerts late
+/// on a channel, refused credentials.
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct NotifyFile {
+    /// Staff channels (`public = false`) that get every notice.
+    pub channels: Vec<String>,
+    /// A held alert nobody decided on for this long is sent again to `escalate_channels`.
+    pub escalate_after: Option<HumanDuration>,
+    /// Default: `channels`.
+    pub escalate_channels: Vec<String>,
+    /// A critical alert not out on a channel this long after it was queued is reported.
+    pub late_after: HumanDuration,
+    /// Report a channel whose credentials the platform refuses.
+    pub credentials: bool,
+    /// How long an approve/reject link works.
+    pub link_ttl: HumanDuration,
+}
+
+impl Default for NotifyFile {
+    fn default() -> Self {
+        NotifyFile {
+            channels: Vec::new(),
+            escalate_after: None,
+            escalate_channels: Vec::new(),
+            late_after: HumanDuration(Duration::from_secs(5 * 60)),
+            credentials: true,
+            link_ttl: HumanDuration(Duration::from_secs(24 * 3600)),
+        }
+    }
+}
+
+/// Whether the daemon posts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Live,
+    /// Everything runs and is recorded; nothing is posted (console and file still write).
+    Shadow,
+}
+
+/// What happens to a held alert nobody decided on within the rule's `hold_for`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AfterHold {
+    /// It expires unposted.
+    #[default]
+    Reject,
+    /// It goes out as if approved.
+    Publish,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -300,6 +372,9 @@ pub struct EventRuleFile {
     pub approval: Option<Approval>,
     /// When a CAD incident closes: post (as a cancellation) or end silently.
     pub post_on_close: bool,
+    /// How long a held alert waits for a decision before `after_hold` applies.
+    pub hold_for: Option<HumanDuration>,
+    pub after_hold: AfterHold,
     /// Added to the agency's hashtags for this type.
     pub hashtags: Vec<String>,
     /// When set, only these entries of the event's `fields` reach templates.
@@ -315,6 +390,8 @@ impl Default for EventRuleFile {
             templates: None,
             approval: None,
             post_on_close: false,
+            hold_for: None,
+            after_hold: AfterHold::Reject,
             hashtags: Vec::new(),
             public_fields: None,
         }

@@ -23,7 +23,7 @@ pub use channels::{
     BearerOrRefresh, BlueskySettings, DiscordSettings, MastodonSettings, MetaSettings, NextdoorSettings,
     OAuth2Settings, SlackSettings, SmsSender, SmsSettings, TeamsSettings, TelegramSettings, XAuth, XSettings,
 };
-pub use file::{Approval, LogFormat, Overflow, Protocol, Rate, Reserve};
+pub use file::{AfterHold, Approval, LogFormat, Mode, Overflow, Protocol, Rate, Reserve};
 pub use secret::{SecretUrl, read_secret};
 
 use crate::backoff::Backoff;
@@ -79,6 +79,8 @@ impl Errors {
 pub struct Config {
     /// The file this was loaded from.
     pub source: PathBuf,
+    /// Live, or shadow: everything runs and is recorded, nothing is posted.
+    pub mode: Mode,
     pub log: LogConfig,
     pub mqtt: MqttConfig,
     pub broker: BrokerConfig,
@@ -88,6 +90,7 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub templates_dir: PathBuf,
     pub reload: ReloadConfig,
+    pub notify: NotifyConfig,
     /// Rules by event type.
     pub events: BTreeMap<String, EventRule>,
     /// Channels by name.
@@ -150,6 +153,27 @@ pub struct Subscription {
     pub topic: String,
     pub format: Format,
     pub options: crate::event::DecodeOptions,
+    /// Set with `require_signature = true`: events must carry a valid HMAC-SHA256.
+    pub signing_key: Option<SigningKey>,
+}
+
+/// The HMAC key a subscription's publishers sign with. `Debug` shows nothing of it.
+#[derive(Clone)]
+pub struct SigningKey(pub SecretString);
+
+impl PartialEq for SigningKey {
+    fn eq(&self, other: &Self) -> bool {
+        use secrecy::ExposeSecret as _;
+        self.0.expose_secret() == other.0.expose_secret()
+    }
+}
+
+impl Eq for SigningKey {}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SigningKey([REDACTED])")
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -171,6 +195,22 @@ pub struct StoreConfig {
 pub struct AdminConfig {
     pub enabled: bool,
     pub listen: SocketAddr,
+    /// The API's bearer token; `None`: generated into the state dir at start
+    /// ([`crate::admin::token`]).
+    pub token: Option<SecretString>,
+    /// Where staff reach the admin server, for links in notices (no trailing slash).
+    pub public_url: String,
+}
+
+/// Staff notifications (`[notify]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifyConfig {
+    pub channels: Vec<String>,
+    pub escalate_after: Option<Duration>,
+    pub escalate_channels: Vec<String>,
+    pub late_after: Duration,
+    pub credentials: bool,
+    pub link_ttl: Duration,
 }
 
 /// The agency profile every template sees.
@@ -210,6 +250,9 @@ pub struct EventRule {
     pub public_fields: Option<Vec<String>>,
     /// When a CAD incident closes: post it (as a cancellation) or end silently.
     pub post_on_close: bool,
+    /// How long a held alert waits for a decision, then `after_hold` applies.
+    pub hold_for: Option<Duration>,
+    pub after_hold: AfterHold,
 }
 
 impl EventRule {
@@ -224,6 +267,8 @@ impl EventRule {
             hashtags: Vec::new(),
             public_fields: None,
             post_on_close: false,
+            hold_for: None,
+            after_hold: AfterHold::Reject,
         }
     }
 
@@ -351,11 +396,18 @@ impl ChannelKind {
     }
 }
 
-/// Which config file to use: `--config`, else `BULLHORN_CONFIG`, else [`DEFAULT_PATH`].
+/// The config file of an installed package.
+pub const INSTALLED_PATH: &str = "/etc/bullhorn/bullhorn.toml";
+
+/// Which config file to use: `--config`, else `BULLHORN_CONFIG`, else [`DEFAULT_PATH`]
+/// if it exists (a checkout), else [`INSTALLED_PATH`] if it exists (the package).
 pub fn resolve_path(cli: Option<&Path>) -> PathBuf {
     cli.map(Path::to_path_buf)
         .or_else(|| std::env::var_os("BULLHORN_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_PATH))
+        .unwrap_or_else(|| {
+            let local = PathBuf::from(DEFAULT_PATH);
+            if !local.exists() && Path::new(INSTALLED_PATH).exists() { PathBuf::from(INSTALLED_PATH) } else { local }
+        })
 }
 
 /// Load and validate the config at `path`, with `BULLHORN__SECTION__KEY` overrides from
@@ -459,8 +511,21 @@ fn table(value: config::Value, path: &str, errors: &mut Errors) -> BTreeMap<Stri
     }
 }
 
-const SECTIONS: &[&str] =
-    &["log", "mqtt", "broker", "store", "admin", "agency", "delivery", "templates", "reload", "events", "channels"];
+const SECTIONS: &[&str] = &[
+    "mode",
+    "log",
+    "mqtt",
+    "broker",
+    "store",
+    "admin",
+    "agency",
+    "delivery",
+    "templates",
+    "reload",
+    "notify",
+    "events",
+    "channels",
+];
 
 fn validate(source: &Path, base: &Path, mut root: BTreeMap<String, config::Value>, errors: &mut Errors) -> Config {
     let unknown: Vec<String> = root.keys().filter(|k| !SECTIONS.contains(&k.as_str())).cloned().collect();
@@ -476,6 +541,11 @@ fn validate(source: &Path, base: &Path, mut root: BTreeMap<String, config::Value
     let delivery: DeliveryFile = take_section(&mut root, "delivery", errors);
     let templates: TemplatesFile = take_section(&mut root, "templates", errors);
     let reload: ReloadFile = take_section(&mut root, "reload", errors);
+    let notify: NotifyFile = take_section(&mut root, "notify", errors);
+    let mode = match root.remove("mode") {
+        None => Mode::Live,
+        Some(v) => section::<Mode>(v, "mode", errors).unwrap_or_default(),
+    };
 
     let channels =
         root.remove("channels").map(|v| validate_channels(table(v, "channels", errors), errors)).unwrap_or_default();
@@ -540,9 +610,12 @@ fn validate(source: &Path, base: &Path, mut root: BTreeMap<String, config::Value
     }
 
     let templates_dir = templates.dir.unwrap_or_else(|| base.join("templates"));
+    let notify = validate_notify(notify, &channels, errors);
+    let admin = validate_admin(admin, errors);
 
     Config {
         source: source.to_path_buf(),
+        mode,
         log: LogConfig { level: log.level, format: log.format },
         mqtt,
         broker,
@@ -553,11 +626,12 @@ fn validate(source: &Path, base: &Path, mut root: BTreeMap<String, config::Value
             path: store.path,
             busy_timeout: store.busy_timeout.0,
         },
-        admin: AdminConfig { enabled: admin.enabled, listen: admin.listen },
+        admin,
         agency,
         delivery,
         templates_dir,
         reload: ReloadConfig { watch: reload.watch, debounce: reload.debounce.0 },
+        notify,
         events,
         channels,
     }
@@ -569,6 +643,76 @@ pub fn valid_language(tag: &str) -> bool {
         && tag.len() <= 35
         && tag.starts_with(|c: char| c.is_ascii_alphabetic())
         && tag.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
+fn validate_admin(a: AdminFile, errors: &mut Errors) -> AdminConfig {
+    let token = match secret::resolve(a.token, a.token_file.as_deref()) {
+        Ok(t) => t,
+        Err(e) => {
+            errors.push("admin.token_file", e);
+            None
+        }
+    };
+    if let Some(t) = &token {
+        use secrecy::ExposeSecret as _;
+        if t.expose_secret().len() < 16 {
+            errors.push("admin.token", "too short: use at least 16 characters (e.g. openssl rand -hex 32)");
+        }
+    }
+    let public_url = match a.public_url {
+        Some(u) => match reqwest::Url::parse(&u) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") => url.as_str().trim_end_matches('/').to_owned(),
+            Ok(_) => {
+                errors.push("admin.public_url", "must be an http:// or https:// URL");
+                String::new()
+            }
+            Err(e) => {
+                errors.push("admin.public_url", format!("invalid URL: {e}"));
+                String::new()
+            }
+        },
+        None => {
+            let ip = match a.listen.ip() {
+                std::net::IpAddr::V4(v) if v.is_unspecified() => std::net::IpAddr::from([127, 0, 0, 1]),
+                std::net::IpAddr::V6(v) if v.is_unspecified() => std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+                ip => ip,
+            };
+            format!("http://{}", SocketAddr::new(ip, a.listen.port()))
+        }
+    };
+    AdminConfig { enabled: a.enabled, listen: a.listen, token, public_url }
+}
+
+fn validate_notify(n: NotifyFile, channels: &BTreeMap<String, ChannelConfig>, errors: &mut Errors) -> NotifyConfig {
+    for (key, list) in [("channels", &n.channels), ("escalate_channels", &n.escalate_channels)] {
+        for (i, name) in list.iter().enumerate() {
+            match channels.get(name) {
+                None => errors.push(format!("notify.{key}[{i}]"), format!("unknown channel {name:?}")),
+                Some(c) if c.public => errors.push(
+                    format!("notify.{key}[{i}]"),
+                    format!(
+                        "{name:?} is public: staff notices (with approve links) go only to channels with public = false"
+                    ),
+                ),
+                Some(_) => {}
+            }
+        }
+    }
+    if n.escalate_after.is_some() && n.channels.is_empty() && n.escalate_channels.is_empty() {
+        errors.push("notify.escalate_after", "escalation needs notify.channels or notify.escalate_channels");
+    }
+    if n.late_after.0.is_zero() || n.link_ttl.0.is_zero() {
+        errors.push("notify", "late_after and link_ttl must be above zero");
+    }
+    let escalate_channels = if n.escalate_channels.is_empty() { n.channels.clone() } else { n.escalate_channels };
+    NotifyConfig {
+        channels: n.channels,
+        escalate_after: n.escalate_after.map(|d| d.0),
+        escalate_channels,
+        late_after: n.late_after.0,
+        credentials: n.credentials,
+        link_ttl: n.link_ttl.0,
+    }
 }
 
 fn validate_broker(broker: BrokerFile, errors: &mut Errors) -> BrokerConfig {
@@ -712,8 +856,30 @@ fn validate_mqtt(m: MqttFile, broker: &BrokerConfig, errors: &mut Errors) -> Mqt
                 errors
                     .push(format!("{at}.types"), "native JSON events name their type; types is for cap, eido, mapped");
             }
+            let signing_key = match secret::resolve(s.signing_key, s.signing_key_file.as_deref()) {
+                Ok(Some(key)) if s.require_signature => Some(SigningKey(key)),
+                Ok(Some(_)) => {
+                    errors.push(
+                        format!("{at}.require_signature"),
+                        "a signing key is set but require_signature is not: set require_signature = true",
+                    );
+                    None
+                }
+                Ok(None) if s.require_signature => {
+                    errors.push(
+                        format!("{at}.signing_key_file"),
+                        "require_signature = true needs the key: signing_key_file (or signing_key)",
+                    );
+                    None
+                }
+                Ok(None) => None,
+                Err(e) => {
+                    errors.push(format!("{at}.signing_key_file"), e);
+                    None
+                }
+            };
             let options = crate::event::DecodeOptions { types: s.types, mapping: s.mapping };
-            subscriptions.push(Subscription { topic: s.topic, format: s.format, options });
+            subscriptions.push(Subscription { topic: s.topic, format: s.format, options, signing_key });
         }
     }
     if let Some(t) = &m.send_topic
@@ -816,6 +982,9 @@ fn validate_events(
                 errors.push(format!("{path}.public_fields[{i}]"), format!("{f:?} is not a field name"));
             }
         }
+        if rule.hold_for.is_some_and(|d| d.0.is_zero()) {
+            errors.push(format!("{path}.hold_for"), "must be above zero (leave it out to wait for a decision)");
+        }
         if templates.is_empty() || templates.contains(['/', '\\']) || templates.starts_with('.') {
             errors.push(format!("{path}.templates"), "must be a folder name under the templates dir");
         }
@@ -830,6 +999,8 @@ fn validate_events(
                 hashtags: rule.hashtags,
                 public_fields: rule.public_fields,
                 post_on_close: rule.post_on_close,
+                hold_for: rule.hold_for.map(|d| d.0),
+                after_hold: rule.after_hold,
             },
         );
     }

@@ -19,7 +19,10 @@ pub(super) fn resolve(inline: Option<SecretString>, file: Option<&Path>) -> Resu
 }
 
 /// Read a secret file, trimming the trailing newline editors add. A path starting with
-/// `${CREDENTIALS_DIRECTORY}` is resolved against systemd's credentials directory.
+/// `${CREDENTIALS_DIRECTORY}` is resolved against systemd's credentials directory; outside
+/// the service (`bullhorn check` or `status` run by an administrator) against
+/// `$BULLHORN_CREDENTIALS_DIR`, else `/etc/bullhorn/credentials`, where the unit's
+/// `LoadCredential=` lines read them from.
 pub fn read_secret(path: &Path) -> Result<SecretString, String> {
     let path = expand_credentials_dir(path);
     let text =
@@ -31,11 +34,17 @@ pub fn read_secret(path: &Path) -> Result<SecretString, String> {
     Ok(SecretString::from(value))
 }
 
+/// Where the packaged unit's `LoadCredential=` lines read secrets from.
+pub const INSTALLED_CREDENTIALS: &str = "/etc/bullhorn/credentials";
+
 fn expand_credentials_dir(path: &Path) -> PathBuf {
     const VAR: &str = "${CREDENTIALS_DIRECTORY}";
     match path.to_str().and_then(|s| s.strip_prefix(VAR)) {
         Some(rest) => {
-            let dir = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from).unwrap_or_default();
+            let dir = std::env::var_os("CREDENTIALS_DIRECTORY")
+                .or_else(|| std::env::var_os("BULLHORN_CREDENTIALS_DIR"))
+                .filter(|d| !d.is_empty())
+                .map_or_else(|| PathBuf::from(INSTALLED_CREDENTIALS), PathBuf::from);
             dir.join(rest.trim_start_matches('/'))
         }
         None => path.to_path_buf(),

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::channel::{Caps, Context, Outcome};
 use crate::config::{Config, DeliveryConfig};
+use crate::control::Control;
 use crate::metrics::Metrics;
 use crate::store::{AttemptEnd, AttemptResult, Queued, Store, StoreError};
 use crate::supervise;
@@ -132,6 +133,7 @@ pub struct Delivery {
     store: Store,
     ctx: Context,
     metrics: Arc<Metrics>,
+    control: Control,
     cancel: CancellationToken,
     failed: CancellationToken,
 }
@@ -150,7 +152,7 @@ impl Delivery {
         store: &Store,
         ctx: &Context,
         mut announced: mpsc::UnboundedReceiver<Queued>,
-        metrics: Arc<Metrics>,
+        (metrics, control): (Arc<Metrics>, Control),
         cancel: CancellationToken,
         failed: CancellationToken,
     ) -> Result<Delivery, StoreError> {
@@ -177,6 +179,7 @@ impl Delivery {
             store: store.clone(),
             ctx: ctx.clone(),
             metrics,
+            control,
             cancel,
             failed,
         };
@@ -197,6 +200,7 @@ impl Delivery {
             self.store.clone(),
             self.store.reader()?,
             Arc::clone(&self.metrics),
+            self.control.clone(),
         );
         let handle = supervise::spawn(format!("worker {name}"), self.failed.clone(), worker.run(rx, cancel.clone()));
         self.senders.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(name.to_owned(), tx);

@@ -72,13 +72,18 @@ impl Window {
     /// How much of the window a delivery of `priority` may fill.
     fn budget(&self, priority: Priority) -> usize {
         let limit = self.quota.limit;
-        let budget = if priority == Priority::Critical { limit } else { limit - self.quota.reserve.min(limit) };
+        let budget = if priority >= Priority::Critical { limit } else { limit - self.quota.reserve.min(limit) };
         budget as usize
     }
 
     /// `None` if a delivery of `priority` may go now, else how long until it may.
     pub fn wait(&mut self, priority: Priority, now: Instant) -> Option<Duration> {
         self.prune(now);
+        // A retraction has its own budget: it never waits for the window, and still counts
+        // in it, so routine posts after it leave the platform's limit room for it.
+        if priority == Priority::Retraction {
+            return None;
+        }
         let budget = self.budget(priority);
         let mut wait = Duration::ZERO;
         if self.sent.len() >= budget {

@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
@@ -18,8 +18,11 @@ use super::queue::{Item, Queue};
 use super::quota::Window;
 use super::{Action, History, Next, WorkerMsg, decide, plan, record};
 use crate::channel::{Channel, Context, Outcome, PostRef, Request, Resolution, Response, Scratch};
-use crate::config::{ChannelConfig, Config, Quota};
+use crate::config::{ChannelConfig, Config, Mode, Quota};
+use crate::control::{Control, Pauses};
+use crate::event::Priority;
 use crate::metrics::{ChannelLabel, Metrics};
+use crate::render::platform::Platform;
 use crate::route::DeliveryKind;
 use crate::store::{AttemptEnd, AttemptResult, Closing, Job, Progress, Reader, ReplyTarget, Store, StoreError};
 use crate::time::{duration_ms, now_ms, rfc3339};
@@ -43,6 +46,11 @@ pub(super) struct Worker {
     /// Updates and cancels waiting for the post they reply to, by that post's id.
     waiting: HashMap<i64, Vec<Item>>,
     parked: HashSet<i64>,
+    /// Deliveries of a paused event type, queued again when the pauses change.
+    type_paused: Vec<Item>,
+    /// Kept so the pauses' sender outlives the worker.
+    _control: Control,
+    pauses: watch::Receiver<Pauses>,
     cancel: CancellationToken,
 }
 
@@ -55,8 +63,11 @@ enum Step {
 struct Prepared {
     job: Job,
     steps: Vec<Action>,
-    /// The channel's original post of the incident, for a reply or a deletion.
+    /// The channel's original post of the incident, for a reply.
     original: Option<ReplyTarget>,
+    /// The posts the delivery deletes after its own: the original's for a cancellation
+    /// (where configured), every post of the incident for a retraction.
+    deletions: Vec<PostRef>,
 }
 
 /// What to do with a delivery taken from the queue.
@@ -103,8 +114,10 @@ impl Worker {
         store: Store,
         reader: Reader,
         metrics: Arc<Metrics>,
+        control: Control,
     ) -> Self {
         let quota = cfg.quota.map(Window::new);
+        let pauses = control.subscribe();
         let channel = Channel::build(&cfg, &ctx);
         Worker {
             cfg,
@@ -120,6 +133,9 @@ impl Worker {
             unavailable: 0,
             waiting: HashMap::new(),
             parked: HashSet::new(),
+            type_paused: Vec::new(),
+            _control: control,
+            pauses,
             cancel: CancellationToken::new(),
         }
     }
@@ -167,10 +183,23 @@ impl Worker {
                     Some(msg) => self.handle(msg).await,
                     None => break,
                 },
+                Ok(()) = self.pauses.changed() => self.pauses_changed(),
                 () = sleep => {}
             }
         }
         self.report_depth();
+    }
+
+    /// A pause was set or lifted: what waited for its event type is looked at again.
+    fn pauses_changed(&mut self) {
+        let paused = self.pauses.borrow_and_update().channel_paused(&self.cfg);
+        if paused {
+            tracing::warn!(channel = %self.cfg.name, "paused: nothing but retractions goes out until resumed");
+        }
+        let now = Instant::now();
+        for item in std::mem::take(&mut self.type_paused) {
+            self.queue.push(item, None, now);
+        }
     }
 
     async fn handle(&mut self, msg: WorkerMsg) {
@@ -217,7 +246,7 @@ impl Worker {
     }
 
     fn report_depth(&self) {
-        let depth = i64::try_from(self.queue.len() + self.parked.len()).unwrap_or(i64::MAX);
+        let depth = i64::try_from(self.queue.len() + self.parked.len() + self.type_paused.len()).unwrap_or(i64::MAX);
         self.metrics.queue_depth.get_or_create(&ChannelLabel { channel: self.cfg.name.clone() }).set(depth);
     }
 
@@ -329,6 +358,10 @@ impl Worker {
         let Some(head) = self.queue.peek(now) else {
             return Step::Idle(wake);
         };
+        // Paused (the kill switch, or this channel): only a retraction may go.
+        if head.priority != Priority::Retraction && self.pauses.borrow().channel_paused(&self.cfg) {
+            return Step::Idle(wake);
+        }
         if let Some(w) = self.quota.as_mut().and_then(|q| q.wait(head.priority, now)) {
             let at = now + w;
             wake = Some(wake.map_or(at, |d| d.min(at)));
@@ -426,7 +459,7 @@ impl Worker {
                 Ok(Some(t)) if t.maybe_posted => None,
                 // The original never went out (dead, expired, withdrawn). A cancellation of
                 // nothing is not posted; an update stands alone.
-                Ok(_) if job.kind == DeliveryKind::Cancel && !in_flight => {
+                Ok(_) if matches!(job.kind, DeliveryKind::Cancel | DeliveryKind::Retract) && !in_flight => {
                     return Prep::Close(
                         Closing::Suppressed,
                         "nothing of the incident went out on this channel".to_owned(),
@@ -440,12 +473,22 @@ impl Worker {
             },
         };
         let caps = self.channel.caps();
-        let deletes = match &original {
-            Some(o) if job.kind == DeliveryKind::Cancel && self.cfg.delete_original && caps.delete => o.posts().len(),
-            _ => 0,
+        let deletions = match &original {
+            Some(o) if job.kind == DeliveryKind::Cancel && self.cfg.delete_original && caps.delete => o.posts(),
+            // A retraction deletes every post of the incident, wherever the platform can.
+            _ if job.kind == DeliveryKind::Retract && caps.delete => {
+                match self.reader.incident_posts(&job.incident_key, &job.channel, &job.language).await {
+                    Ok(posts) => posts,
+                    Err(e) => {
+                        tracing::warn!(channel = %self.cfg.name, error = %e, "cannot read the posts to delete; retrying");
+                        return Prep::Requeue;
+                    }
+                }
+            }
+            _ => Vec::new(),
         };
-        let steps = plan(job.parts.len(), caps, deletes);
-        Prep::Ready(Box::new(Prepared { job, steps, original }))
+        let steps = plan(job.parts.len(), caps, deletions.len());
+        Prep::Ready(Box::new(Prepared { job, steps, original, deletions }))
     }
 
     async fn process(&mut self, item: Item) {
@@ -468,6 +511,20 @@ impl Worker {
             Prep::Requeue => return self.requeue(item, STORE_RETRY),
         };
         let job = &prepared.job;
+        // This event type is paused: set aside until the pauses change.
+        if job.priority != Priority::Retraction && self.pauses.borrow().type_paused(&self.cfg, &job.event_type) {
+            self.type_paused.push(item);
+            return;
+        }
+        // Shadow mode: recorded with its text, counted against the quota, not posted.
+        if self.config.mode == Mode::Shadow && !matches!(self.cfg.platform(), Platform::Console | Platform::File) {
+            if let Some(q) = self.quota.as_mut() {
+                q.record(job.priority, Instant::now());
+            }
+            let reason = format!("shadow mode: not posted ({} on {})", job.kind.as_str(), self.cfg.platform());
+            let id = job.delivery_id;
+            return self.close(item, id, Closing::Shadow, reason).await;
+        }
         let done = job.progress.done;
         let Some(&action) = prepared.steps.get(done) else {
             // Every step is done (the config changed between them): nothing left to send.
@@ -515,8 +572,7 @@ impl Worker {
             }
             None => {
                 let Action::Delete(i) = action else { unreachable!("a post has a request") };
-                let posts = prepared.original.as_ref().map(ReplyTarget::posts).unwrap_or_default();
-                match posts.get(i) {
+                match prepared.deletions.get(i) {
                     Some(post) => self.channel.delete(post).await,
                     None => Outcome::Sent(PostRef::default()).into(),
                 }

@@ -85,12 +85,17 @@ pub enum Priority {
     Normal,
     High,
     Critical,
+    /// A retraction or correction (never configured): ahead of everything, outside the
+    /// quota budget and any pause.
+    #[serde(skip_deserializing)]
+    Retraction,
 }
 
 impl Priority {
     /// The store's column value: lower sorts first, so `ORDER BY priority` is most urgent first.
     pub fn rank(self) -> i64 {
         match self {
+            Priority::Retraction => -1,
             Priority::Critical => 0,
             Priority::High => 1,
             Priority::Normal => 2,
@@ -100,6 +105,7 @@ impl Priority {
 
     pub fn from_rank(rank: i64) -> Priority {
         match rank {
+            ..=-1 => Priority::Retraction,
             0 => Priority::Critical,
             1 => Priority::High,
             2 => Priority::Normal,
@@ -109,6 +115,7 @@ impl Priority {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Priority::Retraction => "retraction",
             Priority::Critical => "critical",
             Priority::High => "high",
             Priority::Normal => "normal",
@@ -353,6 +360,10 @@ pub enum RejectKind {
     Invalid,
     UnknownType,
     NoSubscription,
+    /// The subscription requires a signature and the message has none.
+    Unsigned,
+    /// The signature does not match the payload under the subscription's key.
+    BadSignature,
     Internal,
 }
 
@@ -365,6 +376,8 @@ impl RejectKind {
             RejectKind::Invalid => "invalid",
             RejectKind::UnknownType => "unknown_type",
             RejectKind::NoSubscription => "no_subscription",
+            RejectKind::Unsigned => "unsigned",
+            RejectKind::BadSignature => "bad_signature",
             RejectKind::Internal => "internal_error",
         }
     }

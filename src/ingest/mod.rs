@@ -14,6 +14,7 @@
 
 pub mod mqtt;
 pub mod pipeline;
+pub mod signature;
 pub mod topic;
 
 use std::sync::Arc;
@@ -220,8 +221,12 @@ impl Task {
                 let live = self.live.load();
                 let reader = &self.reader;
                 let originals = |keys: &[String]| reader.referenced_event(keys);
-                let record =
-                    pipeline::prepare(&live.config, &live.renderer, &message.topic, &message.payload, now, &originals);
+                let received = pipeline::Received {
+                    topic: &message.topic,
+                    payload: &message.payload,
+                    user_properties: &message.user_properties,
+                };
+                let record = pipeline::prepare_with(&live.config, &live.renderer, received, now, &originals);
                 self.count_received(&message.topic, &record);
                 let disposition = match &record {
                     IngestRecord::Event(e) => Some(e.disposition),

@@ -383,6 +383,18 @@ pub async fn publish_once(
     payload: Vec<u8>,
     timeout: Duration,
 ) -> Result<(), String> {
+    publish_once_with(cfg, tls, topic, payload, Vec::new(), timeout).await
+}
+
+/// [`publish_once`] with MQTT 5 user properties (ignored over 3.1.1, which has none).
+pub async fn publish_once_with(
+    cfg: &MqttConfig,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    topic: &str,
+    payload: Vec<u8>,
+    user_properties: Vec<(String, String)>,
+    timeout: Duration,
+) -> Result<(), String> {
     // Unique per call: a broker may drop a connection that reuses an id it still tracks.
     let client_id = format!("{}-send-{}-{:08x}", cfg.client_id, std::process::id(), fastrand::u32(..));
     let wait = async {
@@ -394,8 +406,9 @@ pub async fn publish_once(
                     o.set_credentials(user, secrecy::ExposeSecret::expose_secret(pass));
                 }
                 let (client, mut el) = v5::AsyncClient::new(o, 8);
+                let properties = p5::PublishProperties { user_properties, ..Default::default() };
                 client
-                    .publish(topic, v5::mqttbytes::QoS::AtLeastOnce, false, payload)
+                    .publish_with_properties(topic, v5::mqttbytes::QoS::AtLeastOnce, false, payload, properties)
                     .await
                     .map_err(|e| e.to_string())?;
                 loop {

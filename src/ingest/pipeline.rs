@@ -38,20 +38,40 @@ pub fn prepare(
     now: Timestamp,
     originals: Originals<'_>,
 ) -> IngestRecord {
+    prepare_with(config, renderer, Received { topic, payload, user_properties: &[] }, now, originals)
+}
+
+/// A message as the broker delivered it.
+#[derive(Debug, Clone, Copy)]
+pub struct Received<'a> {
+    pub topic: &'a str,
+    pub payload: &'a Bytes,
+    /// MQTT 5 user properties (a signature).
+    pub user_properties: &'a [(String, String)],
+}
+
+/// [`prepare`] for a message with its MQTT 5 user properties.
+pub fn prepare_with(
+    config: &Config,
+    renderer: &Renderer,
+    msg: Received<'_>,
+    now: Timestamp,
+    originals: Originals<'_>,
+) -> IngestRecord {
+    let Received { topic, payload, .. } = msg;
     let sub = subscription_for(&config.mqtt.subscriptions, topic);
     let format = sub.map(|s| s.format);
     // Nothing here should panic; if something does, the message is recorded as a reject
     // instead of taking the ingest task (and every message after it) down.
-    let accepted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        accept(config, renderer, sub, topic, payload, now, originals)
-    }))
-    .unwrap_or_else(|panic| {
-        let what = crate::supervise::message(panic.as_ref());
-        Err(Reject::new(
-            RejectKind::Internal,
-            format!("internal error while decoding (a bug; please report it): {what}"),
-        ))
-    });
+    let accepted =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| accept(config, renderer, sub, msg, now, originals)))
+            .unwrap_or_else(|panic| {
+                let what = crate::supervise::message(panic.as_ref());
+                Err(Reject::new(
+                    RejectKind::Internal,
+                    format!("internal error while decoding (a bug; please report it): {what}"),
+                ))
+            });
     match accepted {
         Ok(event) => IngestRecord::Event(Box::new(event)),
         Err(reject) => IngestRecord::Reject(NewReject {
@@ -69,11 +89,11 @@ fn accept(
     config: &Config,
     renderer: &Renderer,
     sub: Option<&Subscription>,
-    topic: &str,
-    payload: &Bytes,
+    msg: Received<'_>,
     now: Timestamp,
     originals: Originals<'_>,
 ) -> Result<NewEvent, Reject> {
+    let Received { topic, payload, user_properties } = msg;
     let limit = config.mqtt.max_payload_bytes;
     if payload.len() > limit {
         return Err(Reject::new(
@@ -83,6 +103,15 @@ fn accept(
     }
     let sub =
         sub.ok_or_else(|| Reject::new(RejectKind::NoSubscription, format!("no subscription matches topic {topic:?}")))?;
+    // A signed subscription: only the verified event goes on (out of its envelope).
+    let verified;
+    let payload = match &sub.signing_key {
+        Some(key) => {
+            verified = super::signature::verify(key, payload, user_properties)?;
+            &verified
+        }
+        None => payload,
+    };
     let mut event = event::decode(sub.format, payload, &sub.options)?;
     // A CAP Cancel without `info`: what it cancels gives its type and texts.
     if event.event_type.is_empty() && event.ignored.is_none() {

@@ -48,6 +48,8 @@ const CORE: &[&str] = &[
 const AGENCY: &[&str] = &["name", "time_zone", "phone", "web", "hashtags"];
 const LOCATION: &[&str] = &["text", "lat", "lon"];
 const CHANNEL: &[&str] = &["name", "kind", "platform"];
+/// What a correction template (`correction.txt`) sees.
+const CORRECTION_KEYS: &[&str] = &["headline", "event_type", "sent", "correction", "agency", "platform", "channel"];
 
 /// Check the config's templates; empty when all is well.
 pub fn check(config: &Config) -> Vec<TemplateError> {
@@ -79,10 +81,42 @@ pub fn check(config: &Config) -> Vec<TemplateError> {
         let Ok(template) = renderer.env().get_template(name) else { continue };
         let mut vars: Vec<String> = template.undeclared_variables(true).into_iter().collect();
         vars.sort();
+        let correction = set.is_none() && name.starts_with("correction");
         for var in vars {
-            if let Some(reason) = unknown_variable(&var, allowed.as_ref()) {
+            let unknown = if correction {
+                let top = var.split('.').next().unwrap_or(&var);
+                match top {
+                    "agency" | "channel" => unknown_variable(&var, None),
+                    t if CORRECTION_KEYS.contains(&t) => None,
+                    t => {
+                        Some(format!("unknown variable {t}: a correction template has {}", CORRECTION_KEYS.join(", ")))
+                    }
+                }
+            } else {
+                unknown_variable(&var, allowed.as_ref())
+            };
+            if let Some(reason) = unknown {
                 let line = line_of(template.source(), var.rsplit('.').next().unwrap_or(&var));
                 problems.push(TemplateError { file: renderer.dir().join(name), line, message: reason });
+            }
+        }
+    }
+
+    // The correction text, on every enabled channel, as a retraction and as a correction.
+    if let Some(event) = samples.values().next() {
+        let mut seen = BTreeSet::new();
+        for c in config.channels.values().filter(|c| c.enabled) {
+            for text in [None, Some("The road is open again; the closure was posted in error.")] {
+                let r = renderer.correction(event, &Target::channel(c), text);
+                if let Some(error) = r.error
+                    && seen.insert(error.clone())
+                {
+                    problems.push(TemplateError {
+                        file: renderer.dir().join(&r.template),
+                        line: None,
+                        message: format!("rendering a correction for {}: {error}", c.name),
+                    });
+                }
             }
         }
     }

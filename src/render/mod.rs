@@ -54,6 +54,12 @@ const FUEL: u64 = 100_000;
 pub const GLOBAL_DEFAULT: &str = "default.txt";
 /// A sample event for a set, used by `bullhorn check`.
 pub const SAMPLE: &str = "sample.json";
+/// The text of a retraction or correction (`bullhorn retract` / `correct`), at the top of
+/// the templates dir; [`BUILTIN_CORRECTION`] when there is none.
+pub const CORRECTION: &str = "correction.txt";
+/// Used when the templates dir has no `correction.txt`.
+pub const BUILTIN_CORRECTION: &str = r#"{% if correction %}CORRECTION: {{ correction }}{% else %}CORRECTION: Our alert "{{ headline }}" was sent in error. Please disregard it.{% endif %}
+{{ agency.name }}{% if agency.phone %} · {{ agency.phone }}{% endif %}"#;
 
 /// A template problem, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,9 +159,17 @@ impl Renderer {
         let mut names = BTreeSet::new();
         for entry in read_dir_sorted(&dir, &mut errors) {
             let Some(file) = entry.file_name().and_then(|f| f.to_str()).map(str::to_owned) else { continue };
-            if entry.is_file() && template_stem(&file).is_some_and(|(base, _)| base == "default") {
+            if entry.is_file()
+                && template_stem(&file).is_some_and(|(base, _)| base == "default" || base == "correction")
+            {
                 add(&mut env, &dir, &file, &mut names, &mut errors);
             }
+        }
+        if !names.contains(CORRECTION) {
+            if let Err(e) = env.add_template(CORRECTION, BUILTIN_CORRECTION) {
+                errors.push(TemplateError { file: dir.join(CORRECTION), line: e.line(), message: e.to_string() });
+            }
+            names.insert(CORRECTION.to_owned());
         }
         let sets: BTreeSet<&str> = config.events.values().map(|r| r.templates.as_str()).collect();
         for set in sets {
@@ -314,6 +328,56 @@ impl Renderer {
         ctx.insert("hashtags".to_owned(), tags.into());
         ctx.insert("agency".to_owned(), serde_json::to_value(&self.agency).unwrap_or_default());
         Value::from(minijinja::value::Serde(&ctx))
+    }
+}
+
+impl Renderer {
+    /// The text of a retraction (`correction` is `None`) or correction of `event` for
+    /// `target`, fitted to its limit. Every value is escaped for the platform, the
+    /// operator's text included.
+    pub fn correction(&self, event: &Event, target: &Target<'_>, correction: Option<&str>) -> Rendered {
+        let platform = target.platform;
+        let measure = |s: &str| platform::measure(platform, s, target.limit);
+        let language = event.language.as_deref();
+        let name = [language.map(|l| format!("correction.{l}.txt")), Some(CORRECTION.to_owned())]
+            .into_iter()
+            .flatten()
+            .find(|n| self.names.contains(n))
+            .unwrap_or_else(|| CORRECTION.to_owned());
+        let ctx = minijinja::context! {
+            platform => platform.as_str(),
+            channel => minijinja::context! { name => target.name, kind => platform.as_str(), platform => platform.as_str() },
+            headline => &event.headline,
+            event_type => &event.event_type,
+            sent => event.sent.map(|t| t.to_string()),
+            correction => correction,
+            agency => Value::from(minijinja::value::Serde(&self.agency)),
+        };
+        let drawn = self.env.get_template(&name).and_then(|t| t.render(ctx)).map_err(|e| describe(&name, &e));
+        let (text, mut error) = match drawn.map(|t| tidy(&t)) {
+            Ok(t) if !t.is_empty() => (t, None),
+            Ok(_) => (String::new(), Some(format!("{name}: rendered empty text"))),
+            Err(e) => (String::new(), Some(e)),
+        };
+        let text = if text.is_empty() {
+            let plain = match correction {
+                Some(c) => format!("CORRECTION: {c}"),
+                None => format!("CORRECTION: Our alert \"{}\" was sent in error. Please disregard it.", event.headline),
+            };
+            escape::escape(platform, &plain)
+        } else {
+            text
+        };
+        let fits = |s: &str| measure(s).fits;
+        let shortened = !fits(&text);
+        let text = if shortened {
+            error.get_or_insert_with(|| format!("too long for {platform}; the text was cut"));
+            fit::hard_fit(&text, &fits)
+        } else {
+            text
+        };
+        let length = measure(&text);
+        Rendered { text, parts: Vec::new(), length, shortened, template: name, error }
     }
 }
 
@@ -509,6 +573,7 @@ pub fn fallback(event: &Event, kind: DeliveryKind, platform: Platform) -> String
         DeliveryKind::Post => event.headline.clone(),
         DeliveryKind::Update => format!("UPDATE: {}", event.headline),
         DeliveryKind::Cancel => format!("CANCELLED: {}", event.headline),
+        DeliveryKind::Retract => format!("CORRECTION: {}", event.headline),
     };
     [Some(&head), event.instruction.as_ref(), event.web.as_ref(), event.contact.as_ref()]
         .into_iter()

@@ -10,6 +10,8 @@
 //! channel; an *attempt* is one request for a delivery, committed before it is sent; a
 //! *reject* is the dead-letter record of bad input.
 
+mod admin;
+mod ops;
 mod read;
 mod schema;
 mod writer;
@@ -22,6 +24,10 @@ use bytes::Bytes;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
+pub use admin::{AdminDone, AdminOp, LinkAction, NewLink, NewNotice, Scope};
+pub use ops::{
+    AlertDelivery, AlertDetail, AlertSummary, AuditRow, CredentialFailure, HeldEvent, LateDelivery, LinkInfo, PauseRow,
+};
 pub use read::{Job, PendingRow, Reader, ReplyTarget};
 
 pub use crate::channel::PostRef;
@@ -52,6 +58,13 @@ pub enum StoreError {
     NotQueued(i64),
     #[error("store writer has stopped")]
     Closed,
+    /// An admin request named something that is not there.
+    #[error("{0}")]
+    NotFound(String),
+    /// An admin request that does not apply in the current state (approving what is not
+    /// held, using a link twice).
+    #[error("{0}")]
+    Conflict(String),
     #[error("cannot open store {path}: {message}")]
     Open { path: PathBuf, message: String },
 }
@@ -238,6 +251,8 @@ pub enum Closing {
     Dead,
     /// Every step already went out (the plan shrank with a reload).
     Done,
+    /// Shadow mode: recorded, not posted.
+    Shadow,
 }
 
 impl Closing {
@@ -247,6 +262,7 @@ impl Closing {
             Closing::Suppressed => "suppressed",
             Closing::Dead => "dead",
             Closing::Done => "sent",
+            Closing::Shadow => "shadow",
         }
     }
 }
@@ -260,6 +276,7 @@ enum Op {
     FinishAttempt { attempt_id: i64, delivery_id: i64, finished_at: i64, result: AttemptResult, reply: Reply<()> },
     SaveScratch { delivery_id: i64, key: String, value: String, reply: Reply<()> },
     Close { delivery_id: i64, closing: Closing, reason: String, reply: Reply<()> },
+    Admin(Box<AdminOp>, Reply<AdminDone>),
     Probe(Reply<()>),
 }
 
@@ -381,6 +398,12 @@ impl Store {
     /// Close a queued delivery without sending it.
     pub async fn close(&self, delivery_id: i64, closing: Closing, reason: String) -> Result<(), StoreError> {
         Pending(self.send(|reply| Op::Close { delivery_id, closing, reason, reply }).await?).await
+    }
+
+    /// An operator's request (approve, reject, pause, retract, ...) or a staff notice;
+    /// answered once committed, with its audit row.
+    pub async fn admin(&self, op: AdminOp) -> Result<AdminDone, StoreError> {
+        Pending(self.send(|reply| Op::Admin(Box::new(op), reply)).await?).await
     }
 
     /// A real write, to learn whether the store takes writes again.

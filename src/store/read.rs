@@ -43,6 +43,7 @@ pub struct Job {
     pub idem_key: String,
     pub attempts: u32,
     pub reply_to: Option<i64>,
+    /// Since when it waits to go out: queued, approved, or queued again by a retry.
     pub created_at: i64,
     pub event_id: i64,
     pub incident_key: String,
@@ -87,7 +88,7 @@ impl Reader {
         Ok(Reader { conn: Arc::new(Mutex::new(conn)) })
     }
 
-    async fn with<T: Send + 'static>(
+    pub(super) async fn with<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
@@ -133,7 +134,7 @@ impl Reader {
         self.with(move |c| {
             c.prepare_cached(
                 "SELECT d.id, d.channel, d.kind, d.state, d.priority, d.text, d.idem_key, d.attempts, d.reply_to,
-                        d.created_at, e.id, e.incident_key, e.event_type, e.msg_type, e.status, e.revision,
+                        COALESCE(d.queued_at, d.created_at), e.id, e.incident_key, e.event_type, e.msg_type, e.status, e.revision,
                         e.sent_at, e.expires_at, e.received_at, e.event_json, d.language, d.parts, d.progress,
                         (SELECT a.outcome FROM attempts a WHERE a.delivery_id = d.id ORDER BY a.id DESC LIMIT 1)
                  FROM deliveries d JOIN events e ON e.id = d.event_id

@@ -128,6 +128,39 @@ ALTER TABLE events ADD COLUMN message_key TEXT;
 ALTER TABLE events ADD COLUMN digest TEXT;
 CREATE INDEX events_message ON events(message_key) WHERE message_key IS NOT NULL;
 ",
+    // 4: operations. Approvals move held deliveries to the queue (queued_at: since when it
+    // counts as waiting, for give-up and lateness); pauses outlive a restart; staff notices
+    // are events of format 'system' (dedupe key 'notice:...') with one-time links.
+    r"
+ALTER TABLE deliveries ADD COLUMN queued_at INTEGER;
+CREATE INDEX deliveries_held ON deliveries(event_id) WHERE state = 'held';
+CREATE INDEX deliveries_urgent ON deliveries(queued_at) WHERE state IN ('queued', 'in_flight') AND priority <= 0;
+CREATE INDEX deliveries_dead ON deliveries(event_id) WHERE state = 'dead';
+
+-- all | channel:NAME | type:NAME
+CREATE TABLE pauses (
+    scope  TEXT    PRIMARY KEY,
+    actor  TEXT    NOT NULL,
+    at     INTEGER NOT NULL,
+    reason TEXT
+) STRICT;
+
+-- Approve/reject links in staff notices: only the token's hash is kept.
+CREATE TABLE links (
+    id           INTEGER PRIMARY KEY,
+    token_sha256 TEXT    NOT NULL UNIQUE,
+    event_id     INTEGER NOT NULL REFERENCES events(id),
+    -- approve | reject
+    action       TEXT    NOT NULL,
+    created_at   INTEGER NOT NULL,
+    expires_at   INTEGER NOT NULL,
+    used_at      INTEGER,
+    used_by      TEXT
+) STRICT;
+CREATE INDEX links_event ON links(event_id);
+CREATE INDEX audit_target ON audit(target);
+CREATE INDEX attempts_refused ON attempts(started_at) WHERE outcome = 'credentials';
+",
 ];
 
 /// Bring `conn` up to the latest schema.

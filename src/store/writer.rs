@@ -69,6 +69,7 @@ pub(super) fn run(
 enum Answer {
     Ingest(IngestOutcome),
     Attempt(i64),
+    Admin(super::AdminDone),
     Done,
 }
 
@@ -134,6 +135,7 @@ fn apply_batch(conn: &mut Connection, batch: &[Op], savepoints: bool) -> Result<
                     answers.push(Ok(a));
                 }
                 Err(ApplyError::NotQueued(id)) => answers.push(Err(StoreError::NotQueued(id))),
+                Err(ApplyError::Denied(e)) => answers.push(Err(e)),
                 Err(ApplyError::Refused(_)) => return Err(BatchError::Refused),
                 Err(ApplyError::Sql(e)) => return Err(BatchError::Sql(e)),
             }
@@ -153,6 +155,10 @@ fn apply_batch(conn: &mut Connection, batch: &[Op], savepoints: bool) -> Result<
             Err(ApplyError::NotQueued(id)) => {
                 drop(sp);
                 answers.push(Err(StoreError::NotQueued(id)));
+            }
+            Err(ApplyError::Denied(e)) => {
+                drop(sp);
+                answers.push(Err(e));
             }
             Err(ApplyError::Sql(e)) => return Err(BatchError::Sql(e)),
         }
@@ -201,6 +207,12 @@ fn reply(op: Op, answer: Result<Answer, StoreError>) {
                 _ => Err(StoreError::Refused("internal: wrong answer".to_owned())),
             }));
         }
+        Op::Admin(_, reply) => {
+            let _ = reply.send(answer.and_then(|a| match a {
+                Answer::Admin(done) => Ok(done),
+                _ => Err(StoreError::Refused("internal: wrong answer".to_owned())),
+            }));
+        }
         Op::FinishAttempt { reply, .. }
         | Op::SaveScratch { reply, .. }
         | Op::Close { reply, .. }
@@ -210,9 +222,11 @@ fn reply(op: Op, answer: Result<Answer, StoreError>) {
     }
 }
 
-enum ApplyError {
+pub(super) enum ApplyError {
     Refused(String),
     NotQueued(i64),
+    /// The request does not apply (checked before anything was written): this answer.
+    Denied(StoreError),
     Sql(rusqlite::Error),
 }
 
@@ -279,6 +293,7 @@ fn apply(conn: &Connection, op: &Op, announced: &mut Vec<Queued>) -> Result<Answ
             }
             Ok(Answer::Done)
         }
+        Op::Admin(op, _) => super::admin::apply(conn, op, now, announced).map(Answer::Admin),
         Op::Probe(_) => {
             conn.prepare_cached(
                 "INSERT INTO probe (id, at) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET at = excluded.at",
@@ -399,12 +414,12 @@ fn insert_reject(conn: &Connection, r: &NewReject) -> Result<i64, ApplyError> {
 }
 
 /// An earlier delivery of the same incident on one channel.
-struct Prior {
-    id: i64,
-    kind: String,
-    state: String,
+pub(super) struct Prior {
+    pub id: i64,
+    pub kind: String,
+    pub state: String,
     /// It may have gone out though not `sent` (see [`ReplyTarget::maybe_posted`]).
-    maybe_posted: bool,
+    pub maybe_posted: bool,
 }
 
 fn ingest_event(
@@ -478,11 +493,23 @@ fn ingest_event(
     // The incident's earlier events, usually none. (Looked up once, by equality only, and
     // compared here: a MAX() or a join with a bound value makes SQLite re-prepare the
     // statement on every call.)
+    let mut retracted = false;
     let earlier: Vec<(i64, Option<i64>, Option<String>)> = conn
-        .prepare_cached("SELECT id, revision, digest FROM events WHERE incident_key = ?1")?
-        .query_map([&incident_key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .filter(|row| row.as_ref().map_or(true, |(id, _, _)| *id != event_id))
+        .prepare_cached("SELECT id, revision, digest, msg_type = 'retract' FROM events WHERE incident_key = ?1")?
+        .query_map([&incident_key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, bool>(3)?)))?
+        .filter(|row| row.as_ref().map_or(true, |(id, _, _, _)| *id != event_id))
+        .map(|row| {
+            row.map(|(id, rev, digest, retract)| {
+                retracted |= retract;
+                (id, rev, digest)
+            })
+        })
         .collect::<rusqlite::Result<_>>()?;
+    // An operator retracted the incident: what comes later of it is recorded, not posted.
+    if retracted {
+        conn.prepare_cached("UPDATE events SET disposition = 'retracted' WHERE id = ?1")?.execute([event_id])?;
+        return Ok(IngestOutcome::Accepted { event_id, deliveries: 0, suppressed: 0 });
+    }
     if let Some(rev) = e.revision.and_then(|r| i64::try_from(r).ok())
         && earlier.iter().any(|(_, r, _)| r.is_some_and(|r| r > rev))
     {
@@ -570,8 +597,8 @@ fn ingest_event(
         let reply_to = original.map(|p| p.id);
         conn.prepare_cached(
             "INSERT INTO deliveries (event_id, channel, kind, language, state, priority, text, parts, render_note,
-                                     reply_to, idem_key, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
+                                     reply_to, idem_key, created_at, updated_at, queued_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, CASE WHEN ?5 = 'queued' THEN ?12 END)",
         )?
         .execute(params![
             event_id,
@@ -603,7 +630,7 @@ fn ingest_event(
 
 /// Earlier deliveries of the incident (of the `earlier` events) on `channel` in
 /// `language`, oldest first: a reply goes to the post in its own language.
-fn priors(
+pub(super) fn priors(
     conn: &Connection,
     earlier: &[(i64, Option<i64>)],
     channel: &str,

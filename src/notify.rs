@@ -1,0 +1,433 @@
+//! Staff notifications and the timers of held alerts (SPEC 6).
+//!
+//! One task looks at the store every second and, for what it finds, asks the writer for a
+//! staff notice, which is an event of format `system` with deliveries to the `[notify]`
+//! channels (all `public = false`): queued, retried, rate-limited and recorded like any
+//! other delivery. Each notice has a key (`held:12`, `escalate:12`, `late:12`,
+//! `credentials:x:2026112114`) that the store keeps unique, so a restart or a second look
+//! never sends one twice.
+//!
+//! - A held alert: its previews and one-time approve/reject links ([`crate::admin::act`]).
+//! - Still held after `escalate_after`: again, to `escalate_channels`, with fresh links.
+//! - Held past its rule's `hold_for`: rejected or published (`after_hold`), by "hold
+//!   timer" in the audit log. This needs no staff channel.
+//! - A critical alert (or a retraction) not out on a channel `late_after` after it was
+//!   queued: which channels, and what their last attempt said.
+//! - A channel whose credentials the platform refused (at most once an hour per channel).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{AfterHold, ChannelConfig, Config};
+use crate::event::Priority;
+use crate::reload::Shared;
+use crate::render::escape::escape;
+use crate::render::platform::{self, Platform};
+use crate::route::DeliveryKind;
+use crate::store::{
+    AdminOp, CredentialFailure, HeldEvent, LateDelivery, LinkAction, NewDelivery, NewLink, NewNotice, Reader, Store,
+};
+use crate::time::{duration_ms, now_ms};
+
+/// How often held alerts are looked at.
+const TICK: Duration = Duration::from_secs(1);
+/// Late deliveries and refused credentials are looked at every this many ticks.
+const SLOW_EVERY: u32 = 10;
+
+/// Start the task; it stops with `cancel`.
+pub fn start(
+    live: Shared,
+    store: Store,
+    reader: Reader,
+    cancel: CancellationToken,
+    failed: CancellationToken,
+) -> JoinHandle<()> {
+    crate::supervise::spawn("notify".to_owned(), failed, async move {
+        let mut timers = Timers { live, store, reader, credentials_since: now_ms() - 3_600_000 };
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut n: u32 = 0;
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            timers.held().await;
+            if n.is_multiple_of(SLOW_EVERY) {
+                timers.late().await;
+                timers.credentials().await;
+            }
+            n = n.wrapping_add(1);
+        }
+    })
+}
+
+struct Timers {
+    live: Shared,
+    store: Store,
+    reader: Reader,
+    credentials_since: i64,
+}
+
+impl Timers {
+    async fn held(&mut self) {
+        let held = match self.reader.held_events().await {
+            Ok(h) => h,
+            Err(e) => return tracing::debug!(error = %e, "cannot read held alerts"),
+        };
+        if held.is_empty() {
+            return;
+        }
+        let config = std::sync::Arc::clone(&self.live.load().config);
+        let now = now_ms();
+        for h in held {
+            let age = Duration::from_millis(u64::try_from(now - h.received_at).unwrap_or(0));
+            let rule = config.events.get(&h.event_type);
+            if let Some((hold_for, after)) = rule.and_then(|r| r.hold_for.map(|d| (d, r.after_hold)))
+                && age >= hold_for
+            {
+                let waited = humantime::format_duration(hold_for);
+                let op = match after {
+                    AfterHold::Reject => AdminOp::Reject {
+                        event_id: h.event_id,
+                        actor: "hold timer".to_owned(),
+                        reason: format!("not approved within {waited} (after_hold = reject)"),
+                    },
+                    AfterHold::Publish => {
+                        AdminOp::Approve { event_id: h.event_id, actor: format!("hold timer (after {waited})") }
+                    }
+                };
+                match self.store.admin(op).await {
+                    Ok(done) => {
+                        tracing::warn!(alert = h.event_id, %waited, message = %done.message, "held alert timed out")
+                    }
+                    Err(e) => tracing::warn!(alert = h.event_id, error = %e, "cannot time out a held alert"),
+                }
+                continue;
+            }
+            let n = &config.notify;
+            if !h.noticed && !n.channels.is_empty() {
+                self.send(held_notice(&config, &h, &n.channels, false)).await;
+            }
+            if let Some(after) = n.escalate_after
+                && age >= after
+                && !h.escalated
+                && !n.escalate_channels.is_empty()
+            {
+                self.send(held_notice(&config, &h, &n.escalate_channels, true)).await;
+            }
+        }
+    }
+
+    async fn late(&mut self) {
+        let config = std::sync::Arc::clone(&self.live.load().config);
+        if config.notify.channels.is_empty() {
+            return;
+        }
+        let cutoff = now_ms() - duration_ms(config.notify.late_after);
+        let late = match self.reader.late_critical(cutoff).await {
+            Ok(l) => l,
+            Err(e) => return tracing::debug!(error = %e, "cannot read late deliveries"),
+        };
+        let mut by_event: BTreeMap<i64, Vec<LateDelivery>> = BTreeMap::new();
+        for d in late {
+            by_event.entry(d.event_id).or_default().push(d);
+        }
+        for (event_id, list) in by_event {
+            self.send(late_notice(&config, event_id, &list)).await;
+        }
+    }
+
+    async fn credentials(&mut self) {
+        let config = std::sync::Arc::clone(&self.live.load().config);
+        if !config.notify.credentials || config.notify.channels.is_empty() {
+            return;
+        }
+        let since = self.credentials_since;
+        let failures = match self.reader.credential_failures(since).await {
+            Ok(f) => f,
+            Err(e) => return tracing::debug!(error = %e, "cannot read refused credentials"),
+        };
+        for f in failures {
+            self.credentials_since = self.credentials_since.max(f.at + 1);
+            self.send(credentials_notice(&config, &f)).await;
+        }
+    }
+
+    async fn send(&self, notice: Option<NewNotice>) {
+        let Some(notice) = notice else { return };
+        let key = notice.key.clone();
+        match self.store.admin(AdminOp::Notice(notice)).await {
+            Ok(done) if done.changed > 0 => tracing::info!(notice = %key, channels = done.changed, "staff notified"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(notice = %key, error = %e, "cannot queue a staff notice; will try again"),
+        }
+    }
+}
+
+/// Local time in the agency's zone, for people.
+fn local(config: &Config, ms: i64) -> String {
+    let tz = jiff::tz::TimeZone::get(&config.agency.time_zone).unwrap_or(jiff::tz::TimeZone::UTC);
+    match jiff::Timestamp::from_millisecond(ms) {
+        Ok(t) => t.to_zoned(tz).strftime("%H:%M %Z (%b %-d)").to_string(),
+        Err(_) => ms.to_string(),
+    }
+}
+
+/// One delivery per staff channel of `head` (trusted text with event values already
+/// escaped per platform by `build`), cut to each platform's limit from the end, where
+/// the previews are.
+fn deliveries(
+    config: &Config,
+    key: &str,
+    channels: &[String],
+    priority: Priority,
+    build: &dyn Fn(Platform) -> String,
+) -> Vec<NewDelivery> {
+    channels
+        .iter()
+        .filter_map(|name| config.channels.get(name).filter(|c| c.enabled && !c.public))
+        .map(|c: &ChannelConfig| {
+            let platform = c.platform();
+            let text = build(platform);
+            let fits = |s: &str| platform::measure(platform, s, c.limit()).fits;
+            let text = if fits(&text) { text } else { crate::render::fit::hard_fit(&text, &fits) };
+            NewDelivery {
+                idem_key: crate::ingest::pipeline::idempotency_key(&format!("notice:{key}"), &c.name, "post", ""),
+                channel: c.name.clone(),
+                kind: DeliveryKind::Post,
+                language: String::new(),
+                parts: Vec::new(),
+                priority,
+                text,
+                render_note: None,
+            }
+        })
+        .collect()
+}
+
+fn urgency(p: Priority) -> Priority {
+    p.max(Priority::High)
+}
+
+fn held_notice(config: &Config, h: &HeldEvent, channels: &[String], escalation: bool) -> Option<NewNotice> {
+    let key = format!("{}:{}", if escalation { "escalate" } else { "held" }, h.event_id);
+    let expires_at = now_ms() + duration_ms(config.notify.link_ttl);
+    let mut links = Vec::new();
+    let mut urls = Vec::new();
+    for action in [LinkAction::Approve, LinkAction::Reject] {
+        let token = match crate::admin::random_token() {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot make approval links");
+                return None;
+            }
+        };
+        urls.push(format!("{}/act/{token}", config.admin.public_url));
+        links.push(NewLink { token_sha256: crate::policy::sha256_hex(token.as_bytes()), action, expires_at });
+    }
+    let deadline = config.events.get(&h.event_type).and_then(|r| r.hold_for.map(|d| (d, r.after_hold)));
+    let build = |p: Platform| {
+        let mut t = String::new();
+        t.push_str(if escalation { "STILL HELD, nobody has decided: " } else { "HELD FOR APPROVAL: " });
+        t.push_str(&escape(p, &h.headline));
+        t.push_str(&format!(
+            "\n{} · {} · {} · alert #{} · received {}",
+            escape(p, &h.event_type),
+            h.priority.as_str(),
+            escape(p, &h.status),
+            h.event_id,
+            local(config, h.received_at)
+        ));
+        t.push_str(&format!("\nApprove: {}\nReject: {}", urls[0], urls[1]));
+        t.push_str(&format!("\n(or: bullhorn approve {0} / bullhorn reject {0})", h.event_id));
+        if let Some((d, after)) = deadline {
+            let what = if after == AfterHold::Publish { "published" } else { "rejected" };
+            t.push_str(&format!(
+                "\nUndecided, it will be {what} at {}.",
+                local(config, h.received_at + duration_ms(d))
+            ));
+        }
+        t.push_str("\n\nWould post:");
+        for (channel, text) in &h.previews {
+            t.push_str(&format!("\n— {}: {}", escape(p, channel), escape(p, text)));
+        }
+        t
+    };
+    let deliveries = deliveries(config, &key, channels, urgency(h.priority), &build);
+    (!deliveries.is_empty()).then(|| NewNotice {
+        key,
+        about: Some(h.event_id),
+        headline: format!("held: {}", h.headline),
+        priority: urgency(h.priority),
+        deliveries,
+        links,
+    })
+}
+
+fn late_notice(config: &Config, event_id: i64, list: &[LateDelivery]) -> Option<NewNotice> {
+    let first = list.first()?;
+    let key = format!("late:{event_id}");
+    let build = |p: Platform| {
+        let mut t = format!(
+            "NOT OUT after {}: {}\n{} · alert #{event_id}",
+            humantime::format_duration(config.notify.late_after),
+            escape(p, &first.headline),
+            escape(p, &first.event_type)
+        );
+        for d in list {
+            t.push_str(&format!(
+                "\n— {}: {} since {}{}",
+                escape(p, &d.channel),
+                d.state,
+                local(config, d.queued_at),
+                d.last.as_deref().map(|l| format!("; last try: {}", escape(p, l))).unwrap_or_default()
+            ));
+        }
+        t.push_str(&format!("\nSee: bullhorn status {event_id}"));
+        t
+    };
+    let deliveries = deliveries(config, &key, &config.notify.channels, Priority::Critical, &build);
+    (!deliveries.is_empty()).then(|| NewNotice {
+        key,
+        about: Some(event_id),
+        headline: format!("late: {}", first.headline),
+        priority: Priority::Critical,
+        deliveries,
+        links: Vec::new(),
+    })
+}
+
+fn credentials_notice(config: &Config, f: &CredentialFailure) -> Option<NewNotice> {
+    // At most one a channel an hour.
+    let key = format!("credentials:{}:{}", f.channel, f.at / 3_600_000);
+    // The refused channel itself may be a staff channel: tell the others.
+    let channels: Vec<String> = config.notify.channels.iter().filter(|c| **c != f.channel).cloned().collect();
+    let build = |p: Platform| {
+        format!(
+            "CHANNEL {}: the platform refused its credentials at {}: {}\nIts queue waits. Fix the token, then reload (systemctl reload bullhorn); check with bullhorn check --online.",
+            escape(p, &f.channel),
+            local(config, f.at),
+            escape(p, &f.detail)
+        )
+    };
+    let deliveries = deliveries(config, &key, &channels, Priority::High, &build);
+    (!deliveries.is_empty()).then(|| NewNotice {
+        key,
+        about: None,
+        headline: format!("credentials refused: {}", f.channel),
+        priority: Priority::High,
+        deliveries,
+        links: Vec::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &std::path::Path) -> Config {
+        let toml = r#"
+[broker]
+enabled = false
+[mqtt]
+url = "mqtt://127.0.0.1:1883"
+[[mqtt.subscribe]]
+topic = "t"
+format = "json"
+[admin]
+public_url = "https://bullhorn.sheriff.example/"
+[notify]
+channels = ["staff", "pager"]
+[events.missing_child]
+priority = "critical"
+approval = "hold"
+hold_for = "30m"
+after_hold = "publish"
+[channels.public_x]
+kind = "console"
+[channels.staff]
+kind = "console"
+public = false
+[channels.slack]
+kind = "slack"
+webhook_url = "https://hooks.slack.com/services/T0/B0/x"
+public = false
+[channels.pager]
+kind = "console"
+public = false
+"#;
+        let path = dir.join("bullhorn.toml");
+        std::fs::write(&path, toml).expect("write");
+        crate::config::load_with_env(&path, []).expect("valid")
+    }
+
+    fn held() -> HeldEvent {
+        HeldEvent {
+            event_id: 12,
+            event_type: "missing_child".to_owned(),
+            status: "actual".to_owned(),
+            headline: "AMBER ALERT @everyone <b>".to_owned(),
+            priority: Priority::Critical,
+            received_at: now_ms(),
+            noticed: false,
+            escalated: false,
+            previews: vec![("public_x".to_owned(), "AMBER ALERT: Ana, 6".to_owned())],
+        }
+    }
+
+    #[test]
+    fn a_held_notice_has_two_single_use_links_and_the_previews() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c = config(dir.path());
+        let n = held_notice(&c, &held(), &c.notify.channels, false).expect("notice");
+        assert_eq!(n.key, "held:12");
+        assert_eq!(n.about, Some(12));
+        assert_eq!(n.deliveries.len(), 2, "one per staff channel");
+        assert_eq!(n.links.len(), 2);
+        assert_ne!(n.links[0].token_sha256, n.links[1].token_sha256);
+        let text = &n.deliveries[0].text;
+        assert!(text.starts_with("HELD FOR APPROVAL: AMBER ALERT"), "{text}");
+        assert!(text.contains("https://bullhorn.sheriff.example/act/"), "no trailing slash doubled: {text}");
+        assert!(text.contains("bullhorn approve 12"), "{text}");
+        assert!(text.contains("will be published at"), "{text}");
+        assert!(text.contains("— public_x: AMBER ALERT: Ana, 6"), "{text}");
+        // The token itself is in the text, never its hash.
+        assert!(!text.contains(&n.links[0].token_sha256));
+        assert_eq!(n.deliveries[0].priority, Priority::Critical);
+    }
+
+    #[test]
+    fn event_values_in_notices_are_escaped_for_the_staff_platform() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c = config(dir.path());
+        let n = held_notice(&c, &held(), &["slack".to_owned()], false).expect("notice");
+        let text = &n.deliveries[0].text;
+        assert!(text.contains("&lt;b&gt;"), "{text}");
+        assert!(!text.contains("@everyone"), "{text}");
+        assert!(text.contains("/act/"), "links stay usable: {text}");
+    }
+
+    #[test]
+    fn no_enabled_staff_channel_means_no_notice() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut c = config(dir.path());
+        for ch in c.channels.values_mut() {
+            ch.enabled = false;
+        }
+        assert!(held_notice(&c, &held(), &c.notify.channels, false).is_none());
+    }
+
+    #[test]
+    fn a_credentials_notice_goes_once_an_hour_and_not_to_the_broken_channel() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c = config(dir.path());
+        let f = CredentialFailure { channel: "staff".to_owned(), at: 7_200_000 + 5, detail: "401".to_owned() };
+        let n = credentials_notice(&c, &f).expect("notice");
+        assert_eq!(n.key, "credentials:staff:2");
+        assert_eq!(n.deliveries.iter().map(|d| d.channel.as_str()).collect::<Vec<_>>(), ["pager"]);
+    }
+}

@@ -1,0 +1,566 @@
+//! What operators do to the outbox (approve, reject, retry, pause, retract) and the staff
+//! notices the daemon sends, applied by the writer like everything else: each checks
+//! before it writes, commits with its audit row, and announces what it queued.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::writer::{ApplyError, priors};
+use super::{NewDelivery, Queued, StoreError};
+use crate::event::Priority;
+use crate::policy::sha256_hex;
+use crate::route::DeliveryKind;
+use crate::time::rfc3339;
+
+/// What a pause covers.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(into = "String")]
+pub enum Scope {
+    /// Every public channel.
+    All,
+    Channel(String),
+    /// One event type, on public channels.
+    Type(String),
+}
+
+impl Scope {
+    /// `all`, `channel:NAME` or `type:NAME`.
+    pub fn parse(s: &str) -> Result<Scope, String> {
+        let bad = || format!("{s:?} is not a pause scope: write all, channel:NAME or type:NAME");
+        let word = |w: &str| !w.is_empty() && w.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        match s.split_once(':') {
+            None if s == "all" => Ok(Scope::All),
+            Some(("channel", n)) if word(n) => Ok(Scope::Channel(n.to_owned())),
+            Some(("type", n)) if word(n) => Ok(Scope::Type(n.to_owned())),
+            _ => Err(bad()),
+        }
+    }
+
+    pub fn key(&self) -> String {
+        match self {
+            Scope::All => "all".to_owned(),
+            Scope::Channel(n) => format!("channel:{n}"),
+            Scope::Type(n) => format!("type:{n}"),
+        }
+    }
+}
+
+impl From<Scope> for String {
+    fn from(s: Scope) -> String {
+        s.key()
+    }
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.key())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkAction {
+    Approve,
+    Reject,
+}
+
+impl LinkAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkAction::Approve => "approve",
+            LinkAction::Reject => "reject",
+        }
+    }
+}
+
+/// A one-time approve/reject link; only the token's SHA-256 is stored.
+#[derive(Debug, Clone)]
+pub struct NewLink {
+    pub token_sha256: String,
+    pub action: LinkAction,
+    pub expires_at: i64,
+}
+
+/// A message to staff channels, sent once per `key`.
+#[derive(Debug, Clone)]
+pub struct NewNotice {
+    /// What makes it unique: `held:12`, `late:12`, `credentials:x:2026112114`.
+    pub key: String,
+    /// The event it is about.
+    pub about: Option<i64>,
+    pub headline: String,
+    pub priority: Priority,
+    pub deliveries: Vec<NewDelivery>,
+    /// Links for `about`.
+    pub links: Vec<NewLink>,
+}
+
+#[derive(Debug, Clone)]
+pub enum AdminOp {
+    Approve {
+        event_id: i64,
+        actor: String,
+    },
+    Reject {
+        event_id: i64,
+        actor: String,
+        reason: String,
+    },
+    /// Queue dead-lettered deliveries of an event again (of one channel, or all).
+    Retry {
+        event_id: i64,
+        channel: Option<String>,
+        actor: String,
+    },
+    Pause {
+        scope: Scope,
+        actor: String,
+        reason: Option<String>,
+    },
+    Resume {
+        scope: Scope,
+        actor: String,
+    },
+    /// Withdraw an incident: whatever of it is not out is stopped, and each channel where
+    /// something is (or may be) out gets `deliveries`' text as a reply, ahead of its queue.
+    /// `correction`: the new text of a correction (the incident goes on); `None`: a
+    /// retraction (later messages of the incident are recorded, not posted).
+    Retract {
+        event_id: i64,
+        actor: String,
+        correction: Option<String>,
+        deliveries: Vec<NewDelivery>,
+    },
+    Notice(NewNotice),
+    /// Use a one-time link; `actor` says who (where the request came from).
+    UseLink {
+        token_sha256: String,
+        actor: String,
+    },
+}
+
+/// What an admin request did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AdminDone {
+    /// The event it acted on (or created, for a retraction or notice).
+    pub event_id: Option<i64>,
+    /// Deliveries (or pauses) it changed.
+    pub changed: usize,
+    pub message: String,
+}
+
+fn denied(e: StoreError) -> ApplyError {
+    ApplyError::Denied(e)
+}
+
+pub(super) fn apply(
+    conn: &Connection,
+    op: &AdminOp,
+    now: i64,
+    announced: &mut Vec<Queued>,
+) -> Result<AdminDone, ApplyError> {
+    match op {
+        AdminOp::Approve { event_id, actor } => approve(conn, *event_id, actor, now, announced),
+        AdminOp::Reject { event_id, actor, reason } => reject(conn, *event_id, actor, reason, now),
+        AdminOp::Retry { event_id, channel, actor } => {
+            retry(conn, *event_id, channel.as_deref(), actor, now, announced)
+        }
+        AdminOp::Pause { scope, actor, reason } => {
+            conn.prepare_cached(
+                "INSERT INTO pauses (scope, actor, at, reason) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (scope) DO UPDATE SET actor = excluded.actor, at = excluded.at, reason = excluded.reason",
+            )?
+            .execute(params![scope.key(), actor, now, reason])?;
+            audit(conn, now, actor, "pause", &scope.key(), reason.as_deref())?;
+            Ok(AdminDone { event_id: None, changed: 1, message: format!("paused {scope}") })
+        }
+        AdminOp::Resume { scope, actor } => {
+            let n = conn.prepare_cached("DELETE FROM pauses WHERE scope = ?1")?.execute([scope.key()])?;
+            if n == 0 {
+                return Err(denied(StoreError::Conflict(format!("{scope} is not paused"))));
+            }
+            audit(conn, now, actor, "resume", &scope.key(), None)?;
+            Ok(AdminDone { event_id: None, changed: n, message: format!("resumed {scope}") })
+        }
+        AdminOp::Retract { event_id, actor, correction, deliveries } => {
+            retract(conn, *event_id, actor, correction.as_deref(), deliveries, now, announced)
+        }
+        AdminOp::Notice(n) => notice(conn, n, now, announced),
+        AdminOp::UseLink { token_sha256, actor } => use_link(conn, token_sha256, actor, now, announced),
+    }
+}
+
+fn audit(
+    conn: &Connection,
+    at: i64,
+    actor: &str,
+    action: &str,
+    target: &str,
+    detail: Option<&str>,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached("INSERT INTO audit (at, actor, action, target, detail) VALUES (?1, ?2, ?3, ?4, ?5)")?
+        .execute(params![at, actor, action, target, detail])?;
+    Ok(())
+}
+
+/// Why an event has nothing held: it does not exist, or what its deliveries are.
+fn not_held(conn: &Connection, event_id: i64) -> Result<StoreError, ApplyError> {
+    let exists: bool = conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM events WHERE id = ?1)")?
+        .query_row([event_id], |r| r.get(0))?;
+    if !exists {
+        return Ok(StoreError::NotFound(format!("no alert {event_id}")));
+    }
+    let decided: Option<(String, String, i64)> = conn
+        .prepare_cached(
+            "SELECT actor, action, at FROM audit WHERE target = ?1 AND action IN ('approve', 'reject')
+             ORDER BY id DESC LIMIT 1",
+        )?
+        .query_row([format!("event:{event_id}")], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    Ok(StoreError::Conflict(match decided {
+        Some((actor, action, at)) => {
+            format!("alert {event_id} is not held: {action}d by {actor} at {}", rfc3339(at))
+        }
+        None => format!("alert {event_id} is not held for approval"),
+    }))
+}
+
+/// Once an alert is decided, its links stop working.
+fn close_links(conn: &Connection, event_id: i64, now: i64, how: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached("UPDATE links SET used_at = ?2, used_by = ?3 WHERE event_id = ?1 AND used_at IS NULL")?
+        .execute(params![event_id, now, how])?;
+    Ok(())
+}
+
+fn requeued(
+    conn: &Connection,
+    sql: &str,
+    args: impl rusqlite::Params,
+    announced: &mut Vec<Queued>,
+) -> rusqlite::Result<usize> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(args, |r| {
+        Ok(Queued { id: r.get(0)?, channel: r.get(1)?, priority: Priority::from_rank(r.get(2)?), reply_to: r.get(3)? })
+    })?;
+    let mut n = 0;
+    for q in rows {
+        announced.push(q?);
+        n += 1;
+    }
+    Ok(n)
+}
+
+fn approve(
+    conn: &Connection,
+    event_id: i64,
+    actor: &str,
+    now: i64,
+    announced: &mut Vec<Queued>,
+) -> Result<AdminDone, ApplyError> {
+    let n = requeued(
+        conn,
+        "UPDATE deliveries SET state = 'queued', queued_at = ?2, updated_at = ?2
+         WHERE event_id = ?1 AND state = 'held'
+         RETURNING id, channel, priority, reply_to",
+        params![event_id, now],
+        announced,
+    )?;
+    if n == 0 {
+        return Err(denied(not_held(conn, event_id)?));
+    }
+    audit(conn, now, actor, "approve", &format!("event:{event_id}"), Some(&format!("{n} deliveries queued")))?;
+    close_links(conn, event_id, now, &format!("decided: approved by {actor}"))?;
+    Ok(AdminDone { event_id: Some(event_id), changed: n, message: format!("approved: {n} deliveries queued") })
+}
+
+fn reject(conn: &Connection, event_id: i64, actor: &str, reason: &str, now: i64) -> Result<AdminDone, ApplyError> {
+    let why = if reason.is_empty() { format!("rejected by {actor}") } else { format!("rejected by {actor}: {reason}") };
+    let n = conn
+        .prepare_cached(
+            "UPDATE deliveries SET state = 'suppressed', reason = ?2, updated_at = ?3
+             WHERE event_id = ?1 AND state = 'held'",
+        )?
+        .execute(params![event_id, why, now])?;
+    if n == 0 {
+        return Err(denied(not_held(conn, event_id)?));
+    }
+    let detail = (!reason.is_empty()).then_some(reason);
+    audit(conn, now, actor, "reject", &format!("event:{event_id}"), detail)?;
+    close_links(conn, event_id, now, &format!("decided: rejected by {actor}"))?;
+    Ok(AdminDone {
+        event_id: Some(event_id),
+        changed: n,
+        message: format!("rejected: {n} deliveries will not be posted"),
+    })
+}
+
+fn retry(
+    conn: &Connection,
+    event_id: i64,
+    channel: Option<&str>,
+    actor: &str,
+    now: i64,
+    announced: &mut Vec<Queued>,
+) -> Result<AdminDone, ApplyError> {
+    // Attempts start again from zero, and so does the time to give up.
+    let n = requeued(
+        conn,
+        "UPDATE deliveries SET state = 'queued', attempts = 0, not_before = NULL, reason = NULL,
+                               queued_at = ?2, updated_at = ?2
+         WHERE event_id = ?1 AND state = 'dead' AND (?3 IS NULL OR channel = ?3)
+         RETURNING id, channel, priority, reply_to",
+        params![event_id, now, channel],
+        announced,
+    )?;
+    if n == 0 {
+        let exists: bool = conn
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM events WHERE id = ?1)")?
+            .query_row([event_id], |r| r.get(0))?;
+        let on = channel.map(|c| format!(" on {c}")).unwrap_or_default();
+        return Err(denied(if exists {
+            StoreError::Conflict(format!("alert {event_id} has no dead-lettered delivery{on}"))
+        } else {
+            StoreError::NotFound(format!("no alert {event_id}"))
+        }));
+    }
+    let target = format!("event:{event_id}");
+    audit(conn, now, actor, "retry", &target, channel.map(|c| format!("channel {c}")).as_deref())?;
+    Ok(AdminDone {
+        event_id: Some(event_id),
+        changed: n,
+        message: format!("{n} dead-lettered deliveries queued again"),
+    })
+}
+
+struct Original {
+    incident_key: String,
+    event_type: String,
+    status: String,
+    event_json: String,
+    headline: String,
+}
+
+fn retract(
+    conn: &Connection,
+    event_id: i64,
+    actor: &str,
+    correction: Option<&str>,
+    deliveries: &[NewDelivery],
+    now: i64,
+    announced: &mut Vec<Queued>,
+) -> Result<AdminDone, ApplyError> {
+    let original = conn
+        .prepare_cached(
+            "SELECT incident_key, event_type, status, event_json, headline FROM events
+             WHERE id = ?1 AND format NOT IN ('system', 'admin')",
+        )?
+        .query_row([event_id], |r| {
+            Ok(Original {
+                incident_key: r.get(0)?,
+                event_type: r.get(1)?,
+                status: r.get(2)?,
+                event_json: r.get(3)?,
+                headline: r.get(4)?,
+            })
+        })
+        .optional()?
+        .ok_or_else(|| denied(StoreError::NotFound(format!("no alert {event_id}"))))?;
+    let earlier: Vec<(i64, Option<i64>, String)> = conn
+        .prepare_cached("SELECT id, revision, msg_type FROM events WHERE incident_key = ?1")?
+        .query_map([&original.incident_key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    if earlier.iter().any(|(_, _, m)| m == "retract") {
+        return Err(denied(StoreError::Conflict(format!("the incident of alert {event_id} was already retracted"))));
+    }
+    let verb = if correction.is_some() { "correct" } else { "retract" };
+    let why = format!("{verb}ed by {actor}");
+    let mut stopped = 0;
+    for (id, _, _) in &earlier {
+        stopped += conn
+            .prepare_cached(
+                "UPDATE deliveries SET
+                    state = CASE WHEN post_id IS NULL THEN 'suppressed' ELSE 'sent' END,
+                    reason = CASE WHEN post_id IS NULL THEN ?2 ELSE 'stopped part way: ' || ?2 END,
+                    updated_at = ?3
+                 WHERE event_id = ?1 AND state IN ('queued', 'held')",
+            )?
+            .execute(params![id, why, now])?;
+        conn.prepare_cached(
+            "UPDATE deliveries SET withdrawn = 1, updated_at = ?2 WHERE event_id = ?1 AND state = 'in_flight'",
+        )?
+        .execute(params![id, now])?;
+    }
+    // The retraction is an event of its incident, so what it posts is in the incident's
+    // history like everything else. It has no expiry: a correction of an expired alert
+    // still goes out.
+    let dedupe_key = format!("{verb}:{}:{now}:{}", original.incident_key, earlier.len());
+    let headline = match correction {
+        Some(_) => format!("CORRECTION of: {}", original.headline),
+        None => format!("RETRACTION of: {}", original.headline),
+    };
+    let payload = correction.unwrap_or("").as_bytes();
+    let new_id: i64 = conn
+        .prepare_cached(
+            "INSERT INTO events (dedupe_key, incident_key, format, event_type, msg_type, status, priority, disposition,
+                                 topic, payload, payload_sha256, event_json, headline, received_at)
+             VALUES (?1, ?2, 'admin', ?3, ?4, ?5, ?6, 'deliver', '', ?7, ?8, ?9, ?10, ?11)
+             RETURNING id",
+        )?
+        .query_row(
+            params![
+                dedupe_key,
+                original.incident_key,
+                original.event_type,
+                verb,
+                original.status,
+                Priority::Retraction.rank(),
+                payload,
+                sha256_hex(payload),
+                original.event_json,
+                headline,
+                now
+            ],
+            |r| r.get(0),
+        )?;
+    let ids: Vec<(i64, Option<i64>)> = earlier.iter().map(|(id, r, _)| (*id, *r)).collect();
+    let mut channels = Vec::new();
+    for d in deliveries {
+        let priors = priors(conn, &ids, &d.channel, &d.language)?;
+        let out = |p: &&super::writer::Prior| p.state == "sent" || p.state == "in_flight" || p.maybe_posted;
+        let Some(original) = priors.iter().filter(out).find(|p| p.kind == "post").or_else(|| priors.iter().find(out))
+        else {
+            continue;
+        };
+        conn.prepare_cached(
+            "INSERT INTO deliveries (event_id, channel, kind, language, state, priority, text, reply_to, idem_key,
+                                     created_at, updated_at, queued_at)
+             VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8, ?9, ?9, ?9)",
+        )?
+        .execute(params![
+            new_id,
+            d.channel,
+            DeliveryKind::Retract.as_str(),
+            d.language,
+            Priority::Retraction.rank(),
+            d.text,
+            original.id,
+            d.idem_key,
+            now
+        ])?;
+        announced.push(Queued {
+            id: conn.last_insert_rowid(),
+            channel: d.channel.clone(),
+            priority: Priority::Retraction,
+            reply_to: Some(original.id),
+        });
+        if !channels.contains(&d.channel) {
+            channels.push(d.channel.clone());
+        }
+    }
+    let detail = match correction {
+        Some(text) => format!("correction posted on {}: {text}", channels.join(", ")),
+        None => format!("retraction posted on {}", channels.join(", ")),
+    };
+    audit(conn, now, actor, verb, &format!("event:{event_id}"), Some(&detail))?;
+    let message = if channels.is_empty() {
+        format!("{verb}ed: {stopped} deliveries stopped; nothing of the incident was out, so nothing is posted")
+    } else {
+        format!(
+            "{verb}ed: {stopped} deliveries stopped; the {} goes out first on {}",
+            if correction.is_some() { "correction" } else { "retraction" },
+            channels.join(", ")
+        )
+    };
+    Ok(AdminDone { event_id: Some(new_id), changed: channels.len(), message })
+}
+
+fn notice(conn: &Connection, n: &NewNotice, now: i64, announced: &mut Vec<Queued>) -> Result<AdminDone, ApplyError> {
+    let key = format!("notice:{}", n.key);
+    let about = serde_json::json!({ "about": n.about }).to_string();
+    let inserted: Option<i64> = conn
+        .prepare_cached(
+            "INSERT INTO events (dedupe_key, incident_key, format, event_type, msg_type, status, priority, disposition,
+                                 topic, payload, payload_sha256, event_json, headline, received_at)
+             VALUES (?1, ?1, 'system', 'notice', 'alert', 'system', ?2, 'deliver', '', x'', ?3, ?4, ?5, ?6)
+             ON CONFLICT (dedupe_key) DO NOTHING
+             RETURNING id",
+        )?
+        .query_row(params![key, n.priority.rank(), sha256_hex(b""), about, n.headline, now], |r| r.get(0))
+        .optional()?;
+    let Some(id) = inserted else {
+        return Ok(AdminDone { event_id: None, changed: 0, message: "already sent".to_owned() });
+    };
+    for d in &n.deliveries {
+        conn.prepare_cached(
+            "INSERT INTO deliveries (event_id, channel, kind, language, state, priority, text, idem_key,
+                                     created_at, updated_at, queued_at)
+             VALUES (?1, ?2, 'post', '', 'queued', ?3, ?4, ?5, ?6, ?6, ?6)",
+        )?
+        .execute(params![id, d.channel, d.priority.rank(), d.text, d.idem_key, now])?;
+        announced.push(Queued {
+            id: conn.last_insert_rowid(),
+            channel: d.channel.clone(),
+            priority: d.priority,
+            reply_to: None,
+        });
+    }
+    if let Some(about) = n.about {
+        for l in &n.links {
+            conn.prepare_cached(
+                "INSERT INTO links (token_sha256, event_id, action, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![l.token_sha256, about, l.action.as_str(), now, l.expires_at])?;
+        }
+    }
+    Ok(AdminDone { event_id: Some(id), changed: n.deliveries.len(), message: "notice queued".to_owned() })
+}
+
+fn use_link(
+    conn: &Connection,
+    token_sha256: &str,
+    actor: &str,
+    now: i64,
+    announced: &mut Vec<Queued>,
+) -> Result<AdminDone, ApplyError> {
+    struct Link {
+        id: i64,
+        event_id: i64,
+        action: String,
+        expires_at: i64,
+        used_at: Option<i64>,
+        used_by: Option<String>,
+    }
+    let link = conn
+        .prepare_cached("SELECT id, event_id, action, expires_at, used_at, used_by FROM links WHERE token_sha256 = ?1")?
+        .query_row([token_sha256], |r| {
+            Ok(Link {
+                id: r.get(0)?,
+                event_id: r.get(1)?,
+                action: r.get(2)?,
+                expires_at: r.get(3)?,
+                used_at: r.get(4)?,
+                used_by: r.get(5)?,
+            })
+        })
+        .optional()?;
+    let Some(Link { id: link_id, event_id, action, expires_at, used_at, used_by }) = link else {
+        return Err(denied(StoreError::NotFound("this link is not valid".to_owned())));
+    };
+    if let Some(at) = used_at {
+        let by = used_by.unwrap_or_default();
+        return Err(denied(StoreError::Conflict(format!("this link was already used ({by}, {})", rfc3339(at)))));
+    }
+    if expires_at <= now {
+        return Err(denied(StoreError::Conflict(format!("this link expired at {}", rfc3339(expires_at)))));
+    }
+    let who = format!("{actor} (link)");
+    let done = match action.as_str() {
+        "approve" => approve(conn, event_id, &who, now, announced)?,
+        _ => reject(conn, event_id, &who, "", now)?,
+    };
+    conn.prepare_cached("UPDATE links SET used_at = ?2, used_by = ?3 WHERE id = ?1")?.execute(params![
+        link_id,
+        now,
+        format!("{action}d by {who}")
+    ])?;
+    Ok(done)
+}

@@ -203,8 +203,14 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         tracing::info!(%addr, "admin HTTP listening (/healthz, /readyz, /metrics, /api, /act)");
     }
     let notify_cancel = CancellationToken::new();
-    let notify =
-        crate::notify::start(Arc::clone(&live), store.clone(), store.reader()?, notify_cancel.clone(), failed.clone());
+    let notify = crate::notify::start(
+        Arc::clone(&live),
+        store.clone(),
+        store.reader()?,
+        Arc::clone(&metrics),
+        notify_cancel.clone(),
+        failed.clone(),
+    );
     if config.mode == crate::config::Mode::Shadow {
         tracing::warn!(
             "SHADOW MODE: everything is recorded, nothing is posted (console and file channels still write)"

@@ -57,6 +57,10 @@ pub struct Metrics {
     pub store_commit_seconds: Histogram,
     /// Templates that failed at render time (the fallback text was used).
     pub render_errors: Counter,
+    /// Pause scopes in force (1 with the kill switch alone): alert on it being left on.
+    pub paused: Gauge,
+    /// Alerts waiting for approval.
+    pub held_alerts: Gauge,
 }
 
 impl Default for Metrics {
@@ -80,6 +84,8 @@ impl Metrics {
             store_batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             store_commit_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
             render_errors: Counter::default(),
+            paused: Gauge::default(),
+            held_alerts: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register("events_received", "MQTT messages received", m.events_received.clone());
@@ -101,6 +107,8 @@ impl Metrics {
             m.store_commit_seconds.clone(),
         );
         registry.register("render_errors", "Templates that failed at render time", m.render_errors.clone());
+        registry.register("paused", "Pauses in force (all, a channel, an event type)", m.paused.clone());
+        registry.register("held_alerts", "Alerts waiting for approval", m.held_alerts.clone());
         Metrics { registry, ..m }
     }
 

@@ -16,6 +16,7 @@
 //! - A channel whose credentials the platform refused (at most once an hour per channel).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
@@ -23,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{AfterHold, ChannelConfig, Config};
 use crate::event::Priority;
+use crate::metrics::Metrics;
 use crate::reload::Shared;
 use crate::render::escape::escape;
 use crate::render::platform::{self, Platform};
@@ -35,18 +37,19 @@ use crate::time::{duration_ms, now_ms};
 /// How often held alerts are looked at.
 const TICK: Duration = Duration::from_secs(1);
 /// Late deliveries and refused credentials are looked at every this many ticks.
-const SLOW_EVERY: u32 = 10;
+const SLOW_EVERY: u32 = 3;
 
 /// Start the task; it stops with `cancel`.
 pub fn start(
     live: Shared,
     store: Store,
     reader: Reader,
+    metrics: Arc<Metrics>,
     cancel: CancellationToken,
     failed: CancellationToken,
 ) -> JoinHandle<()> {
     crate::supervise::spawn("notify".to_owned(), failed, async move {
-        let mut timers = Timers { live, store, reader, credentials_since: now_ms() - 3_600_000 };
+        let mut timers = Timers { live, store, reader, metrics, credentials_since: now_ms() - 3_600_000 };
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut n: u32 = 0;
@@ -69,6 +72,7 @@ struct Timers {
     live: Shared,
     store: Store,
     reader: Reader,
+    metrics: Arc<Metrics>,
     credentials_since: i64,
 }
 
@@ -78,10 +82,14 @@ impl Timers {
             Ok(h) => h,
             Err(e) => return tracing::debug!(error = %e, "cannot read held alerts"),
         };
+        self.metrics.held_alerts.set(i64::try_from(held.len()).unwrap_or(i64::MAX));
+        if let Ok(p) = self.reader.pauses().await {
+            self.metrics.paused.set(i64::try_from(p.len()).unwrap_or(i64::MAX));
+        }
         if held.is_empty() {
             return;
         }
-        let config = std::sync::Arc::clone(&self.live.load().config);
+        let config = Arc::clone(&self.live.load().config);
         let now = now_ms();
         for h in held {
             let age = Duration::from_millis(u64::try_from(now - h.received_at).unwrap_or(0));
@@ -123,7 +131,7 @@ impl Timers {
     }
 
     async fn late(&mut self) {
-        let config = std::sync::Arc::clone(&self.live.load().config);
+        let config = Arc::clone(&self.live.load().config);
         if config.notify.channels.is_empty() {
             return;
         }
@@ -142,7 +150,7 @@ impl Timers {
     }
 
     async fn credentials(&mut self) {
-        let config = std::sync::Arc::clone(&self.live.load().config);
+        let config = Arc::clone(&self.live.load().config);
         if !config.notify.credentials || config.notify.channels.is_empty() {
             return;
         }

@@ -12,13 +12,14 @@ use crate::support::mosquitto::Mosquitto;
 use crate::support::publisher::Publisher;
 use crate::support::*;
 
-struct Pki {
-    ca: String,
-    server: (String, String),
-    client: (String, String),
+pub struct Pki {
+    pub ca: String,
+    pub server: (String, String),
+    pub client: (String, String),
 }
 
-fn pki() -> Pki {
+/// A private CA with a server certificate for 127.0.0.1 and a client certificate.
+pub fn pki() -> Pki {
     let ca_key = KeyPair::generate().expect("ca key");
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
     ca_params.distinguished_name.push(DnType::CommonName, "bullhorn test CA");
@@ -43,7 +44,7 @@ fn pki() -> Pki {
     }
 }
 
-fn write(dir: &Path, name: &str, text: &str) -> String {
+pub fn write(dir: &Path, name: &str, text: &str) -> String {
     let path = dir.join(name);
     std::fs::write(&path, text).expect("write pem");
     path.display().to_string()

@@ -183,7 +183,15 @@ fn format_alert_line(a: &Value) -> String {
 /// What `bullhorn status ALERT` prints.
 pub fn format_alert(a: &Value) -> String {
     let mut out = format_alert_line(a);
-    let _ = writeln!(out, "  incident {} · {} · {} · {}", a["incident"], a["format"], a["status"], a["priority"]);
+    let text = |k: &str| a[k].as_str().unwrap_or("").to_owned();
+    let _ = writeln!(
+        out,
+        "  incident {} · {} · {} · {}",
+        text("incident"),
+        text("format"),
+        text("status"),
+        text("priority")
+    );
     for d in a["deliveries"].as_array().into_iter().flatten() {
         let _ = writeln!(
             out,

@@ -231,6 +231,22 @@ fn the_shipped_config_passes_check() {
     assert!(problems.is_empty(), "{}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"));
 }
 
+/// The Debian package's config (packaging/bullhorn.toml) is valid with the shipped
+/// templates and has the same event rules as the default config.
+#[test]
+fn the_packaged_config_passes_check_with_the_default_rules() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let templates = root.join("config/templates").display().to_string();
+    let env = vec![("BULLHORN__TEMPLATES__DIR".to_owned(), templates)];
+    let packaged = crate::config::load_with_env(&root.join("packaging/bullhorn.toml"), env).expect("config");
+    let problems = check::check(&packaged);
+    assert!(problems.is_empty(), "{}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"));
+    let default = crate::config::load_with_env(&root.join("config/bullhorn.toml"), Vec::new()).expect("config");
+    assert_eq!(format!("{:?}", packaged.events), format!("{:?}", default.events), "the event rules drifted apart");
+    assert!(!packaged.broker.enabled, "a package uses the agency's broker");
+    assert!(packaged.store.path.is_absolute(), "the CLI finds the store (and the admin token) from anywhere");
+}
+
 /// Every shipped template set, rendered from its sample for every platform and kind: the
 /// snapshots in `src/render/snapshots/` are what each platform receives.
 #[test]
@@ -261,4 +277,45 @@ fn snapshots_of_every_shipped_template_on_every_platform() {
         }
         insta::assert_snapshot!(event_type.as_str(), out);
     }
+}
+
+/// A template is text with values: it cannot read a file, the environment or another
+/// template outside the dir, so an admin's edit (or a hostile one) cannot leak secrets
+/// into a post.
+#[test]
+fn templates_cannot_read_files_or_the_environment() {
+    let path_var = std::env::var("PATH").unwrap_or_default();
+    for (attempt, source) in [
+        ("include", r#"{% include "/etc/passwd" %}"#),
+        ("include up", r#"{% include "../bullhorn.toml" %}"#),
+        ("import", r#"{% import "/etc/hostname" as h %}x"#),
+        ("env", "{{ env.PATH }}"),
+        ("environ", "{{ environ }}"),
+    ] {
+        let (_d, c) = setup(&[("missing_child/default.txt", source)]);
+        let loaded = Renderer::load(&c);
+        let Ok(r) = loaded else { continue };
+        let out = render(&r, &c, &Target::platform(Platform::X), &event(serde_json::json!({})));
+        assert!(out.error.is_some(), "{attempt}: rendered {:?}", out.text);
+        assert!(!out.text.contains("root:"), "{attempt}");
+        assert!(path_var.is_empty() || !out.text.contains(&path_var), "{attempt}");
+        assert_eq!(out.text, "Child missing", "{attempt}: the fallback text is used");
+    }
+}
+
+#[test]
+fn a_correction_is_escaped_and_fitted() {
+    let (_d, c) = setup(&[("missing_child/default.txt", "{{ headline }}")]);
+    let r = Renderer::load(&c).expect("load");
+    let e = event(serde_json::json!({ "headline": "AMBER ALERT <@123> @everyone" }));
+    let discord = Target::platform(Platform::Discord);
+    let retract = r.correction(&e, &discord, None);
+    assert!(retract.text.starts_with("CORRECTION: Our alert"), "{}", retract.text);
+    assert!(retract.text.contains(r"\<@") && !retract.text.contains("<@123"), "{}", retract.text);
+    assert!(!retract.text.contains("@everyone"), "{}", retract.text);
+    assert_eq!(retract.error, None);
+    let long = "The child was found safe. ".repeat(30);
+    let sms = r.correction(&e, &Target::platform(Platform::Bluesky), Some(&long));
+    assert!(sms.length.fits, "{:?}", sms.length);
+    assert!(sms.text.starts_with("CORRECTION: The child was found safe."), "{}", sms.text);
 }

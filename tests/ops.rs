@@ -153,13 +153,42 @@ async fn approve_and_reject_decide_what_a_held_alert_posts() {
     let (_, detail) = api.get("/api/alerts/B-2").await;
     assert_eq!(detail["deliveries"][0]["state"], "suppressed");
     assert_eq!(detail["audit"][0]["actor"], "lt.diaz");
+
+    // The same through the CLI, as a sysadmin would.
+    send_raw(&cfg, "cad/a/events", event("B-3", 1, "barricade", "Approved from the shell")).await;
+    until("third held", || states(dir.path(), "hook").len() == 3).await;
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_bullhorn"))
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--admin-url")
+            .arg(&api.base)
+            .args(args)
+            .env("USER", "dispatcher")
+            .env_remove("SUDO_USER")
+            .output()
+            .expect("bullhorn");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, out) = cli(&["status", "--held"]);
+    assert!(ok && out.contains("Approved from the shell"), "{out}");
+    let (ok, out) = cli(&["approve", "B-3"]);
+    assert!(ok && out.contains("approved: 1 deliveries queued"), "{out}");
+    assert_eq!(hook_srv.wait_for(2, WAIT).await[1].text(), "Approved from the shell");
+    let (ok, out) = cli(&["approve", "B-3"]);
+    assert!(!ok && out.contains("not held"), "{out}");
+    let (ok, out) = cli(&["status", "B-3"]);
+    assert!(ok && out.contains("approve by dispatcher"), "{out}");
+
     app.stop().await;
-    assert_eq!(hook_srv.requests().len(), 1, "only the approved alert was posted");
-    assert_eq!(states(dir.path(), "hook"), ["sent", "suppressed"]);
-    assert_eq!(
-        audit(dir.path()),
-        [("sgt.lee".to_owned(), "approve".to_owned()), ("lt.diaz".to_owned(), "reject".to_owned())]
-    );
+    assert_eq!(hook_srv.requests().len(), 2, "only the approved alerts were posted");
+    assert_eq!(states(dir.path(), "hook"), ["sent", "suppressed", "sent"]);
+    let who: Vec<(String, String)> = audit(dir.path());
+    assert_eq!(&who[..2], [("sgt.lee".to_owned(), "approve".to_owned()), ("lt.diaz".to_owned(), "reject".to_owned())]);
+    assert!(who[2].0.starts_with("dispatcher") && who[2].0.ends_with("(cli)"), "{who:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,14 +7,24 @@ use std::time::{Duration, Instant};
 pub struct Daemon {
     config: PathBuf,
     log: PathBuf,
+    env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
 impl Daemon {
     pub fn start(config: &Path) -> Daemon {
-        let mut d = Daemon { config: config.to_path_buf(), log: config.with_extension("log"), child: None };
+        Self::start_with_env(config, Vec::new())
+    }
+
+    /// Start with these environment variables set (`NOTIFY_SOCKET`, say).
+    pub fn start_with_env(config: &Path, env: Vec<(String, String)>) -> Daemon {
+        let mut d = Daemon { config: config.to_path_buf(), log: config.with_extension("log"), env, child: None };
         d.spawn();
         d
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     fn spawn(&mut self) {
@@ -24,6 +34,7 @@ impl Daemon {
             .arg(&self.config)
             .arg("run")
             .env("RUST_LOG", "info,bullhorn=debug")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -74,7 +74,7 @@ async fn readiness_reload_and_watchdog_reach_systemd() {
     ];
     let mut daemon = crate::support::daemon::Daemon::start_with_env(&cfg, env);
     let mut seen = String::new();
-    let mut wait_for = |what: &str, seen: &mut String| {
+    let wait_for = |what: &str, seen: &mut String| {
         let deadline = Instant::now() + Duration::from_secs(15);
         let mut buf = [0u8; 4096];
         while !seen.contains(what) {

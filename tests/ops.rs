@@ -455,7 +455,7 @@ async fn hold_timers_late_alerts_and_refused_credentials_reach_staff() {
     let (masto_srv, _masto) = mastodon::start().await;
     let channels = format!(
         "{}{}[channels.masto]\nkind = \"mastodon\"\nbase_url = \"{}\"\ntoken = \"revoked-token\"\n\
-         [notify]\nchannels = [\"staff\"]\nlate_after = \"1s\"\n\
+         [notify]\nchannels = [\"staff\"]\nlate_after = \"1s\"\nescalate_after = \"1s\"\n\
          [events.bomb_threat]\npriority = \"high\"\napproval = \"hold\"\nhold_for = \"1s\"\nafter_hold = \"publish\"\n",
         hook("hook", &hook_srv.url),
         staff_file(dir.path()),
@@ -479,6 +479,11 @@ async fn hold_timers_late_alerts_and_refused_credentials_reach_staff() {
         .await;
     let text = staff_text();
     assert!(text.contains("masto: queued"), "{text}");
+
+    // Held with no deadline: staff are told at once, and again when nobody decides.
+    send_raw(&cfg, "cad/a/events", event("B-5", 1, "barricade", "Barricade on Pine St")).await;
+    until("held notice", || staff_text().contains("HELD FOR APPROVAL: Barricade on Pine St")).await;
+    until("escalation", || staff_text().contains("STILL HELD, nobody has decided: Barricade on Pine St")).await;
     app.stop().await;
     let db = dir.path().join("bullhorn.db");
     assert_eq!(count(&db, "SELECT COUNT(*) FROM events WHERE dedupe_key LIKE 'notice:late:%'"), 1, "told once");

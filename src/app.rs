@@ -103,6 +103,7 @@ pub struct Running {
     admin_cancel: CancellationToken,
     notify_cancel: CancellationToken,
     notify: JoinHandle<()>,
+    media_cleanup: Option<JoinHandle<()>>,
     /// Triggered when a task fails; see [`crate::supervise`].
     failed: CancellationToken,
     ingest: Ingest,
@@ -160,13 +161,25 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         timeout: config.delivery.request_timeout,
         state_dir: config.store.state_dir.clone(),
     };
+    let media = crate::media::MediaService::new(
+        config.media.clone(),
+        store.clone(),
+        store.reader()?,
+        Arc::clone(&live),
+        ctx.http.clone(),
+    )
+    .map_err(anyhow::Error::msg)?;
     let delivery_cancel = CancellationToken::new();
     let delivery = Delivery::start(
         Arc::clone(&config),
         &store,
         &ctx,
         announced,
-        (Arc::clone(&metrics), control.clone()),
+        crate::delivery::Deps {
+            metrics: Arc::clone(&metrics),
+            control: control.clone(),
+            media: Some(Arc::clone(&media)),
+        },
         delivery_cancel.clone(),
         failed.clone(),
     )
@@ -203,6 +216,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         tracing::info!(%addr, "admin HTTP listening (/healthz, /readyz, /metrics, /api, /act)");
     }
     let notify_cancel = CancellationToken::new();
+    let media_cleanup = media.start_cleanup(notify_cancel.clone(), failed.clone());
     let notify = crate::notify::start(
         Arc::clone(&live),
         store.clone(),
@@ -228,6 +242,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         admin_cancel,
         notify_cancel,
         notify,
+        media_cleanup,
         failed,
         ingest,
         delivery,
@@ -314,6 +329,9 @@ impl Running {
         self.ingest.stop().await;
         self.notify_cancel.cancel();
         let _ = self.notify.await;
+        if let Some(c) = self.media_cleanup {
+            let _ = c.await;
+        }
         self.delivery_cancel.cancel();
         self.delivery.stop(self.grace).await;
         self.admin_cancel.cancel();

@@ -20,6 +20,7 @@
 //! | [`channel`] | one file per platform: request shape and response classification |
 //! | [`admin`] | loopback HTTP: health, readiness, metrics; the operators' API and staff links |
 //! | [`control`] | the kill switch: what is paused, shared with every worker |
+//! | [`media`] | images: allowlisted fetch, EXIF stripped, fitted per platform, text cards, the public media store |
 //! | [`notify`] | staff notices (held alerts with approve links, late alerts, refused credentials) and hold timers |
 //! | [`app`] | builds everything from a `Config`, runs it, shuts it down in order |
 //!
@@ -46,6 +47,7 @@ pub mod event;
 mod fuzz;
 pub mod health;
 pub mod ingest;
+pub mod media;
 pub mod metrics;
 pub mod notify;
 pub mod policy;

@@ -9,7 +9,7 @@
 //! What changes live: event rules, templates, the agency profile, delivery settings and
 //! channels (added channels start, removed or disabled ones stop with their queued
 //! deliveries kept in the store, changed ones keep their rate-limit window). What needs
-//! a restart: `[mqtt]`, `[broker]`, `[store]`, `[admin]`, `[log]`; a change there is
+//! a restart: `[mqtt]`, `[broker]`, `[store]`, `[admin]`, `[log]`, `[media]`; a change there is
 //! logged and the running values stay. Deliveries already queued keep the text they were
 //! rendered with.
 
@@ -54,12 +54,16 @@ pub fn merge(old: &Config, new: Config) -> (Config, Vec<&'static str>) {
     if differs(&old.log, &new.log) {
         kept.push("log");
     }
+    if differs(&old.media, &new.media) {
+        kept.push("media");
+    }
     let merged = Config {
         mqtt: old.mqtt.clone(),
         broker: old.broker.clone(),
         store: old.store.clone(),
         admin: old.admin.clone(),
         log: old.log.clone(),
+        media: old.media.clone(),
         ..new
     };
     (merged, kept)

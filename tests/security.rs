@@ -224,7 +224,9 @@ secret = "{webhook_secret}"
     })
     .await
     .unwrap_or_else(|| panic!("expected the channels to fail; log:\n{}", log()));
-    assert!(masto.common.hits_to("POST", "/api/v1/statuses").len() == 1, "mastodon was called");
+    // (Refused credentials pause the channel for the retry backoff, 50 ms here: it may
+    // have tried again already.)
+    assert!(!masto.common.hits_to("POST", "/api/v1/statuses").is_empty(), "mastodon was called");
 
     let check = Command::new(env!("CARGO_BIN_EXE_bullhorn"))
         .arg("--config")

@@ -6,15 +6,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::support::daemon::Daemon;
-use crate::support::platforms::{self, Fault};
+use crate::support::platforms::{self, Fault, block};
 use crate::support::*;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-/// A `[channels.NAME]` block.
-fn block(name: &str, body: &str) -> String {
-    format!("[channels.{name}]\n{body}\n")
-}
 
 fn state_of(db: &Path, channel: &str) -> (String, Option<String>, Option<String>) {
     let conn = rusqlite::Connection::open(db).expect("open");
@@ -30,61 +25,20 @@ fn state_of(db: &Path, channel: &str) -> (String, Option<String>, Option<String>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_amber_alert_reaches_every_platform_at_once() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (masto_srv, masto) = platforms::mastodon::start().await;
     let (bsky_srv, bsky) = platforms::bluesky::start().await;
-    let (x_srv, x) = platforms::x::start().await;
-    let (meta_srv, meta) = platforms::meta::start().await;
-    let (tg_srv, tg) = platforms::telegram::start().await;
-    let (dc_srv, dc) = platforms::discord::start().await;
-    let (slack_srv, slack) = platforms::slack::start().await;
-    let (teams_srv, teams) = platforms::teams::start().await;
-    let (nd_srv, nd) = platforms::nextdoor::start().await;
-    let (sms_srv, sms) = platforms::twilio::start().await;
-    let channels = [
-        block("masto", &format!("kind = \"mastodon\"\nbase_url = \"{}\"\naccess_token = \"{}\"", masto_srv.url, platforms::mastodon::TOKEN)),
-        block(
-            "bsky",
-            &format!(
-                "kind = \"bluesky\"\nbase_url = \"{}\"\nidentifier = \"{}\"\napp_password = \"{}\"",
-                bsky_srv.url,
-                platforms::bluesky::HANDLE,
-                platforms::bluesky::PASSWORD
-            ),
+    let fleet = platforms::Fleet::start().await;
+    let (masto, x, meta, tg, dc) = (&fleet.masto, &fleet.x, &fleet.meta, &fleet.tg, &fleet.discord);
+    let (slack, teams, nd, sms) = (&fleet.slack, &fleet.teams, &fleet.nd, &fleet.sms);
+    let bsky_block = block(
+        "bsky",
+        &format!(
+            "kind = \"bluesky\"\nbase_url = \"{}\"\nidentifier = \"{}\"\napp_password = \"{}\"",
+            bsky_srv.url,
+            platforms::bluesky::HANDLE,
+            platforms::bluesky::PASSWORD
         ),
-        block(
-            "x",
-            &format!(
-                "kind = \"x\"\nbase_url = \"{}\"\nconsumer_key = \"{}\"\nconsumer_secret = \"{}\"\naccess_token = \"{}\"\naccess_token_secret = \"{}\"",
-                x_srv.url,
-                platforms::x::CONSUMER_KEY,
-                platforms::x::CONSUMER_SECRET,
-                platforms::x::ACCESS_TOKEN,
-                platforms::x::ACCESS_SECRET
-            ),
-        ),
-        block("fb", &format!("kind = \"facebook\"\nbase_url = \"{}/v23.0\"\npage_id = \"{}\"\naccess_token = \"{}\"", meta_srv.url, platforms::meta::PAGE, platforms::meta::TOKEN)),
-        block("ig", &format!("kind = \"instagram\"\nbase_url = \"{}/v23.0\"\nuser_id = \"{}\"\naccess_token = \"{}\"", meta_srv.url, platforms::meta::IG, platforms::meta::TOKEN)),
-        block("threads", &format!("kind = \"threads\"\nbase_url = \"{}/v1.0\"\nuser_id = \"{}\"\naccess_token = \"{}\"", meta_srv.url, platforms::meta::THREADS, platforms::meta::TOKEN)),
-        block("tg", &format!("kind = \"telegram\"\nbase_url = \"{}\"\nbot_token = \"{}\"\nchat_id = \"{}\"", tg_srv.url, platforms::telegram::TOKEN, platforms::telegram::CHAT)),
-        block("discord", &format!("kind = \"discord\"\nwebhook_url = \"{}\"", platforms::discord::Fake::url(&dc_srv.url))),
-        block(
-            "slack",
-            &format!("kind = \"slack\"\nbase_url = \"{}/api\"\nbot_token = \"{}\"\nchannel = \"{}\"", slack_srv.url, platforms::slack::BOT_TOKEN, platforms::slack::CHANNEL),
-        ),
-        block("teams", &format!("kind = \"teams\"\nwebhook_url = \"{}\"", platforms::teams::Fake::url(&teams_srv.url))),
-        block("nd", &format!("kind = \"nextdoor\"\nbase_url = \"{}\"\naccess_token = \"nd-access-0\"", nd_srv.url)),
-        block(
-            "sms",
-            &format!(
-                "kind = \"sms\"\nbase_url = \"{}\"\naccount_sid = \"{}\"\nauth_token = \"{}\"\nfrom = \"{}\"\nto = [\"+15555550101\"]",
-                sms_srv.url,
-                platforms::twilio::SID,
-                platforms::twilio::AUTH_TOKEN,
-                platforms::twilio::FROM
-            ),
-        ),
-    ]
-    .concat();
+    );
+    let channels = format!("{}{bsky_block}", fleet.channels);
     let config = write_config(dir.path(), "", &format!("{}\n{channels}", embedded_broker()));
     let app = start_app(&config).await;
     let headline = "AMBER ALERT: Sofia Ramirez, 6, missing from Lakeview Park. Call 911 if seen.";
@@ -92,8 +46,8 @@ async fn an_amber_alert_reaches_every_platform_at_once() {
 
     let db = dir.path().join("bullhorn.db");
     let done = eventually(WAIT, || {
-        let open = count(&db, "SELECT COUNT(*) FROM deliveries WHERE state IN ('queued', 'in_flight')");
         let all = count(&db, "SELECT COUNT(*) FROM deliveries");
+        let open = count(&db, "SELECT COUNT(*) FROM deliveries WHERE state IN ('queued', 'in_flight')");
         (all == 12 && open == 0).then_some(())
     })
     .await;

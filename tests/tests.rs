@@ -15,6 +15,7 @@ mod delivery;
 mod e2e;
 mod faults;
 mod lifecycle;
+mod media;
 mod ops;
 mod reload;
 mod security;

@@ -52,7 +52,14 @@ impl Discord {
                         let form = reqwest::multipart::Form::new()
                             .text("payload_json", payload.to_string())
                             .part("files[0]", part);
-                        exchange(self.http.post(url.clone()).timeout(self.timeout).multipart(form)).await
+                        match exchange(self.http.post(url.clone()).timeout(self.timeout).multipart(form)).await {
+                            // 40005 "Request entity too large": the text goes out alone.
+                            Ok(r) if r.status == 413 => {
+                                note = Some("posted without an image: Discord refused its size (HTTP 413)".to_owned());
+                                exchange(self.http.post(url).timeout(self.timeout).json(&self.payload(req.text))).await
+                            }
+                            other => other,
+                        }
                     }
                     Err(e) => {
                         note = Some(format!("posted without an image: {e}"));

@@ -52,6 +52,11 @@ pub fn transport_error(e: &reqwest::Error) -> Outcome {
     }
 }
 
+/// An error and its sources on one line, without the URL (which may carry a secret).
+pub fn error_text(e: &reqwest::Error) -> String {
+    error_chain(e)
+}
+
 /// An error and its sources on one line, without the URL reqwest puts in its Display.
 fn error_chain(e: &reqwest::Error) -> String {
     let mut parts = Vec::new();

@@ -53,7 +53,7 @@ impl Telegram {
         });
         let result = match photo {
             Some(image) => match self.photo(req, image, reply_to).await {
-                Ok(r) if r.status == 400 => {
+                Ok(r) if r.status == 400 || r.status == 413 => {
                     // The image was refused (format, size): the text goes out alone.
                     note = Some(format!("posted without an image: {}", description(&r)));
                     self.message(req, reply_to).await

@@ -290,6 +290,85 @@ impl Default for NotifyFile {
     }
 }
 
+/// Images: where they may be fetched from, how long an alert waits for them, where
+/// platforms that take images by URL find them.
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct MediaFile {
+    /// Origins images may be fetched from: `https://photos.sheriff.example`,
+    /// `https://*.ncmec.org`, `http://10.20.1.5:8080`. Nothing else is ever fetched.
+    pub allow: Vec<String>,
+    /// Networks an allowed host name may resolve into (the agency's internal servers);
+    /// loopback, private and link-local addresses are refused otherwise.
+    pub allow_private: Vec<String>,
+    /// Largest image taken, fetched or inline.
+    pub max_bytes: usize,
+    /// Longest a fetch may take.
+    pub timeout: HumanDuration,
+    /// Longest a critical alert waits for its image before it goes out without it.
+    pub critical_wait: HumanDuration,
+    /// The same for everything else.
+    pub wait: HumanDuration,
+    /// Where images are published for platforms that fetch them by URL.
+    pub public: Option<PublicFile>,
+}
+
+impl Default for MediaFile {
+    fn default() -> Self {
+        MediaFile {
+            allow: Vec::new(),
+            allow_private: Vec::new(),
+            max_bytes: 10 * 1024 * 1024,
+            timeout: HumanDuration(Duration::from_secs(10)),
+            critical_wait: HumanDuration(Duration::from_secs(3)),
+            wait: HumanDuration(Duration::from_secs(15)),
+            public: None,
+        }
+    }
+}
+
+/// A public media store: a directory the agency's web server serves, or an
+/// S3-compatible bucket.
+#[derive(Debug, Deserialize)]
+pub struct PublicFile {
+    /// Where the files go (served at `base_url`).
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    /// The public URL of the directory or bucket.
+    pub base_url: String,
+    /// How long a published image stays.
+    #[serde(default = "default_keep")]
+    pub keep: HumanDuration,
+    #[serde(default)]
+    pub s3_endpoint: Option<String>,
+    #[serde(default)]
+    pub bucket: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub access_key: Option<String>,
+    #[serde(default)]
+    pub secret_key: Option<SecretString>,
+    #[serde(default)]
+    pub secret_key_file: Option<PathBuf>,
+    /// `https://endpoint/bucket/key` (true, MinIO and most) or `https://bucket.endpoint/key`.
+    #[serde(default = "yes")]
+    pub path_style: bool,
+}
+
+fn default_keep() -> HumanDuration {
+    HumanDuration(Duration::from_secs(7 * 24 * 3600))
+}
+
+/// When a channel posts a text card (an image of the alert's text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Card {
+    Never,
+    /// When the alert has no image it can post (Instagram's default: it takes no text-only post).
+    Missing,
+}
+
 /// Whether the daemon posts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -456,12 +535,29 @@ pub struct ChannelCommonFile {
     /// After posting a cancellation, delete the original where the platform allows it.
     #[serde(default)]
     pub delete_original: bool,
+    /// Post a text card when the alert has no image (default: Instagram only).
+    #[serde(default)]
+    pub card: Option<Card>,
+    /// The largest image the platform takes (a Mastodon instance's own limit).
+    #[serde(default)]
+    pub image_max_bytes: Option<usize>,
 }
 
 /// Keys split off the channel table before [`ChannelCommonFile`] is read; the rest belongs
 /// to the kind.
-pub const CHANNEL_COMMON_KEYS: &[&str] =
-    &["kind", "enabled", "public", "rate", "reserve", "max_chars", "overflow", "languages", "delete_original"];
+pub const CHANNEL_COMMON_KEYS: &[&str] = &[
+    "kind",
+    "enabled",
+    "public",
+    "rate",
+    "reserve",
+    "max_chars",
+    "overflow",
+    "languages",
+    "delete_original",
+    "card",
+    "image_max_bytes",
+];
 
 fn yes() -> bool {
     true

@@ -23,7 +23,7 @@ pub use channels::{
     BearerOrRefresh, BlueskySettings, DiscordSettings, MastodonSettings, MetaSettings, NextdoorSettings,
     OAuth2Settings, SlackSettings, SmsSender, SmsSettings, TeamsSettings, TelegramSettings, XAuth, XSettings,
 };
-pub use file::{AfterHold, Approval, LogFormat, Mode, Overflow, Protocol, Rate, Reserve};
+pub use file::{AfterHold, Approval, Card, LogFormat, Mode, Overflow, Protocol, Rate, Reserve};
 pub use secret::{SecretUrl, read_secret};
 
 use crate::backoff::Backoff;
@@ -91,6 +91,7 @@ pub struct Config {
     pub templates_dir: PathBuf,
     pub reload: ReloadConfig,
     pub notify: NotifyConfig,
+    pub media: MediaConfig,
     /// Rules by event type.
     pub events: BTreeMap<String, EventRule>,
     /// Channels by name.
@@ -202,6 +203,40 @@ pub struct AdminConfig {
     pub public_url: String,
 }
 
+/// Images (`[media]`).
+#[derive(Debug, Clone)]
+pub struct MediaConfig {
+    pub allow: Vec<crate::media::fetch::Origin>,
+    pub allow_private: Vec<ipnet::IpNet>,
+    pub max_bytes: usize,
+    pub timeout: Duration,
+    pub critical_wait: Duration,
+    pub wait: Duration,
+    pub public: Option<PublicConfig>,
+}
+
+/// Where images are published for platforms that take them by URL.
+#[derive(Debug, Clone)]
+pub struct PublicConfig {
+    pub target: PublicTarget,
+    /// No trailing slash.
+    pub base_url: String,
+    pub keep: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum PublicTarget {
+    Dir(PathBuf),
+    S3 {
+        endpoint: reqwest::Url,
+        bucket: String,
+        region: String,
+        access_key: String,
+        secret_key: SecretString,
+        path_style: bool,
+    },
+}
+
 /// Staff notifications (`[notify]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotifyConfig {
@@ -309,6 +344,10 @@ pub struct ChannelConfig {
     pub languages: Option<Vec<String>>,
     /// After posting a cancellation, delete the original where the platform allows it.
     pub delete_original: bool,
+    /// Post a text card when the alert has no usable image.
+    pub card: bool,
+    /// The largest image the platform takes, when not the platform's default.
+    pub image_max_bytes: Option<usize>,
     pub kind: ChannelKind,
 }
 
@@ -324,6 +363,8 @@ impl ChannelConfig {
             overflow: Overflow::Shorten,
             languages: None,
             delete_original: false,
+            card: false,
+            image_max_bytes: None,
             kind,
         }
     }
@@ -523,6 +564,7 @@ const SECTIONS: &[&str] = &[
     "templates",
     "reload",
     "notify",
+    "media",
     "events",
     "channels",
 ];
@@ -542,6 +584,7 @@ fn validate(source: &Path, base: &Path, mut root: BTreeMap<String, config::Value
     let templates: TemplatesFile = take_section(&mut root, "templates", errors);
     let reload: ReloadFile = take_section(&mut root, "reload", errors);
     let notify: NotifyFile = take_section(&mut root, "notify", errors);
+    let media: MediaFile = take_section(&mut root, "media", errors);
     let mode = match root.remove("mode") {
         None => Mode::Live,
         Some(v) => section::<Mode>(v, "mode", errors).unwrap_or_default(),
@@ -611,6 +654,7 @@ fn validate(source: &Path, base: &Path, mut root: BTreeMap<String, config::Value
 
     let templates_dir = templates.dir.unwrap_or_else(|| base.join("templates"));
     let notify = validate_notify(notify, &channels, errors);
+    let media = validate_media(media, errors);
     let admin = validate_admin(admin, errors);
 
     Config {
@@ -632,6 +676,7 @@ fn validate(source: &Path, base: &Path, mut root: BTreeMap<String, config::Value
         templates_dir,
         reload: ReloadConfig { watch: reload.watch, debounce: reload.debounce.0 },
         notify,
+        media,
         events,
         channels,
     }
@@ -681,6 +726,92 @@ fn validate_admin(a: AdminFile, errors: &mut Errors) -> AdminConfig {
         }
     };
     AdminConfig { enabled: a.enabled, listen: a.listen, token, public_url }
+}
+
+fn validate_media(m: MediaFile, errors: &mut Errors) -> MediaConfig {
+    let mut allow = Vec::new();
+    for (i, origin) in m.allow.iter().enumerate() {
+        match crate::media::fetch::Origin::parse(origin) {
+            Ok(o) => allow.push(o),
+            Err(e) => errors.push(format!("media.allow[{i}]"), e),
+        }
+    }
+    let mut allow_private = Vec::new();
+    for (i, net) in m.allow_private.iter().enumerate() {
+        // A bare address is a network of one.
+        let parsed = net.parse::<ipnet::IpNet>().or_else(|_| net.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+        match parsed {
+            Ok(n) => allow_private.push(n),
+            Err(_) => errors
+                .push(format!("media.allow_private[{i}]"), format!("{net:?} is not a network like \"10.20.0.0/16\"")),
+        }
+    }
+    if m.max_bytes == 0 {
+        errors.push("media.max_bytes", "must be above zero");
+    }
+    if m.timeout.0.is_zero() {
+        errors.push("media.timeout", "must be above zero");
+    }
+    let public = m.public.and_then(|p| validate_public(p, errors));
+    MediaConfig {
+        allow,
+        allow_private,
+        max_bytes: m.max_bytes,
+        timeout: m.timeout.0,
+        critical_wait: m.critical_wait.0,
+        wait: m.wait.0,
+        public,
+    }
+}
+
+fn validate_public(p: PublicFile, errors: &mut Errors) -> Option<PublicConfig> {
+    let base_url = match reqwest::Url::parse(&p.base_url) {
+        Ok(u) if matches!(u.scheme(), "https" | "http") => u.as_str().trim_end_matches('/').to_owned(),
+        _ => {
+            errors.push("media.public.base_url", "must be the http(s) URL the images are served at");
+            return None;
+        }
+    };
+    let target = match (p.dir, p.s3_endpoint) {
+        (Some(dir), None) => PublicTarget::Dir(dir),
+        (None, Some(endpoint)) => {
+            let endpoint = match reqwest::Url::parse(&endpoint) {
+                Ok(u) if matches!(u.scheme(), "https" | "http") => u,
+                _ => {
+                    errors.push("media.public.s3_endpoint", "must be an http(s) URL");
+                    return None;
+                }
+            };
+            let secret_key = match secret::resolve(p.secret_key, p.secret_key_file.as_deref()) {
+                Ok(Some(s)) => s,
+                Ok(None) => {
+                    errors.push("media.public.secret_key_file", "an S3 store needs secret_key_file (or secret_key)");
+                    return None;
+                }
+                Err(e) => {
+                    errors.push("media.public.secret_key_file", e);
+                    return None;
+                }
+            };
+            let (Some(bucket), Some(access_key)) = (p.bucket, p.access_key) else {
+                errors.push("media.public", "an S3 store needs bucket and access_key");
+                return None;
+            };
+            PublicTarget::S3 {
+                endpoint,
+                bucket,
+                region: p.region.unwrap_or_else(|| "us-east-1".to_owned()),
+                access_key,
+                secret_key,
+                path_style: p.path_style,
+            }
+        }
+        _ => {
+            errors.push("media.public", "give either dir (served by your web server) or s3_endpoint and bucket");
+            return None;
+        }
+    };
+    Some(PublicConfig { target, base_url, keep: p.keep.0 })
 }
 
 fn validate_notify(n: NotifyFile, channels: &BTreeMap<String, ChannelConfig>, errors: &mut Errors) -> NotifyConfig {
@@ -1064,6 +1195,8 @@ fn validate_channels(entries: BTreeMap<String, config::Value>, errors: &mut Erro
                     overflow: common.overflow,
                     languages: common.languages,
                     delete_original: common.delete_original,
+                    card: common.card.map_or(kind.platform() == Platform::Instagram, |c| c == Card::Missing),
+                    image_max_bytes: common.image_max_bytes,
                     kind,
                 },
             );

@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::channel::{Caps, Context, Outcome};
 use crate::config::{Config, DeliveryConfig};
 use crate::control::Control;
+use crate::media::MediaService;
 use crate::metrics::Metrics;
 use crate::store::{AttemptEnd, AttemptResult, Queued, Store, StoreError};
 use crate::supervise;
@@ -134,8 +135,18 @@ pub struct Delivery {
     ctx: Context,
     metrics: Arc<Metrics>,
     control: Control,
+    media: Option<Arc<MediaService>>,
     cancel: CancellationToken,
     failed: CancellationToken,
+}
+
+/// What every worker shares besides the store and the channel context.
+#[derive(Debug, Clone)]
+pub struct Deps {
+    pub metrics: Arc<Metrics>,
+    pub control: Control,
+    /// `None` runs without images (tools, tests of the core).
+    pub media: Option<Arc<MediaService>>,
 }
 
 impl std::fmt::Debug for Delivery {
@@ -152,7 +163,7 @@ impl Delivery {
         store: &Store,
         ctx: &Context,
         mut announced: mpsc::UnboundedReceiver<Queued>,
-        (metrics, control): (Arc<Metrics>, Control),
+        deps: Deps,
         cancel: CancellationToken,
         failed: CancellationToken,
     ) -> Result<Delivery, StoreError> {
@@ -178,8 +189,9 @@ impl Delivery {
             router,
             store: store.clone(),
             ctx: ctx.clone(),
-            metrics,
-            control,
+            metrics: deps.metrics,
+            control: deps.control,
+            media: deps.media,
             cancel,
             failed,
         };
@@ -199,8 +211,7 @@ impl Delivery {
             Arc::clone(config),
             self.store.clone(),
             self.store.reader()?,
-            Arc::clone(&self.metrics),
-            self.control.clone(),
+            Deps { metrics: Arc::clone(&self.metrics), control: self.control.clone(), media: self.media.clone() },
         );
         let handle = supervise::spawn(format!("worker {name}"), self.failed.clone(), worker.run(rx, cancel.clone()));
         self.senders.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(name.to_owned(), tx);

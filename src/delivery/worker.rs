@@ -21,6 +21,7 @@ use crate::channel::{Channel, Context, Outcome, PostRef, Request, Resolution, Re
 use crate::config::{ChannelConfig, Config, Mode, Quota};
 use crate::control::{Control, Pauses};
 use crate::event::Priority;
+use crate::media::{Attached, MediaService};
 use crate::metrics::{ChannelLabel, Metrics};
 use crate::render::platform::Platform;
 use crate::route::DeliveryKind;
@@ -50,6 +51,7 @@ pub(super) struct Worker {
     type_paused: Vec<Item>,
     /// Kept so the pauses' sender outlives the worker.
     _control: Control,
+    media: Option<Arc<MediaService>>,
     pauses: watch::Receiver<Pauses>,
     cancel: CancellationToken,
 }
@@ -89,6 +91,7 @@ impl Prepared {
         store: Option<&'a Store>,
         action: Action,
         root_of_original: Option<&'a PostRef>,
+        media: &'a [crate::channel::Media],
     ) -> Option<Request<'a>> {
         let Action::Post { part, target } = action else { return None };
         let job = &self.job;
@@ -102,7 +105,9 @@ impl Prepared {
             job.text.as_str()
         };
         let step = job.progress.done;
-        Some(Request { job, text, step, target, reply_to, root, media: &[], scratch: Scratch::new(job, step, store) })
+        // Images go with the first post (of a thread, to each recipient).
+        let media = if part == 0 { media } else { &[] };
+        Some(Request { job, text, step, target, reply_to, root, media, scratch: Scratch::new(job, step, store) })
     }
 }
 
@@ -113,9 +118,9 @@ impl Worker {
         config: Arc<Config>,
         store: Store,
         reader: Reader,
-        metrics: Arc<Metrics>,
-        control: Control,
+        deps: super::Deps,
     ) -> Self {
+        let super::Deps { metrics, control, media } = deps;
         let quota = cfg.quota.map(Window::new);
         let pauses = control.subscribe();
         let channel = Channel::build(&cfg, &ctx);
@@ -135,6 +140,7 @@ impl Worker {
             parked: HashSet::new(),
             type_paused: Vec::new(),
             _control: control,
+            media,
             pauses,
             cancel: CancellationToken::new(),
         }
@@ -307,7 +313,7 @@ impl Worker {
         let done = prepared.job.progress.done;
         let action = prepared.steps.get(done).copied().unwrap_or(Action::Post { part: 0, target: 0 });
         let root = self.root_of_original(&prepared);
-        let resolution = match prepared.request(Some(&self.store), action, root.as_ref()) {
+        let resolution = match prepared.request(Some(&self.store), action, root.as_ref(), &[]) {
             Some(req) => self.channel.resolve(&req).await,
             // A deletion is safe to repeat: a post already gone counts as deleted.
             None => Resolution::NotPosted,
@@ -531,6 +537,12 @@ impl Worker {
             let reason = "every step was done".to_owned();
             return self.close(item, job.delivery_id, Closing::Done, reason).await;
         };
+        // Its images, waited for at most its priority's wait (before the attempt row: a
+        // slow image is not an open request).
+        let attached = match (action, &self.media) {
+            (Action::Post { part: 0, .. }, Some(media)) => media.for_delivery(job, &self.cfg).await,
+            _ => Attached::default(),
+        };
         let resolve_data = (prepared.steps.len() > 1).then(|| format!("{{\"step\":{done}}}"));
         let attempt_id = match self.store.begin_attempt(job.delivery_id, &self.cfg.name, now_ms(), resolve_data).await {
             Ok(id) => id,
@@ -549,17 +561,21 @@ impl Worker {
             q.record(job.priority, Instant::now());
         }
         let root = self.root_of_original(&prepared);
-        let response = match prepared.request(Some(&self.store), action, root.as_ref()) {
+        let response = match prepared.request(Some(&self.store), action, root.as_ref(), &attached.media) {
             Some(req) => {
                 // The last try's outcome was never known: ask before sending again (a lost
                 // answer can show up on the platform later than the first look).
                 if job.last_outcome.as_deref() == Some("unknown")
                     && let Resolution::Posted(post) = self.channel.resolve(&req).await
                 {
-                    let response = Response::from(Outcome::Sent(post));
+                    let response = Response::from(Outcome::Sent(post)).with_note(attached.note);
                     return self.conclude(item, &prepared, action, attempt_id, response).await;
                 }
                 let mut response = self.channel.send(&req).await;
+                response.note = match (attached.note, response.note) {
+                    (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+                    (a, b) => a.or(b),
+                };
                 if let Outcome::Unknown(reason) = &response.outcome {
                     tracing::warn!(channel = %self.cfg.name, delivery = job.delivery_id, %reason, "outcome unknown; checking with the platform");
                     // Not found stays unknown: a lost post can show up on the platform later

@@ -57,8 +57,9 @@ struct Native {
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum OneOrMany<T> {
-    One(T),
+    // Many first: serde reads a struct from a sequence too, so `[]` would be one empty item.
     Many(Vec<T>),
+    One(T),
 }
 
 /// Decode one native JSON event.
@@ -352,5 +353,7 @@ mod tests {
         assert_eq!(decode_value(&v).expect("many").media.len(), 2);
         v["media"] = serde_json::json!({ "data": "%%%" });
         assert!(decode_value(&v).is_err());
+        v["media"] = serde_json::json!([]);
+        assert!(decode_value(&v).expect("none").media.is_empty(), "an empty list is no image, not an empty one");
     }
 }

@@ -127,6 +127,15 @@ fn accept(
         return Ok(record_only(event, sub.format, topic, payload, now));
     }
     let rule = policy::rule_for(&event, &config.events)?;
+    // An image without a description gets the template's (`alt.txt`), so every channel
+    // posts it with alt text; one that still has none is not posted on public channels.
+    if event.media.iter().any(|m| m.alt.as_deref().is_none_or(|a| a.trim().is_empty()))
+        && let Some(Ok(alt)) = renderer.alt_text(rule, &event)
+    {
+        for m in event.media.iter_mut().filter(|m| m.alt.as_deref().is_none_or(|a| a.trim().is_empty())) {
+            m.alt = Some(alt.clone());
+        }
+    }
     let assessment = policy::assess(&event, payload, rule, now, now);
     let snapshot = event
         .lifecycle

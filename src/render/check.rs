@@ -121,6 +121,47 @@ pub fn check(config: &Config) -> Vec<TemplateError> {
         }
     }
 
+    // Images: alt text for every image a public channel would post, and the text card.
+    for (set, rules) in &sets {
+        let Some(event) = samples.get(set) else { continue };
+        for (event_type, rule) in rules {
+            let channels: Vec<_> = config
+                .channels
+                .values()
+                .filter(|c| c.enabled && rule.channels.includes(&c.name))
+                .filter(|c| crate::media::process::spec(c.platform(), c.image_max_bytes).is_some())
+                .collect();
+            let public: Vec<&str> = channels.iter().filter(|c| c.public).map(|c| c.name.as_str()).collect();
+            for language in event.languages() {
+                let event = event.in_language(language);
+                match renderer.alt_text(rule, &event) {
+                    None if !public.is_empty() => problems.push(TemplateError {
+                        file: renderer.dir().join(set),
+                        line: None,
+                        message: format!(
+                            "{event_type}: an image sent without alt text would not be posted on {}: add \
+                             {set}/alt.txt or alt.txt",
+                            public.join(", ")
+                        ),
+                    }),
+                    Some(Err(error)) => {
+                        problems.push(TemplateError { file: renderer.dir().join(set), line: None, message: error });
+                    }
+                    _ => {}
+                }
+                if channels.iter().any(|c| c.card)
+                    && let Err(error) = renderer.card_text(rule, &event)
+                {
+                    problems.push(TemplateError {
+                        file: renderer.dir().join(set),
+                        line: None,
+                        message: format!("the text card: {error}"),
+                    });
+                }
+            }
+        }
+    }
+
     // Rendering and overflow, per rule and target.
     for (set, rules) in &sets {
         let Some(event) = samples.get(set) else { continue };

@@ -160,7 +160,8 @@ impl Renderer {
         for entry in read_dir_sorted(&dir, &mut errors) {
             let Some(file) = entry.file_name().and_then(|f| f.to_str()).map(str::to_owned) else { continue };
             if entry.is_file()
-                && template_stem(&file).is_some_and(|(base, _)| base == "default" || base == "correction")
+                && template_stem(&file)
+                    .is_some_and(|(base, _)| matches!(base, "default" | "correction" | "alt" | "card"))
             {
                 add(&mut env, &dir, &file, &mut names, &mut errors);
             }
@@ -222,6 +223,66 @@ impl Renderer {
 
     pub(crate) fn env(&self) -> &Environment<'static> {
         &self.env
+    }
+
+    /// The first of `bases` (names without `.txt`) that exists, in `language` first.
+    fn find(&self, bases: &[String], language: Option<&str>) -> Option<String> {
+        let langs: Vec<&str> = match language {
+            Some(l) => {
+                let primary = l.split('-').next().unwrap_or(l);
+                if primary == l { vec![l] } else { vec![l, primary] }
+            }
+            None => Vec::new(),
+        };
+        let in_language = langs.iter().flat_map(|l| bases.iter().map(move |b| format!("{b}.{l}.txt")));
+        let plain = bases.iter().map(|b| format!("{b}.txt"));
+        in_language.chain(plain).find(|n| self.names.contains(n))
+    }
+
+    /// Render template `name` for `event` under `rule`, as plain text (no platform).
+    fn plain(&self, name: &str, rule: &EventRule, event: &Event) -> Result<String, String> {
+        let ctx = minijinja::context! {
+            kind => "post",
+            platform => Platform::Console.as_str(),
+            channel => minijinja::context! { name => "", kind => "", platform => "" },
+            ..self.base_context(event, rule)
+        };
+        self.env.get_template(name).and_then(|t| t.render(ctx)).map(|t| tidy(&t)).map_err(|e| describe(name, &e))
+    }
+
+    /// The alt text for an image of `event` without its own: `<set>/alt.txt`, else
+    /// `alt.txt` (each first in the event's language). `None` when there is no such
+    /// template; an error when it fails or renders empty.
+    pub fn alt_text(&self, rule: &EventRule, event: &Event) -> Option<Result<String, String>> {
+        let bases = [format!("{}/alt", rule.templates), "alt".to_owned()];
+        let name = self.find(&bases, event.language.as_deref())?;
+        Some(self.plain(&name, rule, event).and_then(|t| {
+            let t = t.split_whitespace().collect::<Vec<_>>().join(" ");
+            if t.is_empty() { Err(format!("{name}: rendered empty text")) } else { Ok(t) }
+        }))
+    }
+
+    /// The text of a card: its first line the headline, the rest the facts, from
+    /// `<set>/card.txt`, else `card.txt`, else the event's headline, area, instruction
+    /// and location.
+    pub fn card_text(&self, rule: &EventRule, event: &Event) -> Result<(String, Vec<String>), String> {
+        let bases = [format!("{}/card", rule.templates), "card".to_owned()];
+        let text = match self.find(&bases, event.language.as_deref()) {
+            Some(name) => self.plain(&name, rule, event)?,
+            None => [
+                Some(event.headline.clone()),
+                event.area.clone(),
+                event.instruction.clone(),
+                event.location.as_ref().and_then(|l| l.text.clone()),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join("\n"),
+        };
+        let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned);
+        let title = lines.next().ok_or_else(|| "the card text is empty".to_owned())?;
+        Ok((with_status_prefix(event.status, title), lines.collect()))
     }
 
     /// The template used for `set` on `target` in `language`: channel, platform, event
@@ -463,7 +524,7 @@ fn template_stem(file: &str) -> Option<(&str, Option<&str>)> {
 }
 
 fn valid_base(base: &str, config: &Config) -> bool {
-    base == "default"
+    matches!(base, "default" | "alt" | "card")
         || Platform::parse(base).is_some()
         || base.strip_prefix("channel-").is_some_and(|c| config.channels.contains_key(c))
 }

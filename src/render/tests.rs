@@ -319,3 +319,32 @@ fn a_correction_is_escaped_and_fitted() {
     assert!(sms.length.fits, "{:?}", sms.length);
     assert!(sms.text.starts_with("CORRECTION: The child was found safe."), "{}", sms.text);
 }
+
+/// `check` flags a set whose images would reach a public channel without alt text, and
+/// renders the alt and card templates against the sample.
+#[test]
+fn check_flags_images_without_alt_text_and_broken_alt_or_card_templates() {
+    let toml = format!(
+        "{MINIMAL}\n[channels.discord]\nkind = \"discord\"\nwebhook_url = \"https://discord.com/api/webhooks/1/x\"\n\
+         card = \"missing\"\n"
+    );
+    let (_d, c) = setup_with(&toml, &[]);
+    let problems = check::check(&c);
+    assert!(
+        problems.iter().any(|p| p.message.contains("without alt text would not be posted on discord")
+            && p.message.contains("missing_child/alt.txt or alt.txt")),
+        "{problems:?}"
+    );
+    let (_d, c) = setup_with(
+        &toml,
+        &[("alt.txt", "Photo: {{ headline }}"), ("missing_child/card.txt", "{{ fields.nope.deeper }}")],
+    );
+    let problems = check::check(&c);
+    assert!(!problems.iter().any(|p| p.message.contains("without alt text")), "{problems:?}");
+    assert!(problems.iter().any(|p| p.message.starts_with("the text card:")), "{problems:?}");
+    let (_d, c) = setup_with(&toml, &[("missing_child/alt.txt", "{{ '' }}")]);
+    let problems = check::check(&c);
+    assert!(problems.iter().any(|p| p.message.contains("rendered empty")), "{problems:?}");
+    let r = Renderer::load(&c).expect("load");
+    assert!(r.alt_text(rule(&c), &event(serde_json::json!({}))).is_some_and(|a| a.is_err()));
+}

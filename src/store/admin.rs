@@ -4,7 +4,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::writer::{ApplyError, priors};
+use super::writer::{ApplyError, priors, withdraw};
 use super::{NewDelivery, Queued, StoreError};
 use crate::event::Priority;
 use crate::policy::sha256_hex;
@@ -375,19 +375,7 @@ fn retract(
     let why = format!("{verb}ed by {actor}");
     let mut stopped = 0;
     for (id, _, _) in &earlier {
-        stopped += conn
-            .prepare_cached(
-                "UPDATE deliveries SET
-                    state = CASE WHEN post_id IS NULL THEN 'suppressed' ELSE 'sent' END,
-                    reason = CASE WHEN post_id IS NULL THEN ?2 ELSE 'stopped part way: ' || ?2 END,
-                    updated_at = ?3
-                 WHERE event_id = ?1 AND state IN ('queued', 'held')",
-            )?
-            .execute(params![id, why, now])?;
-        conn.prepare_cached(
-            "UPDATE deliveries SET withdrawn = 1, updated_at = ?2 WHERE event_id = ?1 AND state = 'in_flight'",
-        )?
-        .execute(params![id, now])?;
+        stopped += withdraw(conn, *id, &why, now)?;
     }
     // The retraction is an event of its incident, so what it posts is in the incident's
     // history like everything else. It has no expiry: a correction of an expired alert

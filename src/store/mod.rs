@@ -28,7 +28,7 @@ pub use admin::{AdminDone, AdminOp, LinkAction, NewLink, NewNotice, Scope};
 pub use ops::{
     AlertDelivery, AlertDetail, AlertSummary, AuditRow, CredentialFailure, HeldEvent, LateDelivery, LinkInfo, PauseRow,
 };
-pub use read::{Job, PendingRow, Reader, ReplyTarget};
+pub use read::{Job, OriginalRow, PendingRow, Reader, ReplyTarget};
 
 pub use crate::channel::PostRef;
 
@@ -277,7 +277,19 @@ enum Op {
     SaveScratch { delivery_id: i64, key: String, value: String, reply: Reply<()> },
     Close { delivery_id: i64, closing: Closing, reason: String, reply: Reply<()> },
     Admin(Box<AdminOp>, Reply<AdminDone>),
+    Media(Box<MediaOp>, Reply<()>),
     Probe(Reply<()>),
+}
+
+/// What the media pipeline records.
+#[derive(Debug, Clone)]
+pub enum MediaOp {
+    /// An event's image `idx` as fetched or decoded, or why there is none. Recorded once.
+    Original { event_id: i64, idx: usize, source: String, image: Result<(String, Bytes), String> },
+    /// An image put in the public media store.
+    Published { name: String, url: String, event_id: i64 },
+    /// Removed from the public media store.
+    Unpublished { name: String },
 }
 
 /// Handle to the store writer. Cloning is cheap; the writer stops when every handle is
@@ -404,6 +416,11 @@ impl Store {
     /// answered once committed, with its audit row.
     pub async fn admin(&self, op: AdminOp) -> Result<AdminDone, StoreError> {
         Pending(self.send(|reply| Op::Admin(Box::new(op), reply)).await?).await
+    }
+
+    /// Record what the media pipeline did.
+    pub async fn media(&self, op: MediaOp) -> Result<(), StoreError> {
+        Pending(self.send(|reply| Op::Media(Box::new(op), reply)).await?).await
     }
 
     /// A real write, to learn whether the store takes writes again.

@@ -61,6 +61,15 @@ pub struct Job {
     pub last_outcome: Option<String>,
 }
 
+/// An event's image as the media pipeline recorded it.
+#[derive(Debug, Clone)]
+pub struct OriginalRow {
+    pub idx: usize,
+    pub source: String,
+    /// The MIME type and bytes, or why there is no image.
+    pub image: Result<(String, bytes::Bytes), String>,
+}
+
 /// The state of the delivery a reply points at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplyTarget {
@@ -209,6 +218,37 @@ impl Reader {
             let json: String = stmt.query_row([k], |r| r.get(0)).optional().ok()??;
             serde_json::from_str(&json).ok()
         })
+    }
+
+    /// The images recorded for `event_id`, in order.
+    pub async fn media_originals(&self, event_id: i64) -> Result<Vec<OriginalRow>, StoreError> {
+        self.with(move |c| {
+            let mut stmt =
+                c.prepare_cached("SELECT idx, source, mime, bytes, error FROM media WHERE event_id = ?1 ORDER BY idx")?;
+            let rows = stmt.query_map([event_id], |r| {
+                let mime: Option<String> = r.get(2)?;
+                let bytes: Option<Vec<u8>> = r.get(3)?;
+                let error: Option<String> = r.get(4)?;
+                let image = match (mime, bytes) {
+                    (Some(m), Some(b)) => Ok((m, bytes::Bytes::from(b))),
+                    _ => Err(error.unwrap_or_else(|| "no image".to_owned())),
+                };
+                Ok(OriginalRow { idx: usize::try_from(r.get::<_, i64>(0)?).unwrap_or(0), source: r.get(1)?, image })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// Names in the public media store published before `cutoff` (Unix ms) and not yet
+    /// removed.
+    pub async fn published_before(&self, cutoff: i64) -> Result<Vec<String>, StoreError> {
+        self.with(move |c| {
+            c.prepare_cached("SELECT name FROM published WHERE removed_at IS NULL AND published_at < ?1 ORDER BY id")?
+                .query_map([cutoff], |r| r.get(0))?
+                .collect()
+        })
+        .await
     }
 
     /// When each request to `channel` since `since_ms` started: the send log the quota is

@@ -161,6 +161,35 @@ CREATE INDEX links_event ON links(event_id);
 CREATE INDEX audit_target ON audit(target);
 CREATE INDEX attempts_refused ON attempts(started_at) WHERE outcome = 'credentials';
 ",
+    // 5: media. Each image an event names, as fetched (the audit trail keeps the
+    // original), or why there is none; and what was published for platforms that fetch
+    // images by URL, until the cleanup removes it.
+    r"
+CREATE TABLE media (
+    id         INTEGER PRIMARY KEY,
+    event_id   INTEGER NOT NULL REFERENCES events(id),
+    idx        INTEGER NOT NULL,
+    -- the URL, or 'inline'
+    source     TEXT    NOT NULL,
+    fetched_at INTEGER NOT NULL,
+    mime       TEXT,
+    sha256     TEXT,
+    bytes      BLOB,
+    -- why there is no image
+    error      TEXT,
+    UNIQUE (event_id, idx)
+) STRICT;
+
+CREATE TABLE published (
+    id           INTEGER PRIMARY KEY,
+    name         TEXT    NOT NULL UNIQUE,
+    url          TEXT    NOT NULL,
+    event_id     INTEGER,
+    published_at INTEGER NOT NULL,
+    removed_at   INTEGER
+) STRICT;
+CREATE INDEX published_live ON published(published_at) WHERE removed_at IS NULL;
+",
 ];
 
 /// Bring `conn` up to the latest schema.

@@ -214,6 +214,7 @@ fn reply(op: Op, answer: Result<Answer, StoreError>) {
             }));
         }
         Op::FinishAttempt { reply, .. }
+        | Op::Media(_, reply)
         | Op::SaveScratch { reply, .. }
         | Op::Close { reply, .. }
         | Op::Probe(reply) => {
@@ -294,6 +295,10 @@ fn apply(conn: &Connection, op: &Op, announced: &mut Vec<Queued>) -> Result<Answ
             Ok(Answer::Done)
         }
         Op::Admin(op, _) => super::admin::apply(conn, op, now, announced).map(Answer::Admin),
+        Op::Media(op, _) => {
+            media(conn, op, now)?;
+            Ok(Answer::Done)
+        }
         Op::Probe(_) => {
             conn.prepare_cached(
                 "INSERT INTO probe (id, at) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET at = excluded.at",
@@ -386,6 +391,43 @@ fn finish_attempt(
         "UPDATE attempts SET finished_at = ?2, http_status = ?3, outcome = ?4, detail = ?5 WHERE id = ?1",
     )?
     .execute(params![attempt_id, finished_at, r.http_status, r.outcome, r.detail])?;
+    Ok(())
+}
+
+fn media(conn: &Connection, op: &super::MediaOp, now: i64) -> Result<(), ApplyError> {
+    use super::MediaOp;
+    match op {
+        MediaOp::Original { event_id, idx, source, image } => {
+            let (mime, sha, bytes, error) = match image {
+                Ok((mime, bytes)) => (Some(mime.as_str()), Some(sha256_hex(bytes)), Some(&bytes[..]), None),
+                Err(e) => (None, None, None, Some(e.as_str())),
+            };
+            conn.prepare_cached(
+                "INSERT INTO media (event_id, idx, source, fetched_at, mime, sha256, bytes, error)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (event_id, idx) DO NOTHING",
+            )?
+            .execute(params![
+                event_id,
+                i64::try_from(*idx).unwrap_or(i64::MAX),
+                source,
+                now,
+                mime,
+                sha,
+                bytes,
+                error
+            ])?;
+        }
+        MediaOp::Published { name, url, event_id } => {
+            conn.prepare_cached(
+                "INSERT INTO published (name, url, event_id, published_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (name) DO NOTHING",
+            )?
+            .execute(params![name, url, event_id, now])?;
+        }
+        MediaOp::Unpublished { name } => {
+            conn.prepare_cached("UPDATE published SET removed_at = ?2 WHERE name = ?1")?.execute(params![name, now])?;
+        }
+    }
     Ok(())
 }
 
@@ -558,21 +600,7 @@ fn ingest_event(
     };
     let mut suppressed = 0;
     for (earlier_id, _, _) in &earlier {
-        // A thread that is part way out (queued for its next part, with a post on record)
-        // is closed as sent: what went out can be replied to and cancelled.
-        suppressed += conn
-            .prepare_cached(
-                "UPDATE deliveries SET
-                    state = CASE WHEN post_id IS NULL THEN 'suppressed' ELSE 'sent' END,
-                    reason = CASE WHEN post_id IS NULL THEN ?2 ELSE 'stopped part way: ' || ?2 END,
-                    updated_at = ?3
-                 WHERE event_id = ?1 AND state IN ('queued', 'held')",
-            )?
-            .execute(params![earlier_id, reason, now])?;
-        conn.prepare_cached(
-            "UPDATE deliveries SET withdrawn = 1, updated_at = ?2 WHERE event_id = ?1 AND state = 'in_flight'",
-        )?
-        .execute(params![earlier_id, now])?;
+        suppressed += withdraw(conn, *earlier_id, &reason, now)?;
     }
     if e.disposition != "deliver" {
         return Ok(IngestOutcome::Accepted { event_id, deliveries: 0, suppressed });
@@ -630,6 +658,27 @@ fn ingest_event(
 
 /// Earlier deliveries of the incident (of the `earlier` events) on `channel` in
 /// `language`, oldest first: a reply goes to the post in its own language.
+/// Stop what event `event_id` still has to post: queued and held deliveries close with
+/// `reason` (as sent when a thread is part way out, so what went out can be replied to
+/// and cancelled); one in flight is marked withdrawn and stops after its request.
+/// Returns how many were closed.
+pub(super) fn withdraw(conn: &Connection, event_id: i64, reason: &str, now: i64) -> rusqlite::Result<usize> {
+    let closed = conn
+        .prepare_cached(
+            "UPDATE deliveries SET
+                state = CASE WHEN post_id IS NULL THEN 'suppressed' ELSE 'sent' END,
+                reason = CASE WHEN post_id IS NULL THEN ?2 ELSE 'stopped part way: ' || ?2 END,
+                updated_at = ?3
+             WHERE event_id = ?1 AND state IN ('queued', 'held')",
+        )?
+        .execute(params![event_id, reason, now])?;
+    conn.prepare_cached(
+        "UPDATE deliveries SET withdrawn = 1, updated_at = ?2 WHERE event_id = ?1 AND state = 'in_flight'",
+    )?
+    .execute(params![event_id, now])?;
+    Ok(closed)
+}
+
 pub(super) fn priors(
     conn: &Connection,
     earlier: &[(i64, Option<i64>)],

@@ -39,10 +39,17 @@ async fn posts_without_pinging_anyone_with_images_and_deletes() {
     let media = [png()];
     sent(&ch.send(&request(&job(2, "Photo of Sofia"), None, &media)).await.outcome);
     assert_eq!(fake.live()[1].attachment_description.as_deref(), Some("Photo of Sofia Ramirez, 6"));
+    // An image Discord refuses for its size (40005): the alert goes out without it.
+    fake.common.fault("execute", Fault::respond(413, &[], r#"{"message": "Request entity too large", "code": 40005}"#));
+    let r = ch.send(&request(&job(3, "Photo of Sofia, too large"), None, &media)).await;
+    sent(&r.outcome);
+    assert!(r.note.as_deref().is_some_and(|n| n.contains("HTTP 413")), "{:?}", r.note);
+    assert_eq!(fake.live()[2].content, "Photo of Sofia, too large");
+    assert_eq!(fake.live()[2].attachment_description, None);
 
     assert!(matches!(ch.delete(&post).await.outcome, Outcome::Sent(_)));
     assert!(matches!(ch.delete(&post).await.outcome, Outcome::Sent(_)), "already gone counts as deleted");
-    assert_eq!(fake.live().len(), 1);
+    assert_eq!(fake.live().len(), 2);
     assert!(ch.verify().await.into_result().expect("verify").contains("RCSO Alerts"));
 }
 

@@ -9,6 +9,7 @@ pub mod mosquitto;
 pub mod pds;
 pub mod platforms;
 pub mod publisher;
+pub mod s3;
 pub mod webhook;
 
 use std::net::TcpListener;
@@ -53,6 +54,8 @@ pub fn count(db: &Path, sql: &str) -> i64 {
 pub fn write_config(dir: &Path, mqtt: &str, body: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(dir.join("templates")).expect("templates dir");
     std::fs::write(dir.join("templates/default.txt"), "{{ headline }}").expect("template");
+    // Every public image needs alt text (`bullhorn check` insists).
+    std::fs::write(dir.join("templates/alt.txt"), "Image with the alert: {{ headline }}").expect("template");
     let text = format!(
         r#"
 [log]

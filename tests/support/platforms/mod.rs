@@ -20,8 +20,8 @@ pub mod twilio;
 pub mod x;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -213,6 +213,9 @@ impl Drop for Server {
 pub async fn serve(router: Router) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
+    // Platforms take uploads far larger than axum's default 2 MB; limits are checked by
+    // the tests on what arrives.
+    let router = router.layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024));
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;
     });
@@ -289,5 +292,120 @@ pub fn png() -> bullhorn::channel::Media {
         mime: "image/png".to_owned(),
         alt: "Photo of Sofia Ramirez, 6".to_owned(),
         url: Some("https://media.sheriff.example/amber/sofia.png".to_owned()),
+    }
+}
+
+/// A `[channels.NAME]` block.
+pub fn block(name: &str, body: &str) -> String {
+    format!("[channels.{name}]\n{body}\n")
+}
+
+/// A fake of every platform but Bluesky (a test brings the fake or the reference PDS),
+/// with the config of one channel on each.
+#[derive(Debug)]
+pub struct Fleet {
+    pub masto: Arc<mastodon::Fake>,
+    pub x: Arc<x::Fake>,
+    pub meta: Arc<meta::Fake>,
+    pub tg: Arc<telegram::Fake>,
+    pub discord: Arc<discord::Fake>,
+    pub slack: Arc<slack::Fake>,
+    pub teams: Arc<teams::Fake>,
+    pub nd: Arc<nextdoor::Fake>,
+    pub sms: Arc<twilio::Fake>,
+    /// `[channels.*]` for masto, x, fb, ig, threads, tg, discord, slack, teams, nd, sms.
+    pub channels: String,
+    _servers: Vec<Server>,
+}
+
+impl Fleet {
+    pub async fn start() -> Fleet {
+        let (masto_srv, masto) = mastodon::start().await;
+        let (x_srv, x) = x::start().await;
+        let (meta_srv, meta) = meta::start().await;
+        let (tg_srv, tg) = telegram::start().await;
+        let (dc_srv, discord) = discord::start().await;
+        let (slack_srv, slack) = slack::start().await;
+        let (teams_srv, teams) = teams::start().await;
+        let (nd_srv, nd) = nextdoor::start().await;
+        let (sms_srv, sms) = twilio::start().await;
+        let channels = [
+            block(
+                "masto",
+                &format!("kind = \"mastodon\"\nbase_url = \"{}\"\naccess_token = \"{}\"", masto_srv.url, mastodon::TOKEN),
+            ),
+            block(
+                "x",
+                &format!(
+                    "kind = \"x\"\nbase_url = \"{}\"\nconsumer_key = \"{}\"\nconsumer_secret = \"{}\"\naccess_token = \"{}\"\naccess_token_secret = \"{}\"",
+                    x_srv.url,
+                    x::CONSUMER_KEY,
+                    x::CONSUMER_SECRET,
+                    x::ACCESS_TOKEN,
+                    x::ACCESS_SECRET
+                ),
+            ),
+            block(
+                "fb",
+                &format!(
+                    "kind = \"facebook\"\nbase_url = \"{}/v23.0\"\npage_id = \"{}\"\naccess_token = \"{}\"",
+                    meta_srv.url,
+                    meta::PAGE,
+                    meta::TOKEN
+                ),
+            ),
+            block(
+                "ig",
+                &format!(
+                    "kind = \"instagram\"\nbase_url = \"{}/v23.0\"\nuser_id = \"{}\"\naccess_token = \"{}\"",
+                    meta_srv.url,
+                    meta::IG,
+                    meta::TOKEN
+                ),
+            ),
+            block(
+                "threads",
+                &format!(
+                    "kind = \"threads\"\nbase_url = \"{}/v1.0\"\nuser_id = \"{}\"\naccess_token = \"{}\"",
+                    meta_srv.url,
+                    meta::THREADS,
+                    meta::TOKEN
+                ),
+            ),
+            block(
+                "tg",
+                &format!(
+                    "kind = \"telegram\"\nbase_url = \"{}\"\nbot_token = \"{}\"\nchat_id = \"{}\"",
+                    tg_srv.url,
+                    telegram::TOKEN,
+                    telegram::CHAT
+                ),
+            ),
+            block("discord", &format!("kind = \"discord\"\nwebhook_url = \"{}\"", discord::Fake::url(&dc_srv.url))),
+            block(
+                "slack",
+                &format!(
+                    "kind = \"slack\"\nbase_url = \"{}/api\"\nbot_token = \"{}\"\nchannel = \"{}\"",
+                    slack_srv.url,
+                    slack::BOT_TOKEN,
+                    slack::CHANNEL
+                ),
+            ),
+            block("teams", &format!("kind = \"teams\"\nwebhook_url = \"{}\"", teams::Fake::url(&teams_srv.url))),
+            block("nd", &format!("kind = \"nextdoor\"\nbase_url = \"{}\"\naccess_token = \"nd-access-0\"", nd_srv.url)),
+            block(
+                "sms",
+                &format!(
+                    "kind = \"sms\"\nbase_url = \"{}\"\naccount_sid = \"{}\"\nauth_token = \"{}\"\nfrom = \"{}\"\nto = [\"+15555550101\"]",
+                    sms_srv.url,
+                    twilio::SID,
+                    twilio::AUTH_TOKEN,
+                    twilio::FROM
+                ),
+            ),
+        ]
+        .concat();
+        let servers = vec![masto_srv, x_srv, meta_srv, tg_srv, dc_srv, slack_srv, teams_srv, nd_srv, sms_srv];
+        Fleet { masto, x, meta, tg, discord, slack, teams, nd, sms, channels, _servers: servers }
     }
 }

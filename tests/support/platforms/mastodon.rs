@@ -25,6 +25,7 @@ pub struct Status {
     pub media: Vec<String>,
     pub language: Option<String>,
     pub deleted: bool,
+    pub created: jiff::Timestamp,
 }
 
 #[derive(Debug, Default)]
@@ -74,7 +75,7 @@ fn error(status: u16, message: &str) -> Response {
 fn status_json(s: &Status, base: &str) -> serde_json::Value {
     serde_json::json!({
         "id": s.id,
-        "created_at": "2026-11-21T10:00:00.000Z",
+        "created_at": s.created.to_string(),
         "in_reply_to_id": s.in_reply_to_id,
         "sensitive": false,
         "spoiler_text": "",
@@ -210,6 +211,7 @@ fn create(f: &Fake, hit: &super::Hit, base: &str) -> Response {
         media,
         language: body["language"].as_str().map(str::to_owned),
         deleted: false,
+        created: jiff::Timestamp::now(),
     };
     let v = status_json(&s, base);
     statuses.push(s);

@@ -31,6 +31,7 @@ pub struct Object {
     pub image: Option<String>,
     pub alt: Option<String>,
     pub deleted: bool,
+    pub created: jiff::Timestamp,
 }
 
 #[derive(Debug, Clone)]
@@ -279,6 +280,7 @@ fn push(
         image,
         alt,
         deleted: false,
+        created: jiff::Timestamp::now(),
     });
 }
 
@@ -313,7 +315,12 @@ fn list(f: &Fake, keep: impl Fn(&Object) -> bool, field: &str) -> Response {
         .filter(|o| !o.deleted && keep(o))
         .take(25)
         .map(|o| {
-            let mut v = serde_json::json!({ "id": o.id, "permalink_url": permalink(o), "permalink": permalink(o) });
+            let mut v = serde_json::json!({
+                "id": o.id, "permalink_url": permalink(o), "permalink": permalink(o),
+                // Graph's own format: no colon in the offset.
+                "created_time": o.created.strftime("%Y-%m-%dT%H:%M:%S+0000").to_string(),
+                "timestamp": o.created.strftime("%Y-%m-%dT%H:%M:%S+0000").to_string(),
+            });
             v[field] = o.text.clone().into();
             v
         })

@@ -27,6 +27,8 @@ pub struct Message {
     pub from: String,
     pub body: String,
     pub media: Option<String>,
+    /// When it was made; listings report it (the daemon ignores messages older than the alert).
+    pub created: jiff::Timestamp,
 }
 
 #[derive(Debug, Default)]
@@ -55,7 +57,7 @@ fn resource(m: &Message) -> serde_json::Value {
     serde_json::json!({
         "sid": m.sid, "account_sid": SID, "to": m.to, "from": m.from, "body": m.body, "status": "queued",
         "num_segments": "1", "num_media": if m.media.is_some() { "1" } else { "0" }, "direction": "outbound-api",
-        "date_created": "Sat, 21 Nov 2026 10:00:00 +0000", "error_code": null, "error_message": null,
+        "date_created": jiff::fmt::rfc2822::DateTimePrinter::new().timestamp_to_rfc9110_string(&m.created).unwrap_or_default(), "error_code": null, "error_message": null,
         "uri": format!("/2010-04-01/Accounts/{SID}/Messages/{}.json", m.sid),
     })
 }
@@ -89,6 +91,7 @@ async fn handle(State(f): State<Arc<Fake>>, method: Method, uri: Uri, headers: H
                     from: form.get("From").cloned().unwrap_or_default(),
                     body,
                     media: form.get("MediaUrl").cloned(),
+                    created: jiff::Timestamp::now(),
                 };
                 f2.messages.lock().expect("messages").push(m.clone());
                 json(201, &[], resource(&m))

@@ -161,15 +161,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         timeout: config.delivery.request_timeout,
         state_dir: config.store.state_dir.clone(),
     };
+    let delivery_cancel = CancellationToken::new();
     let media = crate::media::MediaService::new(
         config.media.clone(),
         store.clone(),
         store.reader()?,
         Arc::clone(&live),
         ctx.http.clone(),
+        delivery_cancel.child_token(),
     )
     .map_err(anyhow::Error::msg)?;
-    let delivery_cancel = CancellationToken::new();
     let delivery = Delivery::start(
         Arc::clone(&config),
         &store,

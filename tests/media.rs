@@ -18,6 +18,7 @@ use axum::response::{IntoResponse as _, Response};
 use bullhorn::media::fetch::{FetchError, Fetcher, Origin, Policy};
 use bullhorn_imaging::testing::{exif_of, has_gps, photo_with_gps};
 
+use super::support::admin::Api;
 use super::support::pds::Pds;
 use super::support::platforms::{self, Server, block};
 use super::support::{count, embedded_broker, eventually, s3, send_raw, start_app, write_config};
@@ -33,6 +34,22 @@ struct Images {
     /// Where `/out` redirects to.
     elsewhere: Mutex<String>,
     hits: Mutex<Vec<String>>,
+    /// Requests for `/hang.jpg` the client gave up on.
+    abandoned: std::sync::atomic::AtomicUsize,
+}
+
+/// Counts a request as abandoned when its handler is dropped before answering.
+struct Abandoned<'a> {
+    count: &'a std::sync::atomic::AtomicUsize,
+    answered: bool,
+}
+
+impl Drop for Abandoned<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
 }
 
 impl Images {
@@ -72,7 +89,9 @@ async fn serve_image(State(s): State<Arc<Images>>, uri: Uri) -> Response {
         "/page.html" => with_type("text/html; charset=utf-8", Body::from("<html>not a photo</html>")),
         "/disguised.jpg" => with_type("image/jpeg", Body::from("<svg xmlns=\"http://www.w3.org/2000/svg\"/>")),
         "/hang.jpg" => {
+            let mut guard = Abandoned { count: &s.abandoned, answered: false };
             tokio::time::sleep(Duration::from_secs(120)).await;
+            guard.answered = true;
             with_type("image/jpeg", Body::from(s.photo.clone()))
         }
         _ => (axum::http::StatusCode::NOT_FOUND, "no such image").into_response(),
@@ -471,6 +490,80 @@ async fn a_critical_alert_waits_for_an_image_no_longer_than_critical_wait() {
     assert_eq!(state, "sent");
     assert!(note.contains("posted without its image: not ready within 2s"), "the record says why: {note}");
     assert!(masto.live()[0].media.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retraction_and_the_kill_switch_do_not_wait_behind_an_image() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (img_srv, img) = images(photo_with_gps(64, 48)).await;
+    let (masto_srv, masto) = platforms::mastodon::start().await;
+    let config = write_config(
+        dir.path(),
+        "",
+        &format!(
+            "{}\n[media]\nallow = [\"{}\"]\ntimeout = \"100s\"\ncritical_wait = \"8s\"\nwait = \"8s\"\n{}",
+            embedded_broker(),
+            img_srv.url,
+            block(
+                "masto",
+                &format!(
+                    "kind = \"mastodon\"\nbase_url = \"{}\"\naccess_token = \"{}\"",
+                    masto_srv.url,
+                    platforms::mastodon::TOKEN
+                )
+            )
+        ),
+    );
+    write_alt_template(dir.path());
+    let app = start_app(&config).await;
+    let api = Api::new(&app, dir.path());
+    let db = dir.path().join("bullhorn.db");
+    send_raw(&config, "cad/county/events", amber("RCSO-AMBER-20", serde_json::json!([]))).await;
+    let first = eventually(WAIT, || masto.live().first().cloned()).await.expect("the first alert is posted");
+
+    // The second alert's image hangs: the worker waits for it (8 s at most).
+    let url = format!("{}/hang.jpg", img_srv.url);
+    let sent = std::time::Instant::now();
+    send_raw(&config, "cad/county/events", amber("RCSO-AMBER-21", serde_json::json!([{ "url": url }]))).await;
+    eventually(WAIT, || (img.hits() == ["/hang.jpg"]).then_some(())).await.expect("the image is being fetched");
+
+    // A retraction of the first goes out now, not after that wait.
+    let (status, done) = api.post("/api/alerts/RCSO-AMBER-20/retract", serde_json::json!({ "actor": "pio" })).await;
+    assert_eq!(status, 200, "{done}");
+    eventually(WAIT, || masto.all().iter().any(|s| s.in_reply_to_id.as_ref() == Some(&first.id)).then_some(()))
+        .await
+        .expect("the retraction is posted");
+    assert!(sent.elapsed() < Duration::from_secs(8), "the retraction did not wait for the image: {:?}", sent.elapsed());
+    assert!(masto.live().iter().all(|s| s.id != first.id), "the retracted alert is deleted");
+    assert_eq!(masto.all().len(), 2, "the second alert still waits for its image");
+
+    // The kill switch during the wait: nothing goes out while paused (had the worker gone
+    // on waiting, the alert would go out when its 8 s were up). Time paused is not time
+    // waited: after the resume it waits what is left of its 8 s.
+    let (status, _) = api.post("/api/pause", serde_json::json!({ "actor": "pio" })).await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_secs(9).saturating_sub(sent.elapsed())).await;
+    assert_eq!(masto.all().len(), 2, "paused: the second alert is not posted");
+    let (status, _) = api.post("/api/resume", serde_json::json!({ "actor": "pio" })).await;
+    assert_eq!(status, 200);
+    all_done(&db, 3).await;
+    assert_eq!(img.abandoned.load(std::sync::atomic::Ordering::SeqCst), 0, "the fetch goes on after the wait");
+    app.stop().await;
+    // The fetch stops with the daemon (it would otherwise hold the store open for 100 s).
+    let dropped = eventually(WAIT, || (img.abandoned.load(std::sync::atomic::Ordering::SeqCst) == 1).then_some(()));
+    assert!(dropped.await.is_some(), "the hanging fetch was given up at shutdown");
+    let all = masto.all();
+    assert_eq!(all.len(), 3);
+    assert!(all[2].text.contains("Sofia Ramirez") && all[2].media.is_empty(), "{:?}", all[2]);
+    let note: String = rusqlite::Connection::open(&db)
+        .expect("open")
+        .query_row(
+            "SELECT d.reason FROM deliveries d JOIN events e ON e.id = d.event_id WHERE e.incident_key = 'json:RCSO-AMBER-21'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("the second alert's delivery");
+    assert!(note.contains("posted without its image: not ready within 8s"), "{note}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

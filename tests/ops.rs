@@ -6,54 +6,13 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::support::admin::Api;
 use crate::support::mosquitto::Mosquitto;
 use crate::support::platforms::mastodon;
 use crate::support::webhook::{FakeWebhook, Reply};
 use crate::support::*;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-/// The admin API of a running daemon, with the token it generated into its state dir.
-struct Api {
-    base: String,
-    token: String,
-    http: reqwest::Client,
-}
-
-impl Api {
-    fn new(app: &bullhorn::app::Running, dir: &Path) -> Api {
-        let token = std::fs::read_to_string(dir.join("admin-token")).expect("generated admin token");
-        let addr = app.admin_addr().expect("admin address");
-        Api { base: format!("http://{addr}"), token, http: bullhorn::channel::http::client().expect("client") }
-    }
-
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let mut req = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let r = req.send().await.expect("admin request");
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn get(&self, path: &str) -> (u16, Value) {
-        self.call(reqwest::Method::GET, path, Some(&self.token), None).await
-    }
-
-    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        self.call(reqwest::Method::POST, path, Some(&self.token), Some(body)).await
-    }
-}
 
 fn config(dir: &Path, channels: &str) -> PathBuf {
     config_on(dir, "", &embedded_broker(), channels)

@@ -212,8 +212,9 @@ impl Delivery {
             self.store.clone(),
             self.store.reader()?,
             Deps { metrics: Arc::clone(&self.metrics), control: self.control.clone(), media: self.media.clone() },
+            rx,
         );
-        let handle = supervise::spawn(format!("worker {name}"), self.failed.clone(), worker.run(rx, cancel.clone()));
+        let handle = supervise::spawn(format!("worker {name}"), self.failed.clone(), worker.run(cancel.clone()));
         self.senders.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(name.to_owned(), tx);
         self.workers.insert(name.to_owned(), WorkerTask { handle, cancel });
         Ok(())

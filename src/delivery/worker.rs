@@ -31,6 +31,9 @@ use crate::time::{duration_ms, now_ms, rfc3339};
 /// How long to wait before trying again when the store cannot be read or written.
 const STORE_RETRY: Duration = Duration::from_secs(1);
 
+/// How long an interrupted wait for images is remembered.
+const IMAGE_WAIT_MEMORY: Duration = Duration::from_secs(3600);
+
 pub(super) struct Worker {
     cfg: ChannelConfig,
     channel: Channel,
@@ -54,6 +57,19 @@ pub(super) struct Worker {
     media: Option<Arc<MediaService>>,
     pauses: watch::Receiver<Pauses>,
     cancel: CancellationToken,
+    /// New deliveries and reloads, from the router.
+    inbox: mpsc::UnboundedReceiver<WorkerMsg>,
+    /// How long each delivery has waited for its images so far (and when it last did), so
+    /// an interrupted wait resumes with what is left of it.
+    image_waits: HashMap<i64, (Duration, Instant)>,
+}
+
+/// How a wait for a delivery's images ended.
+enum ImageWait {
+    Ready(Attached),
+    /// A retraction arrived or the pauses changed: the delivery goes back to the queue.
+    Interrupted,
+    ShuttingDown,
 }
 
 enum Step {
@@ -119,6 +135,7 @@ impl Worker {
         store: Store,
         reader: Reader,
         deps: super::Deps,
+        inbox: mpsc::UnboundedReceiver<WorkerMsg>,
     ) -> Self {
         let super::Deps { metrics, control, media } = deps;
         let quota = cfg.quota.map(Window::new);
@@ -143,6 +160,8 @@ impl Worker {
             media,
             pauses,
             cancel: CancellationToken::new(),
+            inbox,
+            image_waits: HashMap::new(),
         }
     }
 
@@ -150,7 +169,7 @@ impl Worker {
         &self.cfg.name
     }
 
-    pub(super) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<WorkerMsg>, cancel: CancellationToken) {
+    pub(super) async fn run(mut self, cancel: CancellationToken) {
         self.cancel = cancel;
         while !self.cancel.is_cancelled() {
             match self.recover().await {
@@ -165,7 +184,7 @@ impl Worker {
             }
         }
         loop {
-            while let Ok(msg) = rx.try_recv() {
+            while let Ok(msg) = self.inbox.try_recv() {
                 self.handle(msg).await;
             }
             if self.cancel.is_cancelled() {
@@ -185,7 +204,7 @@ impl Worker {
             tokio::select! {
                 biased;
                 () = self.cancel.cancelled() => break,
-                msg = rx.recv() => match msg {
+                msg = self.inbox.recv() => match msg {
                     Some(msg) => self.handle(msg).await,
                     None => break,
                 },
@@ -539,8 +558,13 @@ impl Worker {
         };
         // Its images, waited for at most its priority's wait (before the attempt row: a
         // slow image is not an open request).
-        let attached = match (action, &self.media) {
-            (Action::Post { part: 0, .. }, Some(media)) => media.for_delivery(job, &self.cfg).await,
+        let attached = match (action, self.media.clone()) {
+            (Action::Post { part: 0, .. }, Some(media)) => match self.wait_for_images(&media, job).await {
+                ImageWait::Ready(attached) => attached,
+                ImageWait::Interrupted => return self.requeue(item, Duration::ZERO),
+                // Still queued in the store: taken up again on start.
+                ImageWait::ShuttingDown => return,
+            },
             _ => Attached::default(),
         };
         let resolve_data = (prepared.steps.len() > 1).then(|| format!("{{\"step\":{done}}}"));
@@ -595,6 +619,54 @@ impl Worker {
             }
         };
         self.conclude(item, &prepared, action, attempt_id, response).await;
+    }
+
+    /// Wait for `job`'s images, but not through what cannot wait: a shutdown, a retraction
+    /// for this channel (it goes ahead of everything), or a pause (nothing goes out once
+    /// paused, so the delivery is looked at again under the new pauses).
+    async fn wait_for_images(&mut self, media: &Arc<MediaService>, job: &Job) -> ImageWait {
+        let start = Instant::now();
+        // Forget deliveries interrupted long ago (retracted or closed since).
+        self.image_waits.retain(|_, (_, at)| start.duration_since(*at) < IMAGE_WAIT_MEMORY);
+        let spent = self.image_waits.get(&job.delivery_id).map_or(Duration::ZERO, |(spent, _)| *spent);
+        let mut held = Vec::new();
+        let mut pauses_changed = false;
+        let outcome = {
+            let images = media.for_delivery(job, &self.cfg, spent);
+            tokio::pin!(images);
+            loop {
+                tokio::select! {
+                    biased;
+                    () = self.cancel.cancelled() => break ImageWait::ShuttingDown,
+                    Ok(()) = self.pauses.changed() => {
+                        pauses_changed = true;
+                        break ImageWait::Interrupted;
+                    }
+                    msg = self.inbox.recv() => match msg {
+                        Some(WorkerMsg::Queued(q)) if q.priority == Priority::Retraction => {
+                            held.push(WorkerMsg::Queued(q));
+                            break ImageWait::Interrupted;
+                        }
+                        Some(msg) => held.push(msg),
+                        None => break ImageWait::ShuttingDown,
+                    },
+                    attached = &mut images => break ImageWait::Ready(attached),
+                }
+            }
+        };
+        for msg in held {
+            self.handle(msg).await;
+        }
+        if pauses_changed {
+            self.pauses_changed();
+        }
+        if matches!(outcome, ImageWait::Ready(_)) {
+            self.image_waits.remove(&job.delivery_id);
+        } else {
+            let now = Instant::now();
+            self.image_waits.insert(job.delivery_id, (spent + now.duration_since(start), now));
+        }
+        outcome
     }
 
     /// The record of a finished step: the next step is queued, or the delivery is done.

@@ -75,6 +75,9 @@ pub struct MediaService {
     variants: Mutex<HashMap<VariantKey, Variant>>,
     /// Published URLs, by variant, so a retry does not publish again.
     urls: Mutex<HashMap<VariantKey, String>>,
+    /// Shutdown: fetches still running stop (unrecorded, they start again on restart), so
+    /// a hanging image server does not hold the store open.
+    cancel: CancellationToken,
 }
 
 impl MediaService {
@@ -84,6 +87,7 @@ impl MediaService {
         reader: Reader,
         live: Shared,
         http: reqwest::Client,
+        cancel: CancellationToken,
     ) -> Result<Arc<MediaService>, String> {
         let policy = fetch::Policy { allow: cfg.allow.clone(), allow_private: cfg.allow_private.clone() };
         let fetcher = fetch::Fetcher::new(policy, cfg.max_bytes, cfg.timeout)?;
@@ -98,6 +102,7 @@ impl MediaService {
             originals: Mutex::new(HashMap::new()),
             variants: Mutex::new(HashMap::new()),
             urls: Mutex::new(HashMap::new()),
+            cancel,
         }))
     }
 
@@ -141,8 +146,9 @@ impl MediaService {
         }
     }
 
-    /// The images `job` posts on `channel`, waiting for them at most its priority's wait.
-    pub async fn for_delivery(self: &Arc<Self>, job: &Job, channel: &ChannelConfig) -> Attached {
+    /// The images `job` posts on `channel`, waiting for them at most its priority's wait,
+    /// less `spent` (what earlier, interrupted waits for them took).
+    pub async fn for_delivery(self: &Arc<Self>, job: &Job, channel: &ChannelConfig, spent: Duration) -> Attached {
         if matches!(job.kind, DeliveryKind::Cancel | DeliveryKind::Retract) {
             return Attached::default();
         }
@@ -162,7 +168,7 @@ impl MediaService {
                 }
                 out
             };
-            match tokio::time::timeout(wait, images).await {
+            match tokio::time::timeout(wait.saturating_sub(spent), images).await {
                 Ok(images) => {
                     for (idx, image) in images.into_iter().enumerate() {
                         match image {
@@ -208,8 +214,12 @@ impl MediaService {
                     let refs = event.media.clone();
                     // On its own task: a worker that stops waiting does not stop the fetch.
                     tokio::spawn(async move {
-                        let originals = me.load(event_id, &refs).await;
-                        let _ = tx.send(Some(Arc::new(originals)));
+                        tokio::select! {
+                            () = me.cancel.cancelled() => {}
+                            originals = me.load(event_id, &refs) => {
+                                let _ = tx.send(Some(Arc::new(originals)));
+                            }
+                        }
                     });
                     rx
                 }

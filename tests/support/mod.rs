@@ -3,6 +3,7 @@
 
 #![allow(dead_code, reason = "each test uses a different subset")]
 
+pub mod admin;
 pub mod daemon;
 pub mod fake_broker;
 pub mod mosquitto;

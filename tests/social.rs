@@ -165,29 +165,39 @@ async fn a_thread_survives_a_crash_between_parts_and_the_cancellation_deletes_it
     assert!(daemon.terminate(), "{}", daemon.log());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sms_reaches_every_number_but_one_that_opted_out() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (server, sms) = platforms::twilio::start().await;
-    let config = write_config(
-        dir.path(),
-        "",
-        &format!(
-            "{}\n[channels.sms]\nkind = \"sms\"\nbase_url = \"{}\"\naccount_sid = \"{}\"\nauth_token = \"{}\"\nmessaging_service_sid = \"MG123\"\nto = [\"+15555550101\", \"{}\", \"+15555550103\"]\nrate = \"100/1s\"\n",
-            embedded_broker(),
-            server.url,
-            platforms::twilio::SID,
-            platforms::twilio::AUTH_TOKEN,
-            platforms::twilio::OPTED_OUT
-        ),
+/// A config with one SMS channel on the fake Twilio at `url`; `to` has its sender and
+/// numbers.
+fn sms_config(dir: &Path, url: &str, to: &str) -> std::path::PathBuf {
+    let channel = format!(
+        "[channels.sms]\nkind = \"sms\"\nbase_url = \"{url}\"\naccount_sid = \"{}\"\nauth_token = \"{}\"\n{to}\n",
+        platforms::twilio::SID,
+        platforms::twilio::AUTH_TOKEN,
     );
-    let app = start_app(&config).await;
-    send_raw(&config, "cad/county/events", event("RCSO-S-1", 1, "missing_child", "AMBER ALERT: call 911")).await;
-    let db = dir.path().join("bullhorn.db");
+    write_config(dir, "", &format!("{}\n{channel}", embedded_broker()))
+}
+
+/// Run the daemon until an AMBER alert `id` is sent; returns the store's path.
+async fn sms_alert_sent(config: &Path, dir: &Path, id: &str) -> std::path::PathBuf {
+    let app = start_app(config).await;
+    send_raw(config, "cad/county/events", event(id, 1, "missing_child", "AMBER ALERT: call 911")).await;
+    let db = dir.join("bullhorn.db");
     eventually(WAIT, || (count(&db, "SELECT COUNT(*) FROM deliveries WHERE state = 'sent'") == 1).then_some(()))
         .await
         .expect("sent");
     app.stop().await;
+    db
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sms_reaches_every_number_but_one_that_opted_out() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (server, sms) = platforms::twilio::start().await;
+    let to = format!(
+        "messaging_service_sid = \"MG123\"\nto = [\"+15555550101\", \"{}\", \"+15555550103\"]\nrate = \"100/1s\"",
+        platforms::twilio::OPTED_OUT
+    );
+    let config = sms_config(dir.path(), &server.url, &to);
+    let db = sms_alert_sent(&config, dir.path(), "RCSO-S-1").await;
     let to: Vec<String> = sms.messages.lock().expect("m").iter().map(|m| m.to.clone()).collect();
     assert_eq!(to, ["+15555550101", "+15555550103"]);
     let (_, _, reason) = state_of(&db, "sms");
@@ -199,30 +209,14 @@ async fn sms_reaches_every_number_but_one_that_opted_out() {
 async fn a_lost_answer_not_yet_visible_is_looked_for_again_before_sending_again() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (server, sms) = platforms::twilio::start().await;
-    let config = write_config(
-        dir.path(),
-        "",
-        &format!(
-            "{}\n[channels.sms]\nkind = \"sms\"\nbase_url = \"{}\"\naccount_sid = \"{}\"\nauth_token = \"{}\"\nfrom = \"{}\"\nto = [\"+15555550101\"]\n",
-            embedded_broker(),
-            server.url,
-            platforms::twilio::SID,
-            platforms::twilio::AUTH_TOKEN,
-            platforms::twilio::FROM
-        ),
-    );
+    let to = format!("from = \"{}\"\nto = [\"+15555550101\"]", platforms::twilio::FROM);
+    let config = sms_config(dir.path(), &server.url, &to);
     let text = std::fs::read_to_string(&config).expect("read");
     std::fs::write(&config, text.replace("[delivery]\n", "[delivery]\nrequest_timeout = \"500ms\"\n")).expect("write");
     // The message is made but the answer is lost, and the first look does not show it yet.
     sms.common.fault("create", Fault::AfterWork(Duration::from_secs(3)));
     sms.lagging_listings.store(1, std::sync::atomic::Ordering::SeqCst);
-    let app = start_app(&config).await;
-    send_raw(&config, "cad/county/events", event("RCSO-L-1", 1, "missing_child", "AMBER ALERT: call 911")).await;
-    let db = dir.path().join("bullhorn.db");
-    eventually(WAIT, || (count(&db, "SELECT COUNT(*) FROM deliveries WHERE state = 'sent'") == 1).then_some(()))
-        .await
-        .expect("sent");
-    app.stop().await;
+    sms_alert_sent(&config, dir.path(), "RCSO-L-1").await;
     assert_eq!(sms.messages.lock().expect("m").len(), 1, "looked again before sending, found it, sent nothing more");
     assert_eq!(sms.common.hits_to("POST", "/Messages.json").len(), 1);
     assert_eq!(

@@ -169,6 +169,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         Arc::clone(&live),
         ctx.http.clone(),
         delivery_cancel.child_token(),
+        Arc::clone(&metrics),
     )
     .map_err(anyhow::Error::msg)?;
     let delivery = Delivery::start(

@@ -67,6 +67,12 @@ fn main() -> ExitCode {
                 config.channels.len(),
                 config.mqtt.endpoint
             );
+            // A warning, never a failure: this runs before every start, and an alert
+            // daemon that refuses to start over a token date helps nobody.
+            let now = bullhorn::time::now_ms();
+            for e in bullhorn::notify::expiring(&config, now) {
+                println!("  warning: channel {}: {}", e.channel, e.describe(&config, now));
+            }
             if !online {
                 return ExitCode::SUCCESS;
             }

@@ -24,6 +24,12 @@ pub struct DispositionLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ImageLabel {
+    /// taken | refused
+    pub outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ChannelLabel {
     pub channel: String,
 }
@@ -61,6 +67,14 @@ pub struct Metrics {
     pub paused: Gauge,
     /// Alerts waiting for approval.
     pub held_alerts: Gauge,
+    /// Event images fetched or decoded from inline data, by outcome.
+    pub media_images: Family<ImageLabel, Counter>,
+    /// Deliveries that went out without their image because it was not ready in time.
+    pub media_not_ready: Counter,
+    /// Time to fit one image to one platform (decode, orient, scale, encode).
+    pub media_processing_seconds: Histogram,
+    /// When each channel's recorded `credentials_expire` falls, as a Unix time.
+    pub credentials_expiry: Family<ChannelLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -86,6 +100,10 @@ impl Metrics {
             render_errors: Counter::default(),
             paused: Gauge::default(),
             held_alerts: Gauge::default(),
+            media_images: Family::default(),
+            media_not_ready: Counter::default(),
+            media_processing_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 12)),
+            credentials_expiry: Family::default(),
             registry: Registry::default(),
         };
         registry.register("events_received", "MQTT messages received", m.events_received.clone());
@@ -109,6 +127,22 @@ impl Metrics {
         registry.register("render_errors", "Templates that failed at render time", m.render_errors.clone());
         registry.register("paused", "Pauses in force (all, a channel, an event type)", m.paused.clone());
         registry.register("held_alerts", "Alerts waiting for approval", m.held_alerts.clone());
+        registry.register("media_images", "Event images taken or refused", m.media_images.clone());
+        registry.register(
+            "media_not_ready",
+            "Deliveries posted without their image: not ready within the wait",
+            m.media_not_ready.clone(),
+        );
+        registry.register(
+            "media_processing_seconds",
+            "Time to fit one image to one platform",
+            m.media_processing_seconds.clone(),
+        );
+        registry.register(
+            "credentials_expiry_timestamp_seconds",
+            "When a channel's recorded credentials_expire falls (Unix time)",
+            m.credentials_expiry.clone(),
+        );
         Metrics { registry, ..m }
     }
 

@@ -14,8 +14,11 @@
 //! - A critical alert (or a retraction) not out on a channel `late_after` after it was
 //!   queued: which channels, and what their last attempt said.
 //! - A channel whose credentials the platform refused (at most once an hour per channel).
+//! - A channel whose `credentials_expire` is near: when it comes within
+//!   `credentials_warn`, a week, three days and a day, and when it has passed (once each
+//!   for a given expiry; a new token with a new date starts again).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{AfterHold, ChannelConfig, Config};
 use crate::event::Priority;
-use crate::metrics::Metrics;
+use crate::metrics::{ChannelLabel, Metrics};
 use crate::reload::Shared;
 use crate::render::escape::escape;
 use crate::render::platform::{self, Platform};
@@ -49,7 +52,15 @@ pub fn start(
     failed: CancellationToken,
 ) -> JoinHandle<()> {
     crate::supervise::spawn("notify".to_owned(), failed, async move {
-        let mut timers = Timers { live, store, reader, metrics, credentials_since: now_ms() - 3_600_000 };
+        let mut timers = Timers {
+            live,
+            store,
+            reader,
+            metrics,
+            credentials_since: now_ms() - 3_600_000,
+            expiry_sent: HashSet::new(),
+            expiry_gauges: HashSet::new(),
+        };
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut n: u32 = 0;
@@ -62,6 +73,7 @@ pub fn start(
             if n.is_multiple_of(SLOW_EVERY) {
                 timers.late().await;
                 timers.credentials().await;
+                timers.expiring().await;
             }
             n = n.wrapping_add(1);
         }
@@ -74,6 +86,11 @@ struct Timers {
     reader: Reader,
     metrics: Arc<Metrics>,
     credentials_since: i64,
+    /// Expiry notices already queued (the store keeps them unique too; this saves it a
+    /// write every few seconds).
+    expiry_sent: HashSet<String>,
+    /// Channels with a `credentials_expiry` gauge.
+    expiry_gauges: HashSet<String>,
 }
 
 impl Timers {
@@ -162,6 +179,36 @@ impl Timers {
         for f in failures {
             self.credentials_since = self.credentials_since.max(f.at + 1);
             self.send(credentials_notice(&config, &f)).await;
+        }
+    }
+
+    async fn expiring(&mut self) {
+        let config = Arc::clone(&self.live.load().config);
+        let gauges: HashSet<String> = config
+            .channels
+            .values()
+            .filter(|c| c.enabled)
+            .filter_map(|c| {
+                let at = c.credentials_expire?;
+                let label = ChannelLabel { channel: c.name.clone() };
+                self.metrics.credentials_expiry.get_or_create(&label).set(at.as_second());
+                Some(c.name.clone())
+            })
+            .collect();
+        // A channel removed, disabled or without a date since the last look.
+        for gone in self.expiry_gauges.difference(&gauges) {
+            self.metrics.credentials_expiry.remove(&ChannelLabel { channel: gone.clone() });
+        }
+        self.expiry_gauges = gauges;
+        if !config.notify.credentials || config.notify.channels.is_empty() {
+            return;
+        }
+        let now = now_ms();
+        for e in expiring(&config, now) {
+            let Some(notice) = expiry_notice(&config, &e, now) else { continue };
+            if self.expiry_sent.insert(notice.key.clone()) {
+                self.send(Some(notice)).await;
+            }
         }
     }
 
@@ -333,6 +380,103 @@ fn credentials_notice(config: &Config, f: &CredentialFailure) -> Option<NewNotic
     })
 }
 
+/// How near a channel's credentials are to expiring, by the stages staff are told at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Expiry {
+    Expired,
+    WithinADay,
+    WithinThreeDays,
+    WithinAWeek,
+    /// Within `credentials_warn`, more than a week ahead.
+    Ahead,
+}
+
+impl Expiry {
+    fn key(self) -> &'static str {
+        match self {
+            Expiry::Expired => "expired",
+            Expiry::WithinADay => "1d",
+            Expiry::WithinThreeDays => "3d",
+            Expiry::WithinAWeek => "7d",
+            Expiry::Ahead => "warn",
+        }
+    }
+}
+
+/// A channel whose `credentials_expire` is within `credentials_warn` or past.
+#[derive(Debug, Clone)]
+pub struct Expiring {
+    pub channel: String,
+    pub at: i64,
+    pub stage: Expiry,
+}
+
+impl Expiring {
+    /// For people: "expire at 00:00 CST (Jan 15), in 3 days" or "expired at ...".
+    pub fn describe(&self, config: &Config, now: i64) -> String {
+        if self.stage == Expiry::Expired {
+            return format!("credentials expired at {}", local(config, self.at));
+        }
+        let hours = (self.at - now) / 3_600_000;
+        let left = if hours < 48 { format!("{hours} h") } else { format!("{} days", hours / 24) };
+        format!("credentials expire at {}, in {left}", local(config, self.at))
+    }
+}
+
+/// The enabled channels whose recorded `credentials_expire` is near or past, soonest first.
+pub fn expiring(config: &Config, now: i64) -> Vec<Expiring> {
+    const DAY: i64 = 24 * 3_600_000;
+    let warn = duration_ms(config.notify.credentials_warn).max(DAY);
+    let mut out: Vec<Expiring> = config
+        .channels
+        .values()
+        .filter(|c| c.enabled)
+        .filter_map(|c| {
+            let at = c.credentials_expire?.as_millisecond();
+            let left = at - now;
+            let stage = match left {
+                ..=0 => Expiry::Expired,
+                l if l <= DAY => Expiry::WithinADay,
+                l if l <= 3 * DAY => Expiry::WithinThreeDays,
+                l if l <= 7 * DAY => Expiry::WithinAWeek,
+                l if l <= warn => Expiry::Ahead,
+                _ => return None,
+            };
+            Some(Expiring { channel: c.name.clone(), at, stage })
+        })
+        .collect();
+    out.sort_by_key(|e| (e.at, e.channel.clone()));
+    out
+}
+
+fn expiry_notice(config: &Config, e: &Expiring, now: i64) -> Option<NewNotice> {
+    // Once per stage of one expiry: a renewed token with a new date is told about afresh.
+    let key = format!("expiring:{}:{}:{}", e.channel, e.at, e.stage.key());
+    let channels: Vec<String> = config.notify.channels.iter().filter(|c| **c != e.channel).cloned().collect();
+    let what = e.describe(config, now);
+    let then = if e.stage == Expiry::Expired {
+        "The platform will refuse its posts until the token is renewed."
+    } else {
+        "Renew the token before then."
+    };
+    let build = |p: Platform| {
+        format!(
+            "CHANNEL {}: {what} (credentials_expire). {then} Put the new token in the credentials directory, set credentials_expire to its new date, then reload (systemctl reload bullhorn); check with bullhorn check --online.",
+            escape(p, &e.channel)
+        )
+    };
+    let priority = if e.stage <= Expiry::WithinADay { Priority::High } else { Priority::Normal };
+    let deliveries = deliveries(config, &key, &channels, priority, &build);
+    (!deliveries.is_empty()).then(|| NewNotice {
+        key,
+        about: None,
+        headline: format!("credentials expiring: {}", e.channel),
+        priority,
+        deliveries,
+        links: Vec::new(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -367,6 +511,7 @@ public = false
 [channels.pager]
 kind = "console"
 public = false
+credentials_expire = "2027-01-15"
 "#;
         let path = dir.join("bullhorn.toml");
         std::fs::write(&path, toml).expect("write");
@@ -437,5 +582,37 @@ public = false
         let n = credentials_notice(&c, &f).expect("notice");
         assert_eq!(n.key, "credentials:staff:2");
         assert_eq!(n.deliveries.iter().map(|d| d.channel.as_str()).collect::<Vec<_>>(), ["pager"]);
+    }
+
+    #[test]
+    fn expiring_credentials_are_told_at_each_stage_once_and_not_to_the_channel_itself() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c = config(dir.path());
+        // A date is the start of that day in the agency's zone (UTC here).
+        let at = "2027-01-15T00:00:00Z".parse::<jiff::Timestamp>().expect("ts").as_millisecond();
+        assert_eq!(c.channels["pager"].credentials_expire.map(|t| t.as_millisecond()), Some(at));
+        let day = 24 * 3_600_000;
+        let stage = |now: i64| expiring(&c, now).first().map(|e| e.stage);
+        assert_eq!(stage(at - 15 * day), None, "more than credentials_warn (14 days) ahead");
+        assert_eq!(stage(at - 14 * day), Some(Expiry::Ahead));
+        assert_eq!(stage(at - 7 * day), Some(Expiry::WithinAWeek));
+        assert_eq!(stage(at - 3 * day + 1), Some(Expiry::WithinThreeDays));
+        assert_eq!(stage(at - day), Some(Expiry::WithinADay));
+        assert_eq!(stage(at), Some(Expiry::Expired));
+
+        let now = at - 2 * day - 3_600_000;
+        let e = expiring(&c, now).remove(0);
+        let n = expiry_notice(&c, &e, now).expect("notice");
+        assert_eq!(n.key, format!("expiring:pager:{at}:3d"));
+        assert_eq!(n.deliveries.iter().map(|d| d.channel.as_str()).collect::<Vec<_>>(), ["staff"]);
+        let text = &n.deliveries[0].text;
+        assert!(text.starts_with("CHANNEL pager: credentials expire at 00:00 UTC (Jan 15), in 2 days"), "{text}");
+        assert!(expiring(&c, at - 5 * 3_600_000)[0].describe(&c, at - 5 * 3_600_000).ends_with("in 5 h"));
+        assert_eq!(n.priority, Priority::Normal);
+        let late = expiring(&c, at + 1).remove(0);
+        let n = expiry_notice(&c, &late, at + 1).expect("notice");
+        assert_eq!(n.key, format!("expiring:pager:{at}:expired"));
+        assert!(n.deliveries[0].text.contains("expired at 00:00 UTC (Jan 15)"), "{}", n.deliveries[0].text);
+        assert_eq!(n.priority, Priority::High);
     }
 }

@@ -21,7 +21,7 @@ use bullhorn_imaging::testing::{exif_of, has_gps, photo_with_gps};
 use super::support::admin::Api;
 use super::support::pds::Pds;
 use super::support::platforms::{self, Server, block};
-use super::support::{count, embedded_broker, eventually, s3, send_raw, start_app, write_config};
+use super::support::{admin_get, count, embedded_broker, eventually, s3, send_raw, start_app, write_config};
 
 const WAIT: Duration = Duration::from_secs(60);
 const ALT: &str = "Photo of Sofia Ramirez, 6, the missing child";
@@ -244,7 +244,10 @@ async fn the_amber_photo_reaches_every_platform_fitted_stripped_and_described() 
     send_raw(&config, "cad/county/events", amber("RCSO-AMBER-7", serde_json::json!([{ "url": url }]))).await;
     let db = dir.path().join("bullhorn.db");
     all_done(&db, 12).await;
+    let (_, metrics) = admin_get(app.admin_addr().expect("admin"), "/metrics").await;
     app.stop().await;
+    assert!(metrics.contains("bullhorn_media_images_total{outcome=\"taken\"} 1\n"), "taken once: {metrics}");
+    assert!(!metrics.contains("bullhorn_media_processing_seconds_count 0\n"), "{metrics}");
 
     let notes = notes(&db);
     for (channel, (state, note)) in &notes {
@@ -451,29 +454,34 @@ async fn an_s3_bucket_gets_signed_uploads_and_deletes() {
     assert_eq!(writes, 2, "exactly one PUT and one DELETE reached the bucket");
 }
 
+/// A daemon config with one Mastodon channel and an image server whose `/hang.jpg` never
+/// answers in time; `waits` goes in `[media]`.
+async fn slow_image_setup(
+    dir: &Path,
+    waits: &str,
+) -> (std::path::PathBuf, (Server, Arc<Images>), (Server, Arc<platforms::mastodon::Fake>)) {
+    let (img_srv, img) = images(photo_with_gps(64, 48)).await;
+    let (masto_srv, masto) = platforms::mastodon::start().await;
+    let masto_cfg = format!(
+        "kind = \"mastodon\"\nbase_url = \"{}\"\naccess_token = \"{}\"",
+        masto_srv.url,
+        platforms::mastodon::TOKEN
+    );
+    let body = format!(
+        "{}\n[media]\nallow = [\"{}\"]\ntimeout = \"100s\"\n{waits}\n{}",
+        embedded_broker(),
+        img_srv.url,
+        block("masto", &masto_cfg)
+    );
+    let config = write_config(dir, "", &body);
+    write_alt_template(dir);
+    (config, (img_srv, img), (masto_srv, masto))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_critical_alert_waits_for_an_image_no_longer_than_critical_wait() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (img_srv, img) = images(photo_with_gps(64, 48)).await;
-    let (masto_srv, masto) = platforms::mastodon::start().await;
-    let config = write_config(
-        dir.path(),
-        "",
-        &format!(
-            "{}\n[media]\nallow = [\"{}\"]\ntimeout = \"100s\"\ncritical_wait = \"2s\"\n{}",
-            embedded_broker(),
-            img_srv.url,
-            block(
-                "masto",
-                &format!(
-                    "kind = \"mastodon\"\nbase_url = \"{}\"\naccess_token = \"{}\"",
-                    masto_srv.url,
-                    platforms::mastodon::TOKEN
-                )
-            )
-        ),
-    );
-    write_alt_template(dir.path());
+    let (config, (img_srv, img), (_masto_srv, masto)) = slow_image_setup(dir.path(), "critical_wait = \"2s\"").await;
     let app = start_app(&config).await;
     let url = format!("{}/hang.jpg", img_srv.url);
     let sent = std::time::Instant::now();
@@ -481,7 +489,9 @@ async fn a_critical_alert_waits_for_an_image_no_longer_than_critical_wait() {
     let db = dir.path().join("bullhorn.db");
     all_done(&db, 1).await;
     let waited = sent.elapsed();
+    let (_, metrics) = admin_get(app.admin_addr().expect("admin"), "/metrics").await;
     app.stop().await;
+    assert!(metrics.contains("bullhorn_media_not_ready_total 1\n"), "{metrics}");
     // The image server is still holding the request (it answers after 120 s; the fetch
     // timeout is 100 s): the alert went out without waiting for it.
     assert_eq!(img.hits(), ["/hang.jpg"]);
@@ -495,26 +505,8 @@ async fn a_critical_alert_waits_for_an_image_no_longer_than_critical_wait() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retraction_and_the_kill_switch_do_not_wait_behind_an_image() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (img_srv, img) = images(photo_with_gps(64, 48)).await;
-    let (masto_srv, masto) = platforms::mastodon::start().await;
-    let config = write_config(
-        dir.path(),
-        "",
-        &format!(
-            "{}\n[media]\nallow = [\"{}\"]\ntimeout = \"100s\"\ncritical_wait = \"8s\"\nwait = \"8s\"\n{}",
-            embedded_broker(),
-            img_srv.url,
-            block(
-                "masto",
-                &format!(
-                    "kind = \"mastodon\"\nbase_url = \"{}\"\naccess_token = \"{}\"",
-                    masto_srv.url,
-                    platforms::mastodon::TOKEN
-                )
-            )
-        ),
-    );
-    write_alt_template(dir.path());
+    let (config, (img_srv, img), (_masto_srv, masto)) =
+        slow_image_setup(dir.path(), "critical_wait = \"8s\"\nwait = \"8s\"").await;
     let app = start_app(&config).await;
     let api = Api::new(&app, dir.path());
     let db = dir.path().join("bullhorn.db");

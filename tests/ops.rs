@@ -24,6 +24,23 @@ fn config_on(dir: &Path, mqtt: &str, broker: &str, channels: &str) -> PathBuf {
     write_config(dir, mqtt, &body)
 }
 
+/// `bullhorn --config CFG --admin-url BASE ARGS...` as user "dispatcher": whether it
+/// succeeded, and what it printed.
+fn cli(cfg: &Path, base: &str, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bullhorn"))
+        .arg("--config")
+        .arg(cfg)
+        .arg("--admin-url")
+        .arg(base)
+        .args(args)
+        .env("USER", "dispatcher")
+        .env_remove("SUDO_USER")
+        .env_remove("BULLHORN_CONFIG")
+        .output()
+        .expect("bullhorn");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+}
+
 fn hook(name: &str, url: &str) -> String {
     format!("[channels.{name}]\nkind = \"webhook\"\nurl = \"{url}\"\n")
 }
@@ -116,22 +133,7 @@ async fn approve_and_reject_decide_what_a_held_alert_posts() {
     // The same through the CLI, as a sysadmin would.
     send_raw(&cfg, "cad/a/events", event("B-3", 1, "barricade", "Approved from the shell")).await;
     until("third held", || states(dir.path(), "hook").len() == 3).await;
-    let cli = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_bullhorn"))
-            .arg("--config")
-            .arg(&cfg)
-            .arg("--admin-url")
-            .arg(&api.base)
-            .args(args)
-            .env("USER", "dispatcher")
-            .env_remove("SUDO_USER")
-            .output()
-            .expect("bullhorn");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-        )
-    };
+    let cli = |args: &[&str]| cli(&cfg, &api.base, args);
     let (ok, out) = cli(&["status", "--held"]);
     assert!(ok && out.contains("Approved from the shell"), "{out}");
     let (ok, out) = cli(&["approve", "B-3"]);
@@ -446,4 +448,52 @@ async fn hold_timers_late_alerts_and_refused_credentials_reach_staff() {
     app.stop().await;
     let db = dir.path().join("bullhorn.db");
     assert_eq!(count(&db, "SELECT COUNT(*) FROM events WHERE dedupe_key LIKE 'notice:late:%'"), 1, "told once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_near_their_expiry_are_told_to_staff_once_and_shown_by_status_and_check() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hook_srv = FakeWebhook::start(vec![]).await;
+    let expires =
+        jiff::Timestamp::from_millisecond(jiff::Timestamp::now().as_millisecond() + 50 * 3_600_000).expect("ts");
+    let channels = format!(
+        "{}credentials_expire = \"{expires}\"\n{}[notify]\nchannels = [\"staff\"]\n",
+        hook("hook", &hook_srv.url),
+        staff_file(dir.path()),
+    );
+    // It restarts in this process: an external broker (the embedded one cannot).
+    let broker = Mosquitto::start(&dir.path().join("mosquitto"));
+    let cfg = config_on(dir.path(), &format!("url = \"{}\"", broker.url()), "", &channels);
+    let staff = dir.path().join("staff.jsonl");
+    let staff_text = || std::fs::read_to_string(&staff).unwrap_or_default();
+    let db = dir.path().join("bullhorn.db");
+    let told = "SELECT COUNT(*) FROM events WHERE dedupe_key LIKE 'notice:expiring:hook:%'";
+
+    let app = start_app(&cfg).await;
+    until("staff told", || staff_text().contains("CHANNEL hook: credentials expire at")).await;
+    let text = staff_text();
+    assert!(text.contains(", in 2 days (credentials_expire). Renew the token"), "{text}");
+    let api = Api::new(&app, dir.path());
+    let (status, body) = api.get("/api/status").await;
+    assert_eq!(status, 200);
+    let (ok, out) = cli(&cfg, &api.base, &["status"]);
+    assert!(ok && out.contains("WARNING: channel hook: credentials expire at"), "{out}");
+    assert_eq!(body["credentials_expiring"][0]["channel"], "hook", "{body}");
+    assert_eq!(body["credentials_expiring"][0]["expires_at"], expires.to_string());
+    let (_, metrics) = admin_get(app.admin_addr().expect("admin"), "/metrics").await;
+    let gauge = format!("bullhorn_credentials_expiry_timestamp_seconds{{channel=\"hook\"}} {}\n", expires.as_second());
+    assert!(metrics.contains(&gauge), "{metrics}");
+    app.stop().await;
+
+    // A restart does not tell them again (the notice's key is kept in the store).
+    let app = start_app(&cfg).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    app.stop().await;
+    assert_eq!(count(&db, told), 1, "told once for this stage");
+    assert_eq!(staff_text().lines().count(), 1);
+    assert!(hook_srv.requests().is_empty(), "nothing on the public channel");
+
+    // `bullhorn check` warns, and still passes: the daemon must start.
+    let (ok, out) = cli(&cfg, "http://127.0.0.1:9", &["check"]);
+    assert!(ok && out.contains("warning: channel hook: credentials expire at"), "{out}");
 }

@@ -131,12 +131,24 @@ async fn status(State(s): State<AdminState>) -> ApiResult<serde_json::Value> {
         entry[state] = json!(n);
     }
     let held = s.reader.alerts(1000, true).await?.len();
+    let now = crate::time::now_ms();
+    let expiring: Vec<serde_json::Value> = crate::notify::expiring(&live.config, now)
+        .into_iter()
+        .map(|e| {
+            json!({
+                "channel": e.channel,
+                "expires_at": crate::time::rfc3339(e.at),
+                "note": e.describe(&live.config, now),
+            })
+        })
+        .collect();
     Ok(Json(json!({
         "mode": live.config.mode,
         "readiness": s.health.readiness(),
         "paused": pauses,
         "held_alerts": held,
         "channels": channels,
+        "credentials_expiring": expiring,
     })))
 }
 

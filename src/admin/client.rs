@@ -137,6 +137,14 @@ pub fn format_status(status: &Value, alerts: &Value) -> String {
         _ => out.push_str("not paused\n"),
     }
     let _ = writeln!(out, "held for approval: {}", status["held_alerts"]);
+    for e in status["credentials_expiring"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "WARNING: channel {}: {}",
+            e["channel"].as_str().unwrap_or("?"),
+            e["note"].as_str().unwrap_or("?")
+        );
+    }
     if let Some(ch) = status["channels"].as_object().filter(|c| !c.is_empty()) {
         out.push_str("open deliveries:\n");
         for (name, counts) in ch {

@@ -271,8 +271,11 @@ pub struct NotifyFile {
     pub escalate_channels: Vec<String>,
     /// A critical alert not out on a channel this long after it was queued is reported.
     pub late_after: HumanDuration,
-    /// Report a channel whose credentials the platform refuses.
+    /// Report a channel whose credentials the platform refuses, or whose
+    /// `credentials_expire` is near.
     pub credentials: bool,
+    /// How long before a channel's `credentials_expire` staff are first told.
+    pub credentials_warn: HumanDuration,
     /// How long an approve/reject link works.
     pub link_ttl: HumanDuration,
 }
@@ -285,6 +288,7 @@ impl Default for NotifyFile {
             escalate_channels: Vec::new(),
             late_after: HumanDuration(Duration::from_secs(5 * 60)),
             credentials: true,
+            credentials_warn: HumanDuration(Duration::from_secs(14 * 24 * 3600)),
             link_ttl: HumanDuration(Duration::from_secs(24 * 3600)),
         }
     }
@@ -541,6 +545,10 @@ pub struct ChannelCommonFile {
     /// The largest image the platform takes (a Mastodon instance's own limit).
     #[serde(default)]
     pub image_max_bytes: Option<usize>,
+    /// When the channel's token expires (`2027-01-15`, the start of that day in the
+    /// agency's zone, or an RFC 3339 time): staff are warned ahead of it.
+    #[serde(default)]
+    pub credentials_expire: Option<String>,
 }
 
 /// Keys split off the channel table before [`ChannelCommonFile`] is read; the rest belongs
@@ -557,6 +565,7 @@ pub const CHANNEL_COMMON_KEYS: &[&str] = &[
     "delete_original",
     "card",
     "image_max_bytes",
+    "credentials_expire",
 ];
 
 fn yes() -> bool {

@@ -245,6 +245,7 @@ pub struct NotifyConfig {
     pub escalate_channels: Vec<String>,
     pub late_after: Duration,
     pub credentials: bool,
+    pub credentials_warn: Duration,
     pub link_ttl: Duration,
 }
 
@@ -348,6 +349,8 @@ pub struct ChannelConfig {
     pub card: bool,
     /// The largest image the platform takes, when not the platform's default.
     pub image_max_bytes: Option<usize>,
+    /// When the channel's token expires, as the operator recorded it.
+    pub credentials_expire: Option<jiff::Timestamp>,
     pub kind: ChannelKind,
 }
 
@@ -365,6 +368,7 @@ impl ChannelConfig {
             delete_original: false,
             card: false,
             image_max_bytes: None,
+            credentials_expire: None,
             kind,
         }
     }
@@ -590,8 +594,15 @@ fn validate(source: &Path, base: &Path, mut root: BTreeMap<String, config::Value
         Some(v) => section::<Mode>(v, "mode", errors).unwrap_or_default(),
     };
 
-    let channels =
-        root.remove("channels").map(|v| validate_channels(table(v, "channels", errors), errors)).unwrap_or_default();
+    let time_zone = agency.time_zone.clone().unwrap_or_else(|| "UTC".to_owned());
+    let tz = jiff::tz::TimeZone::get(&time_zone).unwrap_or_else(|e| {
+        errors.push("agency.time_zone", format!("unknown time zone {time_zone:?}: {e}"));
+        jiff::tz::TimeZone::UTC
+    });
+    let channels = root
+        .remove("channels")
+        .map(|v| validate_channels(table(v, "channels", errors), &tz, errors))
+        .unwrap_or_default();
     if channels.is_empty() {
         errors.push("channels", "no channels configured");
     }
@@ -616,10 +627,6 @@ fn validate(source: &Path, base: &Path, mut root: BTreeMap<String, config::Value
         }
     }
 
-    let time_zone = agency.time_zone.unwrap_or_else(|| "UTC".to_owned());
-    if let Err(e) = jiff::tz::TimeZone::get(&time_zone) {
-        errors.push("agency.time_zone", format!("unknown time zone {time_zone:?}: {e}"));
-    }
     for (i, lang) in agency.languages.iter().enumerate() {
         if !valid_language(lang) {
             errors.push(
@@ -842,6 +849,7 @@ fn validate_notify(n: NotifyFile, channels: &BTreeMap<String, ChannelConfig>, er
         escalate_channels,
         late_after: n.late_after.0,
         credentials: n.credentials,
+        credentials_warn: n.credentials_warn.0,
         link_ttl: n.link_ttl.0,
     }
 }
@@ -1138,7 +1146,24 @@ fn validate_events(
     rules
 }
 
-fn validate_channels(entries: BTreeMap<String, config::Value>, errors: &mut Errors) -> BTreeMap<String, ChannelConfig> {
+/// A credential's expiry: an RFC 3339 time, or a date (the start of that day in `tz`,
+/// the cautious reading of "expires January 15").
+fn expiry(s: &str, tz: &jiff::tz::TimeZone) -> Result<jiff::Timestamp, String> {
+    if let Ok(t) = s.trim().parse::<jiff::Timestamp>() {
+        return Ok(t);
+    }
+    let date: jiff::civil::Date = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is neither a date like 2027-01-15 nor a time like 2027-01-15T09:00:00-06:00"))?;
+    date.to_zoned(tz.clone()).map(|z| z.timestamp()).map_err(|e| format!("{s:?}: {e}"))
+}
+
+fn validate_channels(
+    entries: BTreeMap<String, config::Value>,
+    tz: &jiff::tz::TimeZone,
+    errors: &mut Errors,
+) -> BTreeMap<String, ChannelConfig> {
     let mut channels = BTreeMap::new();
     for (name, value) in entries {
         let path = format!("channels.{name}");
@@ -1183,6 +1208,13 @@ fn validate_channels(entries: BTreeMap<String, config::Value>, errors: &mut Erro
         if common.reserve.is_some() && quota.is_none() {
             errors.push(format!("{path}.reserve"), "a reserve needs a rate");
         }
+        let credentials_expire = common.credentials_expire.as_deref().and_then(|s| match expiry(s, tz) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                errors.push(format!("{path}.credentials_expire"), e);
+                None
+            }
+        });
         if let Some(kind) = kind {
             channels.insert(
                 name.clone(),
@@ -1197,6 +1229,7 @@ fn validate_channels(entries: BTreeMap<String, config::Value>, errors: &mut Erro
                     delete_original: common.delete_original,
                     card: common.card.map_or(kind.platform() == Platform::Instagram, |c| c == Card::Missing),
                     image_max_bytes: common.image_max_bytes,
+                    credentials_expire,
                     kind,
                 },
             );

@@ -191,6 +191,21 @@ fn quota_and_reserve() {
 }
 
 #[test]
+fn credentials_expire_is_a_date_in_the_agency_zone_or_a_time() {
+    let chan = |v: &str| {
+        format!(
+            "{MINIMAL}\n[agency]\ntime_zone = \"America/Chicago\"\n[channels.x]\nkind = \"console\"\ncredentials_expire = \"{v}\"\n"
+        )
+    };
+    let (_d, c) = load_str(&chan("2027-01-15"));
+    assert_eq!(c.channels["x"].credentials_expire, "2027-01-15T06:00:00Z".parse().ok(), "midnight in Chicago");
+    let (_d, c) = load_str(&chan("2027-01-15T09:30:00-05:00"));
+    assert_eq!(c.channels["x"].credentials_expire, "2027-01-15T14:30:00Z".parse().ok());
+    assert!(has(&errors(&chan("next month")), "channels.x.credentials_expire", "neither a date"));
+    assert_eq!(load_str(MINIMAL).1.channels["console"].credentials_expire, None);
+}
+
+#[test]
 fn a_missing_file_is_a_clear_error() {
     let e = load(Path::new("/nonexistent/bullhorn.toml")).expect_err("missing");
     assert!(e.to_string().contains("config file not found"), "{e}");

@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::channel;
 use crate::config::{ChannelConfig, EventRule, MediaConfig};
 use crate::event::{Event, Priority};
+use crate::metrics::{ImageLabel, Metrics};
 use crate::reload::Shared;
 use crate::route::DeliveryKind;
 use crate::store::{Job, MediaOp, Reader, Store};
@@ -78,6 +79,7 @@ pub struct MediaService {
     /// Shutdown: fetches still running stop (unrecorded, they start again on restart), so
     /// a hanging image server does not hold the store open.
     cancel: CancellationToken,
+    metrics: Arc<Metrics>,
 }
 
 impl MediaService {
@@ -88,6 +90,7 @@ impl MediaService {
         live: Shared,
         http: reqwest::Client,
         cancel: CancellationToken,
+        metrics: Arc<Metrics>,
     ) -> Result<Arc<MediaService>, String> {
         let policy = fetch::Policy { allow: cfg.allow.clone(), allow_private: cfg.allow_private.clone() };
         let fetcher = fetch::Fetcher::new(policy, cfg.max_bytes, cfg.timeout)?;
@@ -103,6 +106,7 @@ impl MediaService {
             variants: Mutex::new(HashMap::new()),
             urls: Mutex::new(HashMap::new()),
             cancel,
+            metrics,
         }))
     }
 
@@ -177,11 +181,14 @@ impl MediaService {
                         }
                     }
                 }
-                Err(_) => notes.push(format!(
-                    "posted without its image: not ready within {} (the work goes on for retries and other \
-                     channels)",
-                    humantime::format_duration(wait)
-                )),
+                Err(_) => {
+                    self.metrics.media_not_ready.inc();
+                    notes.push(format!(
+                        "posted without its image: not ready within {} (the work goes on for retries and other \
+                         channels)",
+                        humantime::format_duration(wait)
+                    ));
+                }
             }
         }
         if media.is_empty() && channel.card {
@@ -249,6 +256,8 @@ impl MediaService {
                 }
                 (None, None) => ("none".to_owned(), Err("neither a URL nor data".to_owned())),
             };
+            let outcome = if image.is_ok() { "taken" } else { "refused" };
+            self.metrics.media_images.get_or_create(&ImageLabel { outcome }).inc();
             match &image {
                 Ok((mime, bytes)) => {
                     tracing::info!(event = event_id, image = idx + 1, %mime, bytes = bytes.len(), "image taken")
@@ -322,7 +331,9 @@ impl MediaService {
         }
         let me = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
             let made = process::decode(&original).and_then(|img| process::fit(&img, &spec)).map(Arc::new);
+            me.metrics.media_processing_seconds.observe(started.elapsed().as_secs_f64());
             me.variants
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)

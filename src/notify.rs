@@ -177,8 +177,11 @@ impl Timers {
             Err(e) => return tracing::debug!(error = %e, "cannot read refused credentials"),
         };
         for f in failures {
+            // Not past a failure the store could not take: it is read again next time.
+            if !self.send(credentials_notice(&config, &f)).await {
+                break;
+            }
             self.credentials_since = self.credentials_since.max(f.at + 1);
-            self.send(credentials_notice(&config, &f)).await;
         }
     }
 
@@ -206,19 +209,28 @@ impl Timers {
         let now = now_ms();
         for e in expiring(&config, now) {
             let Some(notice) = expiry_notice(&config, &e, now) else { continue };
-            if self.expiry_sent.insert(notice.key.clone()) {
-                self.send(Some(notice)).await;
+            let key = notice.key.clone();
+            if !self.expiry_sent.contains(&key) && self.send(Some(notice)).await {
+                self.expiry_sent.insert(key);
             }
         }
     }
 
-    async fn send(&self, notice: Option<NewNotice>) {
-        let Some(notice) = notice else { return };
+    /// Queue a notice; `false` when the store could not take it (try again later).
+    async fn send(&self, notice: Option<NewNotice>) -> bool {
+        let Some(notice) = notice else { return true };
         let key = notice.key.clone();
         match self.store.admin(AdminOp::Notice(notice)).await {
-            Ok(done) if done.changed > 0 => tracing::info!(notice = %key, channels = done.changed, "staff notified"),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(notice = %key, error = %e, "cannot queue a staff notice; will try again"),
+            Ok(done) => {
+                if done.changed > 0 {
+                    tracing::info!(notice = %key, channels = done.changed, "staff notified");
+                }
+                true
+            }
+            Err(e) => {
+                tracing::warn!(notice = %key, error = %e, "cannot queue a staff notice; will try again");
+                false
+            }
         }
     }
 }
@@ -436,11 +448,11 @@ pub fn expiring(config: &Config, now: i64) -> Vec<Expiring> {
             let left = at - now;
             let stage = match left {
                 ..=0 => Expiry::Expired,
+                l if l > warn => return None,
                 l if l <= DAY => Expiry::WithinADay,
                 l if l <= 3 * DAY => Expiry::WithinThreeDays,
                 l if l <= 7 * DAY => Expiry::WithinAWeek,
-                l if l <= warn => Expiry::Ahead,
-                _ => return None,
+                _ => Expiry::Ahead,
             };
             Some(Expiring { channel: c.name.clone(), at, stage })
         })
@@ -594,6 +606,10 @@ credentials_expire = "2027-01-15"
         let day = 24 * 3_600_000;
         let stage = |now: i64| expiring(&c, now).first().map(|e| e.stage);
         assert_eq!(stage(at - 15 * day), None, "more than credentials_warn (14 days) ahead");
+        let mut short = c.clone();
+        short.notify.credentials_warn = Duration::from_secs(2 * 24 * 3600);
+        assert_eq!(expiring(&short, at - 3 * day).first().map(|e| e.stage), None, "a shorter warning is kept");
+        assert_eq!(expiring(&short, at - 2 * day).first().map(|e| e.stage), Some(Expiry::WithinThreeDays));
         assert_eq!(stage(at - 14 * day), Some(Expiry::Ahead));
         assert_eq!(stage(at - 7 * day), Some(Expiry::WithinAWeek));
         assert_eq!(stage(at - 3 * day + 1), Some(Expiry::WithinThreeDays));

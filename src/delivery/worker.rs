@@ -31,8 +31,9 @@ use crate::time::{duration_ms, now_ms, rfc3339};
 /// How long to wait before trying again when the store cannot be read or written.
 const STORE_RETRY: Duration = Duration::from_secs(1);
 
-/// How long an interrupted wait for images is remembered.
-const IMAGE_WAIT_MEMORY: Duration = Duration::from_secs(3600);
+/// How long an interrupted wait for images is remembered (longer than a pause is likely
+/// to last; only deliveries retracted or closed meanwhile are forgotten this way).
+const IMAGE_WAIT_MEMORY: Duration = Duration::from_secs(24 * 3600);
 
 pub(super) struct Worker {
     cfg: ChannelConfig,
@@ -67,7 +68,7 @@ pub(super) struct Worker {
 /// How a wait for a delivery's images ended.
 enum ImageWait {
     Ready(Attached),
-    /// A retraction arrived or the pauses changed: the delivery goes back to the queue.
+    /// A retraction, a pause change or a reload arrived: the delivery goes back to the queue.
     Interrupted,
     ShuttingDown,
 }
@@ -622,8 +623,8 @@ impl Worker {
     }
 
     /// Wait for `job`'s images, but not through what cannot wait: a shutdown, a retraction
-    /// for this channel (it goes ahead of everything), or a pause (nothing goes out once
-    /// paused, so the delivery is looked at again under the new pauses).
+    /// for this channel (it goes ahead of everything), a pause (nothing goes out once
+    /// paused, so the delivery is looked at again under the new pauses) or a reload.
     async fn wait_for_images(&mut self, media: &Arc<MediaService>, job: &Job) -> ImageWait {
         let start = Instant::now();
         // Forget deliveries interrupted long ago (retracted or closed since).
@@ -645,6 +646,12 @@ impl Worker {
                     msg = self.inbox.recv() => match msg {
                         Some(WorkerMsg::Queued(q)) if q.priority == Priority::Retraction => {
                             held.push(WorkerMsg::Queued(q));
+                            break ImageWait::Interrupted;
+                        }
+                        // A reload: the delivery is prepared again under the new config,
+                        // never sent with steps and limits of the old one.
+                        Some(msg @ WorkerMsg::Config(_)) => {
+                            held.push(msg);
                             break ImageWait::Interrupted;
                         }
                         Some(msg) => held.push(msg),

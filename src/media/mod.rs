@@ -232,9 +232,12 @@ impl MediaService {
                 }
             }
         };
-        match rx.wait_for(Option::is_some).await {
-            Ok(v) => v.clone().unwrap_or_default(),
-            Err(_) => Arc::default(),
+        let got = rx.wait_for(Option::is_some).await.ok().and_then(|v| v.clone());
+        match got {
+            Some(originals) => originals,
+            // The fetch was stopped (shutdown) without a result: not "no images" but not
+            // ready, which the caller's wait bounds.
+            None => std::future::pending().await,
         }
     }
 

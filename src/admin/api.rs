@@ -5,7 +5,7 @@
 //! `X-Bullhorn-Actor` header works too), and per request `reason`, `channel`, `text`,
 //! `scope` (`all`, `channel:NAME`, `type:NAME`).
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -104,6 +104,24 @@ fn body(bytes: &Bytes) -> Result<Body, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| ApiError::bad(format!("invalid JSON body: {e}")))
 }
 
+/// A request's optional JSON body and who is asking.
+struct Ask {
+    body: Body,
+    actor: String,
+}
+
+impl<S: Send + Sync> FromRequest<S> for Ask {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let headers = req.headers().clone();
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| ApiError(e.status(), e.body_text()))?;
+        let body = body(&bytes)?;
+        let actor = actor(&headers, &body);
+        Ok(Ask { body, actor })
+    }
+}
+
 /// Who is asking, for the audit log: the body's `actor`, else the `X-Bullhorn-Actor`
 /// header, cleaned of control characters and cut to 100 characters.
 fn actor(headers: &HeaderMap, body: &Body) -> String {
@@ -178,11 +196,9 @@ async fn alert(State(s): State<AdminState>, Path(ident): Path<String>) -> ApiRes
 async fn approve(
     State(s): State<AdminState>,
     Path(ident): Path<String>,
-    headers: HeaderMap,
-    bytes: Bytes,
+    Ask { actor, .. }: Ask,
 ) -> ApiResult<AdminDone> {
-    let b = body(&bytes)?;
-    let (event_id, actor) = (event_id(&s, &ident).await?, actor(&headers, &b));
+    let event_id = event_id(&s, &ident).await?;
     let done = s.store.admin(AdminOp::Approve { event_id, actor: actor.clone() }).await?;
     tracing::info!(alert = event_id, %actor, deliveries = done.changed, "approved");
     Ok(Json(done))
@@ -191,11 +207,9 @@ async fn approve(
 async fn reject(
     State(s): State<AdminState>,
     Path(ident): Path<String>,
-    headers: HeaderMap,
-    bytes: Bytes,
+    Ask { body: b, actor }: Ask,
 ) -> ApiResult<AdminDone> {
-    let b = body(&bytes)?;
-    let (event_id, actor) = (event_id(&s, &ident).await?, actor(&headers, &b));
+    let event_id = event_id(&s, &ident).await?;
     let reason = b.reason.unwrap_or_default();
     let done = s.store.admin(AdminOp::Reject { event_id, actor: actor.clone(), reason }).await?;
     tracing::info!(alert = event_id, %actor, deliveries = done.changed, "rejected");
@@ -205,11 +219,9 @@ async fn reject(
 async fn retry(
     State(s): State<AdminState>,
     Path(ident): Path<String>,
-    headers: HeaderMap,
-    bytes: Bytes,
+    Ask { body: b, actor }: Ask,
 ) -> ApiResult<AdminDone> {
-    let b = body(&bytes)?;
-    let (event_id, actor) = (event_id(&s, &ident).await?, actor(&headers, &b));
+    let event_id = event_id(&s, &ident).await?;
     let done = s.store.admin(AdminOp::Retry { event_id, channel: b.channel, actor: actor.clone() }).await?;
     tracing::info!(alert = event_id, %actor, deliveries = done.changed, "dead-lettered deliveries queued again");
     Ok(Json(done))
@@ -218,24 +230,20 @@ async fn retry(
 async fn retract(
     State(s): State<AdminState>,
     Path(ident): Path<String>,
-    headers: HeaderMap,
-    bytes: Bytes,
+    Ask { body: b, actor }: Ask,
 ) -> ApiResult<AdminDone> {
-    let b = body(&bytes)?;
     let text = b.text.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned);
-    withdraw(&s, &ident, actor(&headers, &b), text, false).await
+    withdraw(&s, &ident, actor, text, false).await
 }
 
 async fn correct(
     State(s): State<AdminState>,
     Path(ident): Path<String>,
-    headers: HeaderMap,
-    bytes: Bytes,
+    Ask { body: b, actor }: Ask,
 ) -> ApiResult<AdminDone> {
-    let b = body(&bytes)?;
     let text = b.text.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned);
     let Some(text) = text else { return Err(ApiError::bad("a correction needs its text")) };
-    withdraw(&s, &ident, actor(&headers, &b), Some(text), true).await
+    withdraw(&s, &ident, actor, Some(text), true).await
 }
 
 /// The longest correction text taken (a thread of it is not what a correction should be).
@@ -301,19 +309,16 @@ fn scope(s: &AdminState, b: &Body) -> Result<Scope, ApiError> {
     }
 }
 
-async fn pause(State(s): State<AdminState>, headers: HeaderMap, bytes: Bytes) -> ApiResult<serde_json::Value> {
-    let b = body(&bytes)?;
-    let (scope, actor) = (scope(&s, &b)?, actor(&headers, &b));
+async fn pause(State(s): State<AdminState>, Ask { body: b, actor }: Ask) -> ApiResult<serde_json::Value> {
+    let scope = scope(&s, &b)?;
     let done = s.store.admin(AdminOp::Pause { scope: scope.clone(), actor: actor.clone(), reason: b.reason }).await?;
     let pauses = s.control.refresh(&s.reader).await?;
     tracing::warn!(%scope, %actor, "PAUSED: {}", if scope == Scope::All { "the kill switch is on; no public channel posts until resumed" } else { "deliveries wait until resumed" });
     Ok(Json(json!({ "message": done.message, "paused": pause_list(&pauses) })))
 }
 
-async fn resume(State(s): State<AdminState>, headers: HeaderMap, bytes: Bytes) -> ApiResult<serde_json::Value> {
-    let b = body(&bytes)?;
-    let (scope, actor) =
-        (Scope::parse(b.scope.as_deref().unwrap_or("all")).map_err(ApiError::bad)?, actor(&headers, &b));
+async fn resume(State(s): State<AdminState>, Ask { body: b, actor }: Ask) -> ApiResult<serde_json::Value> {
+    let scope = Scope::parse(b.scope.as_deref().unwrap_or("all")).map_err(ApiError::bad)?;
     let done = s.store.admin(AdminOp::Resume { scope: scope.clone(), actor: actor.clone() }).await?;
     let pauses = s.control.refresh(&s.reader).await?;
     tracing::warn!(%scope, %actor, still_paused = ?pause_list(&pauses), "RESUMED: what is still valid goes out");

@@ -9,9 +9,29 @@ use std::time::Duration;
 
 use secrecy::ExposeSecret as _;
 
-use super::http::{Reply, exchange, snippet};
-use super::{Context, Outcome};
+use super::http::{Reply, exchange, id_field, snippet};
+use super::{Context, Outcome, PostRef, Request, Resolution, Response};
 use crate::config::MetaSettings;
+
+/// How long before its alert a lost post may have been made and still be found.
+const LOOKBACK_MS: i64 = 120_000;
+
+/// Instagram and Threads publish in two steps, a container and then its publish, with
+/// their own names for the same things. The container id is saved before publishing, so
+/// a retry or a restart publishes that container instead of making a second one, and
+/// asks it first (PUBLISHED means done; the post is then found by its text).
+#[derive(Debug, Clone, Copy)]
+pub struct TwoStep {
+    pub product: &'static str,
+    /// Where containers are made and the account's posts listed: `media`, `threads`.
+    pub edge: &'static str,
+    /// `media_publish`, `threads_publish`.
+    pub publish: &'static str,
+    /// The container's state: `status_code`, `status`.
+    pub status_field: &'static str,
+    /// Where a post's text is: `caption`, `text`.
+    pub text_field: &'static str,
+}
 
 #[derive(Debug)]
 pub struct Graph {
@@ -121,6 +141,125 @@ pub fn classify_error(r: &Reply, creating: bool) -> Outcome {
             500..=599 => Outcome::Unavailable(detail),
             _ => Outcome::Permanent(detail),
         },
+    }
+}
+
+/// Two-step publishing, for Instagram and Threads.
+impl Graph {
+    /// A container's state: IN_PROGRESS, FINISHED, PUBLISHED, ERROR, EXPIRED.
+    pub async fn container_status(&self, t: TwoStep, container: &str) -> Result<String, Outcome> {
+        let r = self.call(reqwest::Method::GET, container, &[("fields", t.status_field)]).await?;
+        if !r.ok() {
+            return Err(classify_error(&r, false));
+        }
+        Ok(r.json().and_then(|v| v[t.status_field].as_str().map(str::to_owned)).unwrap_or_default())
+    }
+
+    async fn permalink(&self, id: &str) -> Option<String> {
+        let r = self.call(reqwest::Method::GET, id, &[("fields", "permalink")]).await.ok()?;
+        r.json()?["permalink"].as_str().map(str::to_owned)
+    }
+
+    /// The published post with this delivery's text, among the account's latest.
+    async fn find_published(&self, t: TwoStep, req: &Request<'_>) -> Resolution {
+        let path = format!("{}/{}", self.s.account_id, t.edge);
+        let fields = format!("id,{},permalink,timestamp", t.text_field);
+        let params = [("fields", fields.as_str()), ("limit", "10")];
+        match self.call(reqwest::Method::GET, &path, &params).await {
+            Ok(r) if r.ok() => {
+                match r.json().and_then(|v| find_by_text(&v, t.text_field, req.text, req.job.created_at - LOOKBACK_MS))
+                {
+                    Some(m) => Resolution::Posted(PostRef {
+                        url: m["permalink"].as_str().map(str::to_owned),
+                        ..PostRef::id(id_field(&m, "id").unwrap_or_default())
+                    }),
+                    None => Resolution::NotPosted,
+                }
+            }
+            _ => Resolution::CannotTell,
+        }
+    }
+
+    /// After a lost answer: published if the saved container says so (and then which post).
+    pub async fn resolve_container(&self, t: TwoStep, req: &Request<'_>) -> Resolution {
+        match req.scratch.get("container") {
+            // No container yet: nothing can have been published.
+            None => Resolution::NotPosted,
+            Some(c) => match self.container_status(t, c).await.as_deref() {
+                Ok("PUBLISHED") => self.find_published(t, req).await,
+                Ok(_) => Resolution::NotPosted,
+                Err(_) => Resolution::CannotTell,
+            },
+        }
+    }
+
+    /// The saved container to publish (`Ok(Some)`), none to make a new one (`Ok(None)`),
+    /// or the answer already (`Err`: it was published, or is still processing).
+    pub async fn saved_container(&self, t: TwoStep, req: &Request<'_>) -> Result<Option<String>, Response> {
+        let Some(c) = req.scratch.get("container") else { return Ok(None) };
+        let status = self.container_status(t, c).await.map_err(Response::from)?;
+        match status.as_str() {
+            "PUBLISHED" => Err(match self.find_published(t, req).await {
+                Resolution::Posted(p) => Outcome::Sent(p).into(),
+                // Published, the container says; only its id could not be found.
+                _ => Response::from(Outcome::Sent(PostRef::default())).with_note(Some(
+                    "published, but the post was not found among the latest to record its id".to_owned(),
+                )),
+            }),
+            "IN_PROGRESS" => Err(Outcome::Retry(format!("{} is still processing", t.product)).into()),
+            "FINISHED" => Ok(Some(c.to_owned())),
+            // Expired (after 24 hours) or failed: make a new one.
+            _ => Ok(None),
+        }
+    }
+
+    /// Take the answer to a container's creation: save its id before anything else, and
+    /// (`wait`, for an image) give the platform a few seconds to fetch and process it.
+    pub async fn created(&self, t: TwoStep, req: &Request<'_>, reply: &Reply, wait: bool) -> Result<String, Response> {
+        if !reply.ok() {
+            // Nothing is posted until the publish step: a failed container is safe to retry.
+            let outcome = match classify_error(reply, false) {
+                Outcome::Unknown(m) => Outcome::Retry(m),
+                o => o,
+            };
+            return Err(Response::new(outcome, reply.status));
+        }
+        let id = reply
+            .json()
+            .and_then(|v| id_field(&v, "id"))
+            .ok_or_else(|| Response::from(Outcome::Retry("container answer without an id".to_owned())))?;
+        req.scratch
+            .save("container", &id)
+            .await
+            .map_err(|e| Response::from(Outcome::Retry(format!("cannot save the container id: {e}"))))?;
+        if wait {
+            for _ in 0..10 {
+                match self.container_status(t, &id).await.as_deref() {
+                    Ok("IN_PROGRESS") => tokio::time::sleep(Duration::from_millis(500)).await,
+                    _ => return Ok(id),
+                }
+            }
+            // Saved: the next try publishes this container once it is ready.
+            return Err(Outcome::Retry(format!("{} is still processing the image", t.product)).into());
+        }
+        Ok(id)
+    }
+
+    /// Publish a container; the post's id and permalink.
+    pub async fn publish(&self, t: TwoStep, container: &str) -> Response {
+        let path = format!("{}/{}", self.s.account_id, t.publish);
+        let reply = match self.call(reqwest::Method::POST, &path, &[("creation_id", container)]).await {
+            Ok(r) => r,
+            Err(o) => return o.into(),
+        };
+        if !reply.ok() {
+            return Response::new(classify_error(&reply, true), reply.status);
+        }
+        let outcome = match reply.json().and_then(|v| id_field(&v, "id")) {
+            Some(id) => Outcome::Sent(PostRef { url: self.permalink(&id).await, ..PostRef::id(id) }),
+            None => Outcome::Unknown(format!("HTTP {} without a post id", reply.status)),
+        };
+        Response::new(outcome, reply.status)
     }
 }
 

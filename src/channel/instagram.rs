@@ -4,16 +4,23 @@
 //! (`POST /{media-id}/comments`). The API cannot delete a post, and has no text-only
 //! post: a delivery without an image is refused with the reason.
 //!
-//! Duplicate protection: the container id is saved before publishing, so a retry or a
-//! restart publishes that container instead of making a second one, and asks it first
-//! (`status_code` PUBLISHED means done; the post is then found by its caption).
+//! Duplicate protection ([`TwoStep`], shared with Threads): the container id is saved
+//! before publishing, so a retry or a restart publishes that container instead of making
+//! a second one, and asks it first (`status_code` PUBLISHED means done; the post is then
+//! found by its caption).
 
-use std::time::Duration;
-
-use super::graph::{Graph, classify_error, find_by_text};
+use super::graph::{Graph, TwoStep, classify_error, find_by_text};
 use super::http::id_field;
 use super::{Context, Outcome, PostRef, Request, Resolution, Response};
 use crate::config::MetaSettings;
+
+const TWO_STEP: TwoStep = TwoStep {
+    product: "Instagram",
+    edge: "media",
+    publish: "media_publish",
+    status_field: "status_code",
+    text_field: "caption",
+};
 
 #[derive(Debug)]
 pub struct Instagram {
@@ -33,48 +40,15 @@ impl Instagram {
         if let Some(parent) = req.reply_to.and_then(|p| p.id.as_deref()) {
             return self.comment(parent, req).await;
         }
-        let container = match req.scratch.get("container") {
-            Some(c) => match self.container_status(c).await {
-                Ok(status) if status == "PUBLISHED" => {
-                    return match self.find(req).await {
-                        Resolution::Posted(p) => Outcome::Sent(p).into(),
-                        // Published, the container says; only its id could not be found.
-                        _ => Response::from(Outcome::Sent(PostRef::default())).with_note(Some(
-                            "published, but the post was not found among the latest to record its id".to_owned(),
-                        )),
-                    };
-                }
-                // Still processing: try the publish again later.
-                Ok(status) if status == "IN_PROGRESS" => {
-                    return Outcome::Retry("Instagram is still processing the image".to_owned()).into();
-                }
-                Ok(status) if status == "FINISHED" => c.to_owned(),
-                // Expired (after 24 hours) or failed: make a new one.
-                Ok(_) => match self.create(req).await {
-                    Ok(c) => c,
-                    Err(r) => return r,
-                },
-                Err(o) => return o.into(),
-            },
-            None => match self.create(req).await {
+        let container = match self.g.saved_container(TWO_STEP, req).await {
+            Ok(Some(c)) => c,
+            Ok(None) => match self.create(req).await {
                 Ok(c) => c,
                 Err(r) => return r,
             },
+            Err(r) => return r,
         };
-        let path = format!("{}/media_publish", self.user());
-        let reply = match self.g.call(reqwest::Method::POST, &path, &[("creation_id", &container)]).await {
-            Ok(r) => r,
-            Err(o) => return o.into(),
-        };
-        if !reply.ok() {
-            return Response::new(classify_error(&reply, true), reply.status);
-        }
-        let id = reply.json().and_then(|v| id_field(&v, "id"));
-        let outcome = match id {
-            Some(id) => Outcome::Sent(PostRef { url: self.permalink(&id).await, ..PostRef::id(id) }),
-            None => Outcome::Unknown(format!("HTTP {} without a media id", reply.status)),
-        };
-        Response::new(outcome, reply.status)
+        self.g.publish(TWO_STEP, &container).await
     }
 
     /// Make the image container and save its id before anything else.
@@ -89,52 +63,7 @@ impl Instagram {
         let path = format!("{}/media", self.user());
         let params = [("image_url", url), ("caption", req.text), ("alt_text", image.alt.as_str())];
         let reply = self.g.call(reqwest::Method::POST, &path, &params).await.map_err(Response::from)?;
-        if !reply.ok() {
-            // Nothing is posted until the publish step: a failed container is safe to retry.
-            let outcome = match classify_error(&reply, false) {
-                Outcome::Unknown(m) => Outcome::Retry(m),
-                o => o,
-            };
-            return Err(Response::new(outcome, reply.status));
-        }
-        let id = reply
-            .json()
-            .and_then(|v| id_field(&v, "id"))
-            .ok_or_else(|| Response::from(Outcome::Retry("container answer without an id".to_owned())))?;
-        req.scratch
-            .save("container", &id)
-            .await
-            .map_err(|e| Response::from(Outcome::Retry(format!("cannot save the container id: {e}"))))?;
-        if self.wait_finished(&id).await {
-            Ok(id)
-        } else {
-            // Saved: the next try publishes this container once it is ready.
-            Err(Outcome::Retry("Instagram is still processing the image".to_owned()).into())
-        }
-    }
-
-    /// Give Instagram a few seconds to fetch and process the image; whether it is ready.
-    async fn wait_finished(&self, container: &str) -> bool {
-        for _ in 0..10 {
-            match self.container_status(container).await.as_deref() {
-                Ok("IN_PROGRESS") => tokio::time::sleep(Duration::from_millis(500)).await,
-                _ => return true,
-            }
-        }
-        false
-    }
-
-    async fn container_status(&self, container: &str) -> Result<String, Outcome> {
-        let r = self.g.call(reqwest::Method::GET, container, &[("fields", "status_code")]).await?;
-        if !r.ok() {
-            return Err(classify_error(&r, false));
-        }
-        Ok(r.json().and_then(|v| v["status_code"].as_str().map(str::to_owned)).unwrap_or_default())
-    }
-
-    async fn permalink(&self, id: &str) -> Option<String> {
-        let r = self.g.call(reqwest::Method::GET, id, &[("fields", "permalink")]).await.ok()?;
-        r.json()?["permalink"].as_str().map(str::to_owned)
+        self.g.created(TWO_STEP, req, &reply, true).await
     }
 
     async fn comment(&self, parent: &str, req: &Request<'_>) -> Response {
@@ -153,24 +82,6 @@ impl Instagram {
         }
     }
 
-    /// The published post with this delivery's caption, among the account's latest.
-    async fn find(&self, req: &Request<'_>) -> Resolution {
-        let path = format!("{}/media", self.user());
-        let params = [("fields", "id,caption,permalink,timestamp"), ("limit", "10")];
-        match self.g.call(reqwest::Method::GET, &path, &params).await {
-            Ok(r) if r.ok() => {
-                match r.json().and_then(|v| find_by_text(&v, "caption", req.text, req.job.created_at - 120_000)) {
-                    Some(m) => Resolution::Posted(PostRef {
-                        url: m["permalink"].as_str().map(str::to_owned),
-                        ..PostRef::id(id_field(&m, "id").unwrap_or_default())
-                    }),
-                    None => Resolution::NotPosted,
-                }
-            }
-            _ => Resolution::CannotTell,
-        }
-    }
-
     /// A post exists once its container is published; a comment is looked for.
     pub async fn resolve(&self, req: &Request<'_>) -> Resolution {
         if let Some(parent) = req.reply_to.and_then(|p| p.id.as_deref()) {
@@ -185,15 +96,7 @@ impl Instagram {
                 _ => Resolution::CannotTell,
             };
         }
-        match req.scratch.get("container") {
-            // No container yet: nothing can have been published.
-            None => Resolution::NotPosted,
-            Some(c) => match self.container_status(c).await.as_deref() {
-                Ok("PUBLISHED") => self.find(req).await,
-                Ok(_) => Resolution::NotPosted,
-                Err(_) => Resolution::CannotTell,
-            },
-        }
+        self.g.resolve_container(TWO_STEP, req).await
     }
 
     pub async fn verify(&self) -> Result<String, String> {

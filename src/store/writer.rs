@@ -656,8 +656,6 @@ fn ingest_event(
     Ok(IngestOutcome::Accepted { event_id, deliveries: created, suppressed })
 }
 
-/// Earlier deliveries of the incident (of the `earlier` events) on `channel` in
-/// `language`, oldest first: a reply goes to the post in its own language.
 /// Stop what event `event_id` still has to post: queued and held deliveries close with
 /// `reason` (as sent when a thread is part way out, so what went out can be replied to
 /// and cancelled); one in flight is marked withdrawn and stops after its request.
@@ -679,6 +677,8 @@ pub(super) fn withdraw(conn: &Connection, event_id: i64, reason: &str, now: i64)
     Ok(closed)
 }
 
+/// Earlier deliveries of the incident (of the `earlier` events) on `channel` in
+/// `language`, oldest first: a reply goes to the post in its own language.
 pub(super) fn priors(
     conn: &Connection,
     earlier: &[(i64, Option<i64>)],

@@ -206,23 +206,6 @@ pub async fn operate(config: &Config, admin_url: Option<&str>, command: &Command
     }
 }
 
-impl Command {
-    /// Whether this command talks to the running daemon's admin API.
-    pub fn is_operator(&self) -> bool {
-        matches!(
-            self,
-            Command::Status { .. }
-                | Command::Approve { .. }
-                | Command::Reject { .. }
-                | Command::Pause { .. }
-                | Command::Resume { .. }
-                | Command::Retry { .. }
-                | Command::Retract { .. }
-                | Command::Correct { .. }
-        )
-    }
-}
-
 /// Problems `check` found, one per line.
 pub fn check(config: &Config) -> Vec<String> {
     let mut problems: Vec<String> = crate::render::check::check(config).iter().map(ToString::to_string).collect();

@@ -38,18 +38,6 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if cli.command.is_operator() {
-        return match runtime.block_on(bullhorn::cli::operate(&config, cli.admin_url.as_deref(), &cli.command)) {
-            Ok(out) => {
-                println!("{}", out.trim_end());
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("bullhorn: {e}");
-                ExitCode::FAILURE
-            }
-        };
-    }
     match cli.command {
         Command::Check { online } => {
             let problems = bullhorn::cli::check(&config);
@@ -151,7 +139,19 @@ fn main() -> ExitCode {
         | Command::Resume { .. }
         | Command::Retry { .. }
         | Command::Retract { .. }
-        | Command::Correct { .. } => unreachable!("operator commands are handled above"),
+        | Command::Correct { .. } => {
+            // Operator commands talk to the running daemon's admin API.
+            match runtime.block_on(bullhorn::cli::operate(&config, cli.admin_url.as_deref(), &cli.command)) {
+                Ok(out) => {
+                    println!("{}", out.trim_end());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("bullhorn: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run => match runtime.block_on(bullhorn::app::run(config, shutdown_signal())) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -90,6 +90,29 @@ fn sd_notify(states: &[sd_notify::NotifyState<'_>]) {
     }
 }
 
+/// The store was put back from a backup: posting again what went out since the backup is
+/// worse than waiting for a person, so everything public is paused until one resumes.
+async fn restored(config: &Config, store: &Store, why: &str) {
+    tracing::error!(
+        %why,
+        "STARTING PAUSED: the store looks restored from a backup. Check what it would post (bullhorn status), \
+         close what went out already (bullhorn reject/retract), then resume: bullhorn resume"
+    );
+    let pause = crate::store::AdminOp::Pause {
+        scope: crate::store::Scope::All,
+        actor: "bullhorn (store restored from a backup)".to_owned(),
+        reason: Some(why.to_owned()),
+    };
+    if let Err(e) = store.admin(pause).await {
+        tracing::error!(error = %e, "cannot record the pause");
+    }
+    if let Some(notice) = crate::notify::restored_notice(config, why, crate::time::now_ms())
+        && let Err(e) = store.admin(crate::store::AdminOp::Notice(notice)).await
+    {
+        tracing::error!(error = %e, "cannot queue the staff notice");
+    }
+}
+
 /// A started daemon.
 #[derive(Debug)]
 pub struct Running {
@@ -132,16 +155,21 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 
     let failed = CancellationToken::new();
     let (announce, announced) = mpsc::unbounded_channel();
-    let (store, writer) = Store::open(
+    let opened = Store::open(
         &config.store.path,
         config.store.busy_timeout,
+        Some(&config.store.state_dir),
         announce,
         Arc::clone(&health),
         Arc::clone(&metrics),
         failed.clone(),
     )?;
+    let (store, writer) = (opened.store, opened.writer);
     metrics.store_writable.set(1);
     tracing::info!(path = %config.store.path.display(), "store open");
+    if let Some(why) = &opened.restored {
+        restored(&config, &store, why).await;
+    }
     let control = Control::load(&store.reader()?).await.context("cannot read the pauses")?;
 
     let admin_listener = match config.admin.enabled {
@@ -181,6 +209,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             metrics: Arc::clone(&metrics),
             control: control.clone(),
             media: Some(Arc::clone(&media)),
+            live: Arc::clone(&live),
         },
         delivery_cancel.clone(),
         failed.clone(),

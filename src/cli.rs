@@ -254,10 +254,11 @@ pub async fn test_channel(config: &Config, name: &str, text: Option<&str>) -> Re
     let job = crate::store::Job {
         delivery_id: 0,
         channel: name.to_owned(),
-        kind: crate::route::DeliveryKind::Post,
+        kind: crate::lifecycle::DeliveryKind::Post,
         language: String::new(),
         parts: Vec::new(),
-        state: "queued".to_owned(),
+        state: crate::lifecycle::DeliveryState::Queued,
+        audience: crate::lifecycle::Audience::Staff,
         priority: event::Priority::Low,
         text: text.clone(),
         idem_key: format!("bh-test-{}", now.as_millisecond()),
@@ -456,17 +457,17 @@ pub fn render(
     let now = jiff::Timestamp::now();
     let a = crate::policy::assess(&event, &payload, rule, now, now);
     let mut verdict = match a.disposition {
-        crate::policy::Disposition::Deliver => format!("would be posted, priority {}", rule.priority.as_str()),
+        crate::lifecycle::Disposition::Deliver => format!("would be posted, priority {}", rule.priority.as_str()),
         other => format!("would NOT be posted: {}", other.as_str()),
     };
-    if a.audience == crate::policy::Audience::StaffOnly {
+    if a.audience == crate::lifecycle::Audience::Staff {
         let why = event.restricted.clone().unwrap_or_else(|| format!("status {}", event.status.as_str()));
         verdict.push_str(&format!("; {why}: reaches only channels with public = false"));
     }
     if rule.approval_for(format) == crate::config::Approval::Hold {
         verdict.push_str("; held for approval first");
     }
-    let kind = crate::route::DeliveryKind::for_msg_type(event.msg_type);
+    let kind = crate::lifecycle::DeliveryKind::for_msg_type(event.msg_type);
     let deliveries = match platform {
         Some(p) => {
             let platforms: Vec<Platform> = if p == "all" {

@@ -14,7 +14,7 @@ use crate::event::{DecodeOptions, cap, eido, json};
 use crate::ingest::pipeline::prepare;
 use crate::render::platform::Platform;
 use crate::render::{Renderer, Target};
-use crate::route::DeliveryKind;
+use crate::lifecycle::DeliveryKind;
 use crate::store::IngestRecord;
 
 fn config() -> ProptestConfig {
@@ -133,7 +133,7 @@ proptest! {
     ) {
         let (_d, c) = load_str(MINIMAL);
         let r = Renderer::load(&c).expect("templates");
-        let rec = prepare(&c, &r, &topic, &Bytes::from(payload), jiff::Timestamp::now(), &crate::ingest::pipeline::no_originals);
+        let rec = prepare(&c, &r, &topic, &Bytes::from(payload), jiff::Timestamp::now(), &crate::lifecycle::NothingKnown);
         if let IngestRecord::Reject(reject) = rec {
             prop_assert_ne!(reject.kind, "internal_error", "{}", reject.reason);
         }

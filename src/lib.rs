@@ -12,6 +12,7 @@
 //! | [`config`] | the TOML file (two-phase: serde mirror, then a validated [`config::Config`]) |
 //! | [`event`] | the [`event::Event`] model and the decoders that produce it |
 //! | [`policy`] | pure decisions before anything is posted: status, expiry, age, dedupe key |
+//! | [`lifecycle`] | pure: what a message does to its incident, and whether a delivery may still go out |
 //! | [`route`] | pure: an accepted event becomes one planned delivery per channel |
 //! | [`render`] | templates: the text each channel receives |
 //! | [`ingest`] | MQTT: owns the connection, runs the pure stages, acks after commit |
@@ -47,6 +48,7 @@ pub mod event;
 mod fuzz;
 pub mod health;
 pub mod ingest;
+pub mod lifecycle;
 pub mod media;
 pub mod metrics;
 pub mod notify;

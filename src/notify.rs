@@ -31,7 +31,7 @@ use crate::metrics::{ChannelLabel, Metrics};
 use crate::reload::Shared;
 use crate::render::escape::escape;
 use crate::render::platform::{self, Platform};
-use crate::route::DeliveryKind;
+use crate::lifecycle::DeliveryKind;
 use crate::store::{
     AdminOp, CredentialFailure, HeldEvent, LateDelivery, LinkAction, NewDelivery, NewLink, NewNotice, Reader, Store,
 };
@@ -266,6 +266,7 @@ fn deliveries(
                 idem_key: crate::ingest::pipeline::idempotency_key(&format!("notice:{key}"), &c.name, "post", ""),
                 channel: c.name.clone(),
                 kind: DeliveryKind::Post,
+                audience: crate::lifecycle::Audience::Staff,
                 language: String::new(),
                 parts: Vec::new(),
                 priority,
@@ -332,6 +333,27 @@ fn held_notice(config: &Config, h: &HeldEvent, channels: &[String], escalation: 
         priority: urgency(h.priority),
         deliveries,
         links,
+    })
+}
+
+/// The store looks restored from a backup (`why`), and the daemon started paused.
+pub fn restored_notice(config: &Config, why: &str, now: i64) -> Option<NewNotice> {
+    let key = format!("restored:{now}");
+    let build = |p: Platform| {
+        format!(
+            "BULLHORN STARTED PAUSED at {}: {}. Nothing public is posted until someone checks what is queued (bullhorn status) and resumes (bullhorn resume).",
+            local(config, now),
+            escape(p, why)
+        )
+    };
+    let deliveries = deliveries(config, &key, &config.notify.channels, Priority::Critical, &build);
+    (!deliveries.is_empty()).then(|| NewNotice {
+        key,
+        about: None,
+        headline: "started paused: store restored from a backup".to_owned(),
+        priority: Priority::Critical,
+        deliveries,
+        links: Vec::new(),
     })
 }
 

@@ -15,35 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::EventRule;
 use crate::event::{Event, Reject, RejectKind, Status};
-
-/// Who may see an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Audience {
-    /// Every channel the rule names.
-    Public,
-    /// Tests, exercises, drafts: only channels marked `public = false`.
-    StaffOnly,
-}
-
-/// Whether an accepted event is posted now.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Disposition {
-    Deliver,
-    /// Past its `expires`: recorded, not posted.
-    Expired,
-    /// Older than the rule's `max_age`: recorded, not posted.
-    Stale,
-}
-
-impl Disposition {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Disposition::Deliver => "deliver",
-            Disposition::Expired => "expired",
-            Disposition::Stale => "stale",
-        }
-    }
-}
+use crate::lifecycle::{Audience, Disposition};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Assessment {
@@ -80,7 +52,7 @@ pub fn assess(event: &Event, payload: &[u8], rule: &EventRule, now: Timestamp, r
 /// Only an actual event that nothing restricts (a CAP scope, a SAME test code) may reach
 /// a public channel.
 pub fn audience(event: &Event) -> Audience {
-    if event.status == Status::Actual && event.restricted.is_none() { Audience::Public } else { Audience::StaffOnly }
+    if event.status == Status::Actual && event.restricted.is_none() { Audience::Public } else { Audience::Staff }
 }
 
 /// Whether something sent at `sent` is older than `max_age` at `now`.
@@ -182,10 +154,10 @@ mod tests {
         let now = at("2026-11-21T10:05:00Z");
         for (status, audience) in [
             (Status::Actual, Audience::Public),
-            (Status::Exercise, Audience::StaffOnly),
-            (Status::Test, Audience::StaffOnly),
-            (Status::System, Audience::StaffOnly),
-            (Status::Draft, Audience::StaffOnly),
+            (Status::Exercise, Audience::Staff),
+            (Status::Test, Audience::Staff),
+            (Status::System, Audience::Staff),
+            (Status::Draft, Audience::Staff),
         ] {
             let mut e = event();
             e.status = status;

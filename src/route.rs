@@ -7,52 +7,8 @@
 use std::collections::BTreeMap;
 
 use crate::config::{ChannelConfig, EventRule};
-use crate::event::{Event, MsgType, Priority, language_matches};
-use crate::policy::Audience;
-
-/// What a delivery does on its channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DeliveryKind {
-    /// The first post about an incident.
-    Post,
-    /// A follow-up: a reply to the channel's original post where the platform threads.
-    Update,
-    /// A cancellation notice; queued originals are suppressed instead of posted.
-    Cancel,
-    /// An operator's retraction or correction: a reply to the channel's original, then
-    /// every post of the incident deleted where the platform allows. Never routed from an
-    /// event; created by `bullhorn retract` / `correct`.
-    Retract,
-}
-
-impl DeliveryKind {
-    pub fn for_msg_type(m: MsgType) -> Self {
-        match m {
-            MsgType::Alert => DeliveryKind::Post,
-            MsgType::Update => DeliveryKind::Update,
-            MsgType::Cancel => DeliveryKind::Cancel,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeliveryKind::Post => "post",
-            DeliveryKind::Update => "update",
-            DeliveryKind::Cancel => "cancel",
-            DeliveryKind::Retract => "retract",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "post" => Some(DeliveryKind::Post),
-            "update" => Some(DeliveryKind::Update),
-            "cancel" => Some(DeliveryKind::Cancel),
-            "retract" => Some(DeliveryKind::Retract),
-            _ => None,
-        }
-    }
-}
+use crate::event::{Event, Priority, language_matches};
+use crate::lifecycle::{Audience, DeliveryKind};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Planned {
@@ -183,7 +139,7 @@ mod tests {
         let p = plan(
             &event("alert", serde_json::json!({})),
             &rule(ChannelSelector::All),
-            Audience::StaffOnly,
+            Audience::Staff,
             &channels(),
             &[],
         );

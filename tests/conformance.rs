@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use bullhorn::event::{Event, Format};
 use bullhorn::ingest::pipeline::prepare;
 use bullhorn::render::Renderer;
-use bullhorn::route::DeliveryKind;
+use bullhorn::lifecycle::{DeliveryKind, Disposition, Known, KnownIncident, KnownMessage, StatusClass, Trust};
 use bullhorn::store::{IngestRecord, NewEvent};
 use bytes::Bytes;
 
@@ -134,6 +134,34 @@ fn topic(file: &str) -> &'static str {
     }
 }
 
+/// Earlier messages: every message a document names is a stored alert of its class; the
+/// keys asked for are kept.
+#[derive(Default)]
+struct Lookup {
+    asked: RefCell<Vec<String>>,
+}
+
+impl Known for Lookup {
+    fn message(&self, key: &str) -> Option<KnownMessage> {
+        self.asked.borrow_mut().push(key.to_owned());
+        let original = original();
+        Some(KnownMessage {
+            incident_key: "json:ORIG".to_owned(),
+            class: StatusClass::of(original.status),
+            trust: Trust::Unsigned,
+            event_json: serde_json::to_string(&original).expect("json"),
+        })
+    }
+
+    fn referencing(&self, _: &str) -> Option<KnownMessage> {
+        None
+    }
+
+    fn incident(&self, _: &str) -> Option<KnownIncident> {
+        None
+    }
+}
+
 /// A stand-in for the stored alert a text-less Cancel refers to.
 fn original() -> Event {
     let payload = br#"{"id":"ORIG","type":"general","status":"actual","headline":"Police activity near Main St"}"#;
@@ -161,13 +189,9 @@ fn every_document_in_the_corpus_has_its_expected_outcome() {
     let mut failures = Vec::new();
     for (file, expect) in EXPECTED {
         let payload = Bytes::from(std::fs::read(corpus.join(file)).unwrap_or_else(|e| panic!("{file}: {e}")));
-        let asked = RefCell::new(Vec::new());
-        let lookup = |keys: &[String]| {
-            asked.borrow_mut().extend(keys.iter().cloned());
-            Some(original())
-        };
+        let lookup = Lookup::default();
         let record = prepare(&config, &renderer, topic(file), &payload, now, &lookup);
-        if let Err(why) = check(expect, &record, &asked.borrow()) {
+        if let Err(why) = check(expect, &record, &lookup.asked.borrow()) {
             failures.push(format!("{file}: {why}"));
         }
     }
@@ -209,7 +233,7 @@ fn check(expect: &Expect, record: &IngestRecord, asked: &[String]) -> Result<(),
             if event.lifecycle.references.len() != *references {
                 return Err(format!("{} references instead of {references}", event.lifecycle.references.len()));
             }
-            if !channels(event).contains(&"public_posts") || event.hold || event.disposition == "ignored" {
+            if !channels(event).contains(&"public_posts") || event.hold || event.disposition == Disposition::Ignored {
                 return Err(format!(
                     "not posted publicly: {:?}, hold {}, {}",
                     channels(event),
@@ -233,7 +257,7 @@ fn check(expect: &Expect, record: &IngestRecord, asked: &[String]) -> Result<(),
             }
         }
         Ignored(why) => {
-            if event.disposition != "ignored" || !event.deliveries.is_empty() {
+            if event.disposition != Disposition::Ignored || !event.deliveries.is_empty() {
                 Err(format!("{} with {} deliveries", event.disposition, event.deliveries.len()))
             } else if !event.headline.contains(why) {
                 Err(format!("ignored because {}", event.headline))

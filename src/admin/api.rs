@@ -18,7 +18,7 @@ use serde_json::json;
 use super::AdminState;
 use crate::event::{Event, Priority};
 use crate::render::Target;
-use crate::route::DeliveryKind;
+use crate::lifecycle::DeliveryKind;
 use crate::store::{AdminDone, AdminOp, NewDelivery, Scope, StoreError};
 
 pub fn routes(state: AdminState) -> Router<AdminState> {
@@ -79,7 +79,9 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(_) => StatusCode::NOT_FOUND,
             StoreError::Conflict(_) | StoreError::NotQueued(_) => StatusCode::CONFLICT,
             StoreError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            StoreError::Write(_) | StoreError::Closed | StoreError::Open { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            StoreError::Write(_) | StoreError::Closed | StoreError::Open { .. } | StoreError::Locked(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         };
         ApiError(status, e.to_string())
     }
@@ -135,8 +137,9 @@ fn actor(headers: &HeaderMap, body: &Body) -> String {
     if clean.is_empty() { "api (unnamed)".to_owned() } else { clean.to_owned() }
 }
 
+/// The alert `ident` names (`#N`, or the event's own id; see [`crate::store::Reader::find_alert`]).
 async fn event_id(s: &AdminState, ident: &str) -> Result<i64, ApiError> {
-    s.reader.find_event(ident).await?.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no alert {ident:?}")))
+    Ok(s.reader.find_alert(ident).await?)
 }
 
 async fn status(State(s): State<AdminState>) -> ApiResult<serde_json::Value> {
@@ -265,6 +268,8 @@ async fn withdraw(
     let detail = s.reader.alert(event_id).await?.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "gone".to_owned()))?;
     let event: Event = serde_json::from_value(detail.event)
         .map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, format!("the stored event cannot be read: {e}")))?;
+    // A retraction of a drill or a restricted alert is for staff like the alert was.
+    let audience = crate::policy::audience(&event);
     let live = s.live.load();
     let now = jiff::Timestamp::now().as_millisecond();
     let seed = format!("retract:{event_id}:{now}");
@@ -282,6 +287,7 @@ async fn withdraw(
             idem_key: crate::ingest::pipeline::idempotency_key(&seed, &channel, "retract", &language),
             channel,
             kind: DeliveryKind::Retract,
+            audience,
             language,
             parts: Vec::new(),
             priority: Priority::Retraction,

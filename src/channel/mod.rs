@@ -444,10 +444,11 @@ pub(crate) mod tests {
         Job {
             delivery_id: 1,
             channel: "c".to_owned(),
-            kind: crate::route::DeliveryKind::Post,
+            kind: crate::lifecycle::DeliveryKind::Post,
             language: String::new(),
             parts: Vec::new(),
-            state: "queued".to_owned(),
+            state: crate::lifecycle::DeliveryState::Queued,
+            audience: crate::lifecycle::Audience::Public,
             priority: crate::event::Priority::Critical,
             text: text.to_owned(),
             idem_key: "bh_k".to_owned(),

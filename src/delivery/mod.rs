@@ -129,6 +129,10 @@ struct WorkerTask {
 /// Workers for every enabled channel, and the task routing new deliveries to them.
 pub struct Delivery {
     workers: HashMap<String, WorkerTask>,
+    /// Workers told to stop (a channel disabled or removed) that may still be finishing
+    /// a request: a worker started again for the same name waits for its predecessor, so
+    /// two never post on one channel at once.
+    stopping: HashMap<String, JoinHandle<()>>,
     senders: Senders,
     router: JoinHandle<()>,
     store: Store,
@@ -136,6 +140,7 @@ pub struct Delivery {
     metrics: Arc<Metrics>,
     control: Control,
     media: Option<Arc<MediaService>>,
+    live: crate::reload::Shared,
     cancel: CancellationToken,
     failed: CancellationToken,
 }
@@ -147,6 +152,9 @@ pub struct Deps {
     pub control: Control,
     /// `None` runs without images (tools, tests of the core).
     pub media: Option<Arc<MediaService>>,
+    /// The config in force: a worker checks its channel as configured now before each
+    /// request.
+    pub live: crate::reload::Shared,
 }
 
 impl std::fmt::Debug for Delivery {
@@ -185,6 +193,7 @@ impl Delivery {
         });
         let mut delivery = Delivery {
             workers: HashMap::new(),
+            stopping: HashMap::new(),
             senders,
             router,
             store: store.clone(),
@@ -192,6 +201,7 @@ impl Delivery {
             metrics: deps.metrics,
             control: deps.control,
             media: deps.media,
+            live: deps.live,
             cancel,
             failed,
         };
@@ -211,10 +221,17 @@ impl Delivery {
             Arc::clone(config),
             self.store.clone(),
             self.store.reader()?,
-            Deps { metrics: Arc::clone(&self.metrics), control: self.control.clone(), media: self.media.clone() },
+            Deps {
+                metrics: Arc::clone(&self.metrics),
+                control: self.control.clone(),
+                media: self.media.clone(),
+                live: Arc::clone(&self.live),
+            },
             rx,
         );
-        let handle = supervise::spawn(format!("worker {name}"), self.failed.clone(), worker.run(cancel.clone()));
+        let previous = self.stopping.remove(name);
+        let handle =
+            supervise::spawn(format!("worker {name}"), self.failed.clone(), worker.run(cancel.clone(), previous));
         self.senders.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(name.to_owned(), tx);
         self.workers.insert(name.to_owned(), WorkerTask { handle, cancel });
         Ok(())
@@ -232,7 +249,8 @@ impl Delivery {
             if let Some(w) = self.workers.remove(name) {
                 // It finishes the request it has in flight, then stops.
                 w.cancel.cancel();
-                drop(w.handle);
+                self.stopping.retain(|_, h| !h.is_finished());
+                self.stopping.insert(name.clone(), w.handle);
             }
         }
         let mut started = Vec::new();
@@ -253,8 +271,8 @@ impl Delivery {
     /// most `grace`; then abort what is left, which the store resumes on restart.
     pub async fn stop(self, grace: Duration) {
         let deadline = tokio::time::Instant::now() + grace;
-        for (name, w) in self.workers {
-            let mut task = w.handle;
+        let tasks = self.workers.into_iter().map(|(name, w)| (name, w.handle)).chain(self.stopping);
+        for (name, mut task) in tasks {
             if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
                 tracing::warn!(channel = %name, "request still running at shutdown deadline; its outcome will be resolved on restart");
                 task.abort();

@@ -24,8 +24,10 @@ use crate::event::Priority;
 use crate::media::{Attached, MediaService};
 use crate::metrics::{ChannelLabel, Metrics};
 use crate::render::platform::Platform;
-use crate::route::DeliveryKind;
-use crate::store::{AttemptEnd, AttemptResult, Closing, Job, Progress, Reader, ReplyTarget, Store, StoreError};
+use crate::lifecycle::DeliveryKind;
+use crate::lifecycle::DeliveryState;
+use crate::reload::Shared;
+use crate::store::{AttemptEnd, AttemptResult, Begun, Closing, Job, Progress, Reader, ReplyTarget, Store, StoreError};
 use crate::time::{duration_ms, now_ms, rfc3339};
 
 /// How long to wait before trying again when the store cannot be read or written.
@@ -51,8 +53,10 @@ pub(super) struct Worker {
     /// Updates and cancels waiting for the post they reply to, by that post's id.
     waiting: HashMap<i64, Vec<Item>>,
     parked: HashSet<i64>,
-    /// Deliveries of a paused event type, queued again when the pauses change.
-    type_paused: Vec<Item>,
+    /// Deliveries a pause covers, queued again when the pauses change.
+    set_aside: Vec<Item>,
+    /// The config in force, for the channel as configured right now.
+    live: Shared,
     /// Kept so the pauses' sender outlives the worker.
     _control: Control,
     media: Option<Arc<MediaService>>,
@@ -138,7 +142,7 @@ impl Worker {
         deps: super::Deps,
         inbox: mpsc::UnboundedReceiver<WorkerMsg>,
     ) -> Self {
-        let super::Deps { metrics, control, media } = deps;
+        let super::Deps { metrics, control, media, live } = deps;
         let quota = cfg.quota.map(Window::new);
         let pauses = control.subscribe();
         let channel = Channel::build(&cfg, &ctx);
@@ -156,7 +160,8 @@ impl Worker {
             unavailable: 0,
             waiting: HashMap::new(),
             parked: HashSet::new(),
-            type_paused: Vec::new(),
+            set_aside: Vec::new(),
+            live,
             _control: control,
             media,
             pauses,
@@ -170,8 +175,16 @@ impl Worker {
         &self.cfg.name
     }
 
-    pub(super) async fn run(mut self, cancel: CancellationToken) {
+    /// Run until `cancel`. `previous`: a worker of the same channel told to stop, which
+    /// may still be finishing its request; nothing is taken up before it is done.
+    pub(super) async fn run(mut self, cancel: CancellationToken, previous: Option<tokio::task::JoinHandle<()>>) {
         self.cancel = cancel;
+        if let Some(previous) = previous {
+            tokio::select! {
+                () = self.cancel.cancelled() => return,
+                _ = previous => {}
+            }
+        }
         while !self.cancel.is_cancelled() {
             match self.recover().await {
                 Ok(()) => break,
@@ -223,7 +236,7 @@ impl Worker {
             tracing::warn!(channel = %self.cfg.name, "paused: nothing but retractions goes out until resumed");
         }
         let now = Instant::now();
-        for item in std::mem::take(&mut self.type_paused) {
+        for item in std::mem::take(&mut self.set_aside) {
             self.queue.push(item, None, now);
         }
     }
@@ -272,7 +285,7 @@ impl Worker {
     }
 
     fn report_depth(&self) {
-        let depth = i64::try_from(self.queue.len() + self.parked.len() + self.type_paused.len()).unwrap_or(i64::MAX);
+        let depth = i64::try_from(self.queue.len() + self.parked.len() + self.set_aside.len()).unwrap_or(i64::MAX);
         self.metrics.queue_depth.get_or_create(&ChannelLabel { channel: self.cfg.name.clone() }).set(depth);
     }
 
@@ -424,8 +437,12 @@ impl Worker {
         self.waiting.entry(target).or_default().push(item);
     }
 
-    /// Why `job` must not go out any more, if it must not.
+    /// Why `job` must not go out any more, if it must not. A cancellation or retraction
+    /// never expires: what it takes back is still out.
     fn expired(&self, job: &Job) -> Option<String> {
+        if !job.kind.is_news() {
+            return None;
+        }
         let now = now_ms();
         if let Some(exp) = job.expires_at
             && exp <= now
@@ -461,9 +478,9 @@ impl Worker {
     /// Check that `job` may still go out and work out its requests. `in_flight`: it is
     /// being resolved after a restart, not taken from the queue.
     async fn prepare(&mut self, job: Job, in_flight: bool) -> Prep {
-        if !in_flight && job.state != "queued" {
+        if !in_flight && job.state != DeliveryState::Queued {
             // Suppressed by a cancel or a newer revision, or already done.
-            if job.state == "suppressed" {
+            if job.state == DeliveryState::Suppressed {
                 self.metrics.delivery(&self.cfg.name, "suppressed");
             }
             return Prep::Release;
@@ -474,8 +491,8 @@ impl Worker {
         let original = match job.reply_to {
             None => None,
             Some(target) => match self.reader.reply_target(target).await {
-                Ok(Some(t)) if t.state == "sent" => Some(t),
-                Ok(Some(t)) if (t.state == "queued" || t.state == "in_flight") && !in_flight => {
+                Ok(Some(t)) if t.state == DeliveryState::Sent => Some(t),
+                Ok(Some(t)) if matches!(t.state, DeliveryState::Queued | DeliveryState::InFlight) && !in_flight => {
                     return Prep::Park(target);
                 }
                 // Cut short, but part of it went out: that is what gets the reply.
@@ -537,9 +554,10 @@ impl Worker {
             Prep::Requeue => return self.requeue(item, STORE_RETRY),
         };
         let job = &prepared.job;
-        // This event type is paused: set aside until the pauses change.
+        // This event type is paused: set aside until the pauses change. (Checked again
+        // where it counts, in the transaction that begins the attempt.)
         if job.priority != Priority::Retraction && self.pauses.borrow().type_paused(&self.cfg, &job.event_type) {
-            self.type_paused.push(item);
+            self.set_aside.push(item);
             return;
         }
         // Shadow mode: recorded with its text, counted against the quota, not posted.
@@ -569,12 +587,27 @@ impl Worker {
             _ => Attached::default(),
         };
         let resolve_data = (prepared.steps.len() > 1).then(|| format!("{{\"step\":{done}}}"));
-        let attempt_id = match self.store.begin_attempt(job.delivery_id, &self.cfg.name, now_ms(), resolve_data).await {
-            Ok(id) => id,
+        // The channel as configured now: a reload may have made it public since the
+        // delivery was queued (or removed it, and then nothing begins here).
+        let Some(public) = self.live.load().config.channels.get(&self.cfg.name).filter(|c| c.enabled).map(|c| c.public)
+        else {
+            return self.requeue(item, STORE_RETRY);
+        };
+        let begun = self.store.begin_attempt(job.delivery_id, &self.cfg.name, public, now_ms(), resolve_data).await;
+        let attempt_id = match begun {
+            Ok(Begun::Attempt(id)) => id,
+            Ok(Begun::Paused) => {
+                tracing::debug!(channel = %self.cfg.name, delivery = job.delivery_id, "paused; set aside until the pauses change");
+                self.set_aside.push(item);
+                return;
+            }
+            Ok(Begun::Closed(reason)) => {
+                tracing::warn!(channel = %self.cfg.name, delivery = job.delivery_id, %reason, "not sent, and never will be");
+                self.metrics.delivery(&self.cfg.name, "suppressed");
+                return self.release(item.id);
+            }
+            Err(StoreError::NotQueued(_)) => return self.release(item.id),
             Err(e) => {
-                if let StoreError::NotQueued(_) = e {
-                    return self.release(item.id);
-                }
                 tracing::warn!(channel = %self.cfg.name, delivery = job.delivery_id, error = %e, "cannot record attempt, so not sending; retrying");
                 return self.requeue(item, STORE_RETRY);
             }

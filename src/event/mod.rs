@@ -142,6 +142,10 @@ impl MsgType {
             MsgType::Cancel => "cancel",
         }
     }
+
+    pub fn parse(s: &str) -> Option<MsgType> {
+        [MsgType::Alert, MsgType::Update, MsgType::Cancel].into_iter().find(|m| m.as_str() == s)
+    }
 }
 
 /// Whether the message is real. Anything but `Actual` never reaches a public channel.
@@ -164,6 +168,12 @@ impl Status {
             Status::System => "system",
             Status::Draft => "draft",
         }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        [Status::Actual, Status::Exercise, Status::Test, Status::System, Status::Draft]
+            .into_iter()
+            .find(|st| st.as_str() == s)
     }
 }
 

@@ -7,16 +7,23 @@
 //!
 //! When the store fails a write, the task stops acking (the failed message and everything
 //! after it stay unacknowledged at the broker), reports not-ready through the store
-//! writer's health flag, and probes the store until it takes writes again. Then it forces
-//! a new connection, because a broker redelivers unacknowledged messages only on
-//! reconnect; the dedupe key turns whatever was committed before the failure into
-//! duplicates, which are acked and dropped.
+//! writer's health flag, and probes the store until it takes writes again (the writer
+//! refuses every ingest request meanwhile, so nothing behind the failed message commits
+//! ahead of it). Then it forces a new connection, because a broker redelivers
+//! unacknowledged messages only on reconnect; the dedupe key turns whatever was committed
+//! before the failure into duplicates, which are acked and dropped.
+//!
+//! A message is placed in its incident before it is rendered (its type and texts may come
+//! from there), against committed state and what is ahead of it in the writer's queue:
+//! the task keeps what it submitted and has not yet heard back about ([`Ahead`]), so a
+//! cancellation right behind its alert finds it.
 
 pub mod mqtt;
 pub mod pipeline;
 pub mod signature;
 pub mod topic;
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,9 +36,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::health::Health;
+use crate::lifecycle::{Disposition, Known, KnownIncident, KnownMessage, StatusClass};
 use crate::metrics::{DispositionLabel, FormatLabel, Metrics, ReasonLabel};
 use crate::reload::Shared;
-use crate::store::{IngestOutcome, IngestRecord, Pending, Store, StoreError};
+use crate::store::{IngestOutcome, IngestRecord, NewEvent, Pending, Reader, Store, StoreError};
 use mqtt::{AckHandle, Client, ConnEvent};
 
 /// How the store is probed after a failed write.
@@ -66,7 +74,8 @@ impl Ingest {
             mqtt::run_connection(mqtt, tls, tx, Arc::clone(&reconnect), cancel.clone()),
         );
         let reader = store.reader().map_err(|e| e.to_string())?;
-        let task = Task { live, store, reader, health, metrics, reconnect, client: None, stall: None };
+        let task =
+            Task { live, store, reader, health, metrics, reconnect, client: None, stall: None, ahead: VecDeque::new() };
         let pipeline = crate::supervise::spawn("ingest".to_owned(), failed, task.run(rx, cancel));
         Ok(Ingest { pipeline, connection })
     }
@@ -84,7 +93,7 @@ struct Task {
     live: Shared,
     store: Store,
     /// For the original a text-less CAP Cancel refers to.
-    reader: crate::store::Reader,
+    reader: Reader,
     health: Arc<Health>,
     metrics: Arc<Metrics>,
     reconnect: Arc<Notify>,
@@ -93,6 +102,84 @@ struct Task {
     /// Set after a store write failed: ack nothing until the store is back and the
     /// session restarted.
     stall: Option<Stall>,
+    /// What was submitted and not yet answered, in submission order (one entry per
+    /// pending commit; `None` for a reject).
+    ahead: VecDeque<Option<AheadEvent>>,
+}
+
+/// An event on its way to the store, as far as placing later messages needs it.
+struct AheadEvent {
+    message_key: Option<String>,
+    references: Vec<String>,
+    incident_key: String,
+    class: StatusClass,
+    trust: crate::lifecycle::Trust,
+    event_type: String,
+    event_json: String,
+    /// Not ignored: it takes part in its incident (and may open it).
+    counts: bool,
+}
+
+impl AheadEvent {
+    fn of(e: &NewEvent) -> Self {
+        AheadEvent {
+            message_key: e.lifecycle.message_key.clone(),
+            references: e.lifecycle.references.clone(),
+            incident_key: e.incident_key.clone(),
+            class: StatusClass::of(e.status),
+            trust: e.trust,
+            event_type: e.event_type.clone(),
+            event_json: e.event_json.clone(),
+            counts: e.disposition != Disposition::Ignored,
+        }
+    }
+
+    fn known(&self) -> KnownMessage {
+        KnownMessage {
+            incident_key: self.incident_key.clone(),
+            class: self.class,
+            trust: self.trust,
+            event_json: self.event_json.clone(),
+        }
+    }
+}
+
+/// Committed state and what is ahead in the writer's queue.
+struct Ahead<'a> {
+    pending: &'a VecDeque<Option<AheadEvent>>,
+    reader: &'a Reader,
+}
+
+impl Known for Ahead<'_> {
+    fn message(&self, key: &str) -> Option<KnownMessage> {
+        let pending = self.pending.iter().flatten().rev();
+        pending
+            .filter(|a| a.counts && a.message_key.as_deref() == Some(key))
+            .map(AheadEvent::known)
+            .next()
+            .or_else(|| self.reader.message(key))
+    }
+
+    fn referencing(&self, key: &str) -> Option<KnownMessage> {
+        let pending = self.pending.iter().flatten().rev();
+        pending
+            .filter(|a| a.counts && a.references.iter().any(|r| r == key))
+            .map(AheadEvent::known)
+            .next()
+            .or_else(|| self.reader.referencing(key))
+    }
+
+    fn incident(&self, key: &str) -> Option<KnownIncident> {
+        // Committed first: its opener is older than anything pending. Else the first
+        // pending message of the incident will open it.
+        self.reader.incident(key).or_else(|| {
+            self.pending.iter().flatten().find(|a| a.counts && a.incident_key == key).map(|a| KnownIncident {
+                class: a.class,
+                trust: a.trust,
+                event_type: a.event_type.clone(),
+            })
+        })
+    }
 }
 
 struct Stall {
@@ -105,18 +192,11 @@ struct Stall {
 struct Committed {
     generation: u64,
     handle: AckHandle,
-    /// The policy's disposition of an event record (deliver, expired, stale).
-    disposition: Option<&'static str>,
     result: Result<IngestOutcome, StoreError>,
 }
 
-async fn committed(
-    generation: u64,
-    handle: AckHandle,
-    disposition: Option<&'static str>,
-    pending: Pending<IngestOutcome>,
-) -> Committed {
-    Committed { generation, handle, disposition, result: pending.await }
+async fn committed(generation: u64, handle: AckHandle, pending: Pending<IngestOutcome>) -> Committed {
+    Committed { generation, handle, result: pending.await }
 }
 
 impl Task {
@@ -134,11 +214,13 @@ impl Task {
                 biased;
                 () = cancel.cancelled() => break,
                 Some(done) = pending.next(), if !pending.is_empty() => {
+                    self.ahead.pop_front();
                     if let Err(e) = self.on_committed(done).await {
                         self.stall(&e);
                         // Whatever is still waiting must not be acked either: it is after
                         // the failed message. The broker redelivers it all after recovery.
                         pending = FuturesOrdered::new();
+                        self.ahead.clear();
                     }
                 }
                 ev = rx.recv() => match ev {
@@ -148,6 +230,7 @@ impl Task {
                         Err(e) => {
                             self.stall(&e);
                             pending = FuturesOrdered::new();
+                            self.ahead.clear();
                         }
                     },
                     None => break,
@@ -219,23 +302,23 @@ impl Task {
                 }
                 let now = Timestamp::now();
                 let live = self.live.load();
-                let reader = &self.reader;
-                let originals = |keys: &[String]| reader.referenced_event(keys);
+                let known = Ahead { pending: &self.ahead, reader: &self.reader };
                 let received = pipeline::Received {
                     topic: &message.topic,
                     payload: &message.payload,
                     user_properties: &message.user_properties,
                 };
-                let record = pipeline::prepare_with(&live.config, &live.renderer, received, now, &originals);
+                let record = pipeline::prepare_with(&live.config, &live.renderer, received, now, &known);
                 self.count_received(&message.topic, &record);
-                let disposition = match &record {
-                    IngestRecord::Event(e) => Some(e.disposition),
+                let ahead = match &record {
+                    IngestRecord::Event(e) => Some(AheadEvent::of(e)),
                     IngestRecord::Reject(_) => None,
                 };
                 // Failing to submit is a store failure like any other: acking later
                 // messages would skip this one.
                 let p = self.store.submit_ingest(record).await?;
-                Ok(Some(committed(generation, message.handle, disposition, p)))
+                self.ahead.push_back(ahead);
+                Ok(Some(committed(generation, message.handle, p)))
             }
         }
     }
@@ -250,7 +333,7 @@ impl Task {
                 tracing::warn!(topic = %r.topic, kind = r.kind, reason = %r.reason, bytes = r.payload.len(), "input rejected and recorded");
             }
             IngestRecord::Event(e) => {
-                if e.disposition == "ignored" {
+                if e.disposition == Disposition::Ignored {
                     tracing::info!(topic = %e.topic, format = e.format, reason = %e.headline, "recorded, nothing to post");
                 }
                 // The same template error once per channel, though several kinds were rendered.
@@ -279,8 +362,11 @@ impl Task {
     async fn on_committed(&mut self, done: Committed) -> Result<(), StoreError> {
         let outcome = done.result?;
         match &outcome {
-            IngestOutcome::Accepted { event_id, deliveries, suppressed } => {
-                tracing::info!(event = event_id, deliveries, suppressed, "event stored");
+            IngestOutcome::Accepted { event_id, disposition: Disposition::Superseded, .. } => {
+                tracing::info!(event = event_id, "older message arrived after a newer one; recorded, not posted");
+            }
+            IngestOutcome::Accepted { event_id, disposition, deliveries, suppressed } => {
+                tracing::info!(event = event_id, disposition = disposition.as_str(), deliveries, suppressed, "event stored");
             }
             IngestOutcome::Duplicate { event_id, same_payload } => {
                 self.metrics.events_duplicate.inc();
@@ -293,14 +379,10 @@ impl Task {
                     );
                 }
             }
-            IngestOutcome::Superseded { event_id } => {
-                tracing::info!(event = event_id, "older revision arrived after a newer one; recorded, not posted");
-            }
             IngestOutcome::Rejected { .. } => {}
         }
         let disposition = match outcome {
-            IngestOutcome::Accepted { .. } => done.disposition,
-            IngestOutcome::Superseded { .. } => Some("superseded"),
+            IngestOutcome::Accepted { disposition, .. } => Some(disposition.as_str()),
             IngestOutcome::Duplicate { .. } | IngestOutcome::Rejected { .. } => None,
         };
         if let Some(disposition) = disposition {

@@ -1,8 +1,10 @@
 //! The pure stages between a PUBLISH and its store record: size limit, subscription
-//! lookup, decode, policy, route, render. No I/O (a text-less CAP Cancel's original is
-//! looked up through a function passed in), the clock is an argument, so every branch is
-//! unit-tested here. The result is always a record: an event with its
-//! deliveries, or a reject; nothing a message contains can make this panic or fail.
+//! lookup, decode, placing the message in its incident, policy, route, render. No I/O of
+//! its own (earlier messages are looked up through [`Known`], which the ingest task backs
+//! with the store and what is ahead of the message in the writer's queue), the clock is
+//! an argument, so every branch is unit-tested here. The result is always a record: an
+//! event with its deliveries, or a reject; nothing a message contains can make this
+//! panic or fail.
 
 use bytes::Bytes;
 use jiff::Timestamp;
@@ -10,23 +12,22 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{Approval, Config, EventRule, Subscription};
 use crate::event::{self, Event, Format, MsgType, Reject, RejectKind};
-use crate::policy::{self, Audience};
+use crate::lifecycle::{Audience, DeliveryKind, Disposition, Known, KnownIncident, Snapshot, StatusClass, Trust};
+use crate::policy;
 use crate::render::{Rendered, Renderer};
-use crate::route::{self, DeliveryKind, Planned};
-use crate::store::{IngestRecord, NewDelivery, NewEvent, NewLifecycle, NewReject, Snapshot};
+use crate::route::{self, Planned};
+use crate::store::{IngestRecord, NewDelivery, NewEvent, NewLifecycle, NewReject};
 
-/// The subscription whose filter matches `topic` (first match wins).
+/// The subscription a message on `topic` is taken under. Where several filters match,
+/// one that requires a signature wins (the first such): listing an unsigned `cad/#`
+/// before a signed `cad/secure/+` must not let unsigned messages through the signed one.
 pub fn subscription_for<'a>(subs: &'a [Subscription], topic: &str) -> Option<&'a Subscription> {
-    subs.iter().find(|s| super::topic::matches(topic, &s.topic))
-}
-
-/// Finds the event a CAP message without texts (a Cancel with no `info`) refers to, by the
-/// references' `sender,identifier,sent`.
-pub type Originals<'a> = &'a dyn Fn(&[String]) -> Option<Event>;
-
-/// No stored events to look in (previews, tests).
-pub fn no_originals(_: &[String]) -> Option<Event> {
-    None
+    let mut matching = subs.iter().filter(|s| super::topic::matches(topic, &s.topic));
+    let first = matching.next()?;
+    if first.signing_key.is_some() {
+        return Some(first);
+    }
+    Some(matching.find(|s| s.signing_key.is_some()).unwrap_or(first))
 }
 
 /// Turn one received message into what the store records for it.
@@ -36,9 +37,9 @@ pub fn prepare(
     topic: &str,
     payload: &Bytes,
     now: Timestamp,
-    originals: Originals<'_>,
+    known: &dyn Known,
 ) -> IngestRecord {
-    prepare_with(config, renderer, Received { topic, payload, user_properties: &[] }, now, originals)
+    prepare_with(config, renderer, Received { topic, payload, user_properties: &[] }, now, known)
 }
 
 /// A message as the broker delivered it.
@@ -56,7 +57,7 @@ pub fn prepare_with(
     renderer: &Renderer,
     msg: Received<'_>,
     now: Timestamp,
-    originals: Originals<'_>,
+    known: &dyn Known,
 ) -> IngestRecord {
     let Received { topic, payload, .. } = msg;
     let sub = subscription_for(&config.mqtt.subscriptions, topic);
@@ -64,7 +65,7 @@ pub fn prepare_with(
     // Nothing here should panic; if something does, the message is recorded as a reject
     // instead of taking the ingest task (and every message after it) down.
     let accepted =
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| accept(config, renderer, sub, msg, now, originals)))
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| accept(config, renderer, sub, msg, now, known)))
             .unwrap_or_else(|panic| {
                 let what = crate::supervise::message(panic.as_ref());
                 Err(Reject::new(
@@ -91,7 +92,7 @@ fn accept(
     sub: Option<&Subscription>,
     msg: Received<'_>,
     now: Timestamp,
-    originals: Originals<'_>,
+    known: &dyn Known,
 ) -> Result<NewEvent, Reject> {
     let Received { topic, payload, user_properties } = msg;
     let limit = config.mqtt.max_payload_bytes;
@@ -105,28 +106,32 @@ fn accept(
         sub.ok_or_else(|| Reject::new(RejectKind::NoSubscription, format!("no subscription matches topic {topic:?}")))?;
     // A signed subscription: only the verified event goes on (out of its envelope).
     let verified;
-    let payload = match &sub.signing_key {
+    let (payload, trust) = match &sub.signing_key {
         Some(key) => {
             verified = super::signature::verify(key, payload, user_properties)?;
-            &verified
+            (&verified, Trust::Signed)
         }
-        None => payload,
+        None => (payload, Trust::Unsigned),
     };
     let mut event = event::decode(sub.format, payload, &sub.options)?;
-    // A CAP Cancel without `info`: what it cancels gives its type and texts.
-    if event.event_type.is_empty() && event.ignored.is_none() {
-        match originals(&event.lifecycle.references) {
-            Some(original) => take_texts(&mut event, original),
-            None => {
-                event.ignored =
-                    Some("a cancel without texts of messages bullhorn never received: nothing to cancel".to_owned());
-            }
-        }
-    }
     if event.ignored.is_some() {
-        return Ok(record_only(event, sub.format, topic, payload, now));
+        return Ok(record_only(event, sub.format, topic, payload, trust, now));
     }
-    let rule = policy::rule_for(&event, &config.events)?;
+    let place = place(&event, trust, known);
+    // A CAP Cancel without `info`: what it cancels gives its type and texts.
+    if event.event_type.is_empty()
+        && let Some(original) = place.original.as_deref().and_then(|j| serde_json::from_str::<Event>(j).ok())
+    {
+        take_texts(&mut event, original);
+    }
+    let (rule, event_type) = rule_for(&event, place.incident.as_ref(), &config.events)?;
+    event.event_type = event_type;
+    let Some(rule) = rule else {
+        // A cancellation of an incident of a type nobody configured (or of one never seen,
+        // with no texts): nothing to post, but recorded as the incident's end, so its
+        // alert is not posted should it still arrive.
+        return Ok(record_cancel(event, sub.format, topic, payload, trust, place.incident_key, now));
+    };
     // An image without a description gets the template's (`alt.txt`), so every channel
     // posts it with alt text; one that still has none is not posted on public channels.
     if event.media.iter().any(|m| m.alt.as_deref().is_none_or(|a| a.trim().is_empty()))
@@ -163,6 +168,7 @@ fn accept(
                 idem_key: idempotency_key(&assessment.dedupe_key, &p.channel, p.kind.as_str(), &language),
                 channel: p.channel,
                 kind: p.kind,
+                audience: assessment.audience,
                 language,
                 priority: p.priority,
                 text: rendered.text,
@@ -174,14 +180,16 @@ fn accept(
     let event_json = serde_json::to_string(&event).unwrap_or_else(|_| "{}".to_owned());
     Ok(NewEvent {
         dedupe_key: assessment.dedupe_key,
-        incident_key: assessment.incident_key,
+        incident_key: place.incident_key,
+        ident: event.id.clone(),
         revision: event.revision,
         format: sub.format.as_str(),
         event_type: event.event_type.clone(),
-        msg_type: event.msg_type.as_str(),
-        status: event.status.as_str(),
+        msg_type: event.msg_type,
+        status: event.status,
+        trust,
         priority: rule.priority,
-        disposition: assessment.disposition.as_str(),
+        disposition: assessment.disposition,
         topic: topic.to_owned(),
         payload: payload.clone(),
         payload_sha256: policy::sha256_hex(payload),
@@ -202,24 +210,110 @@ fn accept(
     })
 }
 
+/// Where a message belongs.
+struct Place {
+    incident_key: String,
+    /// The incident, if it was opened (committed, or ahead in the writer's queue).
+    incident: Option<KnownIncident>,
+    /// The normalised event of the first message it names (a text-less cancel's texts).
+    original: Option<String>,
+}
+
+/// The incident `event` belongs to: its own key; for a CAP message the incident of the
+/// first message it names, or else of a message that names it (it arrived late). Only an
+/// incident of its own status class is joined, and a late message joins the one naming
+/// it only if that one is at least as trusted, so neither a drill nor an unsigned
+/// message can draw a real, signed alert into its incident.
+fn place(event: &Event, trust: Trust, known: &dyn Known) -> Place {
+    let class = StatusClass::of(event.status);
+    let mut incident_key = policy::incident_key(event);
+    let mut original = None;
+    let named = event.lifecycle.references.iter().find_map(|r| known.message(r).filter(|m| m.class == class));
+    if let Some(m) = named {
+        incident_key = m.incident_key;
+        original = Some(m.event_json);
+    } else if let Some(key) = &event.lifecycle.message_key
+        && let Some(m) = known.referencing(key).filter(|m| m.class == class && m.trust >= trust)
+    {
+        incident_key = m.incident_key;
+    }
+    let incident = known.incident(&incident_key).filter(|i| i.class == class);
+    Place { incident_key, incident, original }
+}
+
+/// The rule an event follows, and the type it is recorded with. A follow-up (an update,
+/// a cancel, a CAD snapshot) of a known incident takes the incident's type and rule,
+/// whatever its own code says; an alert keeps its own type when it has a rule. `None`:
+/// no rule applies to a cancellation (recorded, nothing posted). An alert or update with
+/// no rule is rejected with the known types.
+fn rule_for<'a>(
+    event: &Event,
+    incident: Option<&KnownIncident>,
+    rules: &'a std::collections::BTreeMap<String, EventRule>,
+) -> Result<(Option<&'a EventRule>, String), Reject> {
+    let follows = matches!(event.msg_type, MsgType::Update | MsgType::Cancel) || event.lifecycle.snapshot;
+    let of_incident = incident.and_then(|i| rules.get(&i.event_type).map(|r| (r, i.event_type.clone())));
+    let own = policy::rule_for(event, rules).map(|r| (r, event.event_type.clone()));
+    let cancels = event.msg_type == MsgType::Cancel || event.lifecycle.closed;
+    match (follows, of_incident, own) {
+        (true, Some((r, t)), _) | (false, _, Ok((r, t))) | (true, None, Ok((r, t))) => Ok((Some(r), t)),
+        (false, Some((r, t)), Err(_)) => Ok((Some(r), t)),
+        (_, None, Err(_)) if cancels => Ok((None, event.event_type.clone())),
+        (_, None, Err(reject)) => Err(reject),
+    }
+}
+
 /// An event recorded but not posted (a CAP Ack, an EIDO without an incident, ...).
-fn record_only(event: Event, format: Format, topic: &str, payload: &Bytes, now: Timestamp) -> NewEvent {
+fn record_only(event: Event, format: Format, topic: &str, payload: &Bytes, trust: Trust, now: Timestamp) -> NewEvent {
+    let incident_key = policy::incident_key(&event);
+    recorded(event, format, topic, payload, trust, incident_key, Disposition::Ignored, now)
+}
+
+/// A cancellation no rule applies to: recorded as its incident's end, nothing posted.
+fn record_cancel(
+    event: Event,
+    format: Format,
+    topic: &str,
+    payload: &Bytes,
+    trust: Trust,
+    incident_key: String,
+    now: Timestamp,
+) -> NewEvent {
+    recorded(event, format, topic, payload, trust, incident_key, Disposition::Deliver, now)
+}
+
+#[expect(clippy::too_many_arguments, reason = "the two callers differ in two of them")]
+fn recorded(
+    event: Event,
+    format: Format,
+    topic: &str,
+    payload: &Bytes,
+    trust: Trust,
+    incident_key: String,
+    disposition: Disposition,
+    now: Timestamp,
+) -> NewEvent {
     let event_json = serde_json::to_string(&event).unwrap_or_else(|_| "{}".to_owned());
+    // A CAD snapshot that closes its incident is a cancellation in the store's eyes.
+    let snapshot = (disposition != Disposition::Ignored && event.lifecycle.snapshot)
+        .then(|| Snapshot { digest: String::new(), closed: event.lifecycle.closed });
     NewEvent {
         dedupe_key: policy::dedupe_key(&event, payload),
-        incident_key: policy::incident_key(&event),
+        incident_key,
+        ident: event.id.clone(),
         revision: event.revision,
         format: format.as_str(),
         event_type: event.event_type.clone(),
-        msg_type: event.msg_type.as_str(),
-        status: event.status.as_str(),
+        msg_type: event.msg_type,
+        status: event.status,
+        trust,
         priority: event::Priority::Normal,
-        disposition: "ignored",
+        disposition,
         topic: topic.to_owned(),
         payload: payload.clone(),
         payload_sha256: policy::sha256_hex(payload),
         event_json,
-        headline: event.ignored.clone().unwrap_or_default(),
+        headline: event.ignored.clone().unwrap_or_else(|| event.headline.clone()),
         sent_at: event.sent.map(Timestamp::as_millisecond),
         expires_at: event.expires.map(Timestamp::as_millisecond),
         received_at: now.as_millisecond(),
@@ -228,7 +322,7 @@ fn record_only(event: Event, format: Format, topic: &str, payload: &Bytes, now: 
         lifecycle: NewLifecycle {
             message_key: event.lifecycle.message_key,
             references: event.lifecycle.references,
-            snapshot: None,
+            snapshot,
         },
     }
 }

@@ -31,7 +31,7 @@ use crate::config::{ChannelConfig, EventRule, MediaConfig};
 use crate::event::{Event, Priority};
 use crate::metrics::{ImageLabel, Metrics};
 use crate::reload::Shared;
-use crate::route::DeliveryKind;
+use crate::lifecycle::DeliveryKind;
 use crate::store::{Job, MediaOp, Reader, Store};
 use process::Spec;
 

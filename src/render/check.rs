@@ -16,7 +16,7 @@ use super::platform::Platform;
 use super::{Renderer, SAMPLE, Target, TemplateError};
 use crate::config::{Config, EventRule};
 use crate::event::{Event, json};
-use crate::route::DeliveryKind;
+use crate::lifecycle::DeliveryKind;
 
 /// Keys every template may use (besides the event type's fields).
 const CORE: &[&str] = &[

@@ -45,7 +45,7 @@ use serde_json::Map;
 
 use crate::config::{Agency, ChannelConfig, Config, EventRule, Overflow};
 use crate::event::{Event, Status};
-use crate::route::DeliveryKind;
+use crate::lifecycle::DeliveryKind;
 use platform::{Length, Platform};
 
 /// Work one render may do before it is stopped (a loop bomb in a template).

@@ -4,11 +4,11 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::writer::{ApplyError, priors, withdraw};
-use super::{NewDelivery, Queued, StoreError};
+use super::writer::ApplyError;
+use super::{NewDelivery, Queued, StoreError, incident};
 use crate::event::Priority;
+use crate::lifecycle::{self, DeliveryKind, DeliveryState, IncidentState, Planned};
 use crate::policy::sha256_hex;
-use crate::route::DeliveryKind;
 use crate::time::rfc3339;
 
 /// What a pause covers.
@@ -249,6 +249,30 @@ fn requeued(
     Ok(n)
 }
 
+/// Why none of event `event_id`'s deliveries in `state` may be queued again, if that is
+/// so for every one of them ([`lifecycle::still_valid`]): nothing of a cancelled,
+/// retracted or superseded alert is posted by an approval or a retry.
+fn invalid(conn: &Connection, event_id: i64, state: &str, channel: Option<&str>) -> Result<Option<String>, ApplyError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT d.kind, e.superseded_by, COALESCE(i.state, 'open')
+         FROM deliveries d JOIN events e ON e.id = d.event_id LEFT JOIN incidents i ON i.key = e.incident_key
+         WHERE d.event_id = ?1 AND d.state = ?2 AND (?3 IS NULL OR d.channel = ?3)",
+    )?;
+    let rows = stmt.query_map(params![event_id, state, channel], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?, r.get::<_, String>(2)?))
+    })?;
+    let mut why = None;
+    for row in rows {
+        let (kind, superseded_by, incident) = row?;
+        let kind = DeliveryKind::parse(&kind).unwrap_or(DeliveryKind::Post);
+        match lifecycle::still_valid(kind, IncidentState::parse(&incident), superseded_by) {
+            Ok(()) => return Ok(None),
+            Err(e) => why = Some(e),
+        }
+    }
+    Ok(why)
+}
+
 fn approve(
     conn: &Connection,
     event_id: i64,
@@ -256,6 +280,9 @@ fn approve(
     now: i64,
     announced: &mut Vec<Queued>,
 ) -> Result<AdminDone, ApplyError> {
+    if let Some(why) = invalid(conn, event_id, "held", None)? {
+        return Err(denied(StoreError::Conflict(format!("alert {event_id} cannot be approved: {why}"))));
+    }
     let n = requeued(
         conn,
         "UPDATE deliveries SET state = 'queued', queued_at = ?2, updated_at = ?2
@@ -301,6 +328,9 @@ fn retry(
     now: i64,
     announced: &mut Vec<Queued>,
 ) -> Result<AdminDone, ApplyError> {
+    if let Some(why) = invalid(conn, event_id, "dead", channel)? {
+        return Err(denied(StoreError::Conflict(format!("alert {event_id} is not sent again: {why}"))));
+    }
     // Attempts start again from zero, and so does the time to give up.
     let n = requeued(
         conn,
@@ -364,23 +394,24 @@ fn retract(
         })
         .optional()?
         .ok_or_else(|| denied(StoreError::NotFound(format!("no alert {event_id}"))))?;
-    let earlier: Vec<(i64, Option<i64>, String)> = conn
-        .prepare_cached("SELECT id, revision, msg_type FROM events WHERE incident_key = ?1")?
-        .query_map([&original.incident_key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    if earlier.iter().any(|(_, _, m)| m == "retract") {
-        return Err(denied(StoreError::Conflict(format!("the incident of alert {event_id} was already retracted"))));
-    }
+    let Some(inc) = incident::load(conn, &original.incident_key, 0)? else {
+        return Err(denied(StoreError::Conflict(format!(
+            "alert {event_id} opened no incident (it was not posted anywhere): nothing to retract"
+        ))));
+    };
     let verb = if correction.is_some() { "correct" } else { "retract" };
-    let why = format!("{verb}ed by {actor}");
-    let mut stopped = 0;
-    for (id, _, _) in &earlier {
-        stopped += withdraw(conn, *id, &why, now)?;
-    }
     // The retraction is an event of its incident, so what it posts is in the incident's
     // history like everything else. It has no expiry: a correction of an expired alert
-    // still goes out.
-    let dedupe_key = format!("{verb}:{}:{now}:{}", original.incident_key, earlier.len());
+    // still goes out. Its id is needed for the verdict's reasons, so it is inserted
+    // first; a refused retraction is denied before this.
+    let planned: Vec<Planned> = deliveries
+        .iter()
+        .map(|d| Planned { channel: d.channel.clone(), kind: DeliveryKind::Retract, language: d.language.clone() })
+        .collect();
+    if let Err(why) = lifecycle::on_retract(&inc, 0, correction.is_some(), &planned) {
+        return Err(denied(StoreError::Conflict(format!("alert {event_id}: {why}"))));
+    }
+    let dedupe_key = format!("{verb}:{}:{now}:{}", original.incident_key, inc.events.len());
     let headline = match correction {
         Some(_) => format!("CORRECTION of: {}", original.headline),
         None => format!("RETRACTION of: {}", original.headline),
@@ -389,8 +420,8 @@ fn retract(
     let new_id: i64 = conn
         .prepare_cached(
             "INSERT INTO events (dedupe_key, incident_key, format, event_type, msg_type, status, priority, disposition,
-                                 topic, payload, payload_sha256, event_json, headline, received_at)
-             VALUES (?1, ?2, 'admin', ?3, ?4, ?5, ?6, 'deliver', '', ?7, ?8, ?9, ?10, ?11)
+                                 topic, payload, payload_sha256, event_json, headline, received_at, trust)
+             VALUES (?1, ?2, 'admin', ?3, ?4, ?5, ?6, 'deliver', '', ?7, ?8, ?9, ?10, ?11, ?12)
              RETURNING id",
         )?
         .query_row(
@@ -405,50 +436,23 @@ fn retract(
                 sha256_hex(payload),
                 original.event_json,
                 headline,
-                now
+                now,
+                lifecycle::Trust::Operator.rank()
             ],
             |r| r.get(0),
         )?;
-    let ids: Vec<(i64, Option<i64>)> = earlier.iter().map(|(id, r, _)| (*id, *r)).collect();
-    let mut channels = Vec::new();
-    for d in deliveries {
-        let priors = priors(conn, &ids, &d.channel, &d.language)?;
-        let out = |p: &&super::writer::Prior| p.state == "sent" || p.state == "in_flight" || p.maybe_posted;
-        let Some(original) = priors.iter().filter(out).find(|p| p.kind == "post").or_else(|| priors.iter().find(out))
-        else {
-            continue;
-        };
-        conn.prepare_cached(
-            "INSERT INTO deliveries (event_id, channel, kind, language, state, priority, text, reply_to, idem_key,
-                                     created_at, updated_at, queued_at)
-             VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8, ?9, ?9, ?9)",
-        )?
-        .execute(params![
-            new_id,
-            d.channel,
-            DeliveryKind::Retract.as_str(),
-            d.language,
-            Priority::Retraction.rank(),
-            d.text,
-            original.id,
-            d.idem_key,
-            now
-        ])?;
-        announced.push(Queued {
-            id: conn.last_insert_rowid(),
-            channel: d.channel.clone(),
-            priority: Priority::Retraction,
-            reply_to: Some(original.id),
-        });
-        if !channels.contains(&d.channel) {
-            channels.push(d.channel.clone());
-        }
-    }
+    let verdict = lifecycle::on_retract(&inc, new_id, correction.is_some(), &planned)
+        .map_err(|why| denied(StoreError::Conflict(why)))?;
+    let applied =
+        incident::apply(conn, new_id, &original.incident_key, None, &verdict, deliveries, now, announced)?;
+    let mut channels: Vec<String> = verdict.create.iter().map(|c| deliveries[c.index].channel.clone()).collect();
+    channels.dedup();
     let detail = match correction {
         Some(text) => format!("correction posted on {}: {text}", channels.join(", ")),
         None => format!("retraction posted on {}", channels.join(", ")),
     };
     audit(conn, now, actor, verb, &format!("event:{event_id}"), Some(&detail))?;
+    let stopped = applied.stopped;
     let message = if channels.is_empty() {
         format!("{verb}ed: {stopped} deliveries stopped; nothing of the incident was out, so nothing is posted")
     } else {
@@ -478,18 +482,8 @@ fn notice(conn: &Connection, n: &NewNotice, now: i64, announced: &mut Vec<Queued
         return Ok(AdminDone { event_id: None, changed: 0, message: "already sent".to_owned() });
     };
     for d in &n.deliveries {
-        conn.prepare_cached(
-            "INSERT INTO deliveries (event_id, channel, kind, language, state, priority, text, idem_key,
-                                     created_at, updated_at, queued_at)
-             VALUES (?1, ?2, 'post', '', 'queued', ?3, ?4, ?5, ?6, ?6, ?6)",
-        )?
-        .execute(params![id, d.channel, d.priority.rank(), d.text, d.idem_key, now])?;
-        announced.push(Queued {
-            id: conn.last_insert_rowid(),
-            channel: d.channel.clone(),
-            priority: d.priority,
-            reply_to: None,
-        });
+        let delivery = incident::insert_delivery(conn, id, d, DeliveryState::Queued, None, now)?;
+        announced.push(Queued { id: delivery, channel: d.channel.clone(), priority: d.priority, reply_to: None });
     }
     if let Some(about) = n.about {
         for l in &n.links {

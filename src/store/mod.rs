@@ -11,6 +11,8 @@
 //! *reject* is the dead-letter record of bad input.
 
 mod admin;
+mod incident;
+mod lock;
 mod ops;
 mod read;
 mod schema;
@@ -28,14 +30,15 @@ pub use admin::{AdminDone, AdminOp, LinkAction, NewLink, NewNotice, Scope};
 pub use ops::{
     AlertDelivery, AlertDetail, AlertSummary, AuditRow, CredentialFailure, HeldEvent, LateDelivery, LinkInfo, PauseRow,
 };
+pub use lock::{Mark, Newest, StoreLock};
 pub use read::{Job, OriginalRow, PendingRow, Reader, ReplyTarget};
 
 pub use crate::channel::PostRef;
 
-use crate::event::Priority;
+use crate::event::{MsgType, Priority, Status};
 use crate::health::Health;
+use crate::lifecycle::{Audience, DeliveryKind, DeliveryState, Disposition, Snapshot, Trust};
 use crate::metrics::Metrics;
-use crate::route::DeliveryKind;
 
 /// Requests the writer takes into one transaction at most.
 const MAX_BATCH: usize = 1024;
@@ -62,25 +65,36 @@ pub enum StoreError {
     #[error("{0}")]
     NotFound(String),
     /// An admin request that does not apply in the current state (approving what is not
-    /// held, using a link twice).
+    /// held, using a link twice), or that names several alerts.
     #[error("{0}")]
     Conflict(String),
     #[error("cannot open store {path}: {message}")]
     Open { path: PathBuf, message: String },
+    /// Another process holds the store.
+    #[error("{0}")]
+    Locked(String),
 }
 
 /// An accepted event with the deliveries planned for it.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
     pub dedupe_key: String,
+    /// The incident it belongs to, as the pipeline resolved it (a CAP message takes the
+    /// incident of the messages it names).
     pub incident_key: String,
+    /// The event's own id (a CAP identifier, a JSON `id`): what operators name it by.
+    pub ident: String,
     pub revision: Option<u64>,
     pub format: &'static str,
     pub event_type: String,
-    pub msg_type: &'static str,
-    pub status: &'static str,
+    pub msg_type: MsgType,
+    pub status: Status,
+    /// How far its source is trusted (a signed subscription, or not).
+    pub trust: Trust,
     pub priority: Priority,
-    pub disposition: &'static str,
+    /// The policy's view (deliver, expired, stale, ignored); the lifecycle decides the
+    /// rest in the writer's transaction.
+    pub disposition: Disposition,
     pub topic: String,
     pub payload: Bytes,
     pub payload_sha256: String,
@@ -102,23 +116,20 @@ pub struct NewEvent {
 pub struct NewLifecycle {
     /// CAP: this message's `sender,identifier,sent`.
     pub message_key: Option<String>,
-    /// CAP: the messages it updates or cancels; their incident becomes this one's.
+    /// CAP: the messages it updates or cancels (recorded, so one of them arriving later
+    /// is known to be older).
     pub references: Vec<String>,
     /// A CAD snapshot (EIDO, mapped JSON): the digest of what a post may say, compared
     /// with the incident's last one, and whether it closes the incident.
     pub snapshot: Option<Snapshot>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Snapshot {
-    pub digest: String,
-    pub closed: bool,
-}
-
 #[derive(Debug, Clone)]
 pub struct NewDelivery {
     pub channel: String,
     pub kind: DeliveryKind,
+    /// Staff deliveries never go out on a public channel.
+    pub audience: Audience,
     /// '' when the event gives no language.
     pub language: String,
     /// A thread's parts, when the text was split; empty for one post.
@@ -175,17 +186,16 @@ pub enum IngestRecord {
 pub enum IngestOutcome {
     Accepted {
         event_id: i64,
+        /// What became of it (deliver, superseded, closed, ...).
+        disposition: Disposition,
         deliveries: usize,
+        /// Earlier deliveries of its incident it stopped.
         suppressed: usize,
     },
     /// The dedupe key is already stored; nothing new was queued.
     Duplicate {
         event_id: i64,
         same_payload: bool,
-    },
-    /// A newer revision of the incident is already stored.
-    Superseded {
-        event_id: i64,
     },
     Rejected {
         reject_id: i64,
@@ -243,6 +253,17 @@ pub struct AttemptResult {
     pub note: Option<String>,
 }
 
+/// What the transaction that would begin a request decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Begun {
+    /// The attempt row is committed: send.
+    Attempt(i64),
+    /// A pause in force covers it: it stays queued.
+    Paused,
+    /// It must never go out, and was closed as suppressed for this reason.
+    Closed(String),
+}
+
 /// Terminal states a delivery can be closed in without a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Closing {
@@ -256,14 +277,18 @@ pub enum Closing {
 }
 
 impl Closing {
-    pub fn as_str(self) -> &'static str {
+    pub fn state(self) -> DeliveryState {
         match self {
-            Closing::Expired => "expired",
-            Closing::Suppressed => "suppressed",
-            Closing::Dead => "dead",
-            Closing::Done => "sent",
-            Closing::Shadow => "shadow",
+            Closing::Expired => DeliveryState::Expired,
+            Closing::Suppressed => DeliveryState::Suppressed,
+            Closing::Dead => DeliveryState::Dead,
+            Closing::Done => DeliveryState::Sent,
+            Closing::Shadow => DeliveryState::Shadow,
         }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.state().as_str()
     }
 }
 
@@ -272,13 +297,24 @@ type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 #[derive(Debug)]
 enum Op {
     Ingest(Box<IngestRecord>, Reply<IngestOutcome>),
-    BeginAttempt { delivery_id: i64, channel: String, started_at: i64, resolve_data: Option<String>, reply: Reply<i64> },
+    BeginAttempt(Box<BeginRequest>, Reply<Begun>),
     FinishAttempt { attempt_id: i64, delivery_id: i64, finished_at: i64, result: AttemptResult, reply: Reply<()> },
     SaveScratch { delivery_id: i64, key: String, value: String, reply: Reply<()> },
     Close { delivery_id: i64, closing: Closing, reason: String, reply: Reply<()> },
     Admin(Box<AdminOp>, Reply<AdminDone>),
     Media(Box<MediaOp>, Reply<()>),
     Probe(Reply<()>),
+}
+
+/// An attempt about to begin.
+#[derive(Debug)]
+struct BeginRequest {
+    delivery_id: i64,
+    channel: String,
+    /// Whether the channel is public as configured now.
+    public: bool,
+    started_at: i64,
+    resolve_data: Option<String>,
 }
 
 /// What the media pipeline records.
@@ -301,6 +337,16 @@ pub struct Store {
     busy_timeout: Duration,
 }
 
+/// A store opened by [`Store::open`].
+#[derive(Debug)]
+pub struct Opened {
+    pub store: Store,
+    pub writer: WriterThread,
+    /// Why the store looks restored from a backup, if it does: the daemon then starts
+    /// paused (see [`lock`]).
+    pub restored: Option<String>,
+}
+
 /// The writer thread; join it after dropping every [`Store`] handle.
 #[derive(Debug)]
 pub struct WriterThread(std::thread::JoinHandle<()>);
@@ -315,37 +361,50 @@ impl WriterThread {
 }
 
 impl Store {
-    /// Open (creating it if needed) and migrate the store at `path`, and start its writer.
-    /// `announce` receives each delivery that becomes queued, after its commit.
+    /// Open (creating it if needed), lock and migrate the store at `path`, and start its
+    /// writer. `announce` receives each delivery that becomes queued, after its commit.
+    /// With a `state_dir`, the store is compared with the mark kept there ([`Mark`]).
     pub fn open(
         path: &Path,
         busy_timeout: Duration,
+        state_dir: Option<&Path>,
         announce: mpsc::UnboundedSender<Queued>,
         health: Arc<Health>,
         metrics: Arc<Metrics>,
         failed: tokio_util::sync::CancellationToken,
-    ) -> Result<(Store, WriterThread), StoreError> {
+    ) -> Result<Opened, StoreError> {
         let open_err = |message: String| StoreError::Open { path: path.to_path_buf(), message };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| open_err(format!("cannot create {}: {e}", dir.display())))?;
         }
+        let lock = StoreLock::acquire(path)?;
         let mut conn = Connection::open(path).map_err(|e| open_err(e.to_string()))?;
         configure_writer(&conn, busy_timeout).map_err(open_err)?;
         schema::migrate(&mut conn).map_err(|e| open_err(e.to_string()))?.map_err(open_err)?;
+        let mark = state_dir.map(|d| Mark::new(d, path));
+        let newest = writer::newest(&conn).map_err(|e| open_err(e.to_string()))?;
+        let restored = mark.as_ref().and_then(|m| m.restored(newest));
+        if let Some(m) = &mark {
+            m.write(newest);
+        }
         let (tx, rx) = mpsc::channel(QUEUE);
         let thread = std::thread::Builder::new()
             .name("bullhorn-store".to_owned())
             .spawn(move || {
                 let writer_health = Arc::clone(&health);
-                let run = std::panic::AssertUnwindSafe(|| writer::run(conn, rx, announce, writer_health, metrics));
+                let run =
+                    std::panic::AssertUnwindSafe(|| writer::run(conn, rx, announce, writer_health, metrics, mark));
                 if let Err(panic) = std::panic::catch_unwind(run) {
                     tracing::error!(panic = %crate::supervise::message(panic.as_ref()), "store writer failed; stopping bullhorn so it is restarted");
                     health.set_store_writable(false);
                     failed.cancel();
                 }
+                // Held until the writer is done with the file.
+                drop(lock);
             })
             .map_err(|e| open_err(format!("cannot start writer thread: {e}")))?;
-        Ok((Store { tx, path: Arc::new(path.to_path_buf()), busy_timeout }, WriterThread(thread)))
+        let store = Store { tx, path: Arc::new(path.to_path_buf()), busy_timeout };
+        Ok(Opened { store, writer: WriterThread(thread), restored })
     }
 
     pub fn path(&self) -> &Path {
@@ -372,17 +431,20 @@ impl Store {
         self.send(|r| Op::Ingest(Box::new(record), r)).await.map(Pending)
     }
 
-    /// Commit an attempt row before its request; moves the delivery to `in_flight`.
+    /// Commit an attempt row before its request, moving the delivery to `in_flight`, if
+    /// in that same transaction nothing forbids it: a pause that covers it, its audience
+    /// on a channel that is `public` now, its incident cancelled or retracted, its event
+    /// superseded ([`crate::lifecycle::may_begin`]).
     pub async fn begin_attempt(
         &self,
         delivery_id: i64,
         channel: &str,
+        public: bool,
         started_at: i64,
         resolve_data: Option<String>,
-    ) -> Result<i64, StoreError> {
-        let channel = channel.to_owned();
-        Pending(self.send(|reply| Op::BeginAttempt { delivery_id, channel, started_at, resolve_data, reply }).await?)
-            .await
+    ) -> Result<Begun, StoreError> {
+        let request = BeginRequest { delivery_id, channel: channel.to_owned(), public, started_at, resolve_data };
+        Pending(self.send(|reply| Op::BeginAttempt(Box::new(request), reply)).await?).await
     }
 
     /// Record how an attempt ended and move its delivery on.

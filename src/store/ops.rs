@@ -220,35 +220,60 @@ impl Reader {
         .await
     }
 
-    /// The store id of the alert `ident` names: a store id, or an event's own `id` (its
-    /// latest message).
-    pub async fn find_event(&self, ident: &str) -> Result<Option<i64>, StoreError> {
+    /// The alert `ident` names: `#N` is the store's number; anything else is the event's
+    /// own id (a CAP identifier, a JSON `id`). An id carried by events of several
+    /// incidents (an exercise and a real alert, two formats, two sources) is refused with
+    /// the list, never guessed; of the events of one incident (a JSON incident's
+    /// revisions) the newest is meant.
+    pub async fn find_alert(&self, ident: &str) -> Result<i64, StoreError> {
         let ident = ident.trim().to_owned();
         self.with(move |c| {
-            if let Ok(id) = ident.parse::<i64>() {
-                let exists: bool = c
-                    .prepare_cached("SELECT EXISTS (SELECT 1 FROM events WHERE id = ?1)")?
-                    .query_row([id], |r| r.get(0))?;
-                if exists {
-                    return Ok(Some(id));
-                }
+            if let Some(n) = ident.strip_prefix('#') {
+                let id: Option<i64> = match n.trim().parse::<i64>() {
+                    Ok(id) => c
+                        .prepare_cached("SELECT id FROM events WHERE id = ?1 AND format != 'system'")?
+                        .query_row([id], |r| r.get(0))
+                        .optional()?,
+                    Err(_) => None,
+                };
+                return Ok(id.ok_or_else(|| StoreError::NotFound(format!("no alert {ident}"))));
             }
-            // Incident keys are `format:id`, or `format:status:id` for non-actual events.
             let mut stmt = c.prepare_cached(
-                "SELECT MAX(id) FROM events WHERE incident_key = ?1 AND format NOT IN ('system', 'admin')",
+                "SELECT id, incident_key, format, status, event_type, msg_type, headline FROM events
+                 WHERE ident = ?1 AND format NOT IN ('system', 'admin') ORDER BY id",
             )?;
-            let mut best: Option<i64> = None;
-            for format in ["json", "cap", "eido", "mapped"] {
-                for status in ["", "test:", "exercise:", "system:", "draft:"] {
-                    let key = format!("{format}:{status}{ident}");
-                    if let Some(id) = stmt.query_row([key], |r| r.get::<_, Option<i64>>(0))? {
-                        best = Some(best.map_or(id, |b: i64| b.max(id)));
-                    }
+            let rows: Vec<(i64, String, String, String, String, String, String)> = stmt
+                .query_map([&ident], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            // The newest event of each incident, in order of first appearance.
+            let mut incidents: Vec<(String, (i64, String))> = Vec::new();
+            for (id, incident, format, status, event_type, msg_type, headline) in rows {
+                let headline: String = headline.chars().take(60).collect();
+                let line = format!("#{id}: {format} {status} {event_type} {msg_type} \"{headline}\"");
+                match incidents.iter_mut().find(|(k, _)| *k == incident) {
+                    Some((_, newest)) => *newest = (id, line),
+                    None => incidents.push((incident, (id, line))),
                 }
             }
-            Ok(best)
+            Ok(match incidents.as_slice() {
+                [] if ident.parse::<i64>().is_ok() => Err(StoreError::NotFound(format!(
+                    "no alert with the id {ident:?} (for the store's number, write #{ident})"
+                ))),
+                [] => Err(StoreError::NotFound(format!("no alert with the id {ident:?}"))),
+                [(_, (id, _))] => Ok(*id),
+                many => {
+                    let list: Vec<&str> = many.iter().map(|(_, (_, line))| line.as_str()).collect();
+                    Err(StoreError::Conflict(format!(
+                        "{ident:?} names {} different alerts; name one by its number: {}",
+                        many.len(),
+                        list.join("; ")
+                    )))
+                }
+            })
         })
-        .await
+        .await?
     }
 
     /// Deliveries not finished, by channel and state, and the dead-lettered ones.

@@ -8,8 +8,8 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{PostRef, Progress, StoreError, open_reader};
-use crate::event::Priority;
-use crate::route::DeliveryKind;
+use crate::event::{Priority, Status};
+use crate::lifecycle::{Audience, DeliveryKind, DeliveryState, Known, KnownIncident, KnownMessage, StatusClass, Trust};
 
 #[derive(Debug, Clone)]
 pub struct Reader {
@@ -37,7 +37,9 @@ pub struct Job {
     pub language: String,
     /// A thread's parts; empty for one post.
     pub parts: Vec<String>,
-    pub state: String,
+    pub state: DeliveryState,
+    /// Staff deliveries never go out on a public channel.
+    pub audience: Audience,
     pub priority: Priority,
     pub text: String,
     pub idem_key: String,
@@ -73,7 +75,7 @@ pub struct OriginalRow {
 /// The state of the delivery a reply points at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplyTarget {
-    pub state: String,
+    pub state: DeliveryState,
     /// Where it landed (a thread's first post).
     pub post: PostRef,
     /// Every post of it, when it took several (a thread).
@@ -145,12 +147,15 @@ impl Reader {
                 "SELECT d.id, d.channel, d.kind, d.state, d.priority, d.text, d.idem_key, d.attempts, d.reply_to,
                         COALESCE(d.queued_at, d.created_at), e.id, e.incident_key, e.event_type, e.msg_type, e.status, e.revision,
                         e.sent_at, e.expires_at, e.received_at, e.event_json, d.language, d.parts, d.progress,
-                        (SELECT a.outcome FROM attempts a WHERE a.delivery_id = d.id ORDER BY a.id DESC LIMIT 1)
+                        (SELECT a.outcome FROM attempts a WHERE a.delivery_id = d.id ORDER BY a.id DESC LIMIT 1),
+                        d.audience
                  FROM deliveries d JOIN events e ON e.id = d.event_id
                  WHERE d.id = ?1",
             )?
             .query_row([delivery_id], |r| {
                 let kind: String = r.get(2)?;
+                let state: String = r.get(3)?;
+                let audience: String = r.get(24)?;
                 let parts: Option<String> = r.get(21)?;
                 let progress: Option<String> = r.get(22)?;
                 Ok(Job {
@@ -161,7 +166,9 @@ impl Reader {
                     delivery_id: r.get(0)?,
                     channel: r.get(1)?,
                     kind: DeliveryKind::parse(&kind).unwrap_or(DeliveryKind::Post),
-                    state: r.get(3)?,
+                    // Unknown reads as finished: it is not sent.
+                    state: DeliveryState::parse(&state).unwrap_or(DeliveryState::Suppressed),
+                    audience: Audience::parse(&audience),
                     priority: Priority::from_rank(r.get(4)?),
                     text: r.get(5)?,
                     idem_key: r.get(6)?,
@@ -196,8 +203,9 @@ impl Reader {
             )?
             .query_row([delivery_id], |r| {
                 let progress: Option<String> = r.get(4)?;
+                let state: String = r.get(0)?;
                 Ok(ReplyTarget {
-                    state: r.get(0)?,
+                    state: DeliveryState::parse(&state).unwrap_or(DeliveryState::Suppressed),
                     post: PostRef { id: r.get(1)?, url: r.get(2)?, data: r.get(3)? },
                     progress: Progress::parse(progress.as_deref()),
                     maybe_posted: r.get(5)?,
@@ -206,18 +214,6 @@ impl Reader {
             .optional()
         })
         .await
-    }
-
-    /// The stored event a CAP message refers to: the first of `message_keys` (each a
-    /// `sender,identifier,sent`) found. Blocking, but a single indexed read, and only for
-    /// the rare Cancel that carries no texts of its own.
-    pub fn referenced_event(&self, message_keys: &[String]) -> Option<crate::event::Event> {
-        let conn = self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut stmt = conn.prepare_cached("SELECT event_json FROM events WHERE message_key = ?1").ok()?;
-        message_keys.iter().find_map(|k| {
-            let json: String = stmt.query_row([k], |r| r.get(0)).optional().ok()??;
-            serde_json::from_str(&json).ok()
-        })
     }
 
     /// The images recorded for `event_id`, in order.
@@ -264,4 +260,59 @@ impl Reader {
         })
         .await
     }
+}
+
+/// What the ingest pipeline reads of committed messages (blocking: single indexed reads,
+/// and only for messages that name others or follow an incident).
+impl Known for Reader {
+    fn message(&self, key: &str) -> Option<KnownMessage> {
+        let conn = self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        conn.prepare_cached(
+            "SELECT incident_key, status, trust, event_json FROM events
+             WHERE message_key = ?1 AND disposition != 'ignored' ORDER BY id LIMIT 1",
+        )
+        .and_then(|mut stmt| stmt.query_row([key], known_message).optional())
+        .ok()
+        .flatten()
+    }
+
+    fn referencing(&self, key: &str) -> Option<KnownMessage> {
+        let conn = self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        conn.prepare_cached(
+            "SELECT e.incident_key, e.status, e.trust, e.event_json FROM event_refs r JOIN events e ON e.id = r.event_id
+             WHERE r.message_key = ?1 ORDER BY e.id DESC LIMIT 1",
+        )
+        .and_then(|mut stmt| stmt.query_row([key], known_message).optional())
+        .ok()
+        .flatten()
+    }
+
+    fn incident(&self, key: &str) -> Option<KnownIncident> {
+        let conn = self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        conn.prepare_cached("SELECT class, trust, event_type FROM incidents WHERE key = ?1")
+            .and_then(|mut stmt| {
+                stmt.query_row([key], |r| {
+                    let class: String = r.get(0)?;
+                    Ok(KnownIncident {
+                        class: StatusClass::parse(&class).unwrap_or(StatusClass::Actual),
+                        trust: Trust::from_rank(r.get(1)?),
+                        event_type: r.get(2)?,
+                    })
+                })
+                .optional()
+            })
+            .ok()
+            .flatten()
+    }
+}
+
+fn known_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<KnownMessage> {
+    let status: String = r.get(1)?;
+    Ok(KnownMessage {
+        incident_key: r.get(0)?,
+        // An unreadable status is treated as practice: it can then touch no real incident.
+        class: Status::parse(&status).map_or(StatusClass::Practice, StatusClass::of),
+        trust: Trust::from_rank(r.get(2)?),
+        event_json: r.get(3)?,
+    })
 }

@@ -190,6 +190,69 @@ CREATE TABLE published (
 ) STRICT;
 CREATE INDEX published_live ON published(published_at) WHERE removed_at IS NULL;
 ",
+    // 6: the lifecycle as typed state. An incident row says how it was opened (status
+    // class, trust, type) and whether it goes on; each event says what it did to it and
+    // whether a later one replaced it; each delivery who may see it; each attempt what
+    // the store held when it began (for the audit trail: nothing of an incident begins
+    // after its cancellation, nothing public after a pause).
+    r"
+ALTER TABLE events ADD COLUMN trust INTEGER NOT NULL DEFAULT 0;
+-- the event's own id (CAP identifier, JSON id): what operators name alerts by
+ALTER TABLE events ADD COLUMN ident TEXT;
+-- post | update | cancel | retract | correct | none
+ALTER TABLE events ADD COLUMN effect TEXT NOT NULL DEFAULT 'none';
+ALTER TABLE events ADD COLUMN superseded_by INTEGER REFERENCES events(id);
+UPDATE events SET ident = json_extract(event_json, '$.id') WHERE format NOT IN ('system', 'admin');
+UPDATE events SET effect = CASE
+    WHEN format = 'admin' THEN msg_type
+    WHEN format = 'system' THEN 'post'
+    WHEN disposition IN ('deliver', 'expired', 'stale') THEN CASE msg_type WHEN 'alert' THEN 'post' ELSE msg_type END
+    ELSE 'none' END;
+CREATE INDEX events_ident ON events(ident) WHERE ident IS NOT NULL;
+
+-- The messages a CAP message names as earlier (its references), so one that arrives
+-- after a message naming it is known to be older.
+CREATE TABLE event_refs (
+    message_key TEXT    NOT NULL,
+    event_id    INTEGER NOT NULL REFERENCES events(id),
+    PRIMARY KEY (message_key, event_id)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE incidents (
+    key        TEXT    PRIMARY KEY,
+    -- actual | practice
+    class      TEXT    NOT NULL,
+    -- 0 unsigned, 1 signed, 2 operator
+    trust      INTEGER NOT NULL,
+    event_type TEXT    NOT NULL,
+    -- open | cancelled | retracted
+    state      TEXT    NOT NULL,
+    opened_by  INTEGER NOT NULL REFERENCES events(id),
+    closed_by  INTEGER REFERENCES events(id)
+) STRICT;
+INSERT INTO incidents (key, class, trust, event_type, state, opened_by)
+SELECT incident_key, CASE WHEN status = 'actual' THEN 'actual' ELSE 'practice' END, 0, event_type,
+       CASE WHEN EXISTS (SELECT 1 FROM events r WHERE r.incident_key = e.incident_key AND r.effect = 'retract')
+            THEN 'retracted'
+            WHEN EXISTS (SELECT 1 FROM events c WHERE c.incident_key = e.incident_key AND c.effect = 'cancel')
+            THEN 'cancelled'
+            ELSE 'open' END,
+       MIN(id)
+FROM events e WHERE format NOT IN ('system', 'admin') AND disposition != 'ignored' GROUP BY incident_key;
+
+-- public | staff: staff deliveries (tests, exercises, restricted alerts, staff notices)
+-- never go out on a public channel, checked again when each request begins
+ALTER TABLE deliveries ADD COLUMN audience TEXT NOT NULL DEFAULT 'public';
+UPDATE deliveries SET audience = 'staff' WHERE event_id IN (
+    SELECT id FROM events
+    WHERE format = 'system' OR status != 'actual' OR json_extract(event_json, '$.restricted') IS NOT NULL);
+-- the event that stopped it (a cancel, a newer revision, a retraction)
+ALTER TABLE deliveries ADD COLUMN closed_by INTEGER REFERENCES events(id);
+
+-- what the store held when the attempt began: the newest event and audit row
+ALTER TABLE attempts ADD COLUMN after_event INTEGER;
+ALTER TABLE attempts ADD COLUMN after_audit INTEGER;
+",
 ];
 
 /// Bring `conn` up to the latest schema.

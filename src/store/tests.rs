@@ -1,4 +1,6 @@
 use super::*;
+use crate::event::{MsgType, Status};
+use crate::lifecycle::{Audience, Disposition, Trust};
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -25,27 +27,26 @@ fn open(busy: Duration) -> Fixture {
     let path = dir.path().join("sub/bullhorn.db");
     let (tx, announced) = mpsc::unbounded_channel();
     let health = Arc::new(Health::default());
-    let (store, writer) =
-        Store::open(&path, busy, tx, Arc::clone(&health), Arc::new(Metrics::new()), Default::default()).expect("open");
-    Fixture { _dir: dir, path, store, announced, health, writer: Some(writer) }
+    let opened = Store::open(&path, busy, None, tx, Arc::clone(&health), Arc::new(Metrics::new()), Default::default())
+        .expect("open");
+    Fixture { _dir: dir, path, store: opened.store, announced, health, writer: Some(opened.writer) }
 }
 
 fn event(id: &str, revision: u64, msg_type: &'static str, channels: &[&str]) -> NewEvent {
-    let kind = DeliveryKind::for_msg_type(match msg_type {
-        "update" => crate::event::MsgType::Update,
-        "cancel" => crate::event::MsgType::Cancel,
-        _ => crate::event::MsgType::Alert,
-    });
+    let msg_type = MsgType::parse(msg_type).unwrap_or(MsgType::Alert);
+    let kind = DeliveryKind::for_msg_type(msg_type);
     NewEvent {
         dedupe_key: format!("json:{id}#r{revision}"),
         incident_key: format!("json:{id}"),
+        ident: id.to_owned(),
         revision: Some(revision),
         format: "json",
         event_type: "missing_child".to_owned(),
         msg_type,
-        status: "actual",
+        status: Status::Actual,
+        trust: Trust::Unsigned,
         priority: Priority::Critical,
-        disposition: "deliver",
+        disposition: Disposition::Deliver,
         topic: "cad/a/events".to_owned(),
         payload: Bytes::from(format!("{id}/{revision}")),
         payload_sha256: format!("sha-{id}-{revision}"),
@@ -63,8 +64,9 @@ fn event(id: &str, revision: u64, msg_type: &'static str, channels: &[&str]) -> 
                 parts: Vec::new(),
                 channel: (*c).to_owned(),
                 kind,
+                audience: Audience::Public,
                 priority: Priority::Critical,
-                text: format!("{msg_type} on {c}"),
+                text: format!("{} on {c}", msg_type.as_str()),
                 render_note: None,
                 idem_key: format!("k-{id}-{revision}-{c}"),
             })
@@ -81,8 +83,16 @@ fn state(f: &Fixture, id: i64) -> String {
     conn.query_row("SELECT state FROM deliveries WHERE id = ?1", [id], |r| r.get(0)).expect("row")
 }
 
+/// Begin an attempt for delivery `id` on a public channel; its attempt id.
+async fn begin(f: &Fixture, id: i64, channel: &str, at: i64, resolve: Option<String>) -> i64 {
+    match f.store.begin_attempt(id, channel, true, at, resolve).await.expect("begin") {
+        Begun::Attempt(a) => a,
+        other => panic!("not begun: {other:?}"),
+    }
+}
+
 async fn send_ok(f: &Fixture, id: i64, post: &str) {
-    let a = f.store.begin_attempt(id, "c", crate::time::now_ms(), None).await.expect("begin");
+    let a = begin(f, id, "c", crate::time::now_ms(), None).await;
     let result = AttemptResult {
         end: AttemptEnd::Sent { post: PostRef::id(post), progress: None },
         outcome: "sent",
@@ -111,7 +121,7 @@ async fn a_newer_schema_is_refused() {
     let path = dir.path().join("b.db");
     Connection::open(&path).expect("open").pragma_update(None, "user_version", 999).expect("set");
     let (tx, _rx) = mpsc::unbounded_channel();
-    let err = Store::open(&path, Duration::from_secs(1), tx, Arc::default(), Arc::default(), Default::default())
+    let err = Store::open(&path, Duration::from_secs(1), None, tx, Arc::default(), Arc::default(), Default::default())
         .expect_err("newer");
     assert!(err.to_string().contains("newer than this bullhorn knows"), "{err}");
 }
@@ -120,7 +130,7 @@ async fn a_newer_schema_is_refused() {
 async fn accepted_event_announces_its_deliveries_after_commit() {
     let mut f = open(Duration::from_secs(1));
     let out = ingest(&f, event("A", 1, "alert", &["c", "d"])).await.expect("ingest");
-    assert_eq!(out, IngestOutcome::Accepted { event_id: 1, deliveries: 2, suppressed: 0 });
+    assert_eq!(out, IngestOutcome::Accepted { event_id: 1, disposition: Disposition::Deliver, deliveries: 2, suppressed: 0 });
     let q = f.announced.recv().await.expect("announced");
     assert_eq!((q.id, q.channel.as_str(), q.priority, q.reply_to), (1, "c", Priority::Critical, None));
     assert_eq!(f.announced.recv().await.map(|q| q.channel), Some("d".to_owned()));
@@ -148,7 +158,10 @@ async fn duplicates_are_recognised_by_key_and_compared_by_payload() {
 async fn an_older_revision_after_a_newer_one_is_superseded() {
     let f = open(Duration::from_secs(1));
     ingest(&f, event("A", 3, "alert", &["c"])).await.expect("r3");
-    assert_eq!(ingest(&f, event("A", 2, "alert", &["c"])).await, Ok(IngestOutcome::Superseded { event_id: 2 }));
+    assert_eq!(
+        ingest(&f, event("A", 2, "alert", &["c"])).await,
+        Ok(IngestOutcome::Accepted { event_id: 2, disposition: Disposition::Superseded, deliveries: 0, suppressed: 0 })
+    );
 }
 
 #[tokio::test]
@@ -157,7 +170,7 @@ async fn a_cancel_suppresses_queued_posts_and_replies_only_where_something_went_
     ingest(&f, event("A", 1, "alert", &["c", "d"])).await.expect("alert");
     send_ok(&f, 1, "post-1").await; // out on c; still queued on d
     let out = ingest(&f, event("A", 2, "cancel", &["c", "d"])).await.expect("cancel");
-    assert_eq!(out, IngestOutcome::Accepted { event_id: 2, deliveries: 1, suppressed: 1 });
+    assert_eq!(out, IngestOutcome::Accepted { event_id: 2, disposition: Disposition::Deliver, deliveries: 1, suppressed: 1 });
     assert_eq!(state(&f, 2), "suppressed", "the queued post on d never goes out");
     let conn = Connection::open(&f.path).expect("o");
     let (channel, kind, reply_to): (String, String, i64) = conn
@@ -190,7 +203,7 @@ async fn an_update_replies_to_the_sent_original_and_replaces_a_queued_one() {
 async fn attempts_are_committed_before_sending_and_refused_once_suppressed() {
     let f = open(Duration::from_secs(1));
     ingest(&f, event("A", 1, "alert", &["c"])).await.expect("alert");
-    let a = f.store.begin_attempt(1, "c", 5, Some("{\"rkey\":\"x\"}".to_owned())).await.expect("begin");
+    let a = begin(&f, 1, "c", 5, Some("{\"rkey\":\"x\"}".to_owned())).await;
     assert_eq!(state(&f, 1), "in_flight");
     let reader = f.store.reader().expect("reader");
     let pending = reader.pending("c").await.expect("pending");
@@ -208,7 +221,7 @@ async fn attempts_are_committed_before_sending_and_refused_once_suppressed() {
     assert_eq!(reader.sends_since("c", 0).await.expect("log"), [5]);
 
     f.store.close(1, Closing::Suppressed, "test".to_owned()).await.expect("close");
-    assert!(matches!(f.store.begin_attempt(1, "c", 7, None).await, Err(StoreError::NotQueued(1))));
+    assert!(matches!(f.store.begin_attempt(1, "c", true, 7, None).await, Err(StoreError::NotQueued(1))));
     let job = reader.job(1).await.expect("job").expect("exists");
     assert_eq!((job.state.as_str(), job.attempts), ("suppressed", 1));
 }
@@ -256,11 +269,11 @@ async fn a_locked_store_fails_the_whole_batch_then_recovers() {
 async fn a_cancel_while_the_original_is_in_flight_stops_its_retry() {
     let f = open(Duration::from_secs(1));
     ingest(&f, event("A", 1, "alert", &["c"])).await.expect("alert");
-    let a = f.store.begin_attempt(1, "c", 5, None).await.expect("begin");
+    let a = begin(&f, 1, "c", 5, None).await;
     // The cancel lands while the request is out: it may have posted, so a cancel is queued
     // to reply to it.
     let out = ingest(&f, event("A", 2, "cancel", &["c"])).await.expect("cancel");
-    assert_eq!(out, IngestOutcome::Accepted { event_id: 2, deliveries: 1, suppressed: 0 });
+    assert_eq!(out, IngestOutcome::Accepted { event_id: 2, disposition: Disposition::Deliver, deliveries: 1, suppressed: 0 });
     // The request failed after all: the original is not retried.
     let retry = AttemptResult {
         end: AttemptEnd::Retry { not_before: 0 },
@@ -281,7 +294,7 @@ async fn a_newer_revision_suppresses_queued_work_on_every_channel() {
     ingest(&f, event("A", 1, "alert", &["c", "d"])).await.expect("r1");
     // Revision 2 routes to c only; d's queued r1 must not go out either.
     let out = ingest(&f, event("A", 2, "alert", &["c"])).await.expect("r2");
-    assert_eq!(out, IngestOutcome::Accepted { event_id: 2, deliveries: 1, suppressed: 2 });
+    assert_eq!(out, IngestOutcome::Accepted { event_id: 2, disposition: Disposition::Deliver, deliveries: 1, suppressed: 2 });
     assert_eq!((state(&f, 1), state(&f, 2)), ("suppressed".to_owned(), "suppressed".to_owned()));
 }
 
@@ -290,8 +303,11 @@ async fn an_expired_revision_still_suppresses_what_is_queued() {
     let f = open(Duration::from_secs(1));
     ingest(&f, event("A", 1, "alert", &["c"])).await.expect("r1");
     let mut r2 = event("A", 2, "alert", &["c"]);
-    r2.disposition = "expired";
-    assert_eq!(ingest(&f, r2).await, Ok(IngestOutcome::Accepted { event_id: 2, deliveries: 0, suppressed: 1 }));
+    r2.disposition = Disposition::Expired;
+    assert_eq!(
+        ingest(&f, r2).await,
+        Ok(IngestOutcome::Accepted { event_id: 2, disposition: Disposition::Expired, deliveries: 0, suppressed: 1 })
+    );
     assert_eq!(state(&f, 1), "suppressed");
 }
 
@@ -370,7 +386,7 @@ async fn a_thread_goes_out_step_by_step_and_a_cancel_keeps_what_went_out() {
     let reader = f.store.reader().expect("reader");
 
     // Part 1 of 3 out: queued again for the next part, its post on record, failures reset.
-    let a = f.store.begin_attempt(1, "x", 1, Some("{\"step\":0}".to_owned())).await.expect("begin");
+    let a = begin(&f, 1, "x", 1, Some("{\"step\":0}".to_owned())).await;
     f.store.save_scratch(1, "container:0", "c-17").await.expect("scratch");
     f.store.finish_attempt(a, 1, 2, step(1, &["p1"])).await.expect("step");
     assert_eq!(state(&f, 1), "queued");
@@ -398,9 +414,9 @@ async fn the_last_step_records_every_post_and_a_withdrawn_thread_stops_as_sent()
     let f = open(Duration::from_secs(1));
     ingest(&f, event("W", 1, "alert", &["x", "y"])).await.expect("ingest");
     // Channel x: two parts, then done; the delivery's post is the thread's first.
-    let a = f.store.begin_attempt(1, "x", 1, None).await.expect("begin");
+    let a = begin(&f, 1, "x", 1, None).await;
     f.store.finish_attempt(a, 1, 2, step(1, &["p1"])).await.expect("step");
-    let b = f.store.begin_attempt(1, "x", 3, None).await.expect("begin");
+    let b = begin(&f, 1, "x", 3, None).await;
     let progress = Progress { done: 2, posted: vec![PostRef::id("p1"), PostRef::id("p2")], ..Progress::default() };
     let sent = AttemptResult {
         end: AttemptEnd::Sent { post: PostRef::id("p1"), progress: Some(progress) },
@@ -420,7 +436,7 @@ async fn the_last_step_records_every_post_and_a_withdrawn_thread_stops_as_sent()
     assert_eq!(reason.as_deref(), Some("posted without its image"));
 
     // Channel y: a cancel comes in while part 1 is in flight; when it lands, the rest stops.
-    let c = f.store.begin_attempt(2, "y", 5, None).await.expect("begin");
+    let c = begin(&f, 2, "y", 5, None).await;
     ingest(&f, event("W", 2, "cancel", &["x", "y"])).await.expect("cancel");
     f.store.finish_attempt(c, 2, 6, step(1, &["q1"])).await.expect("step");
     assert_eq!(state(&f, 2), "sent");
@@ -433,7 +449,7 @@ async fn a_cancel_still_reaches_an_original_whose_outcome_was_never_known() {
     let f = open(Duration::from_secs(1));
     ingest(&f, event("U", 1, "alert", &["x"])).await.expect("ingest");
     // The request timed out and the platform could not say: back to the queue, unknown.
-    let a = f.store.begin_attempt(1, "x", 1, None).await.expect("begin");
+    let a = begin(&f, 1, "x", 1, None).await;
     let unknown = AttemptResult {
         end: AttemptEnd::Retry { not_before: 0 },
         outcome: "unknown",
@@ -503,6 +519,8 @@ async fn cap_references_tie_a_message_to_its_incident() {
     update.revision = None;
     update.lifecycle.message_key = Some("ca@doj,KAR-2,2026-11-21T11:00:00-08:00".to_owned());
     update.lifecycle.references = vec!["ca@doj,KAR-1,2026-11-21T10:00:00-08:00".to_owned()];
+    // The pipeline places it in the incident of the message it names.
+    update.incident_key = "json:KAR-1".to_owned();
     let second = accepted(ingest(&f, update).await.expect("update"));
     assert_eq!(kinds_of(&f, second), ["update"], "an update of a known incident replies");
     let reader = f.store.reader().expect("reader");

@@ -9,24 +9,37 @@
 //! savepoint per request (see [`commit`]), and a refused event is recorded as a reject.
 //! Any other error (disk full, I/O, lock timeout) fails the whole batch, so a caller is
 //! told "committed" only when it is.
+//!
+//! The writer is fail-stop for ingest: after a failed batch it refuses every ingest
+//! request until a probe commits. The ingest task stops acknowledging at the first
+//! failure and the broker redelivers everything from there, so without this a message
+//! queued behind the failed one could commit ahead of it (an alert's cancel before the
+//! alert).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::mpsc;
 
 #[cfg(doc)]
 use super::ReplyTarget;
+use super::lock::{Mark, Newest};
 use super::{
-    AttemptEnd, AttemptResult, IngestOutcome, IngestRecord, MAX_BATCH, NewEvent, NewReject, Op, PostRef, Queued,
-    REJECT_HEAD_BYTES, StoreError,
+    AttemptEnd, AttemptResult, Begun, IngestOutcome, IngestRecord, MAX_BATCH, NewEvent, NewReject, Op, PostRef,
+    Queued, REJECT_HEAD_BYTES, StoreError, incident,
 };
+use crate::event::Priority;
 use crate::health::Health;
+use crate::lifecycle::{
+    self, Audience, DeliveryKind, DeliveryState, Disposition, IncidentState, Message, Planned, StatusClass,
+};
 use crate::metrics::Metrics;
 use crate::policy::sha256_hex;
-use crate::route::DeliveryKind;
 use crate::time::now_ms;
+
+/// How often the store's mark is rewritten at most.
+const MARK_EVERY: Duration = Duration::from_secs(1);
 
 pub(super) fn run(
     mut conn: Connection,
@@ -34,14 +47,29 @@ pub(super) fn run(
     announce: mpsc::UnboundedSender<Queued>,
     health: Arc<Health>,
     metrics: Arc<Metrics>,
+    mark: Option<Mark>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    // Set by a failed batch, cleared by a probe that commits.
+    let mut failed = false;
+    let mut marked = (Instant::now(), Newest::default());
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(op) => batch.push(op),
                 Err(_) => break,
+            }
+        }
+        if failed {
+            // Refused without touching the store: the broker redelivers them, in order,
+            // after the ingest task's probe succeeds and it reconnects.
+            for op in batch.extract_if(.., |op| matches!(op, Op::Ingest(..))) {
+                let why = "refused: an earlier write failed and the store has not taken a write since".to_owned();
+                reply(op, Err(StoreError::Write(why)));
+            }
+            if batch.is_empty() {
+                continue;
             }
         }
         let started = Instant::now();
@@ -51,6 +79,11 @@ pub(super) fn run(
         metrics.store_batch_size.observe(size as f64);
         // Readiness first, then the answers: whoever hears "committed" sees it ready.
         let ok = !answers.iter().any(|a| matches!(a, Err(StoreError::Write(_))));
+        if !ok {
+            failed = true;
+        } else if failed && batch.iter().any(|op| matches!(op, Op::Probe(_))) {
+            failed = false;
+        }
         if health.store_writable() != ok {
             if ok {
                 tracing::info!("store takes writes again");
@@ -61,14 +94,33 @@ pub(super) fn run(
         for (op, answer) in batch.drain(..).zip(answers) {
             reply(op, answer);
         }
+        if let Some(m) = &mark
+            && ok
+            && marked.0.elapsed() >= MARK_EVERY
+        {
+            update_mark(&conn, m, &mut marked);
+        }
+    }
+    if let Some(m) = &mark {
+        update_mark(&conn, m, &mut marked);
     }
     tracing::debug!("store writer stopped");
+}
+
+/// Rewrite the mark if the newest rows changed.
+fn update_mark(conn: &Connection, mark: &Mark, marked: &mut (Instant, Newest)) {
+    if let Ok(newest) = newest(conn)
+        && newest != marked.1
+    {
+        mark.write(newest);
+        *marked = (Instant::now(), newest);
+    }
 }
 
 /// What one applied request answers once the batch commits.
 enum Answer {
     Ingest(IngestOutcome),
-    Attempt(i64),
+    Begun(Begun),
     Admin(super::AdminDone),
     Done,
 }
@@ -201,9 +253,9 @@ fn reply(op: Op, answer: Result<Answer, StoreError>) {
                 _ => Err(StoreError::Refused("internal: wrong answer".to_owned())),
             }));
         }
-        Op::BeginAttempt { reply, .. } => {
+        Op::BeginAttempt(_, reply) => {
             let _ = reply.send(answer.and_then(|a| match a {
-                Answer::Attempt(id) => Ok(id),
+                Answer::Begun(b) => Ok(b),
                 _ => Err(StoreError::Refused("internal: wrong answer".to_owned())),
             }));
         }
@@ -249,22 +301,7 @@ fn apply(conn: &Connection, op: &Op, announced: &mut Vec<Queued>) -> Result<Answ
                 insert_reject(conn, r).map(|id| Answer::Ingest(IngestOutcome::Rejected { reject_id: id }))
             }
         },
-        Op::BeginAttempt { delivery_id, channel, started_at, resolve_data, .. } => {
-            let changed = conn
-                .prepare_cached(
-                    "UPDATE deliveries SET state = 'in_flight', attempts = attempts + 1, updated_at = ?2
-                     WHERE id = ?1 AND state = 'queued'",
-                )?
-                .execute(params![delivery_id, started_at])?;
-            if changed == 0 {
-                return Err(ApplyError::NotQueued(*delivery_id));
-            }
-            conn.prepare_cached(
-                "INSERT INTO attempts (delivery_id, channel, started_at, resolve_data) VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![delivery_id, channel, started_at, resolve_data])?;
-            Ok(Answer::Attempt(conn.last_insert_rowid()))
-        }
+        Op::BeginAttempt(b, _) => begin_attempt(conn, b, now).map(Answer::Begun),
         Op::FinishAttempt { attempt_id, delivery_id, finished_at, result, .. } => {
             finish_attempt(conn, *attempt_id, *delivery_id, *finished_at, result)?;
             Ok(Answer::Done)
@@ -455,15 +492,15 @@ fn insert_reject(conn: &Connection, r: &NewReject) -> Result<i64, ApplyError> {
     Ok(conn.last_insert_rowid())
 }
 
-/// An earlier delivery of the same incident on one channel.
-pub(super) struct Prior {
-    pub id: i64,
-    pub kind: String,
-    pub state: String,
-    /// It may have gone out though not `sent` (see [`ReplyTarget::maybe_posted`]).
-    pub maybe_posted: bool,
+
+/// The newest event and attempt ids (for the store's mark).
+pub(super) fn newest(conn: &Connection) -> rusqlite::Result<Newest> {
+    conn.prepare_cached("SELECT COALESCE((SELECT MAX(id) FROM events), 0), COALESCE((SELECT MAX(id) FROM attempts), 0)")?
+        .query_row([], |r| Ok(Newest { events: r.get(0)?, attempts: r.get(1)? }))
 }
 
+/// Record an event and let the lifecycle decide, on its incident's committed state, what
+/// it does there.
 fn ingest_event(
     conn: &Connection,
     e: &NewEvent,
@@ -475,8 +512,8 @@ fn ingest_event(
         .prepare_cached(
             "INSERT INTO events (dedupe_key, incident_key, revision, format, event_type, msg_type, status, priority,
                                  disposition, topic, payload, payload_sha256, event_json, headline, sent_at, expires_at,
-                                 received_at, message_key, digest)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
+                                 received_at, message_key, digest, trust, ident)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)
              ON CONFLICT (dedupe_key) DO NOTHING
              RETURNING id",
         )?
@@ -487,10 +524,10 @@ fn ingest_event(
                 e.revision.and_then(|r| i64::try_from(r).ok()),
                 e.format,
                 e.event_type,
-                e.msg_type,
-                e.status,
+                e.msg_type.as_str(),
+                e.status.as_str(),
                 e.priority.rank(),
-                e.disposition,
+                e.disposition.as_str(),
                 e.topic,
                 &e.payload[..],
                 e.payload_sha256,
@@ -500,7 +537,9 @@ fn ingest_event(
                 e.expires_at,
                 e.received_at,
                 e.lifecycle.message_key,
-                digest
+                digest,
+                e.trust.rank(),
+                e.ident
             ],
             |r| r.get(0),
         )
@@ -512,194 +551,109 @@ fn ingest_event(
         return Ok(IngestOutcome::Duplicate { event_id, same_payload: sha == e.payload_sha256 });
     };
     // Recorded, nothing to do: an Ack, an EIDO without an incident, an unmapped CAD type.
-    if e.disposition == "ignored" {
-        return Ok(IngestOutcome::Accepted { event_id, deliveries: 0, suppressed: 0 });
+    if e.disposition == Disposition::Ignored {
+        return Ok(IngestOutcome::Accepted { event_id, disposition: e.disposition, deliveries: 0, suppressed: 0 });
     }
-
-    // A CAP message names the messages it updates or cancels: their incident is its own.
-    let mut incident_key = e.incident_key.clone();
     if !e.lifecycle.references.is_empty() {
-        let mut stmt = conn.prepare_cached("SELECT incident_key FROM events WHERE message_key = ?1")?;
-        for reference in &e.lifecycle.references {
-            if let Some(found) = stmt.query_row([reference], |r| r.get::<_, String>(0)).optional()? {
-                incident_key = found;
-                break;
-            }
-        }
-        if incident_key != e.incident_key {
-            conn.prepare_cached("UPDATE events SET incident_key = ?2 WHERE id = ?1")?
-                .execute(params![event_id, incident_key])?;
+        let mut stmt = conn.prepare_cached("INSERT OR IGNORE INTO event_refs (message_key, event_id) VALUES (?1, ?2)")?;
+        for r in &e.lifecycle.references {
+            stmt.execute(params![r, event_id])?;
         }
     }
-
-    // The incident's earlier events, usually none. (Looked up once, by equality only, and
-    // compared here: a MAX() or a join with a bound value makes SQLite re-prepare the
-    // statement on every call.)
-    let mut retracted = false;
-    let earlier: Vec<(i64, Option<i64>, Option<String>)> = conn
-        .prepare_cached("SELECT id, revision, digest, msg_type = 'retract' FROM events WHERE incident_key = ?1")?
-        .query_map([&incident_key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, bool>(3)?)))?
-        .filter(|row| row.as_ref().map_or(true, |(id, _, _, _)| *id != event_id))
-        .map(|row| {
-            row.map(|(id, rev, digest, retract)| {
-                retracted |= retract;
-                (id, rev, digest)
-            })
-        })
-        .collect::<rusqlite::Result<_>>()?;
-    // An operator retracted the incident: what comes later of it is recorded, not posted.
-    if retracted {
-        conn.prepare_cached("UPDATE events SET disposition = 'retracted' WHERE id = ?1")?.execute([event_id])?;
-        return Ok(IngestOutcome::Accepted { event_id, deliveries: 0, suppressed: 0 });
-    }
-    if let Some(rev) = e.revision.and_then(|r| i64::try_from(r).ok())
-        && earlier.iter().any(|(_, r, _)| r.is_some_and(|r| r > rev))
-    {
-        conn.prepare_cached("UPDATE events SET disposition = 'superseded' WHERE id = ?1")?.execute([event_id])?;
-        return Ok(IngestOutcome::Superseded { event_id });
-    }
-
-    // What the event is on its incident.
-    let msg_kind = match e.msg_type {
-        "cancel" => DeliveryKind::Cancel,
-        "update" => DeliveryKind::Update,
-        _ => DeliveryKind::Post,
+    let incident = incident::load(conn, &e.incident_key, event_id)?;
+    let class = StatusClass::of(e.status);
+    // A message of its incident that took effect, from a source at least as trusted,
+    // names this one as earlier: this one arrived late.
+    let older_than_known = match &e.lifecycle.message_key {
+        Some(key) if incident.is_some() => conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM event_refs r JOIN events l ON l.id = r.event_id
+                                WHERE r.message_key = ?1 AND l.incident_key = ?2 AND l.effect != 'none'
+                                  AND l.trust >= ?3 AND l.id != ?4)",
+            )?
+            .query_row(params![key, e.incident_key, e.trust.rank(), event_id], |r| r.get(0))?,
+        _ => false,
     };
-    let kind = match &e.lifecycle.snapshot {
-        // A message says what it is; an update of an incident never seen is a new alert.
-        None if msg_kind == DeliveryKind::Update && earlier.is_empty() => DeliveryKind::Post,
-        None => msg_kind,
-        // A snapshot is compared with the incident's last: new, changed, unchanged, closed.
-        Some(s) if earlier.is_empty() => {
-            if s.closed {
-                // Closed before anything was posted: nothing to say.
-                return Ok(IngestOutcome::Accepted { event_id, deliveries: 0, suppressed: 0 });
-            }
-            DeliveryKind::Post
-        }
-        Some(s) if s.closed => DeliveryKind::Cancel,
-        Some(s) => {
-            let last = earlier.iter().max_by_key(|(id, _, _)| *id).and_then(|(_, _, d)| d.as_deref());
-            if last == Some(s.digest.as_str()) {
-                // No material change: nothing replaces what is queued, nothing is posted.
-                conn.prepare_cached("UPDATE events SET disposition = 'unchanged' WHERE id = ?1")?
-                    .execute([event_id])?;
-                return Ok(IngestOutcome::Accepted { event_id, deliveries: 0, suppressed: 0 });
-            }
-            DeliveryKind::Update
-        }
+    let planned: Vec<Planned> = e
+        .deliveries
+        .iter()
+        .map(|d| Planned { channel: d.channel.clone(), kind: d.kind, language: d.language.clone() })
+        .collect();
+    let msg = Message {
+        event_id,
+        class,
+        trust: e.trust,
+        msg_type: e.msg_type,
+        revision: e.revision.and_then(|r| i64::try_from(r).ok()),
+        snapshot: e.lifecycle.snapshot.as_ref(),
+        assessed: e.disposition,
+        older_than_known,
+        hold: e.hold,
+        planned: &planned,
     };
-
-    // Whatever of this incident has not gone out is stale now, on every channel: a newer
-    // revision replaces it, a cancel stops it. What is in flight is withdrawn: if its
-    // attempt fails, it is suppressed instead of retried. What went out is replied to.
-    let reason = if kind == DeliveryKind::Cancel {
-        format!("cancelled by event {event_id}")
-    } else {
-        format!("superseded by event {event_id}")
-    };
-    let mut suppressed = 0;
-    for (earlier_id, _, _) in &earlier {
-        suppressed += withdraw(conn, *earlier_id, &reason, now)?;
-    }
-    if e.disposition != "deliver" {
-        return Ok(IngestOutcome::Accepted { event_id, deliveries: 0, suppressed });
-    }
-
-    let mut created = 0;
-    for d in e.deliveries.iter().filter(|d| d.kind == kind) {
-        let priors = if earlier.is_empty() {
-            Vec::new()
-        } else {
-            let ids: Vec<(i64, Option<i64>)> = earlier.iter().map(|(id, r, _)| (*id, *r)).collect();
-            priors(conn, &ids, &d.channel, &d.language)?
-        };
-        // What is or may be out: a cancellation reaches it (a standalone one is better than
-        // none where the outcome was never known).
-        let out = |p: &&Prior| p.state == "sent" || p.state == "in_flight" || p.maybe_posted;
-        let original = priors.iter().filter(out).find(|p| p.kind == "post").or_else(|| priors.iter().find(out));
-        if d.kind == DeliveryKind::Cancel && original.is_none() {
-            // Nothing of this incident is out on the channel: there is nothing to cancel.
-            continue;
-        }
-        let reply_to = original.map(|p| p.id);
-        conn.prepare_cached(
-            "INSERT INTO deliveries (event_id, channel, kind, language, state, priority, text, parts, render_note,
-                                     reply_to, idem_key, created_at, updated_at, queued_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, CASE WHEN ?5 = 'queued' THEN ?12 END)",
-        )?
-        .execute(params![
-            event_id,
-            d.channel,
-            d.kind.as_str(),
-            d.language,
-            if e.hold { "held" } else { "queued" },
-            d.priority.rank(),
-            d.text,
-            (!d.parts.is_empty()).then(|| serde_json::to_string(&d.parts).unwrap_or_default()),
-            d.render_note,
-            reply_to,
-            d.idem_key,
-            now
-        ])?;
-        // A held delivery waits for approval; the workers hear of it only then.
-        if !e.hold {
-            announced.push(Queued {
-                id: conn.last_insert_rowid(),
-                channel: d.channel.clone(),
-                priority: d.priority,
-                reply_to,
-            });
-        }
-        created += 1;
-    }
-    Ok(IngestOutcome::Accepted { event_id, deliveries: created, suppressed })
+    let verdict = lifecycle::on_message(&msg, incident.as_ref());
+    let opener = incident.is_none().then_some(incident::Opener { class, trust: e.trust, event_type: &e.event_type });
+    let applied = incident::apply(conn, event_id, &e.incident_key, opener, &verdict, &e.deliveries, now, announced)?;
+    Ok(IngestOutcome::Accepted {
+        event_id,
+        disposition: verdict.disposition,
+        deliveries: applied.created,
+        suppressed: applied.stopped,
+    })
 }
 
-/// Stop what event `event_id` still has to post: queued and held deliveries close with
-/// `reason` (as sent when a thread is part way out, so what went out can be replied to
-/// and cancelled); one in flight is marked withdrawn and stops after its request.
-/// Returns how many were closed.
-pub(super) fn withdraw(conn: &Connection, event_id: i64, reason: &str, now: i64) -> rusqlite::Result<usize> {
-    let closed = conn
+/// Begin an attempt if, in this transaction, nothing forbids it (see
+/// [`lifecycle::may_begin`]).
+fn begin_attempt(conn: &Connection, b: &super::BeginRequest, now: i64) -> Result<Begun, ApplyError> {
+    let row: Option<(String, String, i64, String, String, Option<i64>, String)> = conn
         .prepare_cached(
-            "UPDATE deliveries SET
-                state = CASE WHEN post_id IS NULL THEN 'suppressed' ELSE 'sent' END,
-                reason = CASE WHEN post_id IS NULL THEN ?2 ELSE 'stopped part way: ' || ?2 END,
-                updated_at = ?3
-             WHERE event_id = ?1 AND state IN ('queued', 'held')",
+            "SELECT d.state, d.kind, d.priority, d.audience, e.event_type, e.superseded_by, COALESCE(i.state, 'open')
+             FROM deliveries d JOIN events e ON e.id = d.event_id LEFT JOIN incidents i ON i.key = e.incident_key
+             WHERE d.id = ?1",
         )?
-        .execute(params![event_id, reason, now])?;
-    conn.prepare_cached(
-        "UPDATE deliveries SET withdrawn = 1, updated_at = ?2 WHERE event_id = ?1 AND state = 'in_flight'",
-    )?
-    .execute(params![event_id, now])?;
-    Ok(closed)
-}
-
-/// Earlier deliveries of the incident (of the `earlier` events) on `channel` in
-/// `language`, oldest first: a reply goes to the post in its own language.
-pub(super) fn priors(
-    conn: &Connection,
-    earlier: &[(i64, Option<i64>)],
-    channel: &str,
-    language: &str,
-) -> rusqlite::Result<Vec<Prior>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, kind, state,
-                post_id IS NOT NULL
-                OR EXISTS (SELECT 1 FROM attempts a WHERE a.delivery_id = d.id AND a.outcome = 'unknown')
-         FROM deliveries d WHERE event_id = ?1 AND channel = ?2 AND language = ?3",
-    )?;
-    let mut priors = Vec::new();
-    for (event_id, _) in earlier {
-        let rows = stmt.query_map(params![event_id, channel, language], |r| {
-            Ok(Prior { id: r.get(0)?, kind: r.get(1)?, state: r.get(2)?, maybe_posted: r.get(3)? })
-        })?;
-        for p in rows {
-            priors.push(p?);
+        .query_row([b.delivery_id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+        })
+        .optional()?;
+    let Some((state, kind, priority, audience, event_type, superseded_by, incident)) = row else {
+        return Err(ApplyError::NotQueued(b.delivery_id));
+    };
+    if state != DeliveryState::Queued.as_str() {
+        return Err(ApplyError::NotQueued(b.delivery_id));
+    }
+    let scopes = lifecycle::pause_scopes(&b.channel, b.public, &event_type);
+    let paused: bool = conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM pauses WHERE scope IN (?1, ?2, ?3))")?
+        .query_row(params![scopes.first(), scopes.get(1), scopes.get(2)], |r| r.get(0))?;
+    let facts = lifecycle::BeginFacts {
+        kind: DeliveryKind::parse(&kind).unwrap_or(DeliveryKind::Post),
+        priority: Priority::from_rank(priority),
+        audience: Audience::parse(&audience),
+        incident: IncidentState::parse(&incident),
+        superseded_by,
+        channel_public: b.public,
+        paused,
+    };
+    match lifecycle::may_begin(&facts) {
+        lifecycle::Begin::Paused => Ok(Begun::Paused),
+        lifecycle::Begin::Close(why) => {
+            conn.prepare_cached(
+                "UPDATE deliveries SET state = 'suppressed', reason = ?2, updated_at = ?3 WHERE id = ?1",
+            )?
+            .execute(params![b.delivery_id, why, now])?;
+            Ok(Begun::Closed(why))
+        }
+        lifecycle::Begin::Go => {
+            conn.prepare_cached(
+                "UPDATE deliveries SET state = 'in_flight', attempts = attempts + 1, updated_at = ?2 WHERE id = ?1",
+            )?
+            .execute(params![b.delivery_id, b.started_at])?;
+            conn.prepare_cached(
+                "INSERT INTO attempts (delivery_id, channel, started_at, resolve_data, after_event, after_audit)
+                 VALUES (?1, ?2, ?3, ?4, (SELECT MAX(id) FROM events), (SELECT MAX(id) FROM audit))",
+            )?
+            .execute(params![b.delivery_id, b.channel, b.started_at, b.resolve_data])?;
+            Ok(Begun::Attempt(conn.last_insert_rowid()))
         }
     }
-    priors.sort_by_key(|p| p.id);
-    Ok(priors)
 }

@@ -1,6 +1,6 @@
 use super::*;
 use crate::config::tests::{MINIMAL, load_str};
-use crate::route::DeliveryKind;
+use crate::lifecycle::{DeliveryKind, KnownMessage, NothingKnown};
 
 fn setup() -> (tempfile::TempDir, Config, Renderer) {
     let toml = format!(
@@ -17,12 +17,12 @@ fn now() -> Timestamp {
 
 fn run(payload: &str) -> IngestRecord {
     let (_d, c, r) = setup();
-    prepare(&c, &r, "cad/a/events", &Bytes::from(payload.to_owned()), now(), &no_originals)
+    prepare(&c, &r, "cad/a/events", &Bytes::from(payload.to_owned()), now(), &NothingKnown)
 }
 
 fn reject(payload: &[u8], topic: &str) -> NewReject {
     let (_d, c, r) = setup();
-    match prepare(&c, &r, topic, &Bytes::copy_from_slice(payload), now(), &no_originals) {
+    match prepare(&c, &r, topic, &Bytes::copy_from_slice(payload), now(), &NothingKnown) {
         IngestRecord::Reject(r) => r,
         IngestRecord::Event(e) => panic!("expected a reject, got {e:?}"),
     }
@@ -39,7 +39,7 @@ fn event(payload: &str) -> NewEvent {
 fn an_actual_alert_goes_to_every_enabled_channel() {
     let e = event(r#"{"id":"A1","revision":3,"type":"missing_child","status":"actual","headline":"Child missing"}"#);
     assert_eq!(e.dedupe_key, "json:A1#r3");
-    assert_eq!(e.disposition, "deliver");
+    assert_eq!(e.disposition, Disposition::Deliver);
     assert_eq!(e.priority.as_str(), "critical");
     let channels: Vec<&str> = e.deliveries.iter().map(|d| d.channel.as_str()).collect();
     assert_eq!(channels, ["console", "staff"]);
@@ -62,7 +62,7 @@ fn expired_events_are_recorded_without_deliveries() {
     let e = event(
         r#"{"id":"X","type":"road_closure","status":"actual","headline":"Old","sent":"2026-11-20T00:00:00Z","expires":"2026-11-20T06:00:00Z"}"#,
     );
-    assert_eq!(e.disposition, "expired");
+    assert_eq!(e.disposition, Disposition::Expired);
     // Planned all the same: the store posts none of them but uses them to supersede.
     assert_eq!(e.deliveries.len(), 2);
 }
@@ -72,7 +72,7 @@ fn a_late_cancel_still_carries_its_channels_to_suppress_queued_posts() {
     let e = event(
         r#"{"id":"X","type":"road_closure","msg_type":"cancel","status":"actual","headline":"Reopened","sent":"2026-11-20T00:00:00Z","expires":"2026-11-20T06:00:00Z"}"#,
     );
-    assert_eq!(e.disposition, "expired");
+    assert_eq!(e.disposition, Disposition::Expired);
     assert_eq!(e.deliveries.len(), 2);
 }
 
@@ -129,9 +129,9 @@ fn idempotency_key_is_stable_and_distinct() {
 #[test]
 fn a_non_ascii_topic_is_handled_not_a_panic() {
     let (_d, c, r) = setup();
-    let rec = prepare(&c, &r, "é/events", &Bytes::from_static(b"{}"), now(), &no_originals);
+    let rec = prepare(&c, &r, "é/events", &Bytes::from_static(b"{}"), now(), &NothingKnown);
     assert!(matches!(rec, IngestRecord::Reject(ref r) if r.kind == "no_subscription"), "{rec:?}");
-    let rec = prepare(&c, &r, "cad/ñandú/events", &Bytes::from(event_json("N-1")), now(), &no_originals);
+    let rec = prepare(&c, &r, "cad/ñandú/events", &Bytes::from(event_json("N-1")), now(), &NothingKnown);
     assert!(matches!(rec, IngestRecord::Event(_)), "{rec:?}");
 }
 
@@ -194,9 +194,9 @@ fn prepared(
     config: &(tempfile::TempDir, Config, Renderer),
     topic: &str,
     payload: &str,
-    originals: Originals<'_>,
+    known: &dyn Known,
 ) -> NewEvent {
-    match prepare(&config.1, &config.2, topic, &Bytes::from(payload.to_owned()), now(), originals) {
+    match prepare(&config.1, &config.2, topic, &Bytes::from(payload.to_owned()), now(), known) {
         IngestRecord::Event(e) => *e,
         IngestRecord::Reject(r) => panic!("expected an event, got {r:?}"),
     }
@@ -205,7 +205,7 @@ fn prepared(
 #[test]
 fn a_cap_alert_is_keyed_by_its_message() {
     let f = formats();
-    let e = prepared(&f, "ipaws/rcso", &cap("Alert", "CAE", ""), &no_originals);
+    let e = prepared(&f, "ipaws/rcso", &cap("Alert", "CAE", ""), &NothingKnown);
     assert_eq!(e.format, "cap");
     assert_eq!(e.event_type, "missing_child");
     assert_eq!(e.lifecycle.message_key.as_deref(), Some("rcso@sheriff.example,RCSO-1,2026-11-21T09:59:00-06:00"));
@@ -219,17 +219,17 @@ fn a_cap_alert_is_keyed_by_its_message() {
 fn a_cap_update_is_rendered_both_ways_and_tests_stay_with_staff() {
     let f = formats();
     let refs = "<references>rcso@sheriff.example,RCSO-1,2026-11-21T09:59:00-06:00</references>";
-    let e = prepared(&f, "ipaws/rcso", &cap("Update", "CAE", refs), &no_originals);
+    let e = prepared(&f, "ipaws/rcso", &cap("Update", "CAE", refs), &NothingKnown);
     let kinds: Vec<DeliveryKind> = e.deliveries.iter().map(|d| d.kind).collect();
     assert!(kinds.contains(&DeliveryKind::Update) && kinds.contains(&DeliveryKind::Post), "{kinds:?}");
     assert_eq!(e.lifecycle.references.len(), 1);
 
-    let rmt = prepared(&f, "ipaws/rcso", &cap("Alert", "RMT", ""), &no_originals);
+    let rmt = prepared(&f, "ipaws/rcso", &cap("Alert", "RMT", ""), &NothingKnown);
     let channels: Vec<&str> = rmt.deliveries.iter().map(|d| d.channel.as_str()).collect();
     assert_eq!(channels, ["staff"], "a required monthly test never reaches a public channel");
 
-    let ack = prepared(&f, "ipaws/rcso", &cap("Ack", "CAE", ""), &no_originals);
-    assert_eq!(ack.disposition, "ignored");
+    let ack = prepared(&f, "ipaws/rcso", &cap("Ack", "CAE", ""), &NothingKnown);
+    assert_eq!(ack.disposition, Disposition::Ignored);
     assert!(ack.deliveries.is_empty());
 }
 
@@ -244,15 +244,21 @@ fn a_cap_cancel_without_info_takes_the_texts_of_what_it_cancels() {
         <sender>rcso@sheriff.example</sender><sent>2026-11-21T11:00:00-06:00</sent><status>Actual</status>
         <msgType>Cancel</msgType><scope>Public</scope>
         <references>rcso@sheriff.example,RCSO-1,2026-11-21T09:59:00-06:00</references></alert>"#;
-    let lookup = |keys: &[String]| {
-        (keys[0] == "rcso@sheriff.example,RCSO-1,2026-11-21T09:59:00-06:00").then(|| original.clone())
-    };
+    let lookup = Fake::default().message(
+        "rcso@sheriff.example,RCSO-1,2026-11-21T09:59:00-06:00",
+        "cap:RCSO-1",
+        StatusClass::Actual,
+        &original,
+    );
     let e = prepared(&f, "ipaws/rcso", bare, &lookup);
     assert_eq!(e.event_type, "missing_child");
+    assert_eq!(e.incident_key, "cap:RCSO-1", "the incident of what it cancels");
     assert!(e.deliveries.iter().all(|d| d.kind == DeliveryKind::Cancel));
     assert_eq!(e.deliveries[0].text, "AMBER Alert: Sofia Ramirez, 6", "the original's headline");
-    let unknown = prepared(&f, "ipaws/rcso", bare, &no_originals);
-    assert_eq!(unknown.disposition, "ignored", "nothing to cancel");
+    let unknown = prepared(&f, "ipaws/rcso", bare, &NothingKnown);
+    assert_eq!(unknown.disposition, Disposition::Deliver, "recorded as a cancellation...");
+    assert!(unknown.deliveries.is_empty(), "...with nothing to post");
+    assert_eq!(unknown.msg_type, MsgType::Cancel);
 }
 
 #[test]
@@ -266,16 +272,16 @@ fn cad_snapshots_are_held_and_carry_a_digest_of_what_a_post_may_say() {
         })
         .to_string()
     };
-    let a = prepared(&f, "eido/rcso", &eido("Active", "3812 Half Turn Rd"), &no_originals);
+    let a = prepared(&f, "eido/rcso", &eido("Active", "3812 Half Turn Rd"), &NothingKnown);
     assert!(a.hold, "CAD data waits for a person unless the rule says otherwise");
     let kinds: Vec<DeliveryKind> = a.deliveries.iter().map(|d| d.kind).collect();
     assert!(kinds.contains(&DeliveryKind::Post) && kinds.contains(&DeliveryKind::Update));
     let digest = |e: &NewEvent| e.lifecycle.snapshot.as_ref().map(|s| s.digest.clone());
-    let same = prepared(&f, "eido/rcso", &eido("ResourcesOnscene", "3899 Half Turn Rd"), &no_originals);
+    let same = prepared(&f, "eido/rcso", &eido("ResourcesOnscene", "3899 Half Turn Rd"), &NothingKnown);
     assert_eq!(digest(&a), digest(&same), "a new status or a house number in the same block is no change");
-    let moved = prepared(&f, "eido/rcso", &eido("Active", "4100 Half Turn Rd"), &no_originals);
+    let moved = prepared(&f, "eido/rcso", &eido("Active", "4100 Half Turn Rd"), &NothingKnown);
     assert_ne!(digest(&a), digest(&moved));
-    let closed = prepared(&f, "eido/rcso", &eido("Closed", "3812 Half Turn Rd"), &no_originals);
+    let closed = prepared(&f, "eido/rcso", &eido("Closed", "3812 Half Turn Rd"), &NothingKnown);
     assert!(closed.lifecycle.snapshot.as_ref().is_some_and(|s| s.closed));
     assert!(closed.deliveries.iter().all(|d| d.kind == DeliveryKind::Cancel), "this rule posts on close");
 
@@ -283,10 +289,49 @@ fn cad_snapshots_are_held_and_carry_a_digest_of_what_a_post_may_say() {
         &f,
         "cad/chesco/summary",
         r#"{"incident":"F1","type":"MVA","location":"10 LOCUST ST","status":"CLOSED"}"#,
-        &no_originals,
+        &NothingKnown,
     );
     assert!(mva.lifecycle.snapshot.as_ref().is_some_and(|s| s.closed));
     assert!(mva.deliveries.is_empty(), "road_closure ends silently when the incident closes");
-    let medical = prepared(&f, "cad/chesco/summary", r#"{"incident":"F2","type":"MEDICAL"}"#, &no_originals);
-    assert_eq!(medical.disposition, "ignored");
+    let medical = prepared(&f, "cad/chesco/summary", r#"{"incident":"F2","type":"MEDICAL"}"#, &NothingKnown);
+    assert_eq!(medical.disposition, Disposition::Ignored);
+}
+
+/// Earlier messages, as a test says they are.
+#[derive(Default)]
+struct Fake {
+    messages: Vec<(String, KnownMessage)>,
+    referencing: Vec<(String, KnownMessage)>,
+    incidents: Vec<(String, KnownIncident)>,
+}
+
+impl Fake {
+    fn message(mut self, key: &str, incident: &str, class: StatusClass, event: &Event) -> Self {
+        let m = KnownMessage {
+            incident_key: incident.to_owned(),
+            class,
+            trust: Trust::Unsigned,
+            event_json: serde_json::to_string(event).expect("json"),
+        };
+        self.incidents.push((
+            incident.to_owned(),
+            KnownIncident { class, trust: Trust::Unsigned, event_type: event.event_type.clone() },
+        ));
+        self.messages.push((key.to_owned(), m));
+        self
+    }
+}
+
+impl Known for Fake {
+    fn message(&self, key: &str) -> Option<KnownMessage> {
+        self.messages.iter().find(|(k, _)| k == key).map(|(_, m)| m.clone())
+    }
+
+    fn referencing(&self, key: &str) -> Option<KnownMessage> {
+        self.referencing.iter().find(|(k, _)| k == key).map(|(_, m)| m.clone())
+    }
+
+    fn incident(&self, key: &str) -> Option<KnownIncident> {
+        self.incidents.iter().find(|(k, _)| k == key).map(|(_, i)| i.clone())
+    }
 }

@@ -227,10 +227,11 @@ pub fn job(id: i64, text: &str) -> bullhorn::store::Job {
     bullhorn::store::Job {
         delivery_id: id,
         channel: "test".to_owned(),
-        kind: bullhorn::route::DeliveryKind::Post,
+        kind: bullhorn::lifecycle::DeliveryKind::Post,
         language: "en-US".to_owned(),
         parts: Vec::new(),
-        state: "queued".to_owned(),
+        state: bullhorn::lifecycle::DeliveryState::Queued,
+        audience: bullhorn::lifecycle::Audience::Public,
         priority: bullhorn::event::Priority::Critical,
         text: text.to_owned(),
         idem_key: format!("bh-key-{id}"),

@@ -152,6 +152,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     if config.broker.enabled {
         crate::broker::start(&config.broker, &config.mqtt).map_err(anyhow::Error::msg)?;
     }
+    if config.broker.enabled && !config.broker.listen.ip().is_loopback() {
+        tracing::warn!(listen = %config.broker.listen, "the embedded broker, which asks for no password, listens beyond loopback (broker.allow_remote): anyone who reaches it can publish alerts");
+    }
+    if config.admin.enabled && !config.admin.listen.ip().is_loopback() {
+        tracing::warn!(listen = %config.admin.listen, "the admin server listens beyond loopback over plain HTTP (admin.allow_remote): its token crosses the network in clear unless a TLS proxy is in front");
+    }
 
     let failed = CancellationToken::new();
     let (announce, announced) = mpsc::unbounded_channel();
@@ -189,6 +195,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         timeout: config.delivery.request_timeout,
         state_dir: config.store.state_dir.clone(),
     };
+    let link_key =
+        Arc::new(crate::links::LinkKey::load_or_create(&config.store.state_dir).map_err(anyhow::Error::msg)?);
     let delivery_cancel = CancellationToken::new();
     let media = crate::media::MediaService::new(
         config.media.clone(),
@@ -210,6 +218,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             control: control.clone(),
             media: Some(Arc::clone(&media)),
             live: Arc::clone(&live),
+            links: Some(Arc::clone(&link_key)),
         },
         delivery_cancel.clone(),
         failed.clone(),
@@ -252,6 +261,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         Arc::clone(&live),
         store.clone(),
         store.reader()?,
+        Arc::clone(&link_key),
         Arc::clone(&metrics),
         notify_cancel.clone(),
         failed.clone(),
@@ -308,7 +318,10 @@ impl Running {
     pub fn reload(&mut self) -> Result<(), String> {
         let old = self.config();
         let result = crate::config::load(&old.source).map_err(|e| e.to_string()).and_then(|new| {
-            let (new, kept) = crate::reload::merge(&old, new);
+            let crate::reload::Merged { config: new, kept, applied } = crate::reload::merge(&old, new);
+            for change in &applied {
+                tracing::warn!(%change, "applied by the reload");
+            }
             let renderer = Renderer::load(&new).map_err(|errors| {
                 let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
                 format!("template problems:\n  - {}", list.join("\n  - "))

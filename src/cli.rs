@@ -38,13 +38,18 @@ pub enum Command {
         #[arg(long)]
         online: bool,
     },
-    /// Post a test message on one channel, now, outside the queue; prints where it went.
+    /// Post a test message on one channel through the running daemon's queue (so a pause,
+    /// shadow mode and the rate limit apply); prints where it went. A public channel
+    /// needs --public.
     TestChannel {
         /// The channel's name in the config.
         name: String,
         /// The text [default: a test notice naming the agency and the time].
         #[arg(long)]
         text: Option<String>,
+        /// The channel is public: post the test where the public sees it anyway.
+        #[arg(long)]
+        public: bool,
     },
     /// Publish an event file to the configured broker (drills, manual alerts).
     Send {
@@ -61,7 +66,7 @@ pub enum Command {
     /// The running daemon: mode, pauses, open deliveries per channel, recent alerts; or one
     /// alert with its texts, post URLs and audit trail.
     Status {
-        /// An alert: its store id (#12) or its event id.
+        /// An alert: '#12' (its number in `status`; quote the #) or the event's own id.
         alert: Option<String>,
         /// How many recent alerts to list.
         #[arg(long, default_value_t = 10)]
@@ -75,11 +80,12 @@ pub enum Command {
     },
     /// Approve a held alert: it goes out now.
     Approve {
-        /// Its store id or event id.
+        /// '#12' (its number in `status`; quote the #) or the event's own id.
         alert: String,
     },
     /// Reject a held alert: it is not posted.
     Reject {
+        /// '#12' (its number in `status`; quote the #) or the event's own id.
         alert: String,
         #[arg(long)]
         reason: Option<String>,
@@ -103,6 +109,7 @@ pub enum Command {
     },
     /// Queue an alert's dead-lettered deliveries again.
     Retry {
+        /// '#12' (its number in `status`; quote the #) or the event's own id.
         alert: String,
         /// Only this channel's.
         #[arg(long, value_name = "NAME")]
@@ -112,6 +119,7 @@ pub enum Command {
     /// it went out on, ahead of every queue, and the alert deleted wherever the platform
     /// allows. Later messages of its incident are recorded, not posted.
     Retract {
+        /// '#12' (its number in `status`; quote the #) or the event's own id.
         alert: String,
         /// The correction's text [default: config/templates/correction.txt].
         #[arg(long)]
@@ -119,6 +127,7 @@ pub enum Command {
     },
     /// Correct an alert: like retract, with your text, and the incident goes on.
     Correct {
+        /// '#12' (its number in `status`; quote the #) or the event's own id.
         alert: String,
         #[arg(long)]
         text: String,
@@ -202,7 +211,46 @@ pub async fn operate(config: &Config, admin_url: Option<&str>, command: &Command
         Command::Correct { alert, text } => {
             client.post(&alert_path(alert, "correct"), body(&[("text", Some(text))])).await.map(message)
         }
+        Command::TestChannel { name, text, public } => {
+            let mut b = body(&[("text", text.as_deref())]);
+            b["public"] = serde_json::Value::Bool(*public);
+            let id: String = url::form_urlencoded::byte_serialize(name.as_bytes()).collect();
+            let done = client.post(&format!("/channels/{id}/test"), b).await?;
+            let event = done["event_id"].as_i64().ok_or("the daemon did not say which test it queued")?;
+            if done["paused"] == serde_json::Value::Bool(true) {
+                return Err(format!("{name}: queued as #{event}, but the channel is paused: it goes out when resumed"));
+            }
+            test_outcome(&client, name, event).await
+        }
         _ => Err("not an operator command".to_owned()),
+    }
+}
+
+/// Wait (at most a minute) for a test message to leave the queue; where it went.
+async fn test_outcome(client: &crate::admin::client::Client, channel: &str, event: i64) -> Result<String, String> {
+    let path = crate::admin::client::alert_path(&format!("#{event}"), "");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let alert = client.get(&path).await?;
+        let d = &alert["deliveries"][0];
+        let reason = d["reason"].as_str().unwrap_or("");
+        match d["state"].as_str().unwrap_or("") {
+            "sent" => {
+                let at =
+                    d["post_url"].as_str().or(d["post_id"].as_str()).unwrap_or("accepted (the platform returns no id)");
+                return Ok(format!("{channel}: posted: {at}"));
+            }
+            "shadow" => return Err(format!("{channel}: recorded, not posted: shadow mode")),
+            state @ ("dead" | "suppressed" | "expired") => {
+                return Err(format!("{channel}: not posted: {state}: {reason}"));
+            }
+            state if tokio::time::Instant::now() >= deadline => {
+                return Err(format!(
+                    "{channel}: still {state} after a minute (paused? rate-limited? see bullhorn status '#{event}'); it stays queued"
+                ));
+            }
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
     }
 }
 
@@ -235,71 +283,6 @@ pub async fn check_online(config: &Config) -> Result<Vec<(String, crate::channel
         out.push((format!("{} ({})", c.name, c.kind.name()), verified));
     }
     Ok(out)
-}
-
-/// `test-channel`: post `text` (or a test notice) on channel `name`, to every recipient
-/// it has; one line per post saying where it went.
-pub async fn test_channel(config: &Config, name: &str, text: Option<&str>) -> Result<Vec<String>, String> {
-    use crate::channel::{Channel, Outcome, Request, Scratch};
-    let cfg = config.channels.get(name).ok_or_else(|| format!("no channel {name:?} in this config"))?;
-    let channel = Channel::build(cfg, &context(config)?);
-    let now = jiff::Timestamp::now();
-    let local = jiff::tz::TimeZone::get(&config.agency.time_zone)
-        .map(|tz| now.to_zoned(tz).strftime("%Y-%m-%d %H:%M %Z").to_string())
-        .unwrap_or_else(|_| now.to_string());
-    let text = text.map_or_else(
-        || format!("TEST: a test message from {} through bullhorn, {local}. Please ignore.", config.agency.name),
-        str::to_owned,
-    );
-    let job = crate::store::Job {
-        delivery_id: 0,
-        channel: name.to_owned(),
-        kind: crate::lifecycle::DeliveryKind::Post,
-        language: String::new(),
-        parts: Vec::new(),
-        state: crate::lifecycle::DeliveryState::Queued,
-        audience: crate::lifecycle::Audience::Staff,
-        priority: event::Priority::Low,
-        text: text.clone(),
-        idem_key: format!("bh-test-{}", now.as_millisecond()),
-        attempts: 0,
-        reply_to: None,
-        created_at: now.as_millisecond(),
-        event_id: 0,
-        incident_key: "test".to_owned(),
-        event_type: "test".to_owned(),
-        msg_type: "alert".to_owned(),
-        status: "test".to_owned(),
-        revision: None,
-        sent_at: None,
-        expires_at: None,
-        received_at: now.as_millisecond(),
-        event_json: "{}".to_owned(),
-        progress: crate::store::Progress::default(),
-        last_outcome: None,
-    };
-    let mut lines = Vec::new();
-    for target in 0..channel.caps().targets.max(1) {
-        let req = Request {
-            job: &job,
-            text: &text,
-            step: target,
-            target,
-            reply_to: None,
-            root: None,
-            media: &[],
-            scratch: Scratch::new(&job, target, None),
-        };
-        let response = channel.send(&req).await;
-        match response.outcome {
-            Outcome::Sent(p) => lines.push(format!(
-                "posted: {}",
-                p.url.or(p.id).unwrap_or_else(|| "accepted (the platform returns no id)".to_owned())
-            )),
-            other => return Err(format!("not posted: {}: {other:?}", other.label())),
-        }
-    }
-    Ok(lines)
 }
 
 /// The topic `send` publishes to.

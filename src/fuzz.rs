@@ -12,9 +12,9 @@ use proptest::prelude::*;
 use crate::config::tests::{MINIMAL, load_str};
 use crate::event::{DecodeOptions, cap, eido, json};
 use crate::ingest::pipeline::prepare;
+use crate::lifecycle::DeliveryKind;
 use crate::render::platform::Platform;
 use crate::render::{Renderer, Target};
-use crate::lifecycle::DeliveryKind;
 use crate::store::IngestRecord;
 
 fn config() -> ProptestConfig {

@@ -49,6 +49,7 @@ mod fuzz;
 pub mod health;
 pub mod ingest;
 pub mod lifecycle;
+pub mod links;
 pub mod media;
 pub mod metrics;
 pub mod notify;

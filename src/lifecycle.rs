@@ -684,7 +684,12 @@ pub fn on_retract(inc: &Incident, event_id: i64, correction: bool, planned: &[Pl
         disposition: Disposition::Deliver,
         effect: if correction { Effect::Correct } else { Effect::Retract },
         closes: (!correction).then_some(IncidentState::Retracted),
-        supersedes: inc.events.iter().filter(|e| e.effect.kind().is_some_and(DeliveryKind::is_news)).map(|e| e.id).collect(),
+        supersedes: inc
+            .events
+            .iter()
+            .filter(|e| e.effect.kind().is_some_and(DeliveryKind::is_news))
+            .map(|e| e.id)
+            .collect(),
         stop,
         reason: format!("{verb} by an operator (event {event_id})"),
         create,
@@ -782,7 +787,8 @@ pub enum Begin {
 pub fn may_begin(f: &BeginFacts) -> Begin {
     if !f.audience.allows(f.channel_public) {
         return Begin::Close(
-            "for staff only (a test, exercise, restricted alert or staff notice) and the channel is public now".to_owned(),
+            "for staff only (a test, exercise, restricted alert or staff notice) and the channel is public now"
+                .to_owned(),
         );
     }
     if let Err(why) = still_valid(f.kind, f.incident, f.superseded_by) {

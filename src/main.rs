@@ -84,20 +84,6 @@ fn main() -> ExitCode {
             }
             if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
         }
-        Command::TestChannel { name, text } => {
-            match runtime.block_on(bullhorn::cli::test_channel(&config, &name, text.as_deref())) {
-                Ok(lines) => {
-                    for l in lines {
-                        println!("{name}: {l}");
-                    }
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("bullhorn test-channel {name}: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
         Command::Render { file, format, channel, platform, json } => {
             match bullhorn::cli::render(&config, &file, format, channel.as_deref(), platform.as_deref()) {
                 Ok(report) if json => match serde_json::to_string_pretty(&report) {
@@ -139,7 +125,8 @@ fn main() -> ExitCode {
         | Command::Resume { .. }
         | Command::Retry { .. }
         | Command::Retract { .. }
-        | Command::Correct { .. } => {
+        | Command::Correct { .. }
+        | Command::TestChannel { .. } => {
             // Operator commands talk to the running daemon's admin API.
             match runtime.block_on(bullhorn::cli::operate(&config, cli.admin_url.as_deref(), &cli.command)) {
                 Ok(out) => {

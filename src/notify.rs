@@ -18,7 +18,7 @@
 //!   `credentials_warn`, a week, three days and a day, and when it has passed (once each
 //!   for a given expiry; a new token with a new date starts again).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,19 +27,19 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{AfterHold, ChannelConfig, Config};
 use crate::event::Priority;
+use crate::lifecycle::DeliveryKind;
+use crate::links::LinkKey;
 use crate::metrics::{ChannelLabel, Metrics};
 use crate::reload::Shared;
 use crate::render::escape::escape;
 use crate::render::platform::{self, Platform};
-use crate::lifecycle::DeliveryKind;
 use crate::store::{
     AdminOp, CredentialFailure, HeldEvent, LateDelivery, LinkAction, NewDelivery, NewLink, NewNotice, Reader, Store,
 };
 use crate::time::{duration_ms, now_ms};
 
-/// How often held alerts are looked at.
-const TICK: Duration = Duration::from_secs(1);
-/// Late deliveries and refused credentials are looked at every this many ticks.
+/// Late deliveries and refused credentials are looked at every this many ticks (of
+/// `[notify] check_every`, which is how often held alerts are looked at).
 const SLOW_EVERY: u32 = 3;
 
 /// Start the task; it stops with `cancel`.
@@ -47,12 +47,15 @@ pub fn start(
     live: Shared,
     store: Store,
     reader: Reader,
+    links: Arc<LinkKey>,
     metrics: Arc<Metrics>,
     cancel: CancellationToken,
     failed: CancellationToken,
 ) -> JoinHandle<()> {
     crate::supervise::spawn("notify".to_owned(), failed, async move {
+        let every = live.load().config.notify.check_every;
         let mut timers = Timers {
+            links,
             live,
             store,
             reader,
@@ -60,8 +63,9 @@ pub fn start(
             credentials_since: now_ms() - 3_600_000,
             expiry_sent: HashSet::new(),
             expiry_gauges: HashSet::new(),
+            seen: HashMap::new(),
         };
-        let mut tick = tokio::time::interval(TICK);
+        let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut n: u32 = 0;
         loop {
@@ -81,6 +85,8 @@ pub fn start(
 }
 
 struct Timers {
+    /// Derives the approve/reject links' tokens.
+    links: Arc<LinkKey>,
     live: Shared,
     store: Store,
     reader: Reader,
@@ -91,6 +97,18 @@ struct Timers {
     expiry_sent: HashSet<String>,
     /// Channels with a `credentials_expiry` gauge.
     expiry_gauges: HashSet<String>,
+    /// Each held alert as first seen: when, on the monotonic clock, and its age by the
+    /// wall clock then (see [`held_age`]).
+    seen: HashMap<i64, (tokio::time::Instant, Duration)>,
+}
+
+/// How long a held alert has waited: its age by the wall clock, but never more than its
+/// age when first seen plus the time measured since on the monotonic clock. A forward
+/// step of the wall clock (NTP correcting a wrong clock, an operator's typo) must not
+/// age held alerts at once and publish those whose rule says `after_hold = "publish"`.
+pub fn held_age(wall: Duration, first: (tokio::time::Instant, Duration), now: tokio::time::Instant) -> Duration {
+    let (at, then) = first;
+    wall.min(then + now.saturating_duration_since(at))
 }
 
 impl Timers {
@@ -104,12 +122,17 @@ impl Timers {
             self.metrics.paused.set(i64::try_from(p.len()).unwrap_or(i64::MAX));
         }
         if held.is_empty() {
+            self.seen.clear();
             return;
         }
         let config = Arc::clone(&self.live.load().config);
         let now = now_ms();
+        let mono = tokio::time::Instant::now();
+        self.seen.retain(|id, _| held.iter().any(|h| h.event_id == *id));
         for h in held {
-            let age = Duration::from_millis(u64::try_from(now - h.received_at).unwrap_or(0));
+            let wall = Duration::from_millis(u64::try_from(now - h.received_at).unwrap_or(0));
+            let first = *self.seen.entry(h.event_id).or_insert((mono, wall));
+            let age = held_age(wall, first, mono);
             let rule = config.events.get(&h.event_type);
             if let Some((hold_for, after)) = rule.and_then(|r| r.hold_for.map(|d| (d, r.after_hold)))
                 && age >= hold_for
@@ -135,14 +158,14 @@ impl Timers {
             }
             let n = &config.notify;
             if !h.noticed && !n.channels.is_empty() {
-                self.send(held_notice(&config, &h, &n.channels, false)).await;
+                self.send(held_notice(&config, &self.links, &h, &n.channels, false)).await;
             }
             if let Some(after) = n.escalate_after
                 && age >= after
                 && !h.escalated
                 && !n.escalate_channels.is_empty()
             {
-                self.send(held_notice(&config, &h, &n.escalate_channels, true)).await;
+                self.send(held_notice(&config, &self.links, &h, &n.escalate_channels, true)).await;
             }
         }
     }
@@ -281,20 +304,29 @@ fn urgency(p: Priority) -> Priority {
     p.max(Priority::High)
 }
 
-fn held_notice(config: &Config, h: &HeldEvent, channels: &[String], escalation: bool) -> Option<NewNotice> {
+/// A held alert's notice, with approve and reject links. The text is fitted with the
+/// links' real URLs, then stored with placeholders in their place ([`crate::links`]).
+fn held_notice(
+    config: &Config,
+    link_key: &LinkKey,
+    h: &HeldEvent,
+    channels: &[String],
+    escalation: bool,
+) -> Option<NewNotice> {
     let key = format!("{}:{}", if escalation { "escalate" } else { "held" }, h.event_id);
     let expires_at = now_ms() + duration_ms(config.notify.link_ttl);
     let mut links = Vec::new();
     let mut urls = Vec::new();
     for action in [LinkAction::Approve, LinkAction::Reject] {
-        let token = match crate::admin::random_token() {
-            Ok(t) => t,
+        let nonce = match crate::links::nonce() {
+            Ok(n) => n,
             Err(e) => {
                 tracing::error!(error = %e, "cannot make approval links");
                 return None;
             }
         };
-        urls.push(format!("{}/act/{token}", config.admin.public_url));
+        let token = link_key.token(&nonce);
+        urls.push((crate::links::url(link_key, &config.admin.public_url, &nonce), crate::links::placeholder(&nonce)));
         links.push(NewLink { token_sha256: crate::policy::sha256_hex(token.as_bytes()), action, expires_at });
     }
     let deadline = config.events.get(&h.event_type).and_then(|r| r.hold_for.map(|d| (d, r.after_hold)));
@@ -310,8 +342,8 @@ fn held_notice(config: &Config, h: &HeldEvent, channels: &[String], escalation: 
             h.event_id,
             local(config, h.received_at)
         ));
-        t.push_str(&format!("\nApprove: {}\nReject: {}", urls[0], urls[1]));
-        t.push_str(&format!("\n(or: bullhorn approve {0} / bullhorn reject {0})", h.event_id));
+        t.push_str(&format!("\nApprove: {}\nReject: {}", urls[0].0, urls[1].0));
+        t.push_str(&format!("\n(or: bullhorn approve '#{0}' / bullhorn reject '#{0}')", h.event_id));
         if let Some((d, after)) = deadline {
             let what = if after == AfterHold::Publish { "published" } else { "rejected" };
             t.push_str(&format!(
@@ -325,7 +357,12 @@ fn held_notice(config: &Config, h: &HeldEvent, channels: &[String], escalation: 
         }
         t
     };
-    let deliveries = deliveries(config, &key, channels, urgency(h.priority), &build);
+    let mut deliveries = deliveries(config, &key, channels, urgency(h.priority), &build);
+    for d in &mut deliveries {
+        for (url, placeholder) in &urls {
+            d.text = d.text.replace(url.as_str(), placeholder);
+        }
+    }
     (!deliveries.is_empty()).then(|| NewNotice {
         key,
         about: Some(h.event_id),
@@ -567,10 +604,22 @@ credentials_expire = "2027-01-15"
     }
 
     #[test]
+    fn a_forward_clock_step_does_not_age_a_held_alert() {
+        let start = tokio::time::Instant::now();
+        let first = (start, Duration::from_secs(60));
+        let later = start + Duration::from_secs(5);
+        // The wall clock jumped an hour ahead: the alert has still waited 65 s, not 3,665.
+        assert_eq!(held_age(Duration::from_secs(3665), first, later), Duration::from_secs(65));
+        // A backward step makes it younger, which only delays a decision.
+        assert_eq!(held_age(Duration::from_secs(10), first, later), Duration::from_secs(10));
+        assert_eq!(held_age(Duration::from_secs(65), first, later), Duration::from_secs(65));
+    }
+
+    #[test]
     fn a_held_notice_has_two_single_use_links_and_the_previews() {
         let dir = tempfile::tempdir().expect("tempdir");
         let c = config(dir.path());
-        let n = held_notice(&c, &held(), &c.notify.channels, false).expect("notice");
+        let n = held_notice(&c, &LinkKey::fixed([1; 32]), &held(), &c.notify.channels, false).expect("notice");
         assert_eq!(n.key, "held:12");
         assert_eq!(n.about, Some(12));
         assert_eq!(n.deliveries.len(), 2, "one per staff channel");
@@ -578,12 +627,16 @@ credentials_expire = "2027-01-15"
         assert_ne!(n.links[0].token_sha256, n.links[1].token_sha256);
         let text = &n.deliveries[0].text;
         assert!(text.starts_with("HELD FOR APPROVAL: AMBER ALERT"), "{text}");
-        assert!(text.contains("https://bullhorn.sheriff.example/act/"), "no trailing slash doubled: {text}");
-        assert!(text.contains("bullhorn approve 12"), "{text}");
+        assert!(!text.contains("/act/"), "no working link is stored: {text}");
+        let sent = crate::links::expand(text, &LinkKey::fixed([1; 32]), &c.admin.public_url);
+        assert!(sent.contains("https://bullhorn.sheriff.example/act/"), "no trailing slash doubled: {sent}");
+        assert!(text.contains("bullhorn approve '#12'"), "{text}");
         assert!(text.contains("will be published at"), "{text}");
         assert!(text.contains("— public_x: AMBER ALERT: Ana, 6"), "{text}");
-        // The token itself is in the text, never its hash.
-        assert!(!text.contains(&n.links[0].token_sha256));
+        // The token goes out in the text, never its hash, and is stored only as its hash.
+        assert!(!sent.contains(&n.links[0].token_sha256));
+        let token = sent.split("/act/").nth(1).and_then(|t| t.split_whitespace().next()).expect("token");
+        assert_eq!(crate::policy::sha256_hex(token.as_bytes()), n.links[0].token_sha256);
         assert_eq!(n.deliveries[0].priority, Priority::Critical);
     }
 
@@ -591,11 +644,11 @@ credentials_expire = "2027-01-15"
     fn event_values_in_notices_are_escaped_for_the_staff_platform() {
         let dir = tempfile::tempdir().expect("tempdir");
         let c = config(dir.path());
-        let n = held_notice(&c, &held(), &["slack".to_owned()], false).expect("notice");
+        let n = held_notice(&c, &LinkKey::fixed([1; 32]), &held(), &["slack".to_owned()], false).expect("notice");
         let text = &n.deliveries[0].text;
         assert!(text.contains("&lt;b&gt;"), "{text}");
         assert!(!text.contains("@everyone"), "{text}");
-        assert!(text.contains("/act/"), "links stay usable: {text}");
+        assert!(crate::links::has_links(text), "links stay usable: {text}");
     }
 
     #[test]
@@ -605,7 +658,7 @@ credentials_expire = "2027-01-15"
         for ch in c.channels.values_mut() {
             ch.enabled = false;
         }
-        assert!(held_notice(&c, &held(), &c.notify.channels, false).is_none());
+        assert!(held_notice(&c, &LinkKey::fixed([1; 32]), &held(), &c.notify.channels, false).is_none());
     }
 
     #[test]

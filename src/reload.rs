@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use secrecy::{ExposeSecret as _, SecretString};
 use tokio::sync::mpsc;
 
 use crate::config::Config;
@@ -32,15 +33,60 @@ pub struct Live {
 
 pub type Shared = Arc<ArcSwap<Live>>;
 
-/// `new` with the sections that cannot change live taken from `old`, and the names of
-/// those that differed.
-pub fn merge(old: &Config, new: Config) -> (Config, Vec<&'static str>) {
+/// A reloaded config with the sections that cannot change live taken from the running
+/// one.
+#[derive(Debug)]
+pub struct Merged {
+    pub config: Config,
+    /// Sections that changed but need a restart (their running values stay).
+    pub kept: Vec<&'static str>,
+    /// Changes that do apply live although their section otherwise needs a restart
+    /// (a subscription's rotated signing key).
+    pub applied: Vec<String>,
+}
+
+/// The secrets of a section, as digests (compared, never shown): `Debug` prints them
+/// redacted, so a rotated key would otherwise look like no change at all.
+fn secrets<'a>(list: impl IntoIterator<Item = (String, Option<&'a SecretString>)>) -> Vec<(String, Option<String>)> {
+    list.into_iter().map(|(k, s)| (k, s.map(|s| crate::policy::sha256_hex(s.expose_secret().as_bytes())))).collect()
+}
+
+fn mqtt_secrets(m: &crate::config::MqttConfig) -> Vec<(String, Option<String>)> {
+    let keys =
+        m.subscriptions.iter().map(|s| (format!("signing key of {}", s.topic), s.signing_key.as_ref().map(|k| &k.0)));
+    secrets(std::iter::once(("password".to_owned(), m.password.as_ref())).chain(keys))
+}
+
+fn media_secrets(m: &crate::config::MediaConfig) -> Vec<(String, Option<String>)> {
+    let key = match m.public.as_ref().map(|p| &p.target) {
+        Some(crate::config::PublicTarget::S3 { secret_key, .. }) => Some(secret_key),
+        _ => None,
+    };
+    secrets([("s3 secret".to_owned(), key)])
+}
+
+/// `new` with the sections that cannot change live taken from `old`, and what differed.
+pub fn merge(old: &Config, new: Config) -> Merged {
     let mut kept = Vec::new();
-    // Debug output compares values (secrets print redacted: a changed password alone is
-    // not noticed, and needs a restart like the rest of [mqtt]).
+    let mut applied = Vec::new();
     let differs = |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
+    let mut mqtt = old.mqtt.clone();
     if differs(&old.mqtt, &new.mqtt) {
         kept.push("mqtt");
+    } else {
+        let (was, now) = (mqtt_secrets(&old.mqtt), mqtt_secrets(&new.mqtt));
+        if was[0] != now[0] {
+            // The connection is authenticated once: a new password takes a restart.
+            kept.push("mqtt");
+        }
+        // A subscription's signing key is read for every message: a rotated one is in
+        // force at once (the topics are the same, or Debug would differ).
+        for (i, (sub, fresh)) in mqtt.subscriptions.iter_mut().zip(&new.mqtt.subscriptions).enumerate() {
+            if was.get(i + 1) != now.get(i + 1) {
+                sub.signing_key = fresh.signing_key.clone();
+                applied.push(format!("the signing key of subscription {} was rotated", sub.topic));
+            }
+        }
     }
     if differs(&old.broker, &new.broker) {
         kept.push("broker");
@@ -48,17 +94,18 @@ pub fn merge(old: &Config, new: Config) -> (Config, Vec<&'static str>) {
     if differs(&old.store, &new.store) {
         kept.push("store");
     }
-    if differs(&old.admin, &new.admin) {
+    let admin_secrets = |a: &crate::config::AdminConfig| secrets([("token".to_owned(), a.token.as_ref())]);
+    if differs(&old.admin, &new.admin) || admin_secrets(&old.admin) != admin_secrets(&new.admin) {
         kept.push("admin");
     }
     if differs(&old.log, &new.log) {
         kept.push("log");
     }
-    if differs(&old.media, &new.media) {
+    if differs(&old.media, &new.media) || media_secrets(&old.media) != media_secrets(&new.media) {
         kept.push("media");
     }
-    let merged = Config {
-        mqtt: old.mqtt.clone(),
+    let config = Config {
+        mqtt,
         broker: old.broker.clone(),
         store: old.store.clone(),
         admin: old.admin.clone(),
@@ -66,7 +113,7 @@ pub fn merge(old: &Config, new: Config) -> (Config, Vec<&'static str>) {
         media: old.media.clone(),
         ..new
     };
-    (merged, kept)
+    Merged { config, kept, applied }
 }
 
 /// The directories whose changes trigger a reload.
@@ -119,9 +166,25 @@ mod tests {
                 .replace("mqtt://127.0.0.1:1", "mqtt://127.0.0.1:2")
                 .replace("[events.road_closure]", "[events.road_closure]\npriority = \"high\""),
         );
-        let (merged, kept) = merge(&old, new);
-        assert_eq!(kept, ["mqtt"]);
-        assert_eq!(merged.mqtt.endpoint.port, 1, "the running broker connection stays");
-        assert_eq!(merged.events["road_closure"].priority.as_str(), "high", "rules change live");
+        let m = merge(&old, new);
+        assert_eq!(m.kept, ["mqtt"]);
+        assert_eq!(m.config.mqtt.endpoint.port, 1, "the running broker connection stays");
+        assert_eq!(m.config.events["road_closure"].priority.as_str(), "high", "rules change live");
+    }
+
+    #[test]
+    fn a_rotated_secret_is_noticed_by_reload() {
+        let signed = MINIMAL.replace(
+            "format = \"json\"",
+            "format = \"json\"\nrequire_signature = true\nsigning_key = \"KEY-one-0123456789\"",
+        );
+        let (_a, old) = load_str(&format!("{signed}\n[admin]\ntoken = \"token-one-0123456789\"\n"));
+        let (_b, new) =
+            load_str(&format!("{}\n[admin]\ntoken = \"token-two-0123456789\"\n", signed.replace("KEY-one", "KEY-two")));
+        let m = merge(&old, new);
+        assert_eq!(m.kept, ["admin"], "a new admin token needs a restart, and says so");
+        assert_eq!(m.applied.len(), 1, "{:?}", m.applied);
+        let key = m.config.mqtt.subscriptions[0].signing_key.as_ref().expect("signed");
+        assert_eq!(key.0.expose_secret(), "KEY-two-0123456789", "the rotated key is in force");
     }
 }

@@ -169,7 +169,7 @@ async fn bullhorn_async(args: Vec<String>) -> std::process::Output {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn check_online_verifies_credentials_and_test_channel_posts() {
+async fn check_online_verifies_credentials_without_posting() {
     use crate::support::platforms::{mastodon, teams};
     let dir = tempfile::tempdir().expect("tempdir");
     let (masto_srv, masto) = mastodon::start().await;
@@ -190,12 +190,6 @@ async fn check_online_verifies_credentials_and_test_channel_posts() {
     assert!(stdout.contains("masto (mastodon): OK, posts as @rcso"), "{stdout}");
     assert!(stdout.contains("teams (teams): not checked"), "{stdout}");
     assert!(masto.all().is_empty(), "checking posts nothing");
-
-    let out = bullhorn_async(vec!["--config".into(), config.clone(), "test-channel".into(), "masto".into()]).await;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains(&format!("masto: posted: {}/@rcso/", masto_srv.url)), "{stdout}");
-    assert!(masto.all()[0].text.starts_with("TEST:"), "{:?}", masto.all());
 
     // A revoked token: check --online fails and says which channel and why.
     let bad = write_config(dir.path(), "url = \"mqtt://127.0.0.1:1\"", &channels("revoked"));
@@ -243,4 +237,93 @@ fn amber_wording_only_for_an_amber_activation() {
     assert!(!text.contains("AMBER"), "{text}");
     assert!(text.contains("held for approval"), "{text}");
     assert!(text.contains("1200 block of Ocean Dr"), "the address to the block: {text}");
+}
+
+/// `test-channel` posts through the running daemon's queue: a staff channel at once, a
+/// public one only with --public, and never through the kill switch or in shadow mode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_channel_obeys_the_pause_shadow_mode_and_the_public_flag() {
+    use crate::support::platforms::mastodon;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (masto_srv, masto) = mastodon::start().await;
+    let staff = dir.path().join("staff.jsonl");
+    let body = format!(
+        "{}\n[channels.masto]\nkind = \"mastodon\"\nbase_url = \"{}\"\naccess_token = \"{}\"\n[channels.staff]\nkind = \"file\"\npath = \"{}\"\npublic = false\n",
+        embedded_broker(),
+        masto_srv.url,
+        mastodon::TOKEN,
+        staff.display()
+    );
+    let path = write_config(dir.path(), "", &body);
+    let app = start_app(&path).await;
+    let admin = format!("http://{}", app.admin_addr().expect("admin"));
+    let run = |args: &[&str]| {
+        let mut all = vec!["--config".to_owned(), path.display().to_string(), "--admin-url".to_owned(), admin.clone()];
+        all.extend(args.iter().map(|a| (*a).to_owned()));
+        bullhorn_async(all)
+    };
+
+    let out = run(&["test-channel", "staff"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let line = std::fs::read_to_string(&staff).expect("staff file");
+    assert!(line.contains("TEST: a test message from"), "{line}");
+
+    let out = run(&["test-channel", "masto"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("public channel"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(masto.all().is_empty(), "nothing public without --public");
+
+    // The kill switch holds a public test like anything else.
+    assert!(run(&["pause", "--reason", "drill"]).await.status.success());
+    let out = run(&["test-channel", "masto", "--public", "--text", "paused test"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("paused"), "{}", String::from_utf8_lossy(&out.stderr));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(masto.all().is_empty(), "the pause holds it: {:?}", masto.all());
+    assert!(run(&["resume"]).await.status.success());
+    let posted = eventually(Duration::from_secs(10), || masto.all().first().cloned()).await.expect("posted on resume");
+    assert_eq!(posted.text, "paused test");
+
+    let out = run(&["test-channel", "masto", "--public"]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains(&format!("masto: posted: {}/@rcso/", masto_srv.url)), "{stdout}");
+    let db = dir.path().join("bullhorn.db");
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM attempts WHERE channel = 'masto'"), 2, "in the send log (the quota)");
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM audit WHERE action = 'test'"), 3, "every test queued is audited");
+    app.stop().await;
+
+    // Shadow mode records and posts nothing.
+    // (The embedded broker keeps its port for the life of the process: a fresh one.)
+    let text = std::fs::read_to_string(&path).expect("read");
+    let text =
+        text.replace(&embedded_broker_section(&text), &embedded_broker()).replace("[log]", "mode = \"shadow\"\n[log]");
+    std::fs::write(&path, text).expect("write");
+    let app = start_app(&path).await;
+    let admin = format!("http://{}", app.admin_addr().expect("admin"));
+    let out = bullhorn_async(vec![
+        "--config".to_owned(),
+        path.display().to_string(),
+        "--admin-url".to_owned(),
+        admin,
+        "test-channel".to_owned(),
+        "masto".to_owned(),
+        "--public".to_owned(),
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("shadow mode"), "{}", String::from_utf8_lossy(&out.stderr));
+    app.stop().await;
+    assert_eq!(masto.all().len(), 2);
+}
+
+/// The `[broker]` section `write_config` wrote.
+fn embedded_broker_section(text: &str) -> String {
+    let start = text.find("[broker]").expect("a broker section");
+    let end = text[start..].find("\n[").map_or(text.len(), |e| start + e + 1);
+    text[start..end].to_owned()
 }

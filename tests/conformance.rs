@@ -9,8 +9,8 @@ use std::path::PathBuf;
 
 use bullhorn::event::{Event, Format};
 use bullhorn::ingest::pipeline::prepare;
-use bullhorn::render::Renderer;
 use bullhorn::lifecycle::{DeliveryKind, Disposition, Known, KnownIncident, KnownMessage, StatusClass, Trust};
+use bullhorn::render::Renderer;
 use bullhorn::store::{IngestRecord, NewEvent};
 use bytes::Bytes;
 

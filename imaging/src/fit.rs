@@ -113,6 +113,26 @@ fn pad_to_aspect(img: RgbImage, (min, max): (f32, f32)) -> RgbImage {
     out
 }
 
+/// The longest side of a working copy: no platform takes more.
+pub const WORK_SIDE: u32 = 4096;
+
+/// The image every platform's version is made from: decoded once (with the limits of
+/// [`decode`]), turned upright, flattened, scaled down to [`WORK_SIDE`] at most and
+/// encoded as a high-quality JPEG without metadata. A huge original (an 11k × 11k PNG
+/// that compresses to little) is decoded this once, not once per platform.
+pub fn working_copy(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    let img = decode(bytes)?;
+    let mut rgb = flatten(&img);
+    drop(img);
+    let (w, h) = rgb.dimensions();
+    if w.max(h) > WORK_SIDE {
+        let scale = f64::from(WORK_SIDE) / f64::from(w.max(h));
+        let (nw, nh) = (whole(f64::from(w) * scale).max(1), whole(f64::from(h) * scale).max(1));
+        rgb = image::imageops::resize(&rgb, nw, nh, FilterType::Triangle);
+    }
+    encode_jpeg(&rgb, 92)
+}
+
 /// `img` as a baseline JPEG (JFIF, no metadata) at `quality` (1–100).
 pub fn encode_jpeg(img: &RgbImage, quality: u8) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();

@@ -9,5 +9,5 @@ pub mod card;
 mod fit;
 pub mod testing;
 
-pub use fit::{Processed, Spec, decode, dimensions, encode_jpeg, fit, image_mime, whole};
+pub use fit::{Processed, Spec, WORK_SIDE, decode, dimensions, encode_jpeg, fit, image_mime, whole, working_copy};
 pub use image::{DynamicImage, Rgb, RgbImage};

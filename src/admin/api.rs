@@ -17,8 +17,8 @@ use serde_json::json;
 
 use super::AdminState;
 use crate::event::{Event, Priority};
-use crate::render::Target;
 use crate::lifecycle::DeliveryKind;
+use crate::render::Target;
 use crate::store::{AdminDone, AdminOp, NewDelivery, Scope, StoreError};
 
 pub fn routes(state: AdminState) -> Router<AdminState> {
@@ -31,6 +31,7 @@ pub fn routes(state: AdminState) -> Router<AdminState> {
         .route("/alerts/{id}/retry", post(retry))
         .route("/alerts/{id}/retract", post(retract))
         .route("/alerts/{id}/correct", post(correct))
+        .route("/channels/{name}/test", post(test_channel))
         .route("/pause", post(pause))
         .route("/resume", post(resume))
         .layer(middleware::from_fn_with_state(state, auth))
@@ -97,6 +98,8 @@ struct Body {
     channel: Option<String>,
     text: Option<String>,
     scope: Option<String>,
+    /// `test-channel` on a public channel: yes, post it where the public sees it.
+    public: Option<bool>,
 }
 
 fn body(bytes: &Bytes) -> Result<Body, ApiError> {
@@ -301,6 +304,65 @@ async fn withdraw(
     let op = AdminOp::Retract { event_id, actor: actor.clone(), correction: correction_text, deliveries };
     let done = s.store.admin(op).await?;
     tracing::warn!(alert = event_id, %actor, channels = done.changed, message = %done.message, "{}", if correction { "CORRECTION" } else { "RETRACTION" });
+    Ok(Json(done))
+}
+
+/// A test message on one channel, queued like any delivery: the pause, shadow mode and
+/// the rate limit apply, and its attempt is in the send log. A public channel needs
+/// `public: true`: the public sees it.
+async fn test_channel(
+    State(s): State<AdminState>,
+    Path(name): Path<String>,
+    Ask { body: b, actor }: Ask,
+) -> ApiResult<AdminDone> {
+    let live = s.live.load();
+    let cfg = live
+        .config
+        .channels
+        .get(&name)
+        .filter(|c| c.enabled)
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no enabled channel {name:?}")))?;
+    if cfg.public && b.public != Some(true) {
+        return Err(ApiError::bad(format!(
+            "{name} is a public channel: a test message there is seen by the public. Pass --public to post it anyway (it still waits for a pause, shadow mode and the rate limit)"
+        )));
+    }
+    let now = jiff::Timestamp::now();
+    let text = match b.text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        Some(t) if t.chars().count() > MAX_CORRECTION => {
+            return Err(ApiError::bad(format!("the text is over {MAX_CORRECTION} characters")));
+        }
+        Some(t) => t.to_owned(),
+        None => {
+            let tz = jiff::tz::TimeZone::get(&live.config.agency.time_zone).unwrap_or(jiff::tz::TimeZone::UTC);
+            format!(
+                "TEST: a test message from {} through bullhorn, {}. Please ignore.",
+                live.config.agency.name,
+                now.to_zoned(tz).strftime("%Y-%m-%d %H:%M %Z")
+            )
+        }
+    };
+    let seed = format!("test:{name}:{}:{}", now.as_nanosecond(), crate::links::nonce().map_err(ApiError::bad)?);
+    let delivery = NewDelivery {
+        idem_key: crate::ingest::pipeline::idempotency_key(&seed, &name, "post", ""),
+        channel: name.clone(),
+        kind: DeliveryKind::Post,
+        audience: if cfg.public { crate::lifecycle::Audience::Public } else { crate::lifecycle::Audience::Staff },
+        language: String::new(),
+        parts: Vec::new(),
+        // Someone waits at a terminal for it: not paced like routine posts (it still
+        // counts against the channel's rate limit).
+        priority: Priority::High,
+        text,
+        render_note: None,
+    };
+    let mut done = s.store.admin(AdminOp::TestMessage { delivery, actor: actor.clone() }).await?;
+    tracing::info!(channel = %name, %actor, public = cfg.public, "test message queued");
+    let pauses = s.control.current();
+    if pauses.channel_paused(cfg) || pauses.type_paused(cfg, "test_message") {
+        done.message.push_str("; the channel is paused: it goes out when resumed");
+        done.paused = true;
+    }
     Ok(Json(done))
 }
 

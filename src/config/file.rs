@@ -206,11 +206,14 @@ pub struct SubscriptionFile {
 pub struct BrokerFile {
     pub enabled: bool,
     pub listen: SocketAddr,
+    /// Listen on an address other than loopback: the embedded broker asks for no
+    /// password, so anyone who reaches it can publish alerts. Refused unless set.
+    pub allow_remote: bool,
 }
 
 impl Default for BrokerFile {
     fn default() -> Self {
-        BrokerFile { enabled: false, listen: SocketAddr::from(([127, 0, 0, 1], 1883)) }
+        BrokerFile { enabled: false, listen: SocketAddr::from(([127, 0, 0, 1], 1883)), allow_remote: false }
     }
 }
 
@@ -244,6 +247,10 @@ pub struct AdminFile {
     /// Where staff reach the admin server (through the agency's reverse proxy), for the
     /// approve/reject links in staff notices; default: `http://` + `listen`.
     pub public_url: Option<String>,
+    /// Listen on an address other than loopback: the server speaks plain HTTP, so its
+    /// token and links cross the network in clear unless a TLS proxy is in front.
+    /// Refused unless set.
+    pub allow_remote: bool,
 }
 
 impl Default for AdminFile {
@@ -254,6 +261,7 @@ impl Default for AdminFile {
             token: None,
             token_file: None,
             public_url: None,
+            allow_remote: false,
         }
     }
 }
@@ -278,6 +286,8 @@ pub struct NotifyFile {
     pub credentials_warn: HumanDuration,
     /// How long an approve/reject link works.
     pub link_ttl: HumanDuration,
+    /// How often held alerts (hold timers, notices) are looked at.
+    pub check_every: HumanDuration,
 }
 
 impl Default for NotifyFile {
@@ -290,6 +300,7 @@ impl Default for NotifyFile {
             credentials: true,
             credentials_warn: HumanDuration(Duration::from_secs(14 * 24 * 3600)),
             link_ttl: HumanDuration(Duration::from_secs(24 * 3600)),
+            check_every: HumanDuration(Duration::from_secs(1)),
         }
     }
 }

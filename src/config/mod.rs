@@ -181,6 +181,8 @@ impl fmt::Debug for SigningKey {
 pub struct BrokerConfig {
     pub enabled: bool,
     pub listen: SocketAddr,
+    /// Listening beyond loopback was asked for (warned about at start).
+    pub allow_remote: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -201,6 +203,8 @@ pub struct AdminConfig {
     pub token: Option<SecretString>,
     /// Where staff reach the admin server, for links in notices (no trailing slash).
     pub public_url: String,
+    /// Listening beyond loopback was asked for (warned about at start).
+    pub allow_remote: bool,
 }
 
 /// Images (`[media]`).
@@ -247,6 +251,7 @@ pub struct NotifyConfig {
     pub credentials: bool,
     pub credentials_warn: Duration,
     pub link_ttl: Duration,
+    pub check_every: Duration,
 }
 
 /// The agency profile every template sees.
@@ -732,7 +737,18 @@ fn validate_admin(a: AdminFile, errors: &mut Errors) -> AdminConfig {
             format!("http://{}", SocketAddr::new(ip, a.listen.port()))
         }
     };
-    AdminConfig { enabled: a.enabled, listen: a.listen, token, public_url }
+    if a.enabled && !a.listen.ip().is_loopback() && !a.allow_remote {
+        errors.push(
+            "admin.listen",
+            format!(
+                "{} is not a loopback address: the admin server speaks plain HTTP, so its bearer token, the \
+                 operators' requests and the approve links would cross the network in clear. Keep it on 127.0.0.1 \
+                 behind a TLS reverse proxy (and set admin.public_url), or set admin.allow_remote = true to accept that",
+                a.listen
+            ),
+        );
+    }
+    AdminConfig { enabled: a.enabled, listen: a.listen, token, public_url, allow_remote: a.allow_remote }
 }
 
 fn validate_media(m: MediaFile, errors: &mut Errors) -> MediaConfig {
@@ -842,6 +858,9 @@ fn validate_notify(n: NotifyFile, channels: &BTreeMap<String, ChannelConfig>, er
     if n.late_after.0.is_zero() || n.link_ttl.0.is_zero() {
         errors.push("notify", "late_after and link_ttl must be above zero");
     }
+    if !(Duration::from_millis(10)..=Duration::from_secs(60)).contains(&n.check_every.0) {
+        errors.push("notify.check_every", "must be between 10ms and 1m");
+    }
     let escalate_channels = if n.escalate_channels.is_empty() { n.channels.clone() } else { n.escalate_channels };
     NotifyConfig {
         channels: n.channels,
@@ -851,6 +870,7 @@ fn validate_notify(n: NotifyFile, channels: &BTreeMap<String, ChannelConfig>, er
         credentials: n.credentials,
         credentials_warn: n.credentials_warn.0,
         link_ttl: n.link_ttl.0,
+        check_every: n.check_every.0,
     }
 }
 
@@ -861,7 +881,18 @@ fn validate_broker(broker: BrokerFile, errors: &mut Errors) -> BrokerConfig {
             "this build has no embedded broker (cargo feature \"embedded-broker\"); set broker.enabled = false and point mqtt.url at a broker",
         );
     }
-    BrokerConfig { enabled: broker.enabled, listen: broker.listen }
+    if broker.enabled && !broker.listen.ip().is_loopback() && !broker.allow_remote {
+        errors.push(
+            "broker.listen",
+            format!(
+                "{} is not a loopback address: the embedded broker asks for no password, so anyone who reaches it \
+                 could publish alerts. Run Mosquitto (with passwords or TLS) for other machines to publish to, or \
+                 set broker.allow_remote = true to accept that",
+                broker.listen
+            ),
+        );
+    }
+    BrokerConfig { enabled: broker.enabled, listen: broker.listen, allow_remote: broker.allow_remote }
 }
 
 fn validate_mqtt(m: MqttFile, broker: &BrokerConfig, errors: &mut Errors) -> MqttConfig {

@@ -125,7 +125,7 @@ fn environment_overrides_nested_keys() {
 #[test]
 fn embedded_broker_derives_the_client_url_and_refuses_a_different_one() {
     let toml = MINIMAL.replace("url = \"mqtt://127.0.0.1:1\"\n", "")
-        + "\n[broker]\nenabled = true\nlisten = \"0.0.0.0:18830\"\n";
+        + "\n[broker]\nenabled = true\nlisten = \"0.0.0.0:18830\"\nallow_remote = true\n";
     let (_d, c) = load_str(&toml);
     assert_eq!(c.mqtt.endpoint.to_string(), "mqtt://127.0.0.1:18830");
 
@@ -134,6 +134,20 @@ fn embedded_broker_derives_the_client_url_and_refuses_a_different_one() {
 
     let errs = errors(&MINIMAL.replace("url = \"mqtt://127.0.0.1:1\"\n", ""));
     assert!(has(&errs, "mqtt.url", "required when the embedded broker is disabled"), "{errs:?}");
+}
+
+#[test]
+fn the_embedded_broker_and_the_admin_server_are_not_exposed_beyond_loopback_without_a_word() {
+    let broker = MINIMAL.replace("url = \"mqtt://127.0.0.1:1\"\n", "")
+        + "\n[broker]\nenabled = true\nlisten = \"0.0.0.0:18830\"\n";
+    let errs = errors(&broker);
+    assert!(has(&errs, "broker.listen", "asks for no password"), "{errs:?}");
+    let errs = errors(&(MINIMAL.to_owned() + "\n[admin]\nlisten = \"192.0.2.7:9180\"\n"));
+    assert!(has(&errs, "admin.listen", "plain HTTP"), "{errs:?}");
+    let (_d, c) = load_str(&(MINIMAL.to_owned() + "\n[admin]\nlisten = \"[::]:9180\"\nallow_remote = true\n"));
+    assert!(c.admin.allow_remote, "an explicit yes is taken (and warned about at start)");
+    let (_d, c) = load_str(&(MINIMAL.to_owned() + "\n[admin]\nlisten = \"[::1]:9180\"\n"));
+    assert!(!c.admin.allow_remote, "loopback needs no consent");
 }
 
 #[test]

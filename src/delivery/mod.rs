@@ -141,6 +141,7 @@ pub struct Delivery {
     control: Control,
     media: Option<Arc<MediaService>>,
     live: crate::reload::Shared,
+    links: Option<Arc<crate::links::LinkKey>>,
     cancel: CancellationToken,
     failed: CancellationToken,
 }
@@ -155,6 +156,9 @@ pub struct Deps {
     /// The config in force: a worker checks its channel as configured now before each
     /// request.
     pub live: crate::reload::Shared,
+    /// Puts the approve/reject links of staff notices in place (`None`: tools and tests
+    /// without notices).
+    pub links: Option<Arc<crate::links::LinkKey>>,
 }
 
 impl std::fmt::Debug for Delivery {
@@ -202,6 +206,7 @@ impl Delivery {
             control: deps.control,
             media: deps.media,
             live: deps.live,
+            links: deps.links,
             cancel,
             failed,
         };
@@ -226,6 +231,7 @@ impl Delivery {
                 control: self.control.clone(),
                 media: self.media.clone(),
                 live: Arc::clone(&self.live),
+                links: self.links.clone(),
             },
             rx,
         );

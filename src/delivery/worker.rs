@@ -21,12 +21,12 @@ use crate::channel::{Channel, Context, Outcome, PostRef, Request, Resolution, Re
 use crate::config::{ChannelConfig, Config, Mode, Quota};
 use crate::control::{Control, Pauses};
 use crate::event::Priority;
-use crate::media::{Attached, MediaService};
-use crate::metrics::{ChannelLabel, Metrics};
-use crate::render::platform::Platform;
 use crate::lifecycle::DeliveryKind;
 use crate::lifecycle::DeliveryState;
+use crate::media::{Attached, MediaService};
+use crate::metrics::{ChannelLabel, Metrics};
 use crate::reload::Shared;
+use crate::render::platform::Platform;
 use crate::store::{AttemptEnd, AttemptResult, Begun, Closing, Job, Progress, Reader, ReplyTarget, Store, StoreError};
 use crate::time::{duration_ms, now_ms, rfc3339};
 
@@ -57,6 +57,8 @@ pub(super) struct Worker {
     set_aside: Vec<Item>,
     /// The config in force, for the channel as configured right now.
     live: Shared,
+    /// For the links in staff notices, put in place just before the request.
+    links: Option<Arc<crate::links::LinkKey>>,
     /// Kept so the pauses' sender outlives the worker.
     _control: Control,
     media: Option<Arc<MediaService>>,
@@ -142,7 +144,7 @@ impl Worker {
         deps: super::Deps,
         inbox: mpsc::UnboundedReceiver<WorkerMsg>,
     ) -> Self {
-        let super::Deps { metrics, control, media, live } = deps;
+        let super::Deps { metrics, control, media, live, links } = deps;
         let quota = cfg.quota.map(Window::new);
         let pauses = control.subscribe();
         let channel = Channel::build(&cfg, &ctx);
@@ -162,6 +164,7 @@ impl Worker {
             parked: HashSet::new(),
             set_aside: Vec::new(),
             live,
+            links,
             _control: control,
             media,
             pauses,
@@ -515,6 +518,14 @@ impl Worker {
                 }
             },
         };
+        // A staff notice's approve/reject links are stored as placeholders; the real
+        // ones exist only in the request.
+        let mut job = job;
+        if let Some(key) = &self.links
+            && crate::links::has_links(&job.text)
+        {
+            job.text = crate::links::expand(&job.text, key, &self.config.admin.public_url);
+        }
         let caps = self.channel.caps();
         let deletions = match &original {
             Some(o) if job.kind == DeliveryKind::Cancel && self.cfg.delete_original && caps.delete => o.posts(),

@@ -125,6 +125,9 @@ pub fn decode(payload: &[u8], options: &DecodeOptions) -> Result<Event, Reject> 
             }
         }
     }
+    // An expiry that cannot be read is not "never expires": refused like any bad field.
+    let expires =
+        infos.first().and_then(|i| i.text_of("expires")).and_then(|t| parse_time(t, "expires", &mut problems));
     if !problems.is_empty() {
         return Err(invalid(problems.join("; ")));
     }
@@ -191,8 +194,6 @@ pub fn decode(payload: &[u8], options: &DecodeOptions) -> Result<Event, Reject> 
     // AMBER wording only for an actual AMBER activation: SAME CAE.
     fields.insert("amber".to_owned(), (same.as_deref() == Some("CAE")).into());
 
-    let mut expires_problems = Vec::new();
-    let expires = main.and_then(|i| i.text_of("expires")).and_then(|t| parse_time(t, "expires", &mut expires_problems));
     let language = main.map(|i| i.text_of("language").unwrap_or("en-US").to_owned());
     let mut translations: Vec<Translation> = Vec::new();
     for info in infos.iter().skip(1) {

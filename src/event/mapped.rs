@@ -151,6 +151,20 @@ pub fn decode(payload: &[u8], options: &DecodeOptions) -> Result<Event, Reject> 
     let status = text(&v, m.status.as_ref());
     let closed = status.as_ref().is_some_and(|s| m.closed_values.iter().any(|c| c.eq_ignore_ascii_case(s)));
     let time = |p: &Option<String>| text(&v, p.as_ref()).and_then(|t| t.parse::<Timestamp>().ok());
+    // An expiry that cannot be read is not "never expires": the message is refused, so
+    // nothing past its time is posted because its CAD wrote the time some other way.
+    let expires = match text(&v, m.expires.as_ref()) {
+        None => None,
+        Some(t) => Some(t.parse::<Timestamp>().map_err(|e| {
+            Reject::new(
+                RejectKind::Invalid,
+                format!(
+                    "expires {t:?} (at {}) is not a date and time with an offset (RFC 3339): {e}",
+                    m.expires.as_deref().unwrap_or("")
+                ),
+            )
+        })?),
+    };
     let coordinate = |p: &Option<String>| -> Option<f64> {
         match v.pointer(p.as_ref()?)? {
             Value::Number(n) => n.as_f64(),
@@ -176,7 +190,7 @@ pub fn decode(payload: &[u8], options: &DecodeOptions) -> Result<Event, Reject> 
     e.headline = text(&v, m.headline.as_ref()).unwrap_or_else(|| label(&event_type).to_owned());
     e.event_type = event_type;
     e.sent = time(&m.sent);
-    e.expires = time(&m.expires);
+    e.expires = expires;
     e.description = text(&v, m.description.as_ref());
     e.instruction = text(&v, m.instruction.as_ref());
     e.area = text(&v, m.area.as_ref());

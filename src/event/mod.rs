@@ -6,6 +6,7 @@ pub mod cap;
 pub mod eido;
 pub mod json;
 pub mod mapped;
+pub mod text;
 pub mod types;
 pub mod xml;
 
@@ -393,14 +394,17 @@ impl RejectKind {
     }
 }
 
-/// Decode `payload` as `format`.
+/// Decode `payload` as `format`, with every text cleaned of invisible characters
+/// ([`text::clean`]).
 pub fn decode(format: Format, payload: &[u8], options: &DecodeOptions) -> Result<Event, Reject> {
-    match format {
+    let mut event = match format {
         Format::Json => json::decode(payload),
         Format::Cap => cap::decode(payload, options),
         Format::Eido => eido::decode(payload, options),
         Format::Mapped => mapped::decode(payload, options),
-    }
+    }?;
+    text::clean_event(&mut event);
+    Ok(event)
 }
 
 /// The payload as UTF-8 text, or the reject that says where it is not.

@@ -366,7 +366,13 @@ impl Task {
                 tracing::info!(event = event_id, "older message arrived after a newer one; recorded, not posted");
             }
             IngestOutcome::Accepted { event_id, disposition, deliveries, suppressed } => {
-                tracing::info!(event = event_id, disposition = disposition.as_str(), deliveries, suppressed, "event stored");
+                tracing::info!(
+                    event = event_id,
+                    disposition = disposition.as_str(),
+                    deliveries,
+                    suppressed,
+                    "event stored"
+                );
             }
             IngestOutcome::Duplicate { event_id, same_payload } => {
                 self.metrics.events_duplicate.inc();

@@ -5,7 +5,9 @@ use super::*;
 fn planned(kinds: &[DeliveryKind], channels: &[&str]) -> Vec<Planned> {
     kinds
         .iter()
-        .flat_map(|k| channels.iter().map(move |c| Planned { channel: (*c).to_owned(), kind: *k, language: String::new() }))
+        .flat_map(|k| {
+            channels.iter().map(move |c| Planned { channel: (*c).to_owned(), kind: *k, language: String::new() })
+        })
         .collect()
 }
 
@@ -87,10 +89,7 @@ fn a_cancel_stops_what_is_queued_and_replies_where_something_is_out() {
     let v = on_message(&m, Some(&inc));
     assert_eq!(v.disposition, Disposition::Deliver);
     assert_eq!(v.closes, Some(IncidentState::Cancelled));
-    assert_eq!(
-        v.stop,
-        [Stop { delivery: 11, how: StopHow::Suppress }, Stop { delivery: 12, how: StopHow::Withdraw }]
-    );
+    assert_eq!(v.stop, [Stop { delivery: 11, how: StopHow::Suppress }, Stop { delivery: 12, how: StopHow::Withdraw }]);
     let made: Vec<(&str, Option<i64>)> = v.create.iter().map(|c| (p[c.index].channel.as_str(), c.reply_to)).collect();
     assert_eq!(made, [("x", Some(10)), ("z", Some(12))], "nothing went out on y");
     assert_eq!(v.reason, "cancelled by event 2");
@@ -156,8 +155,8 @@ fn staff_deliveries_never_begin_on_a_public_channel() {
         paused: false,
     };
     assert!(matches!(may_begin(&facts), Begin::Close(_)));
-    assert_eq!(may_begin(&BeginFacts { channel_public: false, ..facts.clone() }), Begin::Go);
-    let paused = BeginFacts { channel_public: false, paused: true, ..facts.clone() };
+    assert_eq!(may_begin(&BeginFacts { channel_public: false, ..facts }), Begin::Go);
+    let paused = BeginFacts { channel_public: false, paused: true, ..facts };
     assert_eq!(may_begin(&paused), Begin::Paused);
     let retraction = BeginFacts { priority: Priority::Retraction, kind: DeliveryKind::Retract, ..paused };
     assert_eq!(may_begin(&retraction), Begin::Go, "retractions go through a pause");
@@ -193,11 +192,22 @@ fn states_round_trip_through_their_strings() {
 
 #[derive(Debug, Clone)]
 enum Step {
-    Message { class: StatusClass, trust: Trust, msg_type: MsgType, revision: Option<i64>, hold: bool },
+    Message {
+        class: StatusClass,
+        trust: Trust,
+        msg_type: MsgType,
+        revision: Option<i64>,
+        hold: bool,
+    },
     /// The worker takes delivery `n % open` and the platform answers.
-    Send { n: usize, outcome: SendOutcome },
+    Send {
+        n: usize,
+        outcome: SendOutcome,
+    },
     Approve,
-    Retract { correction: bool },
+    Retract {
+        correction: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -234,7 +244,14 @@ struct World {
 const CHANNELS: [&str; 2] = ["a", "b"];
 
 impl World {
-    fn apply(&mut self, v: &Verdict, event_id: i64, revision: Option<i64>, planned: &[Planned], opener: Option<(StatusClass, Trust)>) {
+    fn apply(
+        &mut self,
+        v: &Verdict,
+        event_id: i64,
+        revision: Option<i64>,
+        planned: &[Planned],
+        opener: Option<(StatusClass, Trust)>,
+    ) {
         if self.incident.is_none() && v.effect != Effect::None {
             let (class, trust) = opener.unwrap_or((StatusClass::Actual, Trust::Operator));
             self.incident = Some(Incident {
@@ -369,16 +386,16 @@ proptest! {
         }
         // I4, at the end: once every queued cancellation went out, each channel that
         // carried news of a cancelled or retracted incident got its end.
-        if let Some(inc) = w.incident.as_mut() {
-            if inc.state != IncidentState::Open {
-                for d in inc.deliveries.iter_mut().filter(|d| d.state == DeliveryState::Queued && !d.kind.is_news()) {
-                    d.state = DeliveryState::Sent;
-                    w.ended_on.insert(d.channel.clone());
-                }
-                let dead_ends: std::collections::BTreeSet<String> = inc.deliveries.iter().filter(|d| !d.kind.is_news() && d.state == DeliveryState::Dead).map(|d| d.channel.clone()).collect();
-                for ch in &w.carried {
-                    prop_assert!(w.ended_on.contains(ch) || dead_ends.contains(ch), "{ch} carried the incident and got no end: {:?}", inc);
-                }
+        if let Some(inc) = w.incident.as_mut()
+            && inc.state != IncidentState::Open
+        {
+            for d in inc.deliveries.iter_mut().filter(|d| d.state == DeliveryState::Queued && !d.kind.is_news()) {
+                d.state = DeliveryState::Sent;
+                w.ended_on.insert(d.channel.clone());
+            }
+            let dead_ends: std::collections::BTreeSet<String> = inc.deliveries.iter().filter(|d| !d.kind.is_news() && d.state == DeliveryState::Dead).map(|d| d.channel.clone()).collect();
+            for ch in &w.carried {
+                prop_assert!(w.ended_on.contains(ch) || dead_ends.contains(ch), "{ch} carried the incident and got no end: {:?}", inc);
             }
         }
     }

@@ -29,9 +29,9 @@ use tokio_util::sync::CancellationToken;
 use crate::channel;
 use crate::config::{ChannelConfig, EventRule, MediaConfig};
 use crate::event::{Event, Priority};
+use crate::lifecycle::DeliveryKind;
 use crate::metrics::{ImageLabel, Metrics};
 use crate::reload::Shared;
-use crate::lifecycle::DeliveryKind;
 use crate::store::{Job, MediaOp, Reader, Store};
 use process::Spec;
 
@@ -44,7 +44,12 @@ const CLEANUP_EVERY: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone)]
 struct Original {
     image: Result<(String, Bytes), String>,
+    /// Its working copy, when the store has it already.
+    work: Option<Bytes>,
 }
+
+/// A working copy being made or made, shared by whoever asks for it.
+type Work = Arc<tokio::sync::OnceCell<Result<Bytes, String>>>;
 
 type Originals = Arc<Vec<Original>>;
 
@@ -74,6 +79,11 @@ pub struct MediaService {
     /// Fetches under way or done, by event id.
     originals: Mutex<HashMap<i64, Fetching>>,
     variants: Mutex<HashMap<VariantKey, Variant>>,
+    /// Working copies, by (event, image): an original is decoded once for every platform.
+    works: Mutex<HashMap<(i64, usize), (Instant, Work)>>,
+    /// Decoding and processing take one permit each, so a burst of huge images on many
+    /// channels decodes one at a time instead of all at once.
+    decoding: Arc<tokio::sync::Semaphore>,
     /// Published URLs, by variant, so a retry does not publish again.
     urls: Mutex<HashMap<VariantKey, String>>,
     /// Shutdown: fetches still running stop (unrecorded, they start again on restart), so
@@ -104,6 +114,8 @@ impl MediaService {
             public,
             originals: Mutex::new(HashMap::new()),
             variants: Mutex::new(HashMap::new()),
+            works: Mutex::new(HashMap::new()),
+            decoding: Arc::new(tokio::sync::Semaphore::new(1)),
             urls: Mutex::new(HashMap::new()),
             cancel,
             metrics,
@@ -247,7 +259,7 @@ impl MediaService {
         let mut out = Vec::with_capacity(refs.len());
         for (idx, r) in refs.iter().enumerate() {
             if let Some(row) = recorded.iter().find(|row| row.idx == idx) {
-                out.push(Original { image: row.image.clone() });
+                out.push(Original { image: row.image.clone(), work: row.work.clone() });
                 continue;
             }
             let (source, image) = match (&r.url, &r.data) {
@@ -273,7 +285,7 @@ impl MediaService {
             if let Err(e) = self.store.media(op).await {
                 tracing::warn!(event = event_id, error = %e, "cannot record the image");
             }
-            out.push(Original { image });
+            out.push(Original { image, work: None });
         }
         out
     }
@@ -302,7 +314,7 @@ impl MediaService {
         idx: usize,
         original: &Original,
     ) -> Result<channel::Media, String> {
-        let (_, bytes) = original.image.as_ref().map_err(Clone::clone)?;
+        original.image.as_ref().map_err(Clone::clone)?;
         let alt =
             event.media.get(idx).and_then(|m| m.alt.clone()).map(|a| a.trim().to_owned()).filter(|a| !a.is_empty());
         let alt = match alt {
@@ -312,7 +324,7 @@ impl MediaService {
             None => "Image attached to the alert (no description given)".to_owned(),
         };
         let key: VariantKey = (job.event_id, idx, channel.platform().as_str(), spec.max_bytes);
-        let processed = self.variant(key, bytes.clone(), *spec).await?;
+        let processed = self.variant(key, idx, original, *spec).await?;
         let url = if spec.by_url { Some(self.publish(key, job.event_id, &processed).await?) } else { None };
         Ok(channel::Media { bytes: Bytes::from(processed.bytes.clone()), mime: processed.mime.to_owned(), alt, url })
     }
@@ -322,7 +334,8 @@ impl MediaService {
     async fn variant(
         self: &Arc<Self>,
         key: VariantKey,
-        original: Bytes,
+        idx: usize,
+        original: &Original,
         spec: Spec,
     ) -> Result<Arc<process::Processed>, String> {
         {
@@ -332,10 +345,13 @@ impl MediaService {
                 return v.clone();
             }
         }
+        let work = self.work(key.0, idx, original).await?;
+        let permit = Arc::clone(&self.decoding).acquire_owned().await.map_err(|e| e.to_string())?;
         let me = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let started = std::time::Instant::now();
-            let made = process::decode(&original).and_then(|img| process::fit(&img, &spec)).map(Arc::new);
+            let made = process::decode(&work).and_then(|img| process::fit(&img, &spec)).map(Arc::new);
             me.metrics.media_processing_seconds.observe(started.elapsed().as_secs_f64());
             me.variants
                 .lock()
@@ -345,6 +361,41 @@ impl MediaService {
         })
         .await
         .map_err(|e| format!("processing failed: {e}"))?
+    }
+
+    /// Image `idx` of `event_id` decoded once, upright and at most 4096 px: the working
+    /// copy every platform's version is made from (see `bullhorn_imaging::working_copy`).
+    /// Made once, by whoever asks first, one image at a time; recorded, so a restart does
+    /// not decode the original again.
+    async fn work(self: &Arc<Self>, event_id: i64, idx: usize, original: &Original) -> Result<Bytes, String> {
+        if let Some(w) = &original.work {
+            return Ok(w.clone());
+        }
+        let (_, bytes) = original.image.as_ref().map_err(Clone::clone)?;
+        let cell = {
+            let mut map = self.works.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            map.retain(|_, (at, _)| at.elapsed() < KEEP_IN_MEMORY);
+            Arc::clone(&map.entry((event_id, idx)).or_insert_with(|| (Instant::now(), Work::default())).1)
+        };
+        let made = cell
+            .get_or_init(|| async {
+                let permit = Arc::clone(&self.decoding).acquire_owned().await.map_err(|e| e.to_string())?;
+                let bytes = bytes.clone();
+                let work = tokio::task::spawn_blocking(move || {
+                    let _permit = permit;
+                    bullhorn_imaging::working_copy(&bytes)
+                })
+                .await
+                .map_err(|e| format!("decoding failed: {e}"))??;
+                let work = Bytes::from(work);
+                let op = MediaOp::Work { event_id, idx, bytes: work.clone() };
+                if let Err(e) = self.store.media(op).await {
+                    tracing::warn!(event = event_id, error = %e, "cannot record the image's working copy");
+                }
+                Ok(work)
+            })
+            .await;
+        made.clone()
     }
 
     /// Put a version in the public media store (once) and return its URL.

@@ -5,9 +5,10 @@
 //! or accidental markup, so the renderer passes each one through [`escape`] for the
 //! platform being rendered, the way HTML auto-escaping protects a web page:
 //!
-//! - `@name` at the start of a word gets a zero-width space after the `@`, so it cannot
-//!   notify or tag anyone on a platform with mentions (`@everyone` on Discord included);
-//!   an e-mail address is left alone.
+//! - `@name` (or `＠name`, `﹫name`, which X also reads as mentions) at the start of a
+//!   word gets a zero-width space after the `@`, so it cannot notify or tag anyone on a
+//!   platform with mentions (`@everyone` on Discord included); an e-mail address is left
+//!   alone.
 //! - Discord: Markdown characters are backslash-escaped (no bold, masked links, spoilers,
 //!   quotes or headings), and `<` so `<@id>`-style mentions stay text.
 //! - Slack: `&`, `<` and `>` become entities, so `<!channel>` and `<url|label>` stay text
@@ -38,7 +39,8 @@ fn neutralize_mentions(s: &str) -> String {
     let mut chars = s.chars().peekable();
     while let Some(c) = chars.next() {
         out.push(c);
-        if c == '@'
+        // X also takes the full-width and small commercial at as the start of a mention.
+        if matches!(c, '@' | '\u{FF20}' | '\u{FE6B}')
             && prev.is_none_or(|p| !p.is_alphanumeric() && p != '_' && p != '.')
             && chars.peek().is_some_and(|n| n.is_alphanumeric() || *n == '_')
         {
@@ -100,6 +102,10 @@ mod tests {
             );
         }
         assert_eq!(escape(Platform::X, "tips@sheriff.example"), "tips@sheriff.example", "e-mail stays usable");
+        for at in ['\u{FF20}', '\u{FE6B}'] {
+            let out = escape(Platform::X, &format!("{at}everyone"));
+            assert_eq!(out, format!("{at}\u{200B}everyone"), "a full-width or small at is a mention on X too");
+        }
         assert_eq!(escape(Platform::Sms, "@everyone"), "@everyone", "no mentions on SMS");
     }
 

@@ -130,6 +130,12 @@ pub enum AdminOp {
         deliveries: Vec<NewDelivery>,
     },
     Notice(NewNotice),
+    /// A test message on one channel (`bullhorn test-channel`): queued like any delivery,
+    /// so the pause, shadow mode and the rate limit apply to it.
+    TestMessage {
+        delivery: NewDelivery,
+        actor: String,
+    },
     /// Use a one-time link; `actor` says who (where the request came from).
     UseLink {
         token_sha256: String,
@@ -145,6 +151,9 @@ pub struct AdminDone {
     /// Deliveries (or pauses) it changed.
     pub changed: usize,
     pub message: String,
+    /// What it queued waits for a pause to be lifted.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
 }
 
 fn denied(e: StoreError) -> ApplyError {
@@ -170,7 +179,7 @@ pub(super) fn apply(
             )?
             .execute(params![scope.key(), actor, now, reason])?;
             audit(conn, now, actor, "pause", &scope.key(), reason.as_deref())?;
-            Ok(AdminDone { event_id: None, changed: 1, message: format!("paused {scope}") })
+            Ok(AdminDone { event_id: None, changed: 1, message: format!("paused {scope}"), paused: false })
         }
         AdminOp::Resume { scope, actor } => {
             let n = conn.prepare_cached("DELETE FROM pauses WHERE scope = ?1")?.execute([scope.key()])?;
@@ -178,12 +187,13 @@ pub(super) fn apply(
                 return Err(denied(StoreError::Conflict(format!("{scope} is not paused"))));
             }
             audit(conn, now, actor, "resume", &scope.key(), None)?;
-            Ok(AdminDone { event_id: None, changed: n, message: format!("resumed {scope}") })
+            Ok(AdminDone { event_id: None, changed: n, message: format!("resumed {scope}"), paused: false })
         }
         AdminOp::Retract { event_id, actor, correction, deliveries } => {
             retract(conn, *event_id, actor, correction.as_deref(), deliveries, now, announced)
         }
         AdminOp::Notice(n) => notice(conn, n, now, announced),
+        AdminOp::TestMessage { delivery, actor } => test_message(conn, delivery, actor, now, announced),
         AdminOp::UseLink { token_sha256, actor } => use_link(conn, token_sha256, actor, now, announced),
     }
 }
@@ -296,7 +306,12 @@ fn approve(
     }
     audit(conn, now, actor, "approve", &format!("event:{event_id}"), Some(&format!("{n} deliveries queued")))?;
     close_links(conn, event_id, now, &format!("decided: approved by {actor}"))?;
-    Ok(AdminDone { event_id: Some(event_id), changed: n, message: format!("approved: {n} deliveries queued") })
+    Ok(AdminDone {
+        event_id: Some(event_id),
+        changed: n,
+        message: format!("approved: {n} deliveries queued"),
+        paused: false,
+    })
 }
 
 fn reject(conn: &Connection, event_id: i64, actor: &str, reason: &str, now: i64) -> Result<AdminDone, ApplyError> {
@@ -317,6 +332,7 @@ fn reject(conn: &Connection, event_id: i64, actor: &str, reason: &str, now: i64)
         event_id: Some(event_id),
         changed: n,
         message: format!("rejected: {n} deliveries will not be posted"),
+        paused: false,
     })
 }
 
@@ -358,6 +374,7 @@ fn retry(
         event_id: Some(event_id),
         changed: n,
         message: format!("{n} dead-lettered deliveries queued again"),
+        paused: false,
     })
 }
 
@@ -443,8 +460,7 @@ fn retract(
         )?;
     let verdict = lifecycle::on_retract(&inc, new_id, correction.is_some(), &planned)
         .map_err(|why| denied(StoreError::Conflict(why)))?;
-    let applied =
-        incident::apply(conn, new_id, &original.incident_key, None, &verdict, deliveries, now, announced)?;
+    let applied = incident::apply(conn, new_id, &original.incident_key, None, &verdict, deliveries, now, announced)?;
     let mut channels: Vec<String> = verdict.create.iter().map(|c| deliveries[c.index].channel.clone()).collect();
     channels.dedup();
     let detail = match correction {
@@ -462,7 +478,7 @@ fn retract(
             channels.join(", ")
         )
     };
-    Ok(AdminDone { event_id: Some(new_id), changed: channels.len(), message })
+    Ok(AdminDone { event_id: Some(new_id), changed: channels.len(), message, paused: false })
 }
 
 fn notice(conn: &Connection, n: &NewNotice, now: i64, announced: &mut Vec<Queued>) -> Result<AdminDone, ApplyError> {
@@ -479,7 +495,7 @@ fn notice(conn: &Connection, n: &NewNotice, now: i64, announced: &mut Vec<Queued
         .query_row(params![key, n.priority.rank(), sha256_hex(b""), about, n.headline, now], |r| r.get(0))
         .optional()?;
     let Some(id) = inserted else {
-        return Ok(AdminDone { event_id: None, changed: 0, message: "already sent".to_owned() });
+        return Ok(AdminDone { event_id: None, changed: 0, message: "already sent".to_owned(), paused: false });
     };
     for d in &n.deliveries {
         let delivery = incident::insert_delivery(conn, id, d, DeliveryState::Queued, None, now)?;
@@ -493,7 +509,52 @@ fn notice(conn: &Connection, n: &NewNotice, now: i64, announced: &mut Vec<Queued
             .execute(params![l.token_sha256, about, l.action.as_str(), now, l.expires_at])?;
         }
     }
-    Ok(AdminDone { event_id: Some(id), changed: n.deliveries.len(), message: "notice queued".to_owned() })
+    Ok(AdminDone {
+        event_id: Some(id),
+        changed: n.deliveries.len(),
+        message: "notice queued".to_owned(),
+        paused: false,
+    })
+}
+
+fn test_message(
+    conn: &Connection,
+    d: &NewDelivery,
+    actor: &str,
+    now: i64,
+    announced: &mut Vec<Queued>,
+) -> Result<AdminDone, ApplyError> {
+    let key = format!("test:{}:{}", d.channel, d.idem_key);
+    let headline = format!("test message on {}", d.channel);
+    let id: i64 = conn
+        .prepare_cached(
+            "INSERT INTO events (dedupe_key, incident_key, format, event_type, msg_type, status, priority, disposition,
+                                 topic, payload, payload_sha256, event_json, headline, received_at, trust, effect)
+             VALUES (?1, ?1, 'system', 'test_message', 'alert', 'test', ?2, 'deliver', '', ?3, ?4, '{}', ?5, ?6, ?7,
+                     'post')
+             RETURNING id",
+        )?
+        .query_row(
+            params![
+                key,
+                d.priority.rank(),
+                d.text.as_bytes(),
+                sha256_hex(d.text.as_bytes()),
+                headline,
+                now,
+                lifecycle::Trust::Operator.rank()
+            ],
+            |r| r.get(0),
+        )?;
+    let delivery = incident::insert_delivery(conn, id, d, DeliveryState::Queued, None, now)?;
+    announced.push(Queued { id: delivery, channel: d.channel.clone(), priority: d.priority, reply_to: None });
+    audit(conn, now, actor, "test", &format!("channel:{}", d.channel), Some(&d.text))?;
+    Ok(AdminDone {
+        event_id: Some(id),
+        changed: 1,
+        message: format!("test message queued on {}", d.channel),
+        paused: false,
+    })
 }
 
 fn use_link(

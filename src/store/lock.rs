@@ -28,13 +28,10 @@ impl StoreLock {
     /// Lock the store at `store`, or say which process holds it.
     pub fn acquire(store: &Path) -> Result<StoreLock, StoreError> {
         let path = lock_path(store);
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| StoreError::Open { path: path.clone(), message: format!("cannot open the lock file: {e}") })?;
+        let mut file =
+            OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(|e| {
+                StoreError::Open { path: path.clone(), message: format!("cannot open the lock file: {e}") }
+            })?;
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {

@@ -27,10 +27,10 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
 pub use admin::{AdminDone, AdminOp, LinkAction, NewLink, NewNotice, Scope};
+pub use lock::{Mark, Newest, StoreLock};
 pub use ops::{
     AlertDelivery, AlertDetail, AlertSummary, AuditRow, CredentialFailure, HeldEvent, LateDelivery, LinkInfo, PauseRow,
 };
-pub use lock::{Mark, Newest, StoreLock};
 pub use read::{Job, OriginalRow, PendingRow, Reader, ReplyTarget};
 
 pub use crate::channel::PostRef;
@@ -326,6 +326,8 @@ pub enum MediaOp {
     Published { name: String, url: String, event_id: i64 },
     /// Removed from the public media store.
     Unpublished { name: String },
+    /// The working copy every platform's version of image `idx` is made from.
+    Work { event_id: i64, idx: usize, bytes: Bytes },
 }
 
 /// Handle to the store writer. Cloning is cheap; the writer stops when every handle is

@@ -231,7 +231,7 @@ impl Reader {
             if let Some(n) = ident.strip_prefix('#') {
                 let id: Option<i64> = match n.trim().parse::<i64>() {
                     Ok(id) => c
-                        .prepare_cached("SELECT id FROM events WHERE id = ?1 AND format != 'system'")?
+                        .prepare_cached("SELECT id FROM events WHERE id = ?1")?
                         .query_row([id], |r| r.get(0))
                         .optional()?,
                     Err(_) => None,

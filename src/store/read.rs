@@ -70,6 +70,8 @@ pub struct OriginalRow {
     pub source: String,
     /// The MIME type and bytes, or why there is no image.
     pub image: Result<(String, bytes::Bytes), String>,
+    /// Its working copy, once made.
+    pub work: Option<bytes::Bytes>,
 }
 
 /// The state of the delivery a reply points at.
@@ -219,8 +221,9 @@ impl Reader {
     /// The images recorded for `event_id`, in order.
     pub async fn media_originals(&self, event_id: i64) -> Result<Vec<OriginalRow>, StoreError> {
         self.with(move |c| {
-            let mut stmt =
-                c.prepare_cached("SELECT idx, source, mime, bytes, error FROM media WHERE event_id = ?1 ORDER BY idx")?;
+            let mut stmt = c.prepare_cached(
+                "SELECT idx, source, mime, bytes, error, work FROM media WHERE event_id = ?1 ORDER BY idx",
+            )?;
             let rows = stmt.query_map([event_id], |r| {
                 let mime: Option<String> = r.get(2)?;
                 let bytes: Option<Vec<u8>> = r.get(3)?;
@@ -229,7 +232,13 @@ impl Reader {
                     (Some(m), Some(b)) => Ok((m, bytes::Bytes::from(b))),
                     _ => Err(error.unwrap_or_else(|| "no image".to_owned())),
                 };
-                Ok(OriginalRow { idx: usize::try_from(r.get::<_, i64>(0)?).unwrap_or(0), source: r.get(1)?, image })
+                let work: Option<Vec<u8>> = r.get(5)?;
+                Ok(OriginalRow {
+                    idx: usize::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+                    source: r.get(1)?,
+                    image,
+                    work: work.map(bytes::Bytes::from),
+                })
             })?;
             rows.collect()
         })

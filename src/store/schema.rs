@@ -252,6 +252,10 @@ ALTER TABLE deliveries ADD COLUMN closed_by INTEGER REFERENCES events(id);
 -- what the store held when the attempt began: the newest event and audit row
 ALTER TABLE attempts ADD COLUMN after_event INTEGER;
 ALTER TABLE attempts ADD COLUMN after_audit INTEGER;
+
+-- an image's working copy (decoded once, at most 4096 px, JPEG), so a restart does not
+-- decode a huge original again
+ALTER TABLE media ADD COLUMN work BLOB;
 ",
 ];
 

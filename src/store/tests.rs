@@ -130,7 +130,10 @@ async fn a_newer_schema_is_refused() {
 async fn accepted_event_announces_its_deliveries_after_commit() {
     let mut f = open(Duration::from_secs(1));
     let out = ingest(&f, event("A", 1, "alert", &["c", "d"])).await.expect("ingest");
-    assert_eq!(out, IngestOutcome::Accepted { event_id: 1, disposition: Disposition::Deliver, deliveries: 2, suppressed: 0 });
+    assert_eq!(
+        out,
+        IngestOutcome::Accepted { event_id: 1, disposition: Disposition::Deliver, deliveries: 2, suppressed: 0 }
+    );
     let q = f.announced.recv().await.expect("announced");
     assert_eq!((q.id, q.channel.as_str(), q.priority, q.reply_to), (1, "c", Priority::Critical, None));
     assert_eq!(f.announced.recv().await.map(|q| q.channel), Some("d".to_owned()));
@@ -170,7 +173,10 @@ async fn a_cancel_suppresses_queued_posts_and_replies_only_where_something_went_
     ingest(&f, event("A", 1, "alert", &["c", "d"])).await.expect("alert");
     send_ok(&f, 1, "post-1").await; // out on c; still queued on d
     let out = ingest(&f, event("A", 2, "cancel", &["c", "d"])).await.expect("cancel");
-    assert_eq!(out, IngestOutcome::Accepted { event_id: 2, disposition: Disposition::Deliver, deliveries: 1, suppressed: 1 });
+    assert_eq!(
+        out,
+        IngestOutcome::Accepted { event_id: 2, disposition: Disposition::Deliver, deliveries: 1, suppressed: 1 }
+    );
     assert_eq!(state(&f, 2), "suppressed", "the queued post on d never goes out");
     let conn = Connection::open(&f.path).expect("o");
     let (channel, kind, reply_to): (String, String, i64) = conn
@@ -273,7 +279,10 @@ async fn a_cancel_while_the_original_is_in_flight_stops_its_retry() {
     // The cancel lands while the request is out: it may have posted, so a cancel is queued
     // to reply to it.
     let out = ingest(&f, event("A", 2, "cancel", &["c"])).await.expect("cancel");
-    assert_eq!(out, IngestOutcome::Accepted { event_id: 2, disposition: Disposition::Deliver, deliveries: 1, suppressed: 0 });
+    assert_eq!(
+        out,
+        IngestOutcome::Accepted { event_id: 2, disposition: Disposition::Deliver, deliveries: 1, suppressed: 0 }
+    );
     // The request failed after all: the original is not retried.
     let retry = AttemptResult {
         end: AttemptEnd::Retry { not_before: 0 },
@@ -294,7 +303,10 @@ async fn a_newer_revision_suppresses_queued_work_on_every_channel() {
     ingest(&f, event("A", 1, "alert", &["c", "d"])).await.expect("r1");
     // Revision 2 routes to c only; d's queued r1 must not go out either.
     let out = ingest(&f, event("A", 2, "alert", &["c"])).await.expect("r2");
-    assert_eq!(out, IngestOutcome::Accepted { event_id: 2, disposition: Disposition::Deliver, deliveries: 1, suppressed: 2 });
+    assert_eq!(
+        out,
+        IngestOutcome::Accepted { event_id: 2, disposition: Disposition::Deliver, deliveries: 1, suppressed: 2 }
+    );
     assert_eq!((state(&f, 1), state(&f, 2)), ("suppressed".to_owned(), "suppressed".to_owned()));
 }
 

@@ -26,8 +26,8 @@ use tokio::sync::mpsc;
 use super::ReplyTarget;
 use super::lock::{Mark, Newest};
 use super::{
-    AttemptEnd, AttemptResult, Begun, IngestOutcome, IngestRecord, MAX_BATCH, NewEvent, NewReject, Op, PostRef,
-    Queued, REJECT_HEAD_BYTES, StoreError, incident,
+    AttemptEnd, AttemptResult, Begun, IngestOutcome, IngestRecord, MAX_BATCH, NewEvent, NewReject, Op, PostRef, Queued,
+    REJECT_HEAD_BYTES, StoreError, incident,
 };
 use crate::event::Priority;
 use crate::health::Health;
@@ -464,6 +464,13 @@ fn media(conn: &Connection, op: &super::MediaOp, now: i64) -> Result<(), ApplyEr
         MediaOp::Unpublished { name } => {
             conn.prepare_cached("UPDATE published SET removed_at = ?2 WHERE name = ?1")?.execute(params![name, now])?;
         }
+        MediaOp::Work { event_id, idx, bytes } => {
+            conn.prepare_cached("UPDATE media SET work = ?3 WHERE event_id = ?1 AND idx = ?2")?.execute(params![
+                event_id,
+                i64::try_from(*idx).unwrap_or(i64::MAX),
+                &bytes[..]
+            ])?;
+        }
     }
     Ok(())
 }
@@ -492,11 +499,12 @@ fn insert_reject(conn: &Connection, r: &NewReject) -> Result<i64, ApplyError> {
     Ok(conn.last_insert_rowid())
 }
 
-
 /// The newest event and attempt ids (for the store's mark).
 pub(super) fn newest(conn: &Connection) -> rusqlite::Result<Newest> {
-    conn.prepare_cached("SELECT COALESCE((SELECT MAX(id) FROM events), 0), COALESCE((SELECT MAX(id) FROM attempts), 0)")?
-        .query_row([], |r| Ok(Newest { events: r.get(0)?, attempts: r.get(1)? }))
+    conn.prepare_cached(
+        "SELECT COALESCE((SELECT MAX(id) FROM events), 0), COALESCE((SELECT MAX(id) FROM attempts), 0)",
+    )?
+    .query_row([], |r| Ok(Newest { events: r.get(0)?, attempts: r.get(1)? }))
 }
 
 /// Record an event and let the lifecycle decide, on its incident's committed state, what
@@ -555,7 +563,8 @@ fn ingest_event(
         return Ok(IngestOutcome::Accepted { event_id, disposition: e.disposition, deliveries: 0, suppressed: 0 });
     }
     if !e.lifecycle.references.is_empty() {
-        let mut stmt = conn.prepare_cached("INSERT OR IGNORE INTO event_refs (message_key, event_id) VALUES (?1, ?2)")?;
+        let mut stmt =
+            conn.prepare_cached("INSERT OR IGNORE INTO event_refs (message_key, event_id) VALUES (?1, ?2)")?;
         for r in &e.lifecycle.references {
             stmt.execute(params![r, event_id])?;
         }
@@ -605,7 +614,8 @@ fn ingest_event(
 /// Begin an attempt if, in this transaction, nothing forbids it (see
 /// [`lifecycle::may_begin`]).
 fn begin_attempt(conn: &Connection, b: &super::BeginRequest, now: i64) -> Result<Begun, ApplyError> {
-    let row: Option<(String, String, i64, String, String, Option<i64>, String)> = conn
+    type Row = (String, String, i64, String, String, Option<i64>, String);
+    let row: Option<Row> = conn
         .prepare_cached(
             "SELECT d.state, d.kind, d.priority, d.audience, e.event_type, e.superseded_by, COALESCE(i.state, 'open')
              FROM deliveries d JOIN events e ON e.id = d.event_id LEFT JOIN incidents i ON i.key = e.incident_key

@@ -190,12 +190,7 @@ fn cap(msg_type: &str, code: &str, refs: &str) -> String {
     CAP_ALERT.replace("MSGTYPE", msg_type).replace("CODE", code).replace("REFS", refs)
 }
 
-fn prepared(
-    config: &(tempfile::TempDir, Config, Renderer),
-    topic: &str,
-    payload: &str,
-    known: &dyn Known,
-) -> NewEvent {
+fn prepared(config: &(tempfile::TempDir, Config, Renderer), topic: &str, payload: &str, known: &dyn Known) -> NewEvent {
     match prepare(&config.1, &config.2, topic, &Bytes::from(payload.to_owned()), now(), known) {
         IngestRecord::Event(e) => *e,
         IngestRecord::Reject(r) => panic!("expected an event, got {r:?}"),

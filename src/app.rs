@@ -366,6 +366,31 @@ impl Running {
         sd_notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&status)]);
     }
 
+    /// Stop at once, the way a killed process would as far as one process can: every task
+    /// is aborted where it stands (a request in flight never has its outcome recorded,
+    /// nothing more is acknowledged), and the store writer commits only what it had
+    /// already been sent. For crash tests; `kill -9` of the binary is tested too.
+    pub async fn crash(self) {
+        self.ingest.abort().await;
+        self.notify.abort();
+        let _ = self.notify.await;
+        if let Some(c) = self.media_cleanup {
+            c.abort();
+            let _ = c.await;
+        }
+        self.delivery.abort().await;
+        self.delivery_cancel.cancel();
+        if let Some(admin) = self.admin {
+            admin.abort();
+            let _ = admin.await;
+        }
+        // Open HTTP connections of the admin server still hold store handles.
+        self.store.halt().await;
+        drop(self.store);
+        let writer = self.writer;
+        let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    }
+
     /// Stop in order: intake, timers, workers (within the grace period), admin, store
     /// writer.
     pub async fn stop(self) {

@@ -537,8 +537,11 @@ pub fn on_message(msg: &Message<'_>, incident: Option<&Incident>) -> Verdict {
     if msg.older_than_known {
         return Verdict::only(Disposition::Superseded, "a later message of the incident names this one");
     }
+    // Only what took effect counts: a refused message (a less trusted source claiming
+    // revision 99) must not make the real revisions look old.
+    let effective = || inc.events.iter().filter(|e| e.effect != Effect::None);
     if let Some(rev) = msg.revision
-        && let Some(newest) = inc.events.iter().filter_map(|e| e.revision).max()
+        && let Some(newest) = effective().filter_map(|e| e.revision).max()
         && newest > rev
     {
         return Verdict::only(Disposition::Superseded, format!("revision {rev} is older than revision {newest}"));
@@ -547,7 +550,7 @@ pub fn on_message(msg: &Message<'_>, incident: Option<&Incident>) -> Verdict {
     let effect = match msg.snapshot {
         Some(s) if s.closed => Effect::Cancel,
         Some(s) => {
-            let last = inc.events.iter().filter(|e| e.digest.is_some()).max_by_key(|e| e.id);
+            let last = effective().filter(|e| e.digest.is_some()).max_by_key(|e| e.id);
             if last.and_then(|e| e.digest.as_deref()) == Some(s.digest.as_str()) {
                 return Verdict::only(Disposition::Unchanged, "no material change");
             }

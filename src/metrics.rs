@@ -73,6 +73,7 @@ pub struct Metrics {
     pub media_not_ready: Counter,
     /// Time to fit one image to one platform (decode, orient, scale, encode).
     pub media_processing_seconds: Histogram,
+    pub media_work_copies: Counter,
     /// When each channel's recorded `credentials_expire` falls, as a Unix time.
     pub credentials_expiry: Family<ChannelLabel, Gauge>,
 }
@@ -103,6 +104,7 @@ impl Metrics {
             media_images: Family::default(),
             media_not_ready: Counter::default(),
             media_processing_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 12)),
+            media_work_copies: Counter::default(),
             credentials_expiry: Family::default(),
             registry: Registry::default(),
         };
@@ -128,6 +130,11 @@ impl Metrics {
         registry.register("paused", "Pauses in force (all, a channel, an event type)", m.paused.clone());
         registry.register("held_alerts", "Alerts waiting for approval", m.held_alerts.clone());
         registry.register("media_images", "Event images taken or refused", m.media_images.clone());
+        registry.register(
+            "media_work_copies",
+            "Originals decoded into the working copy every platform's version is made from",
+            m.media_work_copies.clone(),
+        );
         registry.register(
             "media_not_ready",
             "Deliveries posted without their image: not ready within the wait",

@@ -219,3 +219,113 @@ async fn an_unwritable_store_acks_nothing_and_the_broker_redelivers_after_recove
     assert_eq!(hook.requests().len(), 10);
     daemon.kill9();
 }
+
+/// A daemon with no broker to reach (it runs all the same), a staff file channel and the
+/// admin server on a known port.
+fn standalone(dir: &Path) -> (PathBuf, u16) {
+    let admin = free_port();
+    let path = write_config(
+        dir,
+        &format!("url = \"mqtt://127.0.0.1:{}\"", free_port()),
+        &format!(
+            "[channels.staff]\nkind = \"file\"\npath = \"{}\"\npublic = false\n[notify]\nchannels = [\"staff\"]\n",
+            dir.join("staff.jsonl").display()
+        ),
+    );
+    let text = std::fs::read_to_string(&path).expect("read");
+    std::fs::write(&path, text.replace("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{admin}\"")))
+        .expect("write");
+    (path, admin)
+}
+
+async fn test_message(dir: &Path, admin: u16, text: &str) {
+    let token = std::fs::read_to_string(dir.join("admin-token")).expect("token");
+    let http = bullhorn::channel::http::client().expect("client");
+    let r = http
+        .post(format!("http://127.0.0.1:{admin}/api/channels/staff/test"))
+        .bearer_auth(token.trim())
+        .json(&serde_json::json!({ "text": text }))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status().as_u16(), 200);
+    let staff = dir.join("staff.jsonl");
+    eventually(WAIT, || std::fs::read_to_string(&staff).ok().filter(|s| s.contains(text))).await.expect("posted");
+}
+
+/// Wait until the daemon serves its admin API (it is up, signal handlers and all).
+async fn admin_up(dir: &Path, admin: u16) {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], admin));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let http = bullhorn::channel::http::client().expect("client");
+        let up = http.get(format!("http://{addr}/healthz")).send().await.is_ok_and(|r| r.status().is_success());
+        if up && dir.join("admin-token").exists() {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "admin server up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_daemon_on_the_same_store_is_refused_and_names_the_first() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (config, admin) = standalone(dir.path());
+    let mut first = Daemon::start(&config);
+    admin_up(dir.path(), admin).await;
+    // Another daemon on the same store (its admin port moved so that is not what stops it).
+    let other = dir.path().join("other.toml");
+    let text = std::fs::read_to_string(&config).expect("read");
+    std::fs::write(&other, text.replace(&format!("127.0.0.1:{admin}"), &format!("127.0.0.1:{}", free_port())))
+        .expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bullhorn"))
+        .arg("--config")
+        .arg(&other)
+        .arg("run")
+        .output()
+        .expect("second daemon");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let pid = first.pid().expect("pid");
+    assert!(err.contains(&format!("bullhorn process {pid}")) && err.contains("only one bullhorn"), "{err}");
+    assert!(first.is_running(), "the first one goes on");
+    assert!(first.terminate(), "{}", first.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_restored_from_a_backup_starts_paused_and_tells_staff() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (config, admin) = standalone(dir.path());
+    let mut daemon = Daemon::start(&config);
+    admin_up(dir.path(), admin).await;
+    test_message(dir.path(), admin, "before the backup").await;
+    assert!(daemon.terminate(), "{}", daemon.log());
+    // The nightly backup.
+    let db = dir.path().join("bullhorn.db");
+    let backup = dir.path().join("backup.db");
+    std::fs::copy(&db, &backup).expect("backup");
+
+    let mut daemon = Daemon::start(&config);
+    admin_up(dir.path(), admin).await;
+    test_message(dir.path(), admin, "after the backup").await;
+    assert!(daemon.terminate(), "{}", daemon.log());
+
+    // The disk is replaced and last night's backup put back.
+    std::fs::copy(&backup, &db).expect("restore");
+    for ext in ["bullhorn.db-wal", "bullhorn.db-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(ext));
+    }
+    let mut daemon = Daemon::start(&config);
+    admin_up(dir.path(), admin).await;
+    let staff = dir.path().join("staff.jsonl");
+    let told = eventually(WAIT, || std::fs::read_to_string(&staff).ok().filter(|s| s.contains("STARTED PAUSED"))).await;
+    assert!(told.is_some(), "staff are told: {}", daemon.log());
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM pauses WHERE scope = 'all'"), 1, "the kill switch is on");
+    let log = daemon.log();
+    assert!(
+        log.contains("ERROR") && log.contains("restored from a backup") && log.contains("bullhorn resume"),
+        "{log}"
+    );
+    assert!(daemon.terminate(), "{log}");
+}

@@ -5,7 +5,10 @@
 
 use std::time::Duration;
 
+use crate::support::admin::Api;
+use crate::support::fake_broker::FakeBroker;
 use crate::support::platforms;
+use crate::support::webhook::FakeWebhook;
 use crate::support::*;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -144,4 +147,153 @@ async fn cad_snapshots_post_once_update_on_change_and_close_silently() {
     app.stop().await;
     assert_eq!(masto.all().len(), 2, "one post, one update: {:?}", masto.all());
     assert_eq!(count(&db, "SELECT COUNT(*) FROM events WHERE disposition = 'unchanged'"), 1);
+}
+
+/// A config with the CAP feed and one public webhook channel (`rules` appended).
+async fn cap_setup(dir: &std::path::Path, rules: &str) -> (std::path::PathBuf, FakeWebhook) {
+    let hook = FakeWebhook::start(vec![]).await;
+    let config = write_config(
+        dir,
+        "",
+        &format!(
+            "{}\n[[mqtt.subscribe]]\ntopic = \"ipaws/#\"\nformat = \"cap\"\n[events.general]\n{rules}\n[channels.hook]\nkind = \"webhook\"\nurl = \"{}\"\n",
+            embedded_broker(),
+            hook.url
+        ),
+    );
+    (config, hook)
+}
+
+fn cap_status(identifier: &str, sent: &str, status: &str, msg_type: &str, references: &[&str], body: &str) -> String {
+    cap(identifier, sent, msg_type, references, body)
+        .replace("<status>Actual</status>", &format!("<status>{status}</status>"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drill_cancel_does_not_silence_a_real_held_amber_alert() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (config, hook) = cap_setup(dir.path(), "").await;
+    let text = std::fs::read_to_string(&config).expect("read");
+    std::fs::write(&config, text.replace("[events.missing_child]\n", "[events.missing_child]\napproval = \"hold\"\n"))
+        .expect("hold");
+    let app = start_app(&config).await;
+    let api = Api::new(&app, dir.path());
+    let sent = "2026-11-21T10:00:00-06:00";
+    send_raw(
+        &config,
+        "ipaws/rcso",
+        cap("RCSO-AMBER-7", sent, "Alert", &[], &info("CAE", "AMBER Alert: Sofia Ramirez, 6")),
+    )
+    .await;
+    let db = dir.path().join("bullhorn.db");
+    eventually(WAIT, || (count(&db, "SELECT COUNT(*) FROM deliveries WHERE state = 'held'") == 1).then_some(()))
+        .await
+        .expect("held");
+    // An exercise names the real alert and cancels it.
+    let real = format!("{SENDER},RCSO-AMBER-7,{sent}");
+    let drill = cap_status(
+        "RCSO-EX-1",
+        "2026-11-21T10:05:00-06:00",
+        "Exercise",
+        "Cancel",
+        &[&real],
+        &info("CAE", "EXERCISE cancel"),
+    );
+    send_raw(&config, "ipaws/rcso", drill).await;
+    eventually(WAIT, || (count(&db, "SELECT COUNT(*) FROM events") == 2).then_some(())).await.expect("both recorded");
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM deliveries WHERE state = 'held'"), 1, "the real alert is still held");
+    // The operator approves the real alert by its own identifier.
+    let (status, done) = api.post("/api/alerts/RCSO-AMBER-7/approve", serde_json::json!({ "actor": "pio" })).await;
+    assert_eq!(status, 200, "{done}");
+    let reqs = hook.wait_for(1, WAIT).await;
+    assert_eq!(reqs[0].text(), "AMBER Alert: Sofia Ramirez, 6");
+    app.stop().await;
+    assert_eq!(hook.requests().len(), 1, "nothing of the drill on the public channel");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_without_an_event_code_still_reaches_the_channels_of_its_alert() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (config, hook) = cap_setup(dir.path(), "").await;
+    let app = start_app(&config).await;
+    let sent = "2026-11-21T10:00:00-06:00";
+    send_raw(&config, "ipaws/rcso", cap("RCSO-AMBER-8", sent, "Alert", &[], &info("CAE", "AMBER Alert: Leo Diaz, 4")))
+        .await;
+    hook.wait_for(1, WAIT).await;
+    // Hand-written: its info has no SAME code, so on its own it would be "general".
+    let original = format!("{SENDER},RCSO-AMBER-8,{sent}");
+    let found = info("CAE", "FOUND SAFE: Leo Diaz")
+        .replace("<eventCode><valueName>SAME</valueName><value>CAE</value></eventCode>", "");
+    send_raw(&config, "ipaws/rcso", cap("RCSO-AMBER-9", "2026-11-21T12:00:00-06:00", "Cancel", &[&original], &found))
+        .await;
+    let reqs = hook.wait_for(2, WAIT).await;
+    app.stop().await;
+    let cancel = reqs[1].json();
+    assert_eq!(cancel["data"]["kind"], "cancel", "{cancel}");
+    assert_eq!(reqs[1].text(), "FOUND SAFE: Leo Diaz");
+    assert_eq!(cancel["type"], "alert.missing_child.cancel", "the alert's type and rule");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_textless_cancel_right_behind_its_alert_stops_it() {
+    let broker = FakeBroker::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hook = FakeWebhook::start(vec![]).await;
+    let config = write_config(
+        dir.path(),
+        &format!("url = \"mqtt://127.0.0.1:{}\"\nprotocol = \"v311\"", broker.port),
+        &format!(
+            "[[mqtt.subscribe]]\ntopic = \"ipaws/#\"\nformat = \"cap\"\n[channels.hook]\nkind = \"webhook\"\nurl = \"{}\"\n",
+            hook.url
+        ),
+    );
+    let app = start_app(&config).await;
+    eventually(WAIT, || broker.subscribed().then_some(())).await.expect("subscribed");
+    // A backlog after a restart: the store is busy, so the cancel is prepared while its
+    // alert is still waiting to be committed.
+    let lock = rusqlite::Connection::open(dir.path().join("bullhorn.db")).expect("open");
+    lock.execute_batch("BEGIN IMMEDIATE").expect("lock");
+    let sent = "2026-11-21T10:00:00-06:00";
+    broker.publish("ipaws/rcso", cap("RCSO-AMBER-10", sent, "Alert", &[], &info("CAE", "AMBER Alert: Mia Cruz, 3")));
+    let original = format!("{SENDER},RCSO-AMBER-10,{sent}");
+    broker.publish("ipaws/rcso", cap("RCSO-AMBER-11", "2026-11-21T10:01:00-06:00", "Cancel", &[&original], ""));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    lock.execute_batch("COMMIT").expect("unlock");
+    let db = dir.path().join("bullhorn.db");
+    eventually(WAIT, || (broker.acks().len() == 2).then_some(())).await.expect("both acked");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.stop().await;
+    assert!(hook.requests().is_empty(), "the cancelled alert never went out: {:?}", hook.requests().len());
+    assert_eq!(count(&db, "SELECT COUNT(DISTINCT incident_key) FROM events"), 1, "the cancel found its alert");
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM deliveries WHERE state = 'suppressed'"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancellation_still_goes_out_after_its_alert_aged_past_max_age() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hook = FakeWebhook::start(vec![]).await;
+    let config = write_config(
+        dir.path(),
+        "",
+        &format!("{}\n[channels.hook]\nkind = \"webhook\"\nurl = \"{}\"\n", embedded_broker(), hook.url),
+    );
+    let text = std::fs::read_to_string(&config).expect("read");
+    std::fs::write(&config, text.replace("[events.road_closure]\n", "[events.road_closure]\nmax_age = \"1s\"\n"))
+        .expect("max_age");
+    let app = start_app(&config).await;
+    let api = Api::new(&app, dir.path());
+    send_raw(&config, "cad/a/events", event("M-1", 1, "road_closure", "Road closed")).await;
+    hook.wait_for(1, WAIT).await;
+    // The channel is paused past the rule's max_age; the cancel waits meanwhile.
+    let (status, _) = api.post("/api/pause", serde_json::json!({ "scope": "channel:hook" })).await;
+    assert_eq!(status, 200);
+    let cancel = serde_json::json!({ "id": "M-1", "revision": 2, "type": "road_closure", "msg_type": "cancel",
+        "status": "actual", "headline": "Road open again", "expires": "2020-01-01T00:00:00Z" });
+    send_raw(&config, "cad/a/events", cancel.to_string()).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (status, _) = api.post("/api/resume", serde_json::json!({ "scope": "channel:hook" })).await;
+    assert_eq!(status, 200);
+    let reqs = hook.wait_for(2, WAIT).await;
+    app.stop().await;
+    assert_eq!(reqs[1].json()["data"]["kind"], "cancel", "the public post is taken back, late or not");
 }

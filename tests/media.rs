@@ -610,3 +610,67 @@ async fn an_inline_image_in_a_real_ipaws_alert_is_decoded_and_stripped() {
     assert_eq!(fields["description"], b"A broadcast resource", "the CAP resourceDesc is its alt text");
     assert_eq!(count(&db, "SELECT COUNT(*) FROM media WHERE source = 'inline' AND bytes IS NOT NULL"), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_image_on_many_channels_is_decoded_once_and_not_again_after_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // 6,000 × 4,500 pixels: a small file, 81 MB once decoded.
+    let png = bullhorn_imaging::testing::flat_png(6000, 4500);
+    assert!(png.len() < 1_000_000, "{} bytes", png.len());
+    let data = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &png);
+    let (masto_srv, masto) = platforms::mastodon::start().await;
+    let channel = |name: &str| {
+        block(
+            name,
+            &format!(
+                "kind = \"mastodon\"\nbase_url = \"{}\"\naccess_token = \"{}\"",
+                masto_srv.url,
+                platforms::mastodon::TOKEN
+            ),
+        )
+    };
+    let channels = format!("{}{}{}{}", channel("m1"), channel("m2"), channel("m3"), channel("late"));
+    let config = write_config(
+        dir.path(),
+        "max_payload_bytes = 2000000\nmax_packet_bytes = 2100000",
+        // Generous waits: this test is about what is decoded, not how fast.
+        &format!("{}\n[media]\ncritical_wait = \"60s\"\n{channels}", embedded_broker()),
+    );
+    write_alt_template(dir.path());
+    let app = start_app(&config).await;
+    let api = Api::new(&app, dir.path());
+    // One channel waits behind a pause, through a restart.
+    let (status, _) = api.post("/api/pause", serde_json::json!({ "scope": "channel:late" })).await;
+    assert_eq!(status, 200);
+    send_raw(&config, "cad/county/events", amber("HUGE-1", serde_json::json!([{ "data": data }]))).await;
+    let db = dir.path().join("bullhorn.db");
+    eventually(WAIT, || (count(&db, "SELECT COUNT(*) FROM deliveries WHERE state = 'sent'") == 3).then_some(()))
+        .await
+        .expect("three channels posted");
+    let (_, metrics) = admin_get(app.admin_addr().expect("admin"), "/metrics").await;
+    app.stop().await;
+    assert!(metrics.contains("bullhorn_media_work_copies_total 1\n"), "decoded once for three channels: {metrics}");
+    let work: Vec<u8> = rusqlite::Connection::open(&db)
+        .expect("open")
+        .query_row("SELECT work FROM media", [], |r| r.get(0))
+        .expect("the working copy is kept");
+    let (w, h) = bullhorn_imaging::dimensions(&work).expect("an image");
+    assert_eq!((w, h), (4096, 3072), "at most 4096 px");
+
+    // After a restart the paused channel posts from the kept copy: no decoding again.
+    let text = std::fs::read_to_string(&config).expect("read");
+    let broker = &text[text.find("[broker]").expect("broker")..];
+    let broker = &broker[..broker.find("\n[").map_or(broker.len(), |e| e + 1)];
+    std::fs::write(&config, text.replace(broker, &embedded_broker())).expect("write");
+    let app = start_app(&config).await;
+    let api = Api::new(&app, dir.path());
+    let (status, _) = api.post("/api/resume", serde_json::json!({ "scope": "channel:late" })).await;
+    assert_eq!(status, 200);
+    eventually(WAIT, || (count(&db, "SELECT COUNT(*) FROM deliveries WHERE state = 'sent'") == 4).then_some(()))
+        .await
+        .expect("the fourth posted");
+    let (_, metrics) = admin_get(app.admin_addr().expect("admin"), "/metrics").await;
+    app.stop().await;
+    assert!(metrics.contains("bullhorn_media_work_copies_total 0\n"), "not decoded again: {metrics}");
+    assert_eq!(masto.common.hits_to("POST", "/api/v2/media").len(), 4, "every channel posted the image");
+}

@@ -378,6 +378,15 @@ async fn a_held_alerts_approve_link_works_once_and_only_once() {
     let approve = link(&notice, "Approve:");
     let reject = link(&notice, "Reject:");
     assert_ne!(approve, reject);
+    // The staff channel got working links; the store and the API have none of them.
+    let token = approve.trim_start_matches("/act/").to_owned();
+    let db = dir.path().join("bullhorn.db");
+    let stored = format!("SELECT COUNT(*) FROM deliveries WHERE instr(text, '{token}') > 0");
+    assert_eq!(count(&db, &stored), 0, "one-time links are not stored in the notice text");
+    let notice_id = count(&db, "SELECT event_id FROM deliveries WHERE channel = 'staff'");
+    let (status, shown) = api.get(&format!("/api/alerts/%23{notice_id}")).await;
+    assert_eq!(status, 200, "{shown}");
+    assert!(!shown.to_string().contains(&token), "nor shown by the API: {shown}");
 
     let http = bullhorn::channel::http::client().expect("client");
     let url = |path: &str| format!("{}{path}", api.base);

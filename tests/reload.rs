@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use crate::support::admin::Api;
 use crate::support::daemon::Daemon;
 use crate::support::webhook::{FakeWebhook, Reply};
 use crate::support::*;
@@ -181,4 +182,133 @@ async fn with_watch_on_a_saved_template_reloads_by_itself() {
     .await;
     assert!(text.is_some(), "{}", daemon.log());
     assert!(daemon.terminate(), "{}", daemon.log());
+}
+
+fn webhook(name: &str, url: &str, public: bool) -> String {
+    format!("[channels.{name}]\nkind = \"webhook\"\nurl = \"{url}\"\npublic = {public}\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drills_queued_for_a_staff_channel_stay_off_it_once_it_is_public() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trial = FakeWebhook::start(vec![]).await;
+    let config =
+        write_config(dir.path(), "", &format!("{}\n{}", embedded_broker(), webhook("trial", &trial.url, false)));
+    let mut app = start_app(&config).await;
+    let api = Api::new(&app, dir.path());
+    // The trial channel is paused while staff look at it; a drill is queued for it.
+    let (status, _) = api.post("/api/pause", serde_json::json!({ "scope": "channel:trial" })).await;
+    assert_eq!(status, 200);
+    let drill = serde_json::json!({ "id": "EX-1", "revision": 1, "type": "road_closure", "status": "exercise", "headline": "Drill" });
+    send_raw(&config, "cad/a/events", drill.to_string()).await;
+    let db = dir.path().join("bullhorn.db");
+    eventually(Duration::from_secs(10), || (count(&db, "SELECT COUNT(*) FROM deliveries") == 1).then_some(()))
+        .await
+        .expect("queued for the staff channel");
+    // Opened to the public, then resumed: the drill must not go out there.
+    set_channels(&config, &webhook("trial", &trial.url, true));
+    app.reload().expect("reload");
+    let (status, _) = api.post("/api/resume", serde_json::json!({ "scope": "channel:trial" })).await;
+    assert_eq!(status, 200);
+    eventually(Duration::from_secs(10), || {
+        (count(&db, "SELECT COUNT(*) FROM deliveries WHERE state = 'suppressed' AND reason LIKE '%public%'") == 1)
+            .then_some(())
+    })
+    .await
+    .expect("closed, with the reason");
+    app.stop().await;
+    assert!(trial.requests().is_empty(), "nothing of the drill reached the now-public channel");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_staff_channel_whose_name_is_reused_by_a_public_one_posts_no_staff_notice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let staff = FakeWebhook::start(vec![]).await;
+    let public = FakeWebhook::start(vec![]).await;
+    let body = format!(
+        "{}\n[events.barricade]\npriority = \"high\"\napproval = \"hold\"\n[notify]\nchannels = [\"ops\"]\n{}",
+        embedded_broker(),
+        webhook("ops", &staff.url, false)
+    );
+    let config = write_config(dir.path(), "", &body);
+    let mut app = start_app(&config).await;
+    let api = Api::new(&app, dir.path());
+    let (status, _) = api.post("/api/pause", serde_json::json!({ "scope": "channel:ops" })).await;
+    assert_eq!(status, 200);
+    send_raw(&config, "cad/a/events", event("B-1", 1, "barricade", "Barricade on Elm St")).await;
+    let db = dir.path().join("bullhorn.db");
+    let notices = "SELECT COUNT(*) FROM deliveries d JOIN events e ON e.id = d.event_id WHERE e.format = 'system'";
+    eventually(Duration::from_secs(10), || (count(&db, notices) == 1).then_some(())).await.expect("notice queued");
+    // The staff channel is removed, and later a public channel takes its name.
+    let text = std::fs::read_to_string(&config).expect("read");
+    std::fs::write(&config, text.replace("[notify]\nchannels = [\"ops\"]\n", "")).expect("write");
+    set_channels(&config, &webhook("other", &public.url, true));
+    app.reload().expect("removed");
+    set_channels(&config, &webhook("ops", &public.url, true));
+    app.reload().expect("name reused");
+    let (status, _) = api.post("/api/resume", serde_json::json!({ "scope": "channel:ops" })).await;
+    assert_eq!(status, 200);
+    eventually(Duration::from_secs(10), || {
+        (count(&db, &format!("{notices} AND d.state = 'suppressed'")) == 1).then_some(())
+    })
+    .await
+    .expect("the notice is closed");
+    app.stop().await;
+    assert!(public.requests().is_empty(), "no staff notice, with its approve links, went out publicly");
+    assert!(staff.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_quick_reloads_never_run_two_workers_on_one_channel() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The first request takes a second to be answered.
+    let hook = FakeWebhook::start(vec![Reply::Delayed(Duration::from_secs(1), Box::new(Reply::ok()))]).await;
+    let channel = webhook("hook", &hook.url, true);
+    let config = write_config(dir.path(), "", &format!("{}\n{channel}", embedded_broker()));
+    let mut app = start_app(&config).await;
+    send_raw(&config, "cad/a/events", event("R-1", 1, "road_closure", "first")).await;
+    hook.wait_for(1, Duration::from_secs(10)).await;
+    // Disabled and enabled again while that request is out.
+    set_channels(&config, &channel.replace("public = true", "public = true\nenabled = false"));
+    app.reload().expect("disable");
+    set_channels(&config, &channel);
+    app.reload().expect("enable");
+    send_raw(&config, "cad/a/events", event("R-2", 1, "road_closure", "second")).await;
+    let reqs = hook.wait_for(2, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    app.stop().await;
+    let reqs = hook.requests().into_iter().chain(reqs.into_iter().skip(hook.requests().len())).collect::<Vec<_>>();
+    assert_eq!(reqs.len(), 2, "each posted once");
+    assert!(
+        reqs[1].at.duration_since(reqs[0].at) >= Duration::from_millis(900),
+        "the new worker waited for the old one's request: {:?}",
+        reqs[1].at.duration_since(reqs[0].at)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_disabled_when_its_incident_was_cancelled_gets_the_cancellation_once_enabled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hook = FakeWebhook::start(vec![]).await;
+    let channel = webhook("hook", &hook.url, true);
+    let config = write_config(dir.path(), "", &format!("{}\n{channel}", embedded_broker()));
+    let mut app = start_app(&config).await;
+    send_raw(&config, "cad/a/events", event("D-1", 1, "road_closure", "Road closed")).await;
+    hook.wait_for(1, Duration::from_secs(10)).await;
+    // Disabled (tokens being renewed, say) when the cancel comes in.
+    set_channels(&config, &channel.replace("public = true", "public = true\nenabled = false"));
+    app.reload().expect("disable");
+    let cancel = serde_json::json!({ "id": "D-1", "revision": 2, "type": "road_closure", "msg_type": "cancel",
+        "status": "actual", "headline": "Road open again" });
+    send_raw(&config, "cad/a/events", cancel.to_string()).await;
+    let db = dir.path().join("bullhorn.db");
+    eventually(Duration::from_secs(10), || (count(&db, "SELECT COUNT(*) FROM events") == 2).then_some(()))
+        .await
+        .expect("cancel recorded");
+    set_channels(&config, &channel);
+    app.reload().expect("enable");
+    let reqs = hook.wait_for(2, Duration::from_secs(10)).await;
+    app.stop().await;
+    assert_eq!(reqs[1].json()["data"]["kind"], "cancel");
+    assert_eq!(reqs[1].text(), "Road open again");
 }

@@ -16,6 +16,7 @@ mod e2e;
 mod faults;
 mod lifecycle;
 mod media;
+mod model;
 mod ops;
 mod reload;
 mod security;

@@ -18,6 +18,17 @@ pub fn photo_with_gps(w: u32, h: u32) -> Vec<u8> {
     insert_exif(&jpeg, &exif_with_gps())
 }
 
+/// A PNG of `w` × `h` pixels of one colour: tiny as a file, huge once decoded (the
+/// shape of a decompression bomb within the limits).
+pub fn flat_png(w: u32, h: u32) -> Vec<u8> {
+    let img = RgbImage::from_pixel(w, h, Rgb([200, 30, 30]));
+    let mut out = Vec::new();
+    image::DynamicImage::ImageRgb8(img)
+        .write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png)
+        .unwrap_or_default();
+    out
+}
+
 /// A little-endian TIFF with IFD0 {Orientation = 6, GPSInfo → IFD} and a GPS IFD
 /// {GPSLatitudeRef = N, GPSLatitude = 27/1, 48/1, 0/1}.
 pub fn exif_with_gps() -> Vec<u8> {

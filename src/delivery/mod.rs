@@ -273,6 +273,16 @@ impl Delivery {
         Ok((started, stopped))
     }
 
+    /// Stop every worker where it stands: a request in flight never has its outcome
+    /// recorded (a crash, as far as one process can have one).
+    pub async fn abort(self) {
+        let tasks = self.workers.into_values().map(|w| w.handle).chain(self.stopping.into_values());
+        for task in tasks.chain(std::iter::once(self.router)) {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
     /// Wait for the workers (already told to stop) to finish their current request, at
     /// most `grace`; then abort what is left, which the store resumes on restart.
     pub async fn stop(self, grace: Duration) {

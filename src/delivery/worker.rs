@@ -318,7 +318,60 @@ impl Worker {
         if resumed + unknown > 0 {
             tracing::info!(channel = %self.cfg.name, queued = resumed, unknown_outcomes = unknown, "resumed unfinished deliveries");
         }
+        self.closings().await?;
         self.report_depth();
+        Ok(())
+    }
+
+    /// Queue the cancellations and retractions this channel missed while it was disabled
+    /// or removed: every channel that carried an incident gets its end.
+    async fn closings(&mut self) -> Result<(), StoreError> {
+        for m in self.reader.missing_closings(&self.cfg.name).await? {
+            let Ok(event) = serde_json::from_str::<crate::event::Event>(&m.event_json) else { continue };
+            let live = self.live.load();
+            let target = crate::render::Target::channel(&self.cfg);
+            let language = (!m.language.is_empty()).then_some(m.language.as_str());
+            let fallback;
+            let rule = match self.config.events.get(&event.event_type) {
+                Some(r) => r,
+                None => {
+                    fallback = crate::config::EventRule::new(
+                        Priority::Normal,
+                        crate::config::ChannelSelector::All,
+                        &event.event_type,
+                    );
+                    &fallback
+                }
+            };
+            let (kind, priority, rendered) = if m.retraction {
+                let event = event.in_language(language);
+                (
+                    DeliveryKind::Retract,
+                    Priority::Retraction,
+                    live.renderer.correction(&event, &target, m.text.as_deref()),
+                )
+            } else {
+                let rendered = live.renderer.prepare(rule, &event, language).render(&target, DeliveryKind::Cancel);
+                (DeliveryKind::Cancel, rule.priority, rendered)
+            };
+            let seed = format!("closing:{}", m.closer);
+            let delivery = crate::store::NewDelivery {
+                idem_key: crate::ingest::pipeline::idempotency_key(&seed, &self.cfg.name, kind.as_str(), &m.language),
+                channel: self.cfg.name.clone(),
+                kind,
+                audience: crate::policy::audience(&event),
+                language: m.language.clone(),
+                parts: Vec::new(),
+                priority,
+                text: rendered.text,
+                render_note: rendered.error,
+            };
+            let op = crate::store::AdminOp::Closing { closer: m.closer, reply_to: m.reply_to, delivery };
+            let done = self.store.admin(op).await?;
+            if done.changed > 0 {
+                tracing::warn!(channel = %self.cfg.name, event = m.closer, "the channel missed an incident's {}: queued now", kind.as_str());
+            }
+        }
         Ok(())
     }
 

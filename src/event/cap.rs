@@ -458,6 +458,15 @@ mod tests {
     }
 
     #[test]
+    fn an_unreadable_expires_is_refused_not_taken_as_never_expiring() {
+        let doc = AMBER.replace("<senderName>", "<expires>2003-06-12 08:00</expires><senderName>");
+        let r = decode_str(&doc).expect_err("refused");
+        assert!(r.reason.contains("expires \"2003-06-12 08:00\""), "{r}");
+        let doc = AMBER.replace("<senderName>", "<expires>2003-06-12T08:00:00-07:00</expires><senderName>");
+        assert!(decode_str(&doc).expect("decode").expires.is_some());
+    }
+
+    #[test]
     fn invalid_messages_say_what_is_wrong() {
         let r = decode_str(&AMBER.replace("<scope>Public</scope>", "")).expect_err("no scope");
         assert!(r.reason.contains("scope is missing"), "{r}");

@@ -233,6 +233,21 @@ mod tests {
     }
 
     #[test]
+    fn an_unreadable_expires_is_refused_not_taken_as_never_expiring() {
+        let mut o = options();
+        if let Some(m) = o.mapping.as_mut() {
+            m.expires = Some("/until".to_owned());
+        }
+        let bad = br#"{"incident":"F3","type":"MVA","until":"tomorrow 5pm"}"#;
+        let r = decode(bad, &o).expect_err("refused");
+        assert!(r.reason.contains("expires \"tomorrow 5pm\"") && r.reason.contains("/until"), "{r}");
+        let good = br#"{"incident":"F3","type":"MVA","until":"2026-11-21T17:00:00-06:00"}"#;
+        assert!(decode(good, &o).expect("decode").expires.is_some());
+        let none = br#"{"incident":"F3","type":"MVA"}"#;
+        assert!(decode(none, &o).expect("decode").expires.is_none(), "absent is fine");
+    }
+
+    #[test]
     fn closed_unmapped_and_broken() {
         let closed = br#"{"incident":"F1","type":"MVA","status":"CLOSED"}"#;
         assert!(decode(closed, &options()).expect("decode").lifecycle.closed);

@@ -80,6 +80,14 @@ impl Ingest {
         Ok(Ingest { pipeline, connection })
     }
 
+    /// Stop both tasks where they stand (a crash, as far as one process can have one).
+    pub async fn abort(self) {
+        self.pipeline.abort();
+        self.connection.abort();
+        let _ = self.pipeline.await;
+        let _ = self.connection.await;
+    }
+
     /// Wait for both tasks after `cancel`. Messages not yet committed stay unacknowledged
     /// and come back from the broker on the next start.
     pub async fn stop(self) {

@@ -144,6 +144,20 @@ fn an_older_revision_is_superseded_and_a_newer_one_replaces_what_is_queued() {
 }
 
 #[test]
+fn a_refused_message_does_not_make_the_real_revisions_look_old() {
+    let mut inc = incident(StatusClass::Actual, Vec::new());
+    inc.trust = Trust::Signed;
+    inc.events[0].revision = Some(1);
+    // An unsigned "revision 99" was recorded, and refused.
+    inc.events.push(PriorEvent { id: 2, revision: Some(99), effect: Effect::None, digest: None, superseded: false });
+    let p = planned(&[DeliveryKind::Update, DeliveryKind::Post], &["x"]);
+    let mut m = msg(3, StatusClass::Actual, MsgType::Update, &p);
+    m.trust = Trust::Signed;
+    m.revision = Some(2);
+    assert_eq!(on_message(&m, Some(&inc)).effect, Effect::Update);
+}
+
+#[test]
 fn staff_deliveries_never_begin_on_a_public_channel() {
     let facts = BeginFacts {
         kind: DeliveryKind::Post,

@@ -388,6 +388,7 @@ impl MediaService {
                 .await
                 .map_err(|e| format!("decoding failed: {e}"))??;
                 let work = Bytes::from(work);
+                self.metrics.media_work_copies.inc();
                 let op = MediaOp::Work { event_id, idx, bytes: work.clone() };
                 if let Err(e) = self.store.media(op).await {
                     tracing::warn!(event = event_id, error = %e, "cannot record the image's working copy");

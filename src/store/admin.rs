@@ -136,6 +136,13 @@ pub enum AdminOp {
         delivery: NewDelivery,
         actor: String,
     },
+    /// A closed incident's cancellation or retraction for a channel that missed it (see
+    /// `Reader::missing_closings`): added to the closing event, if still missing.
+    Closing {
+        closer: i64,
+        reply_to: i64,
+        delivery: NewDelivery,
+    },
     /// Use a one-time link; `actor` says who (where the request came from).
     UseLink {
         token_sha256: String,
@@ -194,6 +201,7 @@ pub(super) fn apply(
         }
         AdminOp::Notice(n) => notice(conn, n, now, announced),
         AdminOp::TestMessage { delivery, actor } => test_message(conn, delivery, actor, now, announced),
+        AdminOp::Closing { closer, reply_to, delivery } => closing(conn, *closer, *reply_to, delivery, now, announced),
         AdminOp::UseLink { token_sha256, actor } => use_link(conn, token_sha256, actor, now, announced),
     }
 }
@@ -553,6 +561,42 @@ fn test_message(
         event_id: Some(id),
         changed: 1,
         message: format!("test message queued on {}", d.channel),
+        paused: false,
+    })
+}
+
+fn closing(
+    conn: &Connection,
+    closer: i64,
+    reply_to: i64,
+    d: &NewDelivery,
+    now: i64,
+    announced: &mut Vec<Queued>,
+) -> Result<AdminDone, ApplyError> {
+    let missing: bool = conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM incidents i JOIN events c ON c.id = ?1 AND c.incident_key = i.key
+                            WHERE i.closed_by = ?1)
+                    AND NOT EXISTS (SELECT 1 FROM deliveries x JOIN events xe ON xe.id = x.event_id
+                                    JOIN events c ON c.id = ?1
+                                    WHERE xe.incident_key = c.incident_key AND x.channel = ?2 AND x.language = ?3
+                                      AND x.kind IN ('cancel', 'retract'))",
+        )?
+        .query_row(params![closer, d.channel, d.language], |r| r.get(0))?;
+    if !missing {
+        return Ok(AdminDone {
+            event_id: Some(closer),
+            changed: 0,
+            message: "already there".to_owned(),
+            paused: false,
+        });
+    }
+    let id = incident::insert_delivery(conn, closer, d, DeliveryState::Queued, Some(reply_to), now)?;
+    announced.push(Queued { id, channel: d.channel.clone(), priority: d.priority, reply_to: Some(reply_to) });
+    Ok(AdminDone {
+        event_id: Some(closer),
+        changed: 1,
+        message: format!("{} queued on {}", d.kind.as_str(), d.channel),
         paused: false,
     })
 }

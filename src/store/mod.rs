@@ -29,7 +29,8 @@ use tokio::sync::{mpsc, oneshot};
 pub use admin::{AdminDone, AdminOp, LinkAction, NewLink, NewNotice, Scope};
 pub use lock::{Mark, Newest, StoreLock};
 pub use ops::{
-    AlertDelivery, AlertDetail, AlertSummary, AuditRow, CredentialFailure, HeldEvent, LateDelivery, LinkInfo, PauseRow,
+    AlertDelivery, AlertDetail, AlertSummary, AuditRow, CredentialFailure, HeldEvent, LateDelivery, LinkInfo,
+    MissingClosing, PauseRow,
 };
 pub use read::{Job, OriginalRow, PendingRow, Reader, ReplyTarget};
 
@@ -298,12 +299,30 @@ type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 enum Op {
     Ingest(Box<IngestRecord>, Reply<IngestOutcome>),
     BeginAttempt(Box<BeginRequest>, Reply<Begun>),
-    FinishAttempt { attempt_id: i64, delivery_id: i64, finished_at: i64, result: AttemptResult, reply: Reply<()> },
-    SaveScratch { delivery_id: i64, key: String, value: String, reply: Reply<()> },
-    Close { delivery_id: i64, closing: Closing, reason: String, reply: Reply<()> },
+    FinishAttempt {
+        attempt_id: i64,
+        delivery_id: i64,
+        finished_at: i64,
+        result: AttemptResult,
+        reply: Reply<()>,
+    },
+    SaveScratch {
+        delivery_id: i64,
+        key: String,
+        value: String,
+        reply: Reply<()>,
+    },
+    Close {
+        delivery_id: i64,
+        closing: Closing,
+        reason: String,
+        reply: Reply<()>,
+    },
     Admin(Box<AdminOp>, Reply<AdminDone>),
     Media(Box<MediaOp>, Reply<()>),
     Probe(Reply<()>),
+    /// Stop after what was sent before it, whoever still holds a handle (a crash test).
+    Halt,
 }
 
 /// An attempt about to begin.
@@ -490,6 +509,12 @@ impl Store {
     /// A real write, to learn whether the store takes writes again.
     pub async fn probe(&self) -> Result<(), StoreError> {
         Pending(self.send(Op::Probe).await?).await
+    }
+
+    /// Make the writer stop once it has committed what was sent before, even though
+    /// other handles remain (they then get [`StoreError::Closed`]): what a crash leaves.
+    pub async fn halt(&self) {
+        let _ = self.tx.send(Op::Halt).await;
     }
 }
 

@@ -113,6 +113,22 @@ pub struct CredentialFailure {
     pub detail: String,
 }
 
+/// A closed incident's cancellation or retraction missing on a channel.
+#[derive(Debug, Clone)]
+pub struct MissingClosing {
+    /// The event that closed the incident.
+    pub closer: i64,
+    /// A retraction (else a cancellation).
+    pub retraction: bool,
+    /// The closing event, normalised.
+    pub event_json: String,
+    /// A retraction's own words.
+    pub text: Option<String>,
+    pub language: String,
+    /// The channel's original post of the incident.
+    pub reply_to: i64,
+}
+
 /// A one-time link and the alert it decides.
 #[derive(Debug, Clone)]
 pub struct LinkInfo {
@@ -274,6 +290,45 @@ impl Reader {
             })
         })
         .await?
+    }
+
+    /// Closed incidents whose news is (or may be) out on `channel` with no cancellation or
+    /// retraction there: a channel that was disabled or removed when its incident ended
+    /// (the pipeline renders only for the channels configured then). One per incident
+    /// and language, with the delivery to reply to.
+    pub async fn missing_closings(&self, channel: &str) -> Result<Vec<MissingClosing>, StoreError> {
+        let channel = channel.to_owned();
+        self.with(move |c| {
+            c.prepare(
+                "SELECT i.closed_by, c.effect, c.event_json, c.payload, d.language, MIN(d.id)
+                 FROM incidents i
+                 JOIN events c ON c.id = i.closed_by
+                 JOIN events e ON e.incident_key = i.key
+                 JOIN deliveries d ON d.event_id = e.id AND d.channel = ?1 AND d.kind IN ('post', 'update')
+                 WHERE i.state != 'open' AND c.effect IN ('cancel', 'retract')
+                   AND (d.post_id IS NOT NULL OR d.state IN ('sent', 'in_flight')
+                        OR EXISTS (SELECT 1 FROM attempts a WHERE a.delivery_id = d.id AND a.outcome = 'unknown'))
+                   AND NOT EXISTS (SELECT 1 FROM deliveries x JOIN events xe ON xe.id = x.event_id
+                                   WHERE xe.incident_key = i.key AND x.channel = ?1 AND x.language = d.language
+                                     AND x.kind IN ('cancel', 'retract'))
+                 GROUP BY i.key, d.language
+                 ORDER BY i.closed_by",
+            )?
+            .query_map([channel], |r| {
+                let effect: String = r.get(1)?;
+                let payload: Vec<u8> = r.get(3)?;
+                Ok(MissingClosing {
+                    closer: r.get(0)?,
+                    retraction: effect == "retract",
+                    event_json: r.get(2)?,
+                    text: String::from_utf8(payload).ok().filter(|t| !t.is_empty()),
+                    language: r.get(4)?,
+                    reply_to: r.get(5)?,
+                })
+            })?
+            .collect()
+        })
+        .await
     }
 
     /// Deliveries not finished, by channel and state, and the dead-lettered ones.

@@ -150,6 +150,11 @@ async fn duplicates_are_recognised_by_key_and_compared_by_payload() {
     let mut changed = event("A", 1, "alert", &["c"]);
     changed.payload_sha256 = "other".to_owned();
     assert_eq!(ingest(&f, changed).await, Ok(IngestOutcome::Duplicate { event_id: 1, same_payload: false }));
+    let rejects: i64 = Connection::open(&f.path)
+        .expect("o")
+        .query_row("SELECT COUNT(*) FROM rejects WHERE kind = 'conflicting_duplicate'", [], |r| r.get(0))
+        .expect("n");
+    assert_eq!(rejects, 1, "the different message is on file, not posted");
     let n: i64 = Connection::open(&f.path)
         .expect("o")
         .query_row("SELECT COUNT(*) FROM deliveries", [], |r| r.get(0))
@@ -583,4 +588,106 @@ async fn cad_snapshots_post_update_on_change_and_close() {
     // Closed before anything was posted: nothing.
     let quiet = accepted(ingest(&f, snapshot("OTHER", 1, "d9", true)).await.expect("quiet"));
     assert!(kinds_of(&f, quiet).is_empty());
+}
+
+#[tokio::test]
+async fn after_a_failed_write_no_later_message_commits_before_a_probe() {
+    let f = open(Duration::from_millis(100));
+    let locker = Connection::open(&f.path).expect("open");
+    locker.execute_batch("BEGIN IMMEDIATE").expect("lock");
+    // The alert fails (the store is locked)...
+    assert!(ingest(&f, event("A", 1, "alert", &["c"])).await.is_err());
+    locker.execute_batch("ROLLBACK").expect("unlock");
+    // ...and its cancel, right behind it, must not commit ahead of it: refused until the
+    // ingest task's probe says the store is back (the broker then redelivers both).
+    let err = ingest(&f, event("A", 2, "cancel", &["c"])).await.expect_err("refused");
+    assert!(matches!(&err, StoreError::Write(m) if m.contains("earlier write failed")), "{err}");
+    assert_eq!(count(&f, "SELECT COUNT(*) FROM events"), 0);
+    f.store.probe().await.expect("probe");
+    assert!(matches!(ingest(&f, event("A", 1, "alert", &["c"])).await, Ok(IngestOutcome::Accepted { .. })));
+    assert!(matches!(ingest(&f, event("A", 2, "cancel", &["c"])).await, Ok(IngestOutcome::Accepted { .. })));
+}
+
+fn count(f: &Fixture, sql: &str) -> i64 {
+    Connection::open(&f.path).expect("open").query_row(sql, [], |r| r.get(0)).expect("count")
+}
+
+async fn kill(f: &Fixture, id: i64) {
+    let a = begin(f, id, "c", 1, None).await;
+    let dead = AttemptResult {
+        end: AttemptEnd::Dead { reason: "400".to_owned() },
+        outcome: "dead",
+        http_status: Some(400),
+        detail: "400".to_owned(),
+        note: None,
+    };
+    f.store.finish_attempt(a, id, 2, dead).await.expect("finish");
+}
+
+#[tokio::test]
+async fn retry_does_not_queue_again_what_a_cancel_or_a_newer_revision_ended() {
+    let f = open(Duration::from_secs(1));
+    ingest(&f, event("A", 1, "alert", &["c"])).await.expect("alert");
+    kill(&f, 1).await;
+    ingest(&f, event("A", 2, "cancel", &["c"])).await.expect("cancel");
+    let retry = AdminOp::Retry { event_id: 1, channel: None, actor: "t".to_owned() };
+    let err = f.store.admin(retry).await.expect_err("refused");
+    assert!(matches!(&err, StoreError::Conflict(m) if m.contains("cancelled")), "{err}");
+    assert_eq!(state(&f, 1), "dead", "left as it was");
+
+    ingest(&f, event("B", 1, "alert", &["c"])).await.expect("alert");
+    kill(&f, 2).await;
+    ingest(&f, event("B", 2, "update", &["c"])).await.expect("update");
+    let err = f.store.admin(AdminOp::Retry { event_id: 3, channel: None, actor: "t".to_owned() }).await;
+    assert!(matches!(&err, Err(StoreError::Conflict(m)) if m.contains("superseded")), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_pause_committed_before_the_attempt_stops_it_in_that_transaction() {
+    let f = open(Duration::from_secs(1));
+    ingest(&f, event("A", 1, "alert", &["c"])).await.expect("alert");
+    let pause = AdminOp::Pause { scope: Scope::All, actor: "t".to_owned(), reason: None };
+    f.store.admin(pause).await.expect("pause");
+    // The worker had not heard of the pause yet: the store has.
+    assert_eq!(f.store.begin_attempt(1, "c", true, 1, None).await, Ok(Begun::Paused));
+    assert_eq!(state(&f, 1), "queued", "kept for later");
+    // The kill switch covers public channels only; a staff channel goes on.
+    assert!(matches!(f.store.begin_attempt(1, "c", false, 1, None).await, Ok(Begun::Attempt(_))));
+}
+
+#[tokio::test]
+async fn a_staff_delivery_is_closed_when_its_channel_is_public_at_send_time() {
+    let f = open(Duration::from_secs(1));
+    let mut drill = event("D", 1, "alert", &["c"]);
+    drill.status = Status::Exercise;
+    drill.deliveries[0].audience = Audience::Staff;
+    ingest(&f, drill).await.expect("drill");
+    // The channel was staff when it was queued, and is public now.
+    let begun = f.store.begin_attempt(1, "c", true, 1, None).await.expect("answer");
+    assert!(matches!(&begun, Begun::Closed(why) if why.contains("public")), "{begun:?}");
+    assert_eq!(state(&f, 1), "suppressed");
+}
+
+#[tokio::test]
+async fn alerts_are_named_by_number_or_own_id_and_never_guessed() {
+    let f = open(Duration::from_secs(1));
+    ingest(&f, event("SAME-1", 1, "alert", &["c"])).await.expect("real");
+    let mut drill = event("SAME-1", 1, "alert", &["c"]);
+    drill.status = Status::Exercise;
+    drill.dedupe_key = "json:exercise:SAME-1#r1".to_owned();
+    drill.incident_key = "json:exercise:SAME-1".to_owned();
+    ingest(&f, drill).await.expect("drill");
+    ingest(&f, event("OTHER", 1, "alert", &["c"])).await.expect("other");
+    ingest(&f, event("OTHER", 2, "update", &["c"])).await.expect("other r2");
+    let r = f.store.reader().expect("reader");
+    assert_eq!(r.find_alert("#2").await, Ok(2));
+    assert_eq!(r.find_alert("OTHER").await, Ok(4), "one incident: its newest event");
+    let err = r.find_alert("SAME-1").await.expect_err("ambiguous");
+    assert!(
+        matches!(&err, StoreError::Conflict(m) if m.contains("#1") && m.contains("#2") && m.contains("exercise")),
+        "{err}"
+    );
+    let err = r.find_alert("3").await.expect_err("a bare number is an id");
+    assert!(matches!(&err, StoreError::NotFound(m) if m.contains("write #3")), "{err}");
+    assert!(matches!(r.find_alert("#99").await, Err(StoreError::NotFound(_))));
 }

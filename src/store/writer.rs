@@ -53,6 +53,7 @@ pub(super) fn run(
     // Set by a failed batch, cleared by a probe that commits.
     let mut failed = false;
     let mut marked = (Instant::now(), Newest::default());
+    let mut halted = false;
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -60,6 +61,12 @@ pub(super) fn run(
                 Ok(op) => batch.push(op),
                 Err(_) => break,
             }
+        }
+        if let Some(at) = batch.iter().position(|op| matches!(op, Op::Halt)) {
+            // Whatever came after the halt is never committed; its senders hear Closed.
+            batch.truncate(at);
+            rx.close();
+            halted = true;
         }
         if failed {
             // Refused without touching the store: the broker redelivers them, in order,
@@ -99,6 +106,9 @@ pub(super) fn run(
             && marked.0.elapsed() >= MARK_EVERY
         {
             update_mark(&conn, m, &mut marked);
+        }
+        if halted {
+            break;
         }
     }
     if let Some(m) = &mark {
@@ -272,6 +282,7 @@ fn reply(op: Op, answer: Result<Answer, StoreError>) {
         | Op::Probe(reply) => {
             let _ = reply.send(answer.map(|_| ()));
         }
+        Op::Halt => {}
     }
 }
 
@@ -336,6 +347,7 @@ fn apply(conn: &Connection, op: &Op, announced: &mut Vec<Queued>) -> Result<Answ
             media(conn, op, now)?;
             Ok(Answer::Done)
         }
+        Op::Halt => Ok(Answer::Done),
         Op::Probe(_) => {
             conn.prepare_cached(
                 "INSERT INTO probe (id, at) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET at = excluded.at",
@@ -556,7 +568,26 @@ fn ingest_event(
         let (event_id, sha): (i64, String) = conn
             .prepare_cached("SELECT id, payload_sha256 FROM events WHERE dedupe_key = ?1")?
             .query_row([&e.dedupe_key], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        return Ok(IngestOutcome::Duplicate { event_id, same_payload: sha == e.payload_sha256 });
+        let same_payload = sha == e.payload_sha256;
+        if !same_payload {
+            // A different message under a key already taken (an id and revision reused):
+            // not posted, but recorded, so every acknowledged message is on file.
+            insert_reject(
+                conn,
+                &NewReject {
+                    received_at: e.received_at,
+                    topic: e.topic.clone(),
+                    format: Some(e.format),
+                    kind: "conflicting_duplicate",
+                    reason: format!(
+                        "a different message with the dedupe key of event {event_id} ({}): send a new revision to change an alert",
+                        e.dedupe_key
+                    ),
+                    payload: e.payload.clone(),
+                },
+            )?;
+        }
+        return Ok(IngestOutcome::Duplicate { event_id, same_payload });
     };
     // Recorded, nothing to do: an Ack, an EIDO without an incident, an unmapped CAD type.
     if e.disposition == Disposition::Ignored {

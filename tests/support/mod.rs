@@ -11,6 +11,7 @@ pub mod pds;
 pub mod platforms;
 pub mod publisher;
 pub mod s3;
+pub mod session_broker;
 pub mod webhook;
 
 use std::net::TcpListener;

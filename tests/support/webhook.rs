@@ -50,6 +50,8 @@ pub struct Received {
     pub at: Instant,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// The status it was answered with; 0: never answered (a hang).
+    pub status: u16,
 }
 
 impl Received {
@@ -106,6 +108,11 @@ impl FakeWebhook {
         FakeWebhook { url: format!("http://{addr}/hook"), inner, task }
     }
 
+    /// Answer the next requests with `replies` (after what is already scripted).
+    pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
+        self.inner.lock().expect("lock").script.extend(replies);
+    }
+
     pub fn requests(&self) -> Vec<Received> {
         self.inner.lock().expect("lock").requests.clone()
     }
@@ -130,8 +137,17 @@ impl Drop for FakeWebhook {
 async fn handle(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: Bytes) -> Response {
     let reply = {
         let mut i = inner.lock().expect("lock");
-        i.requests.push(Received { at: Instant::now(), headers, body });
-        i.script.pop_front().unwrap_or_else(Reply::ok)
+        let reply = i.script.pop_front().unwrap_or_else(Reply::ok);
+        let mut final_reply = &reply;
+        while let Reply::Delayed(_, r) = final_reply {
+            final_reply = r;
+        }
+        let status = match final_reply {
+            Reply::Status { status, .. } => *status,
+            Reply::Hang | Reply::Delayed(..) => 0,
+        };
+        i.requests.push(Received { at: Instant::now(), headers, body, status });
+        reply
     };
     let reply = match reply {
         Reply::Delayed(after, inner) => {

@@ -1,6 +1,6 @@
 use super::*;
 use crate::config::tests::{MINIMAL, load_str};
-use crate::lifecycle::{DeliveryKind, KnownMessage, NothingKnown};
+use crate::lifecycle::{DeliveryKind, KnownMessage, NothingKnown, StatusClass, Trust};
 
 fn setup() -> (tempfile::TempDir, Config, Renderer) {
     let toml = format!(
@@ -329,4 +329,82 @@ impl Known for Fake {
     fn incident(&self, key: &str) -> Option<KnownIncident> {
         self.incidents.iter().find(|(k, _)| k == key).map(|(_, i)| i.clone())
     }
+}
+
+#[test]
+fn an_unsigned_filter_listed_first_does_not_skip_a_signed_one() {
+    let toml = MINIMAL.replace(
+        "[[mqtt.subscribe]]\ntopic = \"cad/+/events\"\nformat = \"json\"",
+        "[[mqtt.subscribe]]\ntopic = \"cad/#\"\nformat = \"json\"\n[[mqtt.subscribe]]\ntopic = \"cad/secure/+\"\nformat = \"json\"\nrequire_signature = true\nsigning_key = \"secure-key-0123456789\"",
+    );
+    let (_d, c) = load_str(&toml);
+    let r = Renderer::load(&c).expect("templates");
+    let unsigned = Bytes::from(event_json("S-1"));
+    let rec = prepare(&c, &r, "cad/secure/events", &unsigned, now(), &NothingKnown);
+    assert!(matches!(&rec, IngestRecord::Reject(r) if r.kind == "unsigned"), "{rec:?}");
+    let rec = prepare(&c, &r, "cad/other/events", &unsigned, now(), &NothingKnown);
+    assert!(matches!(&rec, IngestRecord::Event(e) if e.trust == Trust::Unsigned), "elsewhere the open filter applies");
+}
+
+#[test]
+fn a_cancel_without_an_event_code_follows_the_type_of_its_incident() {
+    let f = formats();
+    let original = match event::decode(Format::Cap, cap("Alert", "CAE", "").as_bytes(), &Default::default()) {
+        Ok(e) => e,
+        Err(r) => panic!("{r}"),
+    };
+    let known = Fake::default().message(
+        "rcso@sheriff.example,RCSO-1,2026-11-21T09:59:00-06:00",
+        "cap:RCSO-1",
+        StatusClass::Actual,
+        &original,
+    );
+    // A hand-written cancel: its own info has no SAME code, so on its own it is "general".
+    let refs = "<references>rcso@sheriff.example,RCSO-1,2026-11-21T09:59:00-06:00</references>";
+    let found_safe = cap("Cancel", "CAE", refs)
+        .replace("<eventCode><valueName>SAME</valueName><value>CAE</value></eventCode>", "")
+        .replace("AMBER Alert: Sofia Ramirez, 6", "FOUND SAFE: Sofia Ramirez")
+        .replace("RCSO-1</identifier>", "RCSO-3</identifier>");
+    let e = prepared(&f, "ipaws/rcso", &found_safe, &known);
+    assert_eq!(e.event_type, "missing_child", "the incident's type, not general");
+    assert_eq!(e.priority.as_str(), "critical", "and its rule");
+    assert!(e.deliveries.iter().all(|d| d.kind == DeliveryKind::Cancel && d.text.contains("FOUND SAFE")));
+    // With a code nobody configured, a follow-up is still not a reject.
+    let odd = found_safe
+        .replace("<category>", "<eventCode><valueName>SAME</valueName><value>XYZ</value></eventCode><category>");
+    assert_eq!(prepared(&f, "ipaws/rcso", &odd, &known).event_type, "missing_child");
+}
+
+#[test]
+fn a_drill_never_joins_a_real_incident_by_its_references() {
+    let f = formats();
+    let original = match event::decode(Format::Cap, cap("Alert", "CAE", "").as_bytes(), &Default::default()) {
+        Ok(e) => e,
+        Err(r) => panic!("{r}"),
+    };
+    let known = Fake::default().message(
+        "rcso@sheriff.example,RCSO-1,2026-11-21T09:59:00-06:00",
+        "cap:RCSO-1",
+        StatusClass::Actual,
+        &original,
+    );
+    let refs = "<references>rcso@sheriff.example,RCSO-1,2026-11-21T09:59:00-06:00</references>";
+    let drill = cap("Cancel", "CAE", refs)
+        .replace("<status>Actual</status>", "<status>Exercise</status>")
+        .replace("RCSO-1</identifier>", "RCSO-EX-1</identifier>");
+    let e = prepared(&f, "ipaws/rcso", &drill, &known);
+    assert_eq!(e.incident_key, "cap:exercise:RCSO-EX-1", "its own incident, not the real alert's");
+    assert!(e.deliveries.iter().all(|d| d.channel == "staff"), "and only staff channels");
+}
+
+#[test]
+fn invisible_characters_never_reach_a_post() {
+    let e = event(
+        r#"{"id":"Z","type":"road_closure","status":"actual","headline":"Call 911\u202e evil\u202c @\u200beveryone"}"#,
+    );
+    assert_eq!(e.deliveries[0].text, "Call 911 evil @everyone", "the console gets it clean");
+    let f = formats();
+    let hostile = cap("Alert", "CAE", "").replace("AMBER Alert: Sofia", "AMBER&#x202E; Alert:&#x7; Sofia&#xFEFF;");
+    let e = prepared(&f, "ipaws/rcso", &hostile, &NothingKnown);
+    assert_eq!(e.deliveries[0].text, "AMBER Alert: Sofia Ramirez, 6");
 }

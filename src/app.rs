@@ -37,10 +37,15 @@ use arc_swap::ArcSwap;
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let (reload_tx, mut reloads) = mpsc::unbounded_channel();
     let _watcher = match config.reload.watch {
-        true => Some(
-            crate::reload::watch(&crate::reload::watched(&config), config.reload.debounce, reload_tx.clone())
-                .map_err(anyhow::Error::msg)?,
-        ),
+        true => {
+            let templates = std::path::absolute(&config.templates_dir).unwrap_or_else(|_| config.templates_dir.clone());
+            let relevant = move |p: &std::path::Path| crate::reload::relevant(&templates, p);
+            let dirs = crate::reload::watched(&config);
+            Some(
+                crate::reload::watch(&dirs, config.reload.debounce, relevant, reload_tx.clone())
+                    .map_err(anyhow::Error::msg)?,
+            )
+        }
         false => None,
     };
     let mut hangups =

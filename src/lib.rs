@@ -12,7 +12,8 @@
 //! | [`config`] | the TOML file (two-phase: serde mirror, then a validated [`config::Config`]) |
 //! | [`event`] | the [`event::Event`] model and the decoders that produce it |
 //! | [`policy`] | pure decisions before anything is posted: status, expiry, age, dedupe key |
-//! | [`lifecycle`] | pure: what a message does to its incident, and whether a delivery may still go out |
+//! | [`lifecycle`] | pure: what a message does to its incident, and whether a delivery may still go out (the safety rules) |
+//! | [`links`] | one-time approve/reject links, derived from a key and never stored usable |
 //! | [`route`] | pure: an accepted event becomes one planned delivery per channel |
 //! | [`render`] | templates: the text each channel receives |
 //! | [`ingest`] | MQTT: owns the connection, runs the pure stages, acks after commit |
@@ -25,11 +26,12 @@
 //! | [`notify`] | staff notices (held alerts with approve links, late alerts, refused credentials) and hold timers |
 //! | [`app`] | builds everything from a `Config`, runs it, shuts it down in order |
 //!
-//! How an event flows: the `ingest` task receives a PUBLISH, decodes it (`event`),
-//! applies `policy`, plans deliveries (`route`) and renders their text (`render`), all
-//! without I/O. It hands one write request to the `store` writer thread, which commits the
-//! event and its delivery rows in one transaction (batched with whatever else is waiting)
-//! and answers. Only then is the PUBACK sent, in arrival order. The writer announces the
+//! How an event flows: the `ingest` task receives a PUBLISH, decodes it (`event`), places
+//! it in its incident, applies `policy`, plans deliveries (`route`) and renders their text
+//! (`render`), all without I/O of their own. It hands one write request to the `store`
+//! writer thread, which asks `lifecycle` what the event does to its incident and commits
+//! the event and its delivery rows in one transaction (batched with whatever else is
+//! waiting) and answers. Only then is the PUBACK sent, in arrival order. The writer announces the
 //! new delivery ids to `delivery`, whose per-channel worker takes the most urgent one,
 //! waits for quota, commits an attempt row, calls the `channel`, and commits the outcome.
 

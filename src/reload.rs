@@ -135,13 +135,26 @@ impl std::fmt::Debug for Watcher {
     }
 }
 
-/// Watch `dirs`; each burst of changes (after `debounce` of quiet) sends one `()`.
-pub fn watch(dirs: &[PathBuf], debounce: Duration, tx: mpsc::UnboundedSender<()>) -> Result<Watcher, String> {
+/// Whether a change at `path` (absolute, as the watcher reports it) is one a reload is
+/// for: a TOML file (the config) or anything under `templates` (absolute). The store, its
+/// lock and mark, tokens and keys may live in the same directory and change all the time.
+pub fn relevant(templates: &Path, path: &Path) -> bool {
+    path.starts_with(templates) || path.extension().is_some_and(|e| e == "toml")
+}
+
+/// Watch `dirs`; each burst of changes to paths `relevant` takes (after `debounce` of
+/// quiet) sends one `()`.
+pub fn watch(
+    dirs: &[PathBuf],
+    debounce: Duration,
+    relevant: impl Fn(&Path) -> bool + Send + 'static,
+    tx: mpsc::UnboundedSender<()>,
+) -> Result<Watcher, String> {
     use notify_debouncer_full::notify::RecursiveMode;
     let mut debouncer =
         notify_debouncer_full::new_debouncer(debounce, None, move |res: notify_debouncer_full::DebounceEventResult| {
             if let Ok(events) = res
-                && events.iter().any(|e| !e.kind.is_access())
+                && events.iter().any(|e| !e.kind.is_access() && e.paths.iter().any(|p| relevant(p)))
             {
                 let _ = tx.send(());
             }
@@ -170,6 +183,16 @@ mod tests {
         assert_eq!(m.kept, ["mqtt"]);
         assert_eq!(m.config.mqtt.endpoint.port, 1, "the running broker connection stays");
         assert_eq!(m.config.events["road_closure"].priority.as_str(), "high", "rules change live");
+    }
+
+    #[test]
+    fn only_the_config_and_templates_trigger_a_watched_reload() {
+        let templates = Path::new("/etc/bullhorn/templates");
+        assert!(relevant(templates, Path::new("/etc/bullhorn/bullhorn.toml")));
+        assert!(relevant(templates, Path::new("/etc/bullhorn/templates/missing_child/x.txt")));
+        for noise in ["/etc/bullhorn/bullhorn.db-wal", "/etc/bullhorn/store-mark.tmp", "/etc/bullhorn/link-key"] {
+            assert!(!relevant(templates, Path::new(noise)), "{noise}");
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@
 //!
 //! A message is placed in its incident before it is rendered (its type and texts may come
 //! from there), against committed state and what is ahead of it in the writer's queue:
-//! the task keeps what it submitted and has not yet heard back about ([`Ahead`]), so a
+//! the task keeps what it submitted and has not yet heard back about (`Ahead`), so a
 //! cancellation right behind its alert finds it.
 
 pub mod mqtt;

@@ -364,7 +364,7 @@ pub struct Opened {
     pub store: Store,
     pub writer: WriterThread,
     /// Why the store looks restored from a backup, if it does: the daemon then starts
-    /// paused (see [`lock`]).
+    /// paused (see `store::lock`).
     pub restored: Option<String>,
 }
 

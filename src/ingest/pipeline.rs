@@ -205,6 +205,7 @@ fn accept(
         lifecycle: NewLifecycle {
             message_key: event.lifecycle.message_key.clone(),
             references: event.lifecycle.references.clone(),
+            silent: snapshot.as_ref().is_some_and(|s| s.closed) && !rule.post_on_close,
             snapshot,
         },
     })
@@ -322,6 +323,8 @@ fn recorded(
         lifecycle: NewLifecycle {
             message_key: event.lifecycle.message_key,
             references: event.lifecycle.references,
+            // A CAD close no rule posts is a quiet end.
+            silent: snapshot.is_some(),
             snapshot,
         },
     }

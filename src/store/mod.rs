@@ -123,6 +123,9 @@ pub struct NewLifecycle {
     /// A CAD snapshot (EIDO, mapped JSON): the digest of what a post may say, compared
     /// with the incident's last one, and whether it closes the incident.
     pub snapshot: Option<Snapshot>,
+    /// It closes its incident without a word (a CAD rule without `post_on_close`): no
+    /// channel is owed a cancellation for it, then or later.
+    pub silent: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -305,7 +305,7 @@ impl Reader {
                  JOIN events c ON c.id = i.closed_by
                  JOIN events e ON e.incident_key = i.key
                  JOIN deliveries d ON d.event_id = e.id AND d.channel = ?1 AND d.kind IN ('post', 'update')
-                 WHERE i.state != 'open' AND c.effect IN ('cancel', 'retract')
+                 WHERE i.state != 'open' AND c.effect IN ('cancel', 'retract') AND c.silent = 0
                    AND (d.post_id IS NOT NULL OR d.state IN ('sent', 'in_flight')
                         OR EXISTS (SELECT 1 FROM attempts a WHERE a.delivery_id = d.id AND a.outcome = 'unknown'))
                    AND NOT EXISTS (SELECT 1 FROM deliveries x JOIN events xe ON xe.id = x.event_id

@@ -202,6 +202,9 @@ ALTER TABLE events ADD COLUMN ident TEXT;
 -- post | update | cancel | retract | correct | none
 ALTER TABLE events ADD COLUMN effect TEXT NOT NULL DEFAULT 'none';
 ALTER TABLE events ADD COLUMN superseded_by INTEGER REFERENCES events(id);
+-- a CAD snapshot that closed its incident without a word (its rule does not post on
+-- close): no channel is owed a cancellation for it
+ALTER TABLE events ADD COLUMN silent INTEGER NOT NULL DEFAULT 0;
 UPDATE events SET ident = json_extract(event_json, '$.id') WHERE format NOT IN ('system', 'admin');
 UPDATE events SET effect = CASE
     WHEN format = 'admin' THEN msg_type
@@ -209,6 +212,8 @@ UPDATE events SET effect = CASE
     WHEN disposition IN ('deliver', 'expired', 'stale') THEN CASE msg_type WHEN 'alert' THEN 'post' ELSE msg_type END
     ELSE 'none' END;
 CREATE INDEX events_ident ON events(ident) WHERE ident IS NOT NULL;
+UPDATE events SET silent = 1
+WHERE digest IS NOT NULL AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id);
 
 -- The messages a CAP message names as earlier (its references), so one that arrives
 -- after a message naming it is known to be older.

@@ -691,3 +691,64 @@ async fn alerts_are_named_by_number_or_own_id_and_never_guessed() {
     assert!(matches!(&err, StoreError::NotFound(m) if m.contains("write #3")), "{err}");
     assert!(matches!(r.find_alert("#99").await, Err(StoreError::NotFound(_))));
 }
+
+#[tokio::test]
+async fn only_a_channel_owed_a_cancellation_is_given_one_later() {
+    let f = open(Duration::from_secs(1));
+    // Posted on c, then cancelled while c had no worker (disabled): nothing was made for c.
+    ingest(&f, event("A", 1, "alert", &["c"])).await.expect("alert");
+    send_ok(&f, 1, "p1").await;
+    ingest(&f, event("A", 2, "cancel", &[])).await.expect("cancel");
+    // A CAD incident posted on c, then closed quietly (its rule does not post on close).
+    ingest(&f, snapshot("CAD", 1, "d1", false)).await.expect("cad");
+    send_ok(&f, 2, "p2").await;
+    let mut quiet = snapshot("CAD", 2, "d1", true);
+    quiet.deliveries.clear();
+    quiet.lifecycle.silent = true;
+    ingest(&f, quiet).await.expect("closed");
+    let missing = f.store.reader().expect("reader").missing_closings("c").await.expect("read");
+    assert_eq!(missing.len(), 1, "{missing:?}");
+    assert_eq!((missing[0].closer, missing[0].reply_to, missing[0].retraction), (2, 1, false));
+    let quietly = f.store.reader().expect("reader").missing_closings("x").await.expect("read");
+    assert!(quietly.is_empty(), "a quiet close owes nothing: {quietly:?}");
+    // The same close, had its rule posted on close, would be owed.
+    let mut conn = Connection::open(&f.path).expect("open");
+    conn.execute("UPDATE events SET silent = 0", []).expect("update");
+    drop(conn.transaction().expect("tx"));
+    assert_eq!(f.store.reader().expect("reader").missing_closings("x").await.expect("read").len(), 1);
+}
+
+#[test]
+fn a_version_5_store_is_migrated_with_its_incidents_and_audiences() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut conn = Connection::open(dir.path().join("old.db")).expect("open");
+    for (i, sql) in schema::MIGRATIONS.iter().take(5).enumerate() {
+        conn.execute_batch(sql).expect("old migration");
+        conn.pragma_update(None, "user_version", i64::try_from(i + 1).expect("n")).expect("version");
+    }
+    conn.execute_batch(
+        r#"
+INSERT INTO events (id, dedupe_key, incident_key, format, event_type, msg_type, status, priority, disposition, topic,
+                    payload, payload_sha256, event_json, headline, received_at)
+VALUES (1, 'json:A#r1', 'json:A', 'json', 'missing_child', 'alert', 'actual', 0, 'deliver', 't', x'', '', '{"id":"A"}', 'h', 1),
+       (2, 'json:A#r2', 'json:A', 'json', 'missing_child', 'cancel', 'actual', 0, 'deliver', 't', x'', '', '{"id":"A"}', 'h', 2),
+       (3, 'json:exercise:B#r1', 'json:exercise:B', 'json', 'road_closure', 'alert', 'exercise', 2, 'deliver', 't', x'', '',
+        '{"id":"B"}', 'h', 3),
+       (4, 'notice:held:3', 'notice:held:3', 'system', 'notice', 'alert', 'system', 1, 'deliver', '', x'', '', '{}', 'h', 4);
+INSERT INTO deliveries (id, event_id, channel, kind, state, priority, text, idem_key, created_at, updated_at)
+VALUES (1, 1, 'c', 'post', 'sent', 0, 't', 'k1', 1, 1),
+       (2, 3, 'staff', 'post', 'queued', 2, 't', 'k2', 3, 3),
+       (3, 4, 'staff', 'post', 'queued', 1, 't', 'k3', 4, 4);
+"#,
+    )
+    .expect("v5 rows");
+    schema::migrate(&mut conn).expect("sql").expect("migrated");
+    let row = |sql: &str| -> String { conn.query_row(sql, [], |r| r.get(0)).expect(sql) };
+    assert_eq!(row("SELECT state FROM incidents WHERE key = 'json:A'"), "cancelled");
+    assert_eq!(row("SELECT class FROM incidents WHERE key = 'json:exercise:B'"), "practice");
+    assert_eq!(row("SELECT group_concat(audience, ',') FROM deliveries ORDER BY id"), "public,staff,staff");
+    assert_eq!(row("SELECT group_concat(COALESCE(ident, '-'), ',') FROM events ORDER BY id"), "A,A,B,-");
+    assert_eq!(row("SELECT group_concat(effect, ',') FROM events ORDER BY id"), "post,cancel,post,post");
+    let n: i64 = conn.query_row("SELECT COUNT(*) FROM incidents", [], |r| r.get(0)).expect("n");
+    assert_eq!(n, 2, "notices open no incident");
+}

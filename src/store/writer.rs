@@ -532,8 +532,9 @@ fn ingest_event(
         .prepare_cached(
             "INSERT INTO events (dedupe_key, incident_key, revision, format, event_type, msg_type, status, priority,
                                  disposition, topic, payload, payload_sha256, event_json, headline, sent_at, expires_at,
-                                 received_at, message_key, digest, trust, ident)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)
+                                 received_at, message_key, digest, trust, ident, silent)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,
+                     ?22)
              ON CONFLICT (dedupe_key) DO NOTHING
              RETURNING id",
         )?
@@ -559,7 +560,8 @@ fn ingest_event(
                 e.lifecycle.message_key,
                 digest,
                 e.trust.rank(),
-                e.ident
+                e.ident,
+                e.lifecycle.silent
             ],
             |r| r.get(0),
         )

@@ -103,14 +103,7 @@ async fn restored(config: &Config, store: &Store, why: &str) {
         "STARTING PAUSED: the store looks restored from a backup. Check what it would post (bullhorn status), \
          close what went out already (bullhorn reject/retract), then resume: bullhorn resume"
     );
-    let pause = crate::store::AdminOp::Pause {
-        scope: crate::store::Scope::All,
-        actor: "bullhorn (store restored from a backup)".to_owned(),
-        reason: Some(why.to_owned()),
-    };
-    if let Err(e) = store.admin(pause).await {
-        tracing::error!(error = %e, "cannot record the pause");
-    }
+    // The store paused itself when it found it was restored (`Store::open`).
     if let Some(notice) = crate::notify::restored_notice(config, why, crate::time::now_ms())
         && let Err(e) = store.admin(crate::store::AdminOp::Notice(notice)).await
     {

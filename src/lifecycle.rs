@@ -400,6 +400,8 @@ pub struct PriorEvent {
     pub id: i64,
     pub revision: Option<i64>,
     pub effect: Effect,
+    /// How far its source was trusted.
+    pub trust: Trust,
     pub digest: Option<String>,
     /// A later event of the incident replaced it.
     pub superseded: bool,
@@ -473,12 +475,14 @@ pub struct Stop {
     pub how: StopHow,
 }
 
-/// A delivery to create: `planned[index]`, replying to `reply_to`.
+/// A delivery to create: `planned[index]`, replying to `reply_to`; in `language` when it
+/// stands in for a language the message itself does not have.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Create {
     pub index: usize,
     pub reply_to: Option<i64>,
     pub state: DeliveryState,
+    pub language: Option<String>,
 }
 
 /// What a message (or an operator's retraction) does.
@@ -486,8 +490,11 @@ pub struct Create {
 pub struct Verdict {
     pub disposition: Disposition,
     pub effect: Effect,
-    /// The incident's state after it, when it changes.
+    /// The incident's state after it, when it changes (`Open`: a more trusted message
+    /// takes over an incident a less trusted one had closed).
     pub closes: Option<IncidentState>,
+    /// The incident's trust after it, when a more trusted message takes it over.
+    pub trust: Option<Trust>,
     /// Earlier events it replaces.
     pub supersedes: Vec<i64>,
     /// Earlier deliveries it stops, with `reason`.
@@ -502,6 +509,7 @@ impl Verdict {
             disposition,
             effect: Effect::None,
             closes: None,
+            trust: None,
             supersedes: Vec::new(),
             stop: Vec::new(),
             reason: reason.into(),
@@ -529,19 +537,29 @@ pub fn on_message(msg: &Message<'_>, incident: Option<&Incident>) -> Verdict {
             ),
         );
     }
+    // What a less trusted source did binds no more trusted one: a more trusted message
+    // takes the incident over (an unsigned cancel or "revision 99" sent ahead of the
+    // signed alert neither closes it nor makes it look old). Refused messages count for
+    // nothing either.
+    let binding = |e: &&PriorEvent| e.effect != Effect::None && e.trust >= msg.trust;
+    let takeover = msg.trust > inc.trust;
+    let retracted = inc.events.iter().filter(binding).any(|e| e.effect == Effect::Retract);
+    let cancelled = inc.events.iter().filter(binding).any(|e| e.effect == Effect::Cancel);
     match inc.state {
-        IncidentState::Retracted => return Verdict::only(Disposition::Retracted, "the incident was retracted"),
-        IncidentState::Cancelled => return Verdict::only(Disposition::Closed, "the incident was already cancelled"),
-        IncidentState::Open => {}
+        IncidentState::Retracted if retracted || !takeover => {
+            return Verdict::only(Disposition::Retracted, "the incident was retracted");
+        }
+        IncidentState::Cancelled if cancelled || !takeover => {
+            return Verdict::only(Disposition::Closed, "the incident was already cancelled");
+        }
+        _ => {}
     }
+    let reopens = inc.state != IncidentState::Open;
     if msg.older_than_known {
         return Verdict::only(Disposition::Superseded, "a later message of the incident names this one");
     }
-    // Only what took effect counts: a refused message (a less trusted source claiming
-    // revision 99) must not make the real revisions look old.
-    let effective = || inc.events.iter().filter(|e| e.effect != Effect::None);
     if let Some(rev) = msg.revision
-        && let Some(newest) = effective().filter_map(|e| e.revision).max()
+        && let Some(newest) = inc.events.iter().filter(binding).filter_map(|e| e.revision).max()
         && newest > rev
     {
         return Verdict::only(Disposition::Superseded, format!("revision {rev} is older than revision {newest}"));
@@ -550,7 +568,7 @@ pub fn on_message(msg: &Message<'_>, incident: Option<&Incident>) -> Verdict {
     let effect = match msg.snapshot {
         Some(s) if s.closed => Effect::Cancel,
         Some(s) => {
-            let last = effective().filter(|e| e.digest.is_some()).max_by_key(|e| e.id);
+            let last = inc.events.iter().filter(binding).filter(|e| e.digest.is_some()).max_by_key(|e| e.id);
             if last.and_then(|e| e.digest.as_deref()) == Some(s.digest.as_str()) {
                 return Verdict::only(Disposition::Unchanged, "no material change");
             }
@@ -574,15 +592,12 @@ pub fn on_message(msg: &Message<'_>, incident: Option<&Incident>) -> Verdict {
     // A cancellation is posted whatever its own expiry says: what it cancels is out.
     let disposition = if effect == Effect::Cancel { Disposition::Deliver } else { msg.assessed };
     let create = if disposition == Disposition::Deliver { creations(msg, inc, effect) } else { Vec::new() };
-    Verdict {
-        disposition,
-        effect,
-        closes: (effect == Effect::Cancel).then_some(IncidentState::Cancelled),
-        supersedes,
-        stop,
-        reason,
-        create,
-    }
+    let closes = match effect {
+        Effect::Cancel => Some(IncidentState::Cancelled),
+        _ if reopens => Some(IncidentState::Open),
+        _ => None,
+    };
+    Verdict { disposition, effect, closes, trust: takeover.then_some(msg.trust), supersedes, stop, reason, create }
 }
 
 /// A message with no incident yet opens one.
@@ -610,6 +625,7 @@ fn opening(msg: &Message<'_>) -> Verdict {
         disposition: msg.assessed,
         effect: Effect::Post,
         closes: None,
+        trust: None,
         supersedes: Vec::new(),
         stop: Vec::new(),
         reason: String::new(),
@@ -633,15 +649,16 @@ fn stops(inc: &Incident, which: impl Fn(&PriorDelivery) -> bool) -> Vec<Stop> {
         .collect()
 }
 
-/// The channel's original post of the incident in `language`, if something is or may
-/// be out there: a post first, else whatever is out.
+/// What a reply on `channel` in `language` goes to, if something of the incident is or
+/// may be out there: the latest correction (it replaced the alert, which it deleted where
+/// the platform allows), else the post, else whatever is out.
 fn original<'a>(inc: &'a Incident, channel: &str, language: &str) -> Option<&'a PriorDelivery> {
-    let mut out: Vec<&PriorDelivery> = inc
-        .deliveries
-        .iter()
-        .filter(|d| d.channel == channel && d.language == language && d.kind != DeliveryKind::Retract && d.out())
-        .collect();
+    let mut out: Vec<&PriorDelivery> =
+        inc.deliveries.iter().filter(|d| d.channel == channel && d.language == language && d.out()).collect();
     out.sort_by_key(|d| d.id);
+    if let Some(correction) = out.iter().rev().find(|d| d.kind == DeliveryKind::Retract) {
+        return Some(correction);
+    }
     out.iter().find(|d| d.kind == DeliveryKind::Post).or_else(|| out.first()).copied()
 }
 
@@ -662,9 +679,41 @@ fn creations(msg: &Message<'_>, inc: &Incident, effect: Effect) -> Vec<Create> {
             // cancels is public already.
             let state =
                 if msg.hold && kind != DeliveryKind::Cancel { DeliveryState::Held } else { DeliveryState::Queued };
-            Some(Create { index, reply_to: original.map(|o| o.id), state })
+            Some(Create { index, reply_to: original.map(|o| o.id), state, language: None })
         })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .chain(if kind == DeliveryKind::Cancel { other_languages(msg.planned, inc) } else { Vec::new() })
         .collect()
+}
+
+/// Cancellations for posts in languages the cancel itself does not have (an alert in
+/// English and Spanish, a cancel in English only): each gets the channel's cancellation
+/// in the first language the cancel has, replying to the post in its own language.
+fn other_languages(planned: &[Planned], inc: &Incident) -> Vec<Create> {
+    let mut out: Vec<Create> = Vec::new();
+    for d in inc.deliveries.iter().filter(|d| d.kind != DeliveryKind::Retract && d.out()) {
+        let covered = planned
+            .iter()
+            .any(|p| p.kind == DeliveryKind::Cancel && p.channel == d.channel && p.language == d.language)
+            || out
+                .iter()
+                .any(|c| planned[c.index].channel == d.channel && c.language.as_deref() == Some(d.language.as_str()));
+        if covered {
+            continue;
+        }
+        let Some(index) = planned.iter().position(|p| p.kind == DeliveryKind::Cancel && p.channel == d.channel) else {
+            continue;
+        };
+        let Some(original) = original(inc, &d.channel, &d.language) else { continue };
+        out.push(Create {
+            index,
+            reply_to: Some(original.id),
+            state: DeliveryState::Queued,
+            language: Some(d.language.clone()),
+        });
+    }
+    out
 }
 
 /// An operator's retraction (or correction, `correction`), as event `event_id`, with a
@@ -680,13 +729,14 @@ pub fn on_retract(inc: &Incident, event_id: i64, correction: bool, planned: &[Pl
         .enumerate()
         .filter_map(|(index, p)| {
             let original = original(inc, &p.channel, &p.language)?;
-            Some(Create { index, reply_to: Some(original.id), state: DeliveryState::Queued })
+            Some(Create { index, reply_to: Some(original.id), state: DeliveryState::Queued, language: None })
         })
         .collect();
     Ok(Verdict {
         disposition: Disposition::Deliver,
         effect: if correction { Effect::Correct } else { Effect::Retract },
         closes: (!correction).then_some(IncidentState::Retracted),
+        trust: None,
         supersedes: inc
             .events
             .iter()
@@ -721,10 +771,11 @@ pub fn still_valid(kind: DeliveryKind, incident: IncidentState, superseded_by: O
 /// rendered: what is committed, and what is ahead of it in the writer's queue (so a
 /// cancellation right behind its alert finds it).
 pub trait Known {
-    /// A message by its CAP `sender,identifier,sent`.
-    fn message(&self, key: &str) -> Option<KnownMessage>;
-    /// The newest message that names `key` among its references.
-    fn referencing(&self, key: &str) -> Option<KnownMessage>;
+    /// A message of `class` by its CAP `sender,identifier,sent`.
+    fn message(&self, key: &str, class: StatusClass) -> Option<KnownMessage>;
+    /// The newest message of `class`, from a source at least as trusted as `trust`,
+    /// that names `key` among its references.
+    fn referencing(&self, key: &str, class: StatusClass, trust: Trust) -> Option<KnownMessage>;
     /// The incident `key`, if it was opened.
     fn incident(&self, key: &str) -> Option<KnownIncident>;
 }
@@ -750,11 +801,11 @@ pub struct KnownIncident {
 pub struct NothingKnown;
 
 impl Known for NothingKnown {
-    fn message(&self, _: &str) -> Option<KnownMessage> {
+    fn message(&self, _: &str, _: StatusClass) -> Option<KnownMessage> {
         None
     }
 
-    fn referencing(&self, _: &str) -> Option<KnownMessage> {
+    fn referencing(&self, _: &str, _: StatusClass, _: Trust) -> Option<KnownMessage> {
         None
     }
 

@@ -65,7 +65,9 @@ pub fn too_old(sent: Timestamp, now: Timestamp, max_age: Duration) -> bool {
 /// revision, else `id` + a hash of the exact payload: a redelivered or resent message
 /// maps to the same key, a changed one does not.
 pub fn dedupe_key(event: &Event, payload: &[u8]) -> String {
-    let incident = incident_key(event);
+    // Keyed by the event's own id (not its incident key, which for CAP also names the
+    // sender): the key of a message stored by an earlier version stays the same.
+    let incident = id_key(event, &event.id);
     match (&event.lifecycle.message_key, event.revision) {
         // CAP: sender, identifier and sent name one message, however it is re-sent.
         (Some(m), _) => format!("{incident}#m{}", &sha256_hex(m.as_bytes())[..32]),
@@ -76,11 +78,21 @@ pub fn dedupe_key(event: &Event, payload: &[u8]) -> String {
 
 /// Ties every message about one incident together (revisions, updates, cancels). The
 /// status is part of it: an exercise that reuses a real incident's id is a different
-/// incident, and can neither duplicate, supersede nor cancel the real one.
+/// incident, and can neither duplicate, supersede nor cancel the real one. A CAP
+/// identifier is unique only for its sender, so a CAP incident is keyed by both: two
+/// agencies' alerts numbered alike are two incidents.
 pub fn incident_key(event: &Event) -> String {
+    let sender = event.fields.get("sender").and_then(serde_json::Value::as_str);
+    match (event.format, sender) {
+        (crate::event::Format::Cap, Some(sender)) => id_key(event, &format!("{sender}/{}", event.id)),
+        _ => id_key(event, &event.id),
+    }
+}
+
+fn id_key(event: &Event, id: &str) -> String {
     match event.status {
-        Status::Actual => format!("{}:{}", event.format.as_str(), event.id),
-        other => format!("{}:{}:{}", event.format.as_str(), other.as_str(), event.id),
+        Status::Actual => format!("{}:{id}", event.format.as_str()),
+        other => format!("{}:{}:{id}", event.format.as_str(), other.as_str()),
     }
 }
 

@@ -43,7 +43,10 @@ pub fn plan_as(
 ) -> Vec<Planned> {
     channels
         .values()
-        .filter(|c| c.enabled && rule.channels.includes(&c.name))
+        // A cancellation is planned for every channel: the store keeps it only where
+        // something of the incident is out, which may be a channel the rule has since
+        // stopped naming.
+        .filter(|c| c.enabled && (kind == DeliveryKind::Cancel || rule.channels.includes(&c.name)))
         .filter(|c| audience == Audience::Public || !c.public)
         .flat_map(|c| {
             let wanted = c.languages.as_deref().unwrap_or(agency_languages);
@@ -132,6 +135,15 @@ mod tests {
         let p = plan(&event("update", serde_json::json!({})), &rule(sel), Audience::Public, &channels(), &[]);
         assert_eq!(names(&p), ["hook"]);
         assert_eq!(p[0].kind, DeliveryKind::Update);
+    }
+
+    #[test]
+    fn a_cancellation_is_planned_for_channels_the_rule_no_longer_names() {
+        let sel = ChannelSelector::Named(vec!["hook".to_owned()]);
+        let p = plan(&event("cancel", serde_json::json!({})), &rule(sel.clone()), Audience::Public, &channels(), &[]);
+        assert_eq!(names(&p), ["console", "hook", "staff"], "the store keeps it only where something is out");
+        let p = plan(&event("update", serde_json::json!({})), &rule(sel), Audience::Public, &channels(), &[]);
+        assert_eq!(names(&p), ["hook"]);
     }
 
     #[test]

@@ -142,18 +142,18 @@ struct Lookup {
 }
 
 impl Known for Lookup {
-    fn message(&self, key: &str) -> Option<KnownMessage> {
+    fn message(&self, key: &str, class: StatusClass) -> Option<KnownMessage> {
         self.asked.borrow_mut().push(key.to_owned());
         let original = original();
         Some(KnownMessage {
             incident_key: "json:ORIG".to_owned(),
-            class: StatusClass::of(original.status),
+            class,
             trust: Trust::Unsigned,
             event_json: serde_json::to_string(&original).expect("json"),
         })
     }
 
-    fn referencing(&self, _: &str) -> Option<KnownMessage> {
+    fn referencing(&self, _: &str, _: StatusClass, _: Trust) -> Option<KnownMessage> {
         None
     }
 

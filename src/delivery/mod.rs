@@ -51,6 +51,9 @@ pub struct History {
     pub unavailable: u32,
     /// Since the delivery was queued.
     pub age: Duration,
+    /// A cancellation or retraction: what it takes back is still up, so it never gives
+    /// up on a transient failure (rule 4 in docs/ARCHITECTURE.md).
+    pub closing: bool,
 }
 
 /// One request of a delivery.
@@ -76,7 +79,7 @@ pub fn plan(parts: usize, caps: Caps, deletes: usize) -> Vec<Action> {
 /// Turn a channel's outcome into the attempt record and the next step. `unit` is a random
 /// number in `[0, 1)` for the jitter.
 pub fn decide(outcome: &Outcome, h: History, cfg: &DeliveryConfig, now_ms: i64, unit: f64) -> (AttemptEnd, Next) {
-    let History { failures, unavailable, age } = h;
+    let History { failures, unavailable, age, closing } = h;
     let retry = |delay: Duration| {
         (AttemptEnd::Retry { not_before: now_ms + crate::time::duration_ms(delay) }, Next::Retry(delay))
     };
@@ -91,7 +94,7 @@ pub fn decide(outcome: &Outcome, h: History, cfg: &DeliveryConfig, now_ms: i64, 
         | Outcome::Unknown(reason)
         | Outcome::Unavailable(reason)
         | Outcome::Credentials(reason)
-            if age >= cfg.give_up_after =>
+            if age >= cfg.give_up_after && !closing =>
         {
             let reason = format!(
                 "gave up after {} of failures ({} attempts); last: {reason}",
@@ -333,7 +336,7 @@ mod tests {
     const NOW: i64 = 1_000_000;
 
     fn h(failures: u32, unavailable: u32, age_secs: u64) -> History {
-        History { failures, unavailable, age: Duration::from_secs(age_secs) }
+        History { failures, unavailable, age: Duration::from_secs(age_secs), closing: false }
     }
 
     #[test]
@@ -408,5 +411,16 @@ mod tests {
         let (end, next) = decide(&Outcome::Retry("503".to_owned()), h(40, 0, 25 * 3600), &cfg(), NOW, 0.5);
         assert!(matches!(end, AttemptEnd::Dead { reason } if reason.contains("gave up") && reason.contains("503")));
         assert_eq!(next, Next::Done);
+    }
+
+    #[test]
+    fn a_cancellation_never_gives_up_after_a_long_outage() {
+        let long = History { closing: true, ..h(40, 3, 30 * 24 * 3600) };
+        for out in [Outcome::Retry("503".to_owned()), Outcome::Unavailable("down".to_owned())] {
+            let (end, _) = decide(&out, long, &cfg(), NOW, 0.5);
+            assert!(matches!(end, AttemptEnd::Retry { .. }), "{out:?}: {end:?}");
+        }
+        let (end, _) = decide(&Outcome::Permanent("410 gone".to_owned()), long, &cfg(), NOW, 0.5);
+        assert!(matches!(end, AttemptEnd::Dead { .. }), "refused for good is dead, and recorded");
     }
 }

@@ -182,10 +182,12 @@ impl Worker {
     /// may still be finishing its request; nothing is taken up before it is done.
     pub(super) async fn run(mut self, cancel: CancellationToken, previous: Option<tokio::task::JoinHandle<()>>) {
         self.cancel = cancel;
+        // Not cut short by our own cancellation: a worker stopped while it waits would
+        // let go of its predecessor, and the next one would wait for nobody.
         if let Some(previous) = previous {
-            tokio::select! {
-                () = self.cancel.cancelled() => return,
-                _ = previous => {}
+            let _ = previous.await;
+            if self.cancel.is_cancelled() {
+                return;
             }
         }
         while !self.cancel.is_cancelled() {
@@ -572,9 +574,11 @@ impl Worker {
             },
         };
         // A staff notice's approve/reject links are stored as placeholders; the real
-        // ones exist only in the request.
+        // ones exist only in the request. Nothing but a notice has them.
         let mut job = job;
         if let Some(key) = &self.links
+            && job.event_type == "notice"
+            && job.status == "system"
             && crate::links::has_links(&job.text)
         {
             job.text = crate::links::expand(&job.text, key, &self.config.admin.public_url);
@@ -582,9 +586,11 @@ impl Worker {
         let caps = self.channel.caps();
         let deletions = match &original {
             Some(o) if job.kind == DeliveryKind::Cancel && self.cfg.delete_original && caps.delete => o.posts(),
-            // A retraction deletes every post of the incident, wherever the platform can.
+            // A retraction deletes every post of the incident, wherever the platform can; a
+            // correction, the alert and updates it replaces (what follows replies to it).
             _ if job.kind == DeliveryKind::Retract && caps.delete => {
-                match self.reader.incident_posts(&job.incident_key, &job.channel, &job.language).await {
+                let news_only = job.msg_type == "correct";
+                match self.reader.incident_posts(&job.incident_key, &job.channel, &job.language, news_only).await {
                     Ok(posts) => posts,
                     Err(e) => {
                         tracing::warn!(channel = %self.cfg.name, error = %e, "cannot read the posts to delete; retrying");
@@ -807,7 +813,8 @@ impl Worker {
         let Response { outcome, http_status, note } = response;
         let wall = now_ms();
         let age = Duration::from_millis(u64::try_from(wall - job.created_at).unwrap_or(0));
-        let history = History { failures: job.attempts, unavailable: self.unavailable, age };
+        let history =
+            History { failures: job.attempts, unavailable: self.unavailable, age, closing: !job.kind.is_news() };
         let (mut end, mut next) = decide(&outcome, history, &self.config.delivery, wall, fastrand::f64());
         let mut note = note;
         let last = job.progress.done + 1 >= p.steps.len();

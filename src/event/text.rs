@@ -4,7 +4,9 @@
 //! a NUL, C1 codes), bidirectional overrides (which can make "call 911" display as
 //! something else, or reverse a URL) and zero-width characters (which hide inside a word
 //! so filters and people see different things, or split an `@` from its name) are
-//! removed. Line breaks stay; a tab becomes a space. A zero-width joiner or non-joiner
+//! removed, and so are the brackets of bullhorn's own link placeholders (`crate::links`),
+//! so no event text can pose as one. Line breaks stay; a tab becomes a space. A
+//! zero-width joiner or non-joiner
 //! stays where it does real work: between two non-ASCII letters or symbols (emoji
 //! sequences such as 👨‍👩‍👧, Indic and Persian writing).
 
@@ -21,7 +23,9 @@ fn dropped(c: char) -> bool {
         // Zero-width space, word joiner, invisible operators, BOM, Mongolian vowel separator.
         | '\u{200b}' | '\u{2060}'..='\u{2064}' | '\u{feff}' | '\u{180e}'
         // Interlinear annotation, and the tag characters.
-        | '\u{fff9}'..='\u{fffb}' | '\u{e0000}'..='\u{e007f}')
+        | '\u{fff9}'..='\u{fffb}' | '\u{e0000}'..='\u{e007f}'
+        // The brackets of bullhorn's own link placeholders (crate::links).
+        | '\u{27e6}' | '\u{27e7}')
 }
 
 /// A joiner between two non-ASCII, non-space characters is kept.
@@ -117,6 +121,7 @@ mod tests {
         assert_eq!(clean("@\u{200b}every\u{200d}one"), "@everyone", "nothing hides inside a word");
         assert_eq!(clean("\u{feff}AMBER"), "AMBER");
         assert_eq!(clean("C1\u{85}code"), "C1code");
+        assert_eq!(clean("\u{27e6}link:abc\u{27e7}"), "link:abc", "no event text can carry a link placeholder");
     }
 
     #[test]

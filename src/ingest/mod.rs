@@ -159,22 +159,22 @@ struct Ahead<'a> {
 }
 
 impl Known for Ahead<'_> {
-    fn message(&self, key: &str) -> Option<KnownMessage> {
+    fn message(&self, key: &str, class: StatusClass) -> Option<KnownMessage> {
         let pending = self.pending.iter().flatten().rev();
         pending
-            .filter(|a| a.counts && a.message_key.as_deref() == Some(key))
+            .filter(|a| a.counts && a.class == class && a.message_key.as_deref() == Some(key))
             .map(AheadEvent::known)
             .next()
-            .or_else(|| self.reader.message(key))
+            .or_else(|| self.reader.message(key, class))
     }
 
-    fn referencing(&self, key: &str) -> Option<KnownMessage> {
+    fn referencing(&self, key: &str, class: StatusClass, trust: crate::lifecycle::Trust) -> Option<KnownMessage> {
         let pending = self.pending.iter().flatten().rev();
         pending
-            .filter(|a| a.counts && a.references.iter().any(|r| r == key))
+            .filter(|a| a.counts && a.class == class && a.trust >= trust && a.references.iter().any(|r| r == key))
             .map(AheadEvent::known)
             .next()
-            .or_else(|| self.reader.referencing(key))
+            .or_else(|| self.reader.referencing(key, class, trust))
     }
 
     fn incident(&self, key: &str) -> Option<KnownIncident> {
@@ -317,6 +317,10 @@ impl Task {
                     user_properties: &message.user_properties,
                 };
                 let record = pipeline::prepare_with(&live.config, &live.renderer, received, now, &known);
+                if self.reader.read_failed() {
+                    // Placed on what could not be read: not taken. Like a failed write.
+                    return Err(StoreError::Write("cannot read the store to place a message".to_owned()));
+                }
                 self.count_received(&message.topic, &record);
                 let ahead = match &record {
                     IngestRecord::Event(e) => Some(AheadEvent::of(e)),
@@ -370,6 +374,20 @@ impl Task {
     async fn on_committed(&mut self, done: Committed) -> Result<(), StoreError> {
         let outcome = done.result?;
         match &outcome {
+            IngestOutcome::Accepted {
+                event_id,
+                disposition:
+                    d @ (Disposition::Closed | Disposition::Retracted | Disposition::Untrusted | Disposition::OtherClass),
+                ..
+            } => {
+                // Someone sent it to be posted, and it will not be: say so where it is seen.
+                tracing::warn!(
+                    event = event_id,
+                    disposition = d.as_str(),
+                    "recorded, not posted: its incident was cancelled or retracted, or it came from a source that may not \
+                     change it (a new alert needs a new id; see bullhorn status)"
+                );
+            }
             IngestOutcome::Accepted { event_id, disposition: Disposition::Superseded, .. } => {
                 tracing::info!(event = event_id, "older message arrived after a newer one; recorded, not posted");
             }

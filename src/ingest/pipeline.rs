@@ -229,12 +229,12 @@ fn place(event: &Event, trust: Trust, known: &dyn Known) -> Place {
     let class = StatusClass::of(event.status);
     let mut incident_key = policy::incident_key(event);
     let mut original = None;
-    let named = event.lifecycle.references.iter().find_map(|r| known.message(r).filter(|m| m.class == class));
+    let named = event.lifecycle.references.iter().find_map(|r| known.message(r, class));
     if let Some(m) = named {
         incident_key = m.incident_key;
         original = Some(m.event_json);
     } else if let Some(key) = &event.lifecycle.message_key
-        && let Some(m) = known.referencing(key).filter(|m| m.class == class && m.trust >= trust)
+        && let Some(m) = known.referencing(key, class, trust)
     {
         incident_key = m.incident_key;
     }

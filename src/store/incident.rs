@@ -21,13 +21,14 @@ pub(super) fn load(conn: &Connection, key: &str, except: i64) -> rusqlite::Resul
     let Some((class, trust, event_type, state)) = head else { return Ok(None) };
     let events: Vec<PriorEvent> = conn
         .prepare_cached(
-            "SELECT id, revision, effect, digest, superseded_by IS NOT NULL FROM events WHERE incident_key = ?1",
+            "SELECT id, revision, effect, digest, superseded_by IS NOT NULL, trust FROM events WHERE incident_key = ?1",
         )?
         .query_map([key], |r| {
             Ok(PriorEvent {
                 id: r.get(0)?,
                 revision: r.get(1)?,
                 effect: Effect::parse(&r.get::<_, String>(2)?),
+                trust: Trust::from_rank(r.get(5)?),
                 digest: r.get(3)?,
                 superseded: r.get(4)?,
             })
@@ -112,11 +113,16 @@ pub(super) fn apply(
         )?
         .execute(params![key, o.class.as_str(), o.trust.rank(), o.event_type, state.as_str(), event_id])?;
     } else if let Some(state) = verdict.closes {
+        // Reopened (taken over by a more trusted source): nothing closes it any more.
+        let closer = (state != IncidentState::Open).then_some(event_id);
         conn.prepare_cached("UPDATE incidents SET state = ?2, closed_by = ?3 WHERE key = ?1")?.execute(params![
             key,
             state.as_str(),
-            event_id
+            closer
         ])?;
+    }
+    if let Some(trust) = verdict.trust {
+        conn.prepare_cached("UPDATE incidents SET trust = ?2 WHERE key = ?1")?.execute(params![key, trust.rank()])?;
     }
     if !verdict.supersedes.is_empty() {
         let mut stmt =
@@ -154,6 +160,20 @@ pub(super) fn apply(
     let mut created = 0;
     for c in &verdict.create {
         let Some(d) = deliveries.get(c.index) else { continue };
+        let standin;
+        let d = match &c.language {
+            // Another language's text for this one: its own key, so a receiver that
+            // drops repeats does not drop it.
+            Some(language) => {
+                standin = NewDelivery {
+                    language: language.clone(),
+                    idem_key: format!("{}-{language}", d.idem_key),
+                    ..d.clone()
+                };
+                &standin
+            }
+            None => d,
+        };
         let id = insert_delivery(conn, event_id, d, c.state, c.reply_to, now)?;
         // A held delivery waits for approval; the workers hear of it only then.
         if c.state == DeliveryState::Queued {

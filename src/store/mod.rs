@@ -408,6 +408,11 @@ impl Store {
         let mark = state_dir.map(|d| Mark::new(d, path));
         let newest = writer::newest(&conn).map_err(|e| open_err(e.to_string()))?;
         let restored = mark.as_ref().and_then(|m| m.restored(newest));
+        if let Some(why) = &restored {
+            // Paused before the mark moves on: however the start ends, the next one is
+            // still paused (the pause is a row) or still finds the store older.
+            pause_restored(&mut conn, why).map_err(|e| open_err(format!("cannot pause the restored store: {e}")))?;
+        }
         if let Some(m) = &mark {
             m.write(newest);
         }
@@ -531,6 +536,23 @@ impl<T> Future for Pending<T> {
     fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
         std::pin::Pin::new(&mut self.0).poll(cx).map(|r| r.unwrap_or(Err(StoreError::Closed)))
     }
+}
+
+/// The kill switch on, with its audit row: a store restored from a backup.
+fn pause_restored(conn: &mut Connection, why: &str) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    let now = crate::time::now_ms();
+    let actor = "bullhorn (store restored from a backup)";
+    tx.execute(
+        "INSERT INTO pauses (scope, actor, at, reason) VALUES ('all', ?1, ?2, ?3)
+         ON CONFLICT (scope) DO UPDATE SET actor = excluded.actor, at = excluded.at, reason = excluded.reason",
+        rusqlite::params![actor, now, why],
+    )?;
+    tx.execute(
+        "INSERT INTO audit (at, actor, action, target, detail) VALUES (?1, ?2, 'pause', 'all', ?3)",
+        rusqlite::params![now, actor, why],
+    )?;
+    tx.commit()
 }
 
 fn configure_writer(conn: &Connection, busy_timeout: Duration) -> Result<(), String> {

@@ -489,21 +489,25 @@ impl Reader {
 
     /// Every post of an incident on one channel in one language, oldest first (a
     /// thread's every part): what a retraction deletes.
+    /// `news_only`: only the alert and its updates (what a correction replaces), not a
+    /// cancellation.
     pub async fn incident_posts(
         &self,
         incident_key: &str,
         channel: &str,
         language: &str,
+        news_only: bool,
     ) -> Result<Vec<PostRef>, StoreError> {
         let (incident_key, channel, language) = (incident_key.to_owned(), channel.to_owned(), language.to_owned());
         self.with(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT d.post_id, d.post_url, d.post_data, d.progress FROM deliveries d JOIN events e ON e.id = d.event_id
                  WHERE e.incident_key = ?1 AND d.channel = ?2 AND d.language = ?3 AND d.kind != 'retract'
+                   AND (?4 = 0 OR d.kind IN ('post', 'update'))
                    AND d.post_id IS NOT NULL
                  ORDER BY d.id",
             )?;
-            let rows = stmt.query_map(params![incident_key, channel, language], |r| {
+            let rows = stmt.query_map(params![incident_key, channel, language, news_only], |r| {
                 let post = PostRef { id: r.get(0)?, url: r.get(1)?, data: r.get(2)? };
                 let progress: Option<String> = r.get(3)?;
                 Ok((post, Progress::parse(progress.as_deref())))

@@ -14,6 +14,8 @@ use crate::lifecycle::{Audience, DeliveryKind, DeliveryState, Known, KnownIncide
 #[derive(Debug, Clone)]
 pub struct Reader {
     conn: Arc<Mutex<Connection>>,
+    /// A lookup for the ingest pipeline failed ([`Reader::read_failed`]).
+    failed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A delivery still to be done on a channel, as loaded at worker start.
@@ -98,7 +100,7 @@ impl Reader {
     pub(super) fn open(path: &Path, busy_timeout: Duration) -> Result<Reader, StoreError> {
         let conn = open_reader(path, busy_timeout)
             .map_err(|e| StoreError::Open { path: path.to_path_buf(), message: e.to_string() })?;
-        Ok(Reader { conn: Arc::new(Mutex::new(conn)) })
+        Ok(Reader { conn: Arc::new(Mutex::new(conn)), failed: Arc::default() })
     }
 
     pub(super) async fn with<T: Send + 'static>(
@@ -274,32 +276,36 @@ impl Reader {
 /// What the ingest pipeline reads of committed messages (blocking: single indexed reads,
 /// and only for messages that name others or follow an incident).
 impl Known for Reader {
-    fn message(&self, key: &str) -> Option<KnownMessage> {
+    fn message(&self, key: &str, class: StatusClass) -> Option<KnownMessage> {
         let conn = self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        conn.prepare_cached(
-            "SELECT incident_key, status, trust, event_json FROM events
-             WHERE message_key = ?1 AND disposition != 'ignored' ORDER BY id LIMIT 1",
-        )
-        .and_then(|mut stmt| stmt.query_row([key], known_message).optional())
-        .ok()
-        .flatten()
+        let found = conn
+            .prepare_cached(
+                "SELECT incident_key, status, trust, event_json FROM events
+                 WHERE message_key = ?1 AND disposition != 'ignored'
+                   AND (CASE status WHEN 'actual' THEN 'actual' ELSE 'practice' END) = ?2
+                 ORDER BY id LIMIT 1",
+            )
+            .and_then(|mut stmt| stmt.query_row(params![key, class.as_str()], known_message).optional());
+        self.known(found)
     }
 
-    fn referencing(&self, key: &str) -> Option<KnownMessage> {
+    fn referencing(&self, key: &str, class: StatusClass, trust: Trust) -> Option<KnownMessage> {
         let conn = self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        conn.prepare_cached(
-            "SELECT e.incident_key, e.status, e.trust, e.event_json FROM event_refs r JOIN events e ON e.id = r.event_id
-             WHERE r.message_key = ?1 ORDER BY e.id DESC LIMIT 1",
-        )
-        .and_then(|mut stmt| stmt.query_row([key], known_message).optional())
-        .ok()
-        .flatten()
+        let found = conn
+            .prepare_cached(
+                "SELECT e.incident_key, e.status, e.trust, e.event_json FROM event_refs r JOIN events e ON e.id = r.event_id
+                 WHERE r.message_key = ?1 AND e.trust >= ?3
+                   AND (CASE e.status WHEN 'actual' THEN 'actual' ELSE 'practice' END) = ?2
+                 ORDER BY e.id DESC LIMIT 1",
+            )
+            .and_then(|mut stmt| stmt.query_row(params![key, class.as_str(), trust.rank()], known_message).optional());
+        self.known(found)
     }
 
     fn incident(&self, key: &str) -> Option<KnownIncident> {
         let conn = self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        conn.prepare_cached("SELECT class, trust, event_type FROM incidents WHERE key = ?1")
-            .and_then(|mut stmt| {
+        let found = conn.prepare_cached("SELECT class, trust, event_type FROM incidents WHERE key = ?1").and_then(
+            |mut stmt| {
                 stmt.query_row([key], |r| {
                     let class: String = r.get(0)?;
                     Ok(KnownIncident {
@@ -309,9 +315,27 @@ impl Known for Reader {
                     })
                 })
                 .optional()
-            })
-            .ok()
-            .flatten()
+            },
+        );
+        self.known(found)
+    }
+}
+
+impl Reader {
+    /// What a lookup found; a failed read is remembered (see [`Reader::read_failed`]) and
+    /// reads as nothing found.
+    fn known<T>(&self, found: rusqlite::Result<Option<T>>) -> Option<T> {
+        found.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read the store to place a message in its incident");
+            self.failed.store(true, std::sync::atomic::Ordering::Relaxed);
+            None
+        })
+    }
+
+    /// Whether a lookup failed since the last call: the message it was for must not be
+    /// taken on what could not be read (it is left to the broker, like a failed write).
+    pub fn read_failed(&self) -> bool {
+        self.failed.swap(false, std::sync::atomic::Ordering::Relaxed)
     }
 }
 

@@ -236,14 +236,19 @@ CREATE TABLE incidents (
     closed_by  INTEGER REFERENCES events(id)
 ) STRICT;
 INSERT INTO incidents (key, class, trust, event_type, state, opened_by)
-SELECT incident_key, CASE WHEN status = 'actual' THEN 'actual' ELSE 'practice' END, 0, event_type,
-       CASE WHEN EXISTS (SELECT 1 FROM events r WHERE r.incident_key = e.incident_key AND r.effect = 'retract')
-            THEN 'retracted'
-            WHEN EXISTS (SELECT 1 FROM events c WHERE c.incident_key = e.incident_key AND c.effect = 'cancel')
-            THEN 'cancelled'
-            ELSE 'open' END,
-       MIN(id)
-FROM events e WHERE format NOT IN ('system', 'admin') AND disposition != 'ignored' GROUP BY incident_key;
+SELECT incident_key, CASE WHEN status = 'actual' THEN 'actual' ELSE 'practice' END, 0, event_type, 'open', MIN(id)
+FROM events WHERE format NOT IN ('system', 'admin') AND disposition != 'ignored' GROUP BY incident_key;
+-- Closed by a retraction, or by a cancel of the incident's own class (earlier versions
+-- filed a drill that named a real alert under the real incident: it closes nothing).
+UPDATE incidents SET closed_by = (
+    SELECT MAX(c.id) FROM events c
+    WHERE c.incident_key = incidents.key
+      AND (c.effect = 'retract'
+           OR (c.effect = 'cancel' AND (CASE WHEN c.status = 'actual' THEN 'actual' ELSE 'practice' END) = incidents.class)));
+UPDATE incidents SET state = CASE
+    WHEN EXISTS (SELECT 1 FROM events r WHERE r.incident_key = incidents.key AND r.effect = 'retract') THEN 'retracted'
+    ELSE 'cancelled' END
+WHERE closed_by IS NOT NULL;
 
 -- public | staff: staff deliveries (tests, exercises, restricted alerts, staff notices)
 -- never go out on a public channel, checked again when each request begins

@@ -1,6 +1,6 @@
 use super::*;
 use crate::event::{MsgType, Status};
-use crate::lifecycle::{Audience, Disposition, Trust};
+use crate::lifecycle::{Audience, Disposition, Known as _, StatusClass, Trust};
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -734,7 +734,10 @@ VALUES (1, 'json:A#r1', 'json:A', 'json', 'missing_child', 'alert', 'actual', 0,
        (2, 'json:A#r2', 'json:A', 'json', 'missing_child', 'cancel', 'actual', 0, 'deliver', 't', x'', '', '{"id":"A"}', 'h', 2),
        (3, 'json:exercise:B#r1', 'json:exercise:B', 'json', 'road_closure', 'alert', 'exercise', 2, 'deliver', 't', x'', '',
         '{"id":"B"}', 'h', 3),
-       (4, 'notice:held:3', 'notice:held:3', 'system', 'notice', 'alert', 'system', 1, 'deliver', '', x'', '', '{}', 'h', 4);
+       (4, 'notice:held:3', 'notice:held:3', 'system', 'notice', 'alert', 'system', 1, 'deliver', '', x'', '', '{}', 'h', 4),
+       (5, 'cap:R#m1', 'cap:R', 'cap', 'missing_child', 'alert', 'actual', 0, 'deliver', 't', x'', '', '{"id":"R"}', 'h', 5),
+       (6, 'cap:exercise:X#m1', 'cap:R', 'cap', 'missing_child', 'cancel', 'exercise', 0, 'deliver', 't', x'', '',
+        '{"id":"X"}', 'h', 6);
 INSERT INTO deliveries (id, event_id, channel, kind, state, priority, text, idem_key, created_at, updated_at)
 VALUES (1, 1, 'c', 'post', 'sent', 0, 't', 'k1', 1, 1),
        (2, 3, 'staff', 'post', 'queued', 2, 't', 'k2', 3, 3),
@@ -744,11 +747,57 @@ VALUES (1, 1, 'c', 'post', 'sent', 0, 't', 'k1', 1, 1),
     .expect("v5 rows");
     schema::migrate(&mut conn).expect("sql").expect("migrated");
     let row = |sql: &str| -> String { conn.query_row(sql, [], |r| r.get(0)).expect(sql) };
-    assert_eq!(row("SELECT state FROM incidents WHERE key = 'json:A'"), "cancelled");
+    assert_eq!(row("SELECT state || ' by ' || closed_by FROM incidents WHERE key = 'json:A'"), "cancelled by 2");
+    // Filed under the real alert's incident by the old drill bug: it closes nothing.
+    assert_eq!(row("SELECT state FROM incidents WHERE key = 'cap:R'"), "open");
     assert_eq!(row("SELECT class FROM incidents WHERE key = 'json:exercise:B'"), "practice");
     assert_eq!(row("SELECT group_concat(audience, ',') FROM deliveries ORDER BY id"), "public,staff,staff");
-    assert_eq!(row("SELECT group_concat(COALESCE(ident, '-'), ',') FROM events ORDER BY id"), "A,A,B,-");
-    assert_eq!(row("SELECT group_concat(effect, ',') FROM events ORDER BY id"), "post,cancel,post,post");
+    assert_eq!(row("SELECT group_concat(COALESCE(ident, '-'), ',') FROM events ORDER BY id"), "A,A,B,-,R,X");
+    assert_eq!(row("SELECT group_concat(effect, ',') FROM events ORDER BY id"), "post,cancel,post,post,post,cancel");
     let n: i64 = conn.query_row("SELECT COUNT(*) FROM incidents", [], |r| r.get(0)).expect("n");
-    assert_eq!(n, 2, "notices open no incident");
+    assert_eq!(n, 3, "notices open no incident");
+}
+
+#[tokio::test]
+async fn a_message_sent_ahead_by_a_less_trusted_source_does_not_take_the_signed_ones_place() {
+    let f = open(Duration::from_secs(1));
+    // Unsigned, with the signed alert's id and revision, and closing the incident.
+    let spoof = event("INC-1", 1, "cancel", &["c"]);
+    ingest(&f, spoof).await.expect("spoof");
+    let mut real = event("INC-1", 1, "alert", &["c"]);
+    real.trust = Trust::Signed;
+    real.payload_sha256 = "real".to_owned();
+    let out = ingest(&f, real).await.expect("real");
+    assert!(
+        matches!(out, IngestOutcome::Accepted { event_id: 2, disposition: Disposition::Deliver, deliveries: 1, .. }),
+        "recorded under its own key, and posted: {out:?}"
+    );
+    let conn = Connection::open(&f.path).expect("open");
+    let incident: String =
+        conn.query_row("SELECT state || ':' || trust FROM incidents", [], |r| r.get(0)).expect("incident");
+    assert_eq!(incident, "open:1", "taken over by the signed source");
+    assert_eq!(state(&f, 1), "queued", "the signed alert goes out");
+    // Now an unsigned cancel changes nothing.
+    let out = ingest(&f, event("INC-1", 2, "cancel", &["c"])).await.expect("cancel");
+    assert!(matches!(out, IngestOutcome::Accepted { disposition: Disposition::Untrusted, .. }), "{out:?}");
+}
+
+#[tokio::test]
+async fn a_late_alert_is_placed_by_the_real_cancel_that_names_it_not_by_a_drill() {
+    let f = open(Duration::from_secs(1));
+    let alert_key = "s,A,2026-11-21T10:00:00Z";
+    let mut cancel = event("C1", 1, "cancel", &["c"]);
+    cancel.lifecycle.references = vec![alert_key.to_owned()];
+    cancel.incident_key = "cap:s/C1".to_owned();
+    ingest(&f, cancel).await.expect("real cancel");
+    let mut drill = event("C2", 1, "cancel", &["c"]);
+    drill.status = Status::Exercise;
+    drill.lifecycle.references = vec![alert_key.to_owned()];
+    drill.incident_key = "cap:exercise:s/C2".to_owned();
+    drill.dedupe_key = "cap:exercise:C2#m".to_owned();
+    ingest(&f, drill).await.expect("drill");
+    let reader = f.store.reader().expect("reader");
+    let found = reader.referencing(alert_key, StatusClass::Actual, Trust::Unsigned).expect("the real cancel");
+    assert_eq!(found.incident_key, "cap:s/C1");
+    assert!(reader.referencing(alert_key, StatusClass::Actual, Trust::Signed).is_none(), "not as trusted");
 }

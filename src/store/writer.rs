@@ -101,9 +101,11 @@ pub(super) fn run(
         for (op, answer) in batch.drain(..).zip(answers) {
             reply(op, answer);
         }
+        // At most once a second under load, and as soon as the writer goes idle, so the
+        // mark trails the store by little.
         if let Some(m) = &mark
             && ok
-            && marked.0.elapsed() >= MARK_EVERY
+            && (marked.0.elapsed() >= MARK_EVERY || rx.is_empty())
         {
             update_mark(&conn, m, &mut marked);
         }
@@ -519,16 +521,10 @@ pub(super) fn newest(conn: &Connection) -> rusqlite::Result<Newest> {
     .query_row([], |r| Ok(Newest { events: r.get(0)?, attempts: r.get(1)? }))
 }
 
-/// Record an event and let the lifecycle decide, on its incident's committed state, what
-/// it does there.
-fn ingest_event(
-    conn: &Connection,
-    e: &NewEvent,
-    now: i64,
-    announced: &mut Vec<Queued>,
-) -> Result<IngestOutcome, ApplyError> {
+/// Insert `e` under dedupe key `key`; `None` when the key is taken.
+fn insert_event(conn: &Connection, e: &NewEvent, key: &str) -> Result<Option<i64>, ApplyError> {
     let digest = e.lifecycle.snapshot.as_ref().map(|s| s.digest.as_str());
-    let inserted: Option<i64> = conn
+    Ok(conn
         .prepare_cached(
             "INSERT INTO events (dedupe_key, incident_key, revision, format, event_type, msg_type, status, priority,
                                  disposition, topic, payload, payload_sha256, event_json, headline, sent_at, expires_at,
@@ -540,7 +536,7 @@ fn ingest_event(
         )?
         .query_row(
             params![
-                e.dedupe_key,
+                key,
                 e.incident_key,
                 e.revision.and_then(|r| i64::try_from(r).ok()),
                 e.format,
@@ -565,11 +561,32 @@ fn ingest_event(
             ],
             |r| r.get(0),
         )
-        .optional()?;
-    let Some(event_id) = inserted else {
-        let (event_id, sha): (i64, String) = conn
-            .prepare_cached("SELECT id, payload_sha256 FROM events WHERE dedupe_key = ?1")?
-            .query_row([&e.dedupe_key], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        .optional()?)
+}
+
+/// Record an event and let the lifecycle decide, on its incident's committed state, what
+/// it does there.
+fn ingest_event(
+    conn: &Connection,
+    e: &NewEvent,
+    now: i64,
+    announced: &mut Vec<Queued>,
+) -> Result<IngestOutcome, ApplyError> {
+    // A key already taken by a less trusted source's message (an unsigned message sent
+    // ahead with the signed one's id and revision) does not stop the more trusted one:
+    // it is recorded under the key marked with its trust.
+    let mut key = e.dedupe_key.clone();
+    let event_id = loop {
+        if let Some(id) = insert_event(conn, e, &key)? {
+            break id;
+        }
+        let (event_id, sha, trust): (i64, String, i64) = conn
+            .prepare_cached("SELECT id, payload_sha256, trust FROM events WHERE dedupe_key = ?1")?
+            .query_row([&key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        if trust < e.trust.rank() && key == e.dedupe_key {
+            key = format!("{}#t{}", e.dedupe_key, e.trust.rank());
+            continue;
+        }
         let same_payload = sha == e.payload_sha256;
         if !same_payload {
             // A different message under a key already taken (an id and revision reused):
@@ -582,8 +599,7 @@ fn ingest_event(
                     format: Some(e.format),
                     kind: "conflicting_duplicate",
                     reason: format!(
-                        "a different message with the dedupe key of event {event_id} ({}): send a new revision to change an alert",
-                        e.dedupe_key
+                        "a different message with the dedupe key of event {event_id} ({key}): send a new revision to change an alert"
                     ),
                     payload: e.payload.clone(),
                 },

@@ -318,12 +318,12 @@ impl Fake {
 }
 
 impl Known for Fake {
-    fn message(&self, key: &str) -> Option<KnownMessage> {
-        self.messages.iter().find(|(k, _)| k == key).map(|(_, m)| m.clone())
+    fn message(&self, key: &str, class: StatusClass) -> Option<KnownMessage> {
+        self.messages.iter().find(|(k, m)| k == key && m.class == class).map(|(_, m)| m.clone())
     }
 
-    fn referencing(&self, key: &str) -> Option<KnownMessage> {
-        self.referencing.iter().find(|(k, _)| k == key).map(|(_, m)| m.clone())
+    fn referencing(&self, key: &str, class: StatusClass, trust: Trust) -> Option<KnownMessage> {
+        self.referencing.iter().find(|(k, m)| k == key && m.class == class && m.trust >= trust).map(|(_, m)| m.clone())
     }
 
     fn incident(&self, key: &str) -> Option<KnownIncident> {
@@ -393,8 +393,19 @@ fn a_drill_never_joins_a_real_incident_by_its_references() {
         .replace("<status>Actual</status>", "<status>Exercise</status>")
         .replace("RCSO-1</identifier>", "RCSO-EX-1</identifier>");
     let e = prepared(&f, "ipaws/rcso", &drill, &known);
-    assert_eq!(e.incident_key, "cap:exercise:RCSO-EX-1", "its own incident, not the real alert's");
+    assert_eq!(e.incident_key, "cap:exercise:rcso@sheriff.example/RCSO-EX-1", "its own incident, not the real alert's");
     assert!(e.deliveries.iter().all(|d| d.channel == "staff"), "and only staff channels");
+}
+
+#[test]
+fn two_senders_with_the_same_identifier_are_two_incidents() {
+    let f = formats();
+    let ours = prepared(&f, "ipaws/rcso", &cap("Alert", "CAE", ""), &NothingKnown);
+    let theirs = cap("Alert", "CAE", "").replace("rcso@sheriff.example", "ops@county.example");
+    let theirs = prepared(&f, "ipaws/rcso", &theirs, &NothingKnown);
+    assert_ne!(ours.incident_key, theirs.incident_key);
+    assert_eq!(ours.incident_key, "cap:rcso@sheriff.example/RCSO-1");
+    assert_ne!(ours.dedupe_key, theirs.dedupe_key);
 }
 
 #[test]

@@ -6,9 +6,8 @@
 //! so filters and people see different things, or split an `@` from its name) are
 //! removed, and so are the brackets of bullhorn's own link placeholders (`crate::links`),
 //! so no event text can pose as one. Line breaks stay; a tab becomes a space. A
-//! zero-width joiner or non-joiner
-//! stays where it does real work: between two non-ASCII letters or symbols (emoji
-//! sequences such as 👨‍👩‍👧, Indic and Persian writing).
+//! zero-width joiner or non-joiner stays where it does real work: between two non-ASCII
+//! letters or symbols (emoji sequences such as 👨‍👩‍👧, Indic and Persian writing).
 
 use std::borrow::Cow;
 

@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
-use crate::support::fake_broker::FakeBroker;
+use crate::support::session_broker::SessionBroker;
 use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pubacks_leave_in_arrival_order_while_the_store_is_slow() {
-    let broker = FakeBroker::start().await;
+    let broker = SessionBroker::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config = write_config(
         dir.path(),
@@ -30,14 +30,14 @@ async fn pubacks_leave_in_arrival_order_while_the_store_is_slow() {
         "\u{0}".to_owned(),
     ];
     for m in &messages {
-        broker.publish("cad/x/events", m.as_bytes());
+        broker.publish("cad/x/events", m.as_bytes().to_vec());
     }
     tokio::time::sleep(Duration::from_millis(700)).await;
-    assert_eq!(broker.acks(), Vec::<u16>::new(), "nothing is acked before its commit, rejects included");
+    assert_eq!(broker.ack_ids(), Vec::<u16>::new(), "nothing is acked before its commit, rejects included");
 
     lock.execute_batch("COMMIT").expect("unlock");
     let acks = eventually(Duration::from_secs(10), || {
-        let a = broker.acks();
+        let a = broker.ack_ids();
         (a.len() >= messages.len()).then_some(a)
     })
     .await

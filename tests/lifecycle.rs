@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use crate::support::admin::Api;
-use crate::support::fake_broker::FakeBroker;
 use crate::support::platforms;
+use crate::support::session_broker::SessionBroker;
 use crate::support::webhook::FakeWebhook;
 use crate::support::*;
 
@@ -236,7 +236,7 @@ async fn a_cancel_without_an_event_code_still_reaches_the_channels_of_its_alert(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_textless_cancel_right_behind_its_alert_stops_it() {
-    let broker = FakeBroker::start().await;
+    let broker = SessionBroker::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let hook = FakeWebhook::start(vec![]).await;
     let config = write_config(
@@ -254,9 +254,15 @@ async fn a_textless_cancel_right_behind_its_alert_stops_it() {
     let lock = rusqlite::Connection::open(dir.path().join("bullhorn.db")).expect("open");
     lock.execute_batch("BEGIN IMMEDIATE").expect("lock");
     let sent = "2026-11-21T10:00:00-06:00";
-    broker.publish("ipaws/rcso", cap("RCSO-AMBER-10", sent, "Alert", &[], &info("CAE", "AMBER Alert: Mia Cruz, 3")));
+    broker.publish(
+        "ipaws/rcso",
+        cap("RCSO-AMBER-10", sent, "Alert", &[], &info("CAE", "AMBER Alert: Mia Cruz, 3")).into_bytes(),
+    );
     let original = format!("{SENDER},RCSO-AMBER-10,{sent}");
-    broker.publish("ipaws/rcso", cap("RCSO-AMBER-11", "2026-11-21T10:01:00-06:00", "Cancel", &[&original], ""));
+    broker.publish(
+        "ipaws/rcso",
+        cap("RCSO-AMBER-11", "2026-11-21T10:01:00-06:00", "Cancel", &[&original], "").into_bytes(),
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     lock.execute_batch("COMMIT").expect("unlock");
     let db = dir.path().join("bullhorn.db");

@@ -115,7 +115,9 @@ fn accept(
     };
     let mut event = event::decode(sub.format, payload, &sub.options)?;
     if event.ignored.is_some() {
-        return Ok(record_only(event, sub.format, topic, payload, trust, now));
+        let origin = Origin { format: sub.format, topic, payload, trust, now };
+        let incident_key = policy::incident_key(&event);
+        return Ok(recorded(event, &origin, incident_key, Disposition::Ignored));
     }
     let place = place(&event, trust, known);
     // A CAP Cancel without `info`: what it cancels gives its type and texts.
@@ -130,7 +132,8 @@ fn accept(
         // A cancellation of an incident of a type nobody configured (or of one never seen,
         // with no texts): nothing to post, but recorded as the incident's end, so its
         // alert is not posted should it still arrive.
-        return Ok(record_cancel(event, sub.format, topic, payload, trust, place.incident_key, now));
+        let origin = Origin { format: sub.format, topic, payload, trust, now };
+        return Ok(recorded(event, &origin, place.incident_key, Disposition::Deliver));
     };
     // An image without a description gets the template's (`alt.txt`), so every channel
     // posts it with alt text; one that still has none is not posted on public channels.
@@ -264,36 +267,20 @@ fn rule_for<'a>(
     }
 }
 
-/// An event recorded but not posted (a CAP Ack, an EIDO without an incident, ...).
-fn record_only(event: Event, format: Format, topic: &str, payload: &Bytes, trust: Trust, now: Timestamp) -> NewEvent {
-    let incident_key = policy::incident_key(&event);
-    recorded(event, format, topic, payload, trust, incident_key, Disposition::Ignored, now)
+/// Where a message came from and when.
+struct Origin<'a> {
+    format: Format,
+    topic: &'a str,
+    payload: &'a Bytes,
+    trust: Trust,
+    now: Timestamp,
 }
 
-/// A cancellation no rule applies to: recorded as its incident's end, nothing posted.
-fn record_cancel(
-    event: Event,
-    format: Format,
-    topic: &str,
-    payload: &Bytes,
-    trust: Trust,
-    incident_key: String,
-    now: Timestamp,
-) -> NewEvent {
-    recorded(event, format, topic, payload, trust, incident_key, Disposition::Deliver, now)
-}
-
-#[expect(clippy::too_many_arguments, reason = "the two callers differ in two of them")]
-fn recorded(
-    event: Event,
-    format: Format,
-    topic: &str,
-    payload: &Bytes,
-    trust: Trust,
-    incident_key: String,
-    disposition: Disposition,
-    now: Timestamp,
-) -> NewEvent {
+/// An event recorded without being rendered: one with nothing to post (a CAP Ack, an
+/// EIDO without an incident: `Ignored`), or a cancellation no rule applies to, recorded
+/// as its incident's end (`Deliver`).
+fn recorded(event: Event, origin: &Origin<'_>, incident_key: String, disposition: Disposition) -> NewEvent {
+    let Origin { format, topic, payload, trust, now } = *origin;
     let event_json = serde_json::to_string(&event).unwrap_or_else(|_| "{}".to_owned());
     // A CAD snapshot that closes its incident is a cancellation in the store's eyes.
     let snapshot = (disposition != Disposition::Ignored && event.lifecycle.snapshot)

@@ -5,7 +5,6 @@
 
 pub mod admin;
 pub mod daemon;
-pub mod fake_broker;
 pub mod mosquitto;
 pub mod pds;
 pub mod platforms;

@@ -26,6 +26,8 @@ struct State {
     /// A client connected with a persistent session before.
     session: bool,
     connections: u64,
+    /// The current connection has subscribed.
+    subscribed: bool,
 }
 
 pub struct SessionBroker {
@@ -53,6 +55,7 @@ impl SessionBroker {
                 let n = {
                     let mut st = s.lock().expect("lock");
                     st.connections += 1;
+                    st.subscribed = false;
                     st.connections
                 };
                 current = Some(tokio::spawn(serve(sock, n, Arc::clone(&s), Arc::clone(&w))));
@@ -90,6 +93,16 @@ impl SessionBroker {
 
     pub fn unacked(&self) -> usize {
         self.state.lock().expect("lock").acked.iter().filter(|a| !**a).count()
+    }
+
+    /// The client has subscribed on its current connection.
+    pub fn subscribed(&self) -> bool {
+        self.state.lock().expect("lock").subscribed
+    }
+
+    /// The packet ids of the PUBACKs so far, in the order they arrived.
+    pub fn ack_ids(&self) -> Vec<u16> {
+        self.acks().into_iter().map(|(_, i)| u16::try_from(i + 1).unwrap_or(u16::MAX)).collect()
     }
 }
 
@@ -166,6 +179,7 @@ async fn serve(mut sock: tokio::net::TcpStream, conn: u64, state: Arc<Mutex<Stat
                         return;
                     }
                     subscribed = true;
+                    state.lock().expect("lock").subscribed = true;
                     if !flush(&mut sock, &state, &mut on_this).await {
                         return;
                     }

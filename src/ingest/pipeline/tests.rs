@@ -231,20 +231,11 @@ fn a_cap_update_is_rendered_both_ways_and_tests_stay_with_staff() {
 #[test]
 fn a_cap_cancel_without_info_takes_the_texts_of_what_it_cancels() {
     let f = formats();
-    let original = match event::decode(Format::Cap, cap("Alert", "CAE", "").as_bytes(), &Default::default()) {
-        Ok(e) => e,
-        Err(r) => panic!("{r}"),
-    };
     let bare = r#"<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2"><identifier>RCSO-2</identifier>
         <sender>rcso@sheriff.example</sender><sent>2026-11-21T11:00:00-06:00</sent><status>Actual</status>
         <msgType>Cancel</msgType><scope>Public</scope>
         <references>rcso@sheriff.example,RCSO-1,2026-11-21T09:59:00-06:00</references></alert>"#;
-    let lookup = Fake::default().message(
-        "rcso@sheriff.example,RCSO-1,2026-11-21T09:59:00-06:00",
-        "cap:RCSO-1",
-        StatusClass::Actual,
-        &original,
-    );
+    let lookup = stored_alert();
     let e = prepared(&f, "ipaws/rcso", bare, &lookup);
     assert_eq!(e.event_type, "missing_child");
     assert_eq!(e.incident_key, "cap:RCSO-1", "the incident of what it cancels");
@@ -290,6 +281,20 @@ fn cad_snapshots_are_held_and_carry_a_digest_of_what_a_post_may_say() {
     assert!(mva.deliveries.is_empty(), "road_closure ends silently when the incident closes");
     let medical = prepared(&f, "cad/chesco/summary", r#"{"incident":"F2","type":"MEDICAL"}"#, &NothingKnown);
     assert_eq!(medical.disposition, Disposition::Ignored);
+}
+
+/// The CAP AMBER alert RCSO-1, stored (incident `cap:RCSO-1`).
+fn stored_alert() -> Fake {
+    let original = match event::decode(Format::Cap, cap("Alert", "CAE", "").as_bytes(), &Default::default()) {
+        Ok(e) => e,
+        Err(r) => panic!("{r}"),
+    };
+    Fake::default().message(
+        "rcso@sheriff.example,RCSO-1,2026-11-21T09:59:00-06:00",
+        "cap:RCSO-1",
+        StatusClass::Actual,
+        &original,
+    )
 }
 
 /// Earlier messages, as a test says they are.
@@ -349,16 +354,7 @@ fn an_unsigned_filter_listed_first_does_not_skip_a_signed_one() {
 #[test]
 fn a_cancel_without_an_event_code_follows_the_type_of_its_incident() {
     let f = formats();
-    let original = match event::decode(Format::Cap, cap("Alert", "CAE", "").as_bytes(), &Default::default()) {
-        Ok(e) => e,
-        Err(r) => panic!("{r}"),
-    };
-    let known = Fake::default().message(
-        "rcso@sheriff.example,RCSO-1,2026-11-21T09:59:00-06:00",
-        "cap:RCSO-1",
-        StatusClass::Actual,
-        &original,
-    );
+    let known = stored_alert();
     // A hand-written cancel: its own info has no SAME code, so on its own it is "general".
     let refs = "<references>rcso@sheriff.example,RCSO-1,2026-11-21T09:59:00-06:00</references>";
     let found_safe = cap("Cancel", "CAE", refs)
@@ -378,16 +374,7 @@ fn a_cancel_without_an_event_code_follows_the_type_of_its_incident() {
 #[test]
 fn a_drill_never_joins_a_real_incident_by_its_references() {
     let f = formats();
-    let original = match event::decode(Format::Cap, cap("Alert", "CAE", "").as_bytes(), &Default::default()) {
-        Ok(e) => e,
-        Err(r) => panic!("{r}"),
-    };
-    let known = Fake::default().message(
-        "rcso@sheriff.example,RCSO-1,2026-11-21T09:59:00-06:00",
-        "cap:RCSO-1",
-        StatusClass::Actual,
-        &original,
-    );
+    let known = stored_alert();
     let refs = "<references>rcso@sheriff.example,RCSO-1,2026-11-21T09:59:00-06:00</references>";
     let drill = cap("Cancel", "CAE", refs)
         .replace("<status>Actual</status>", "<status>Exercise</status>")

@@ -251,6 +251,10 @@ struct World {
     epochs: Vec<(i64, Channels)>,
     /// Inner payloads of signed messages, by message index.
     inner: HashMap<usize, Vec<u8>>,
+    /// The native JSON messages, by message index (a duplicate is told to the model too).
+    json_msgs: HashMap<usize, JsonMsg>,
+    /// CAP messages so far, per sender.
+    cap_sent: [usize; 2],
     cap_keys: Vec<String>,
     published: usize,
     /// The independent model of native JSON incidents.
@@ -365,6 +369,8 @@ impl World {
             staff: Staff::Private,
             epochs: vec![(0, channels_of(Staff::Private))],
             inner: HashMap::new(),
+            json_msgs: HashMap::new(),
+            cap_sent: [0, 0],
             cap_keys: Vec::new(),
             published: 0,
             json: JsonModel::default(),
@@ -439,7 +445,7 @@ impl World {
                 }
                 let payload = v.to_string();
                 let topic = if *signed { "cad/signed/events" } else { "cad/open/events" };
-                self.json.message(JsonMsg {
+                let m = JsonMsg {
                     id,
                     status: *status,
                     revision: *revision,
@@ -447,8 +453,10 @@ impl World {
                     kind: *kind,
                     trust: u8::from(*signed),
                     payload: payload.clone(),
-                });
-                self.publish(topic, payload, *signed);
+                };
+                self.json.message(m.clone());
+                let i = self.publish(topic, payload, *signed);
+                self.json_msgs.insert(i, m);
             }
             Step::Publish(Msg::Cad { incident, headline, closed }) => {
                 let id = ["F-1", "F-2"][usize::from(*incident)];
@@ -459,8 +467,9 @@ impl World {
                 self.publish("cad/mapped/events", payload, false);
             }
             Step::Publish(Msg::Cap { sender, kind, status, amber, bare, references }) => {
-                // Both senders number their messages alike.
-                let identifier = format!("C{}", self.cap_keys.len() / 2);
+                // Both senders number their messages alike, each its own from C0.
+                let identifier = format!("C{}", self.cap_sent[usize::from(*sender)]);
+                self.cap_sent[usize::from(*sender)] += 1;
                 let sender = ["model@sheriff.example", "ops@county.example"][usize::from(*sender)];
                 let sent = format!("2026-12-07T10:{:02}:{:02}-06:00", (n / 60) % 60, n % 60);
                 let key = format!("{sender},{identifier},{sent}");
@@ -511,6 +520,10 @@ impl World {
                 let j = self.broker.publish(&topic, payload);
                 if let Some(inner) = self.inner.get(&i).cloned() {
                     self.inner.insert(j, inner);
+                }
+                if let Some(m) = self.json_msgs.get(&i).cloned() {
+                    self.json.message(m.clone());
+                    self.json_msgs.insert(j, m);
                 }
             }
             Step::Script(c, answers) => {
@@ -631,7 +644,7 @@ impl World {
 
 // ---------------------------------------------------------------- the JSON model
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct JsonMsg {
     id: &'static str,
     status: Status,
@@ -646,6 +659,9 @@ struct JsonMsg {
 struct JsonIncident {
     /// The trust of the source that holds it (the opener, or a more trusted one since).
     trust: u8,
+    /// Its type has a rule (a follow-up with a type of its own nobody configured then
+    /// takes the incident's).
+    typed: bool,
     /// (trust, revision, cancels) of each message that took effect.
     effective: Vec<(u8, Option<u8>, bool)>,
     retracted: bool,
@@ -675,23 +691,28 @@ impl JsonModel {
             Some(r) => format!("{key}#r{r}#t{}", m.trust),
             None => format!("{key}#h{}", bullhorn::policy::sha256_hex(m.payload.as_bytes())),
         };
-        if !self.keys.insert(dedupe) {
+        if self.keys.contains(&dedupe) {
             return; // a duplicate: nothing happens
         }
+        // Rejected (no rule for it or its incident, and not a cancel): not recorded, so
+        // the same message sent again is not a duplicate.
+        let typed = self.incidents.get(&key).is_some_and(|i| i.typed);
+        if !m.known_type && !typed && m.kind != Kind::Cancel {
+            return;
+        }
+        self.keys.insert(dedupe);
         let Some(inc) = self.incidents.get_mut(&key) else {
-            // Opens the incident, unless it is rejected (no rule, and not a cancel).
-            if m.known_type || m.kind == Kind::Cancel {
-                let cancels = m.kind == Kind::Cancel;
-                self.incidents.insert(
-                    key,
-                    JsonIncident {
-                        trust: m.trust,
-                        effective: vec![(m.trust, m.revision, cancels)],
-                        retracted: false,
-                        closed: cancels,
-                    },
-                );
-            }
+            let cancels = m.kind == Kind::Cancel;
+            self.incidents.insert(
+                key,
+                JsonIncident {
+                    trust: m.trust,
+                    typed: m.known_type,
+                    effective: vec![(m.trust, m.revision, cancels)],
+                    retracted: false,
+                    closed: cancels,
+                },
+            );
             return;
         };
         if m.trust < inc.trust || inc.retracted {

@@ -271,7 +271,15 @@ impl Worker {
                 })),
                 (_, None) => None,
             };
+            let audience_changed = cfg.public != self.cfg.public;
             self.cfg = cfg;
+            self.config = config;
+            // A staff channel made public, or back: what it could not be given meanwhile
+            // (a drill's cancellation) it is given now.
+            if audience_changed && let Err(e) = self.closings().await {
+                tracing::warn!(channel = %self.cfg.name, error = %e, "cannot look for missed cancellations; at the next start then");
+            }
+            return;
         }
         self.config = config;
     }

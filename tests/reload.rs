@@ -312,3 +312,33 @@ async fn a_channel_disabled_when_its_incident_was_cancelled_gets_the_cancellatio
     assert_eq!(reqs[1].json()["data"]["kind"], "cancel");
     assert_eq!(reqs[1].text(), "Road open again");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drill_cancelled_while_its_staff_channel_was_public_is_cancelled_there_once_it_is_staff_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trial = FakeWebhook::start(vec![]).await;
+    let config =
+        write_config(dir.path(), "", &format!("{}\n{}", embedded_broker(), webhook("trial", &trial.url, false)));
+    let mut app = start_app(&config).await;
+    let drill = |msg_type: &str, revision: u64| {
+        serde_json::json!({ "id": "EX-2", "revision": revision, "type": "road_closure", "msg_type": msg_type,
+            "status": "exercise", "headline": format!("Drill {msg_type}") })
+        .to_string()
+    };
+    send_raw(&config, "cad/a/events", drill("alert", 1)).await;
+    trial.wait_for(1, Duration::from_secs(10)).await;
+    set_channels(&config, &webhook("trial", &trial.url, true));
+    app.reload().expect("public");
+    send_raw(&config, "cad/a/events", drill("cancel", 2)).await;
+    let db = dir.path().join("bullhorn.db");
+    eventually(Duration::from_secs(10), || (count(&db, "SELECT COUNT(*) FROM events") == 2).then_some(()))
+        .await
+        .expect("cancel recorded");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(trial.requests().len(), 1, "nothing of the drill while the channel is public");
+    set_channels(&config, &webhook("trial", &trial.url, false));
+    app.reload().expect("staff again");
+    let reqs = trial.wait_for(2, Duration::from_secs(10)).await;
+    app.stop().await;
+    assert_eq!(reqs[1].json()["data"]["kind"], "cancel", "the drill's cancellation, now that it may go there");
+}

@@ -21,8 +21,7 @@ use crate::channel::{Channel, Context, Outcome, PostRef, Request, Resolution, Re
 use crate::config::{ChannelConfig, Config, Mode, Quota};
 use crate::control::{Control, Pauses};
 use crate::event::Priority;
-use crate::lifecycle::DeliveryKind;
-use crate::lifecycle::DeliveryState;
+use crate::lifecycle::{DeliveryKind, DeliveryState};
 use crate::media::{Attached, MediaService};
 use crate::metrics::{ChannelLabel, Metrics};
 use crate::reload::Shared;

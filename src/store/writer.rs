@@ -76,6 +76,9 @@ pub(super) fn run(
                 reply(op, Err(StoreError::Write(why)));
             }
             if batch.is_empty() {
+                if halted {
+                    break;
+                }
                 continue;
             }
         }

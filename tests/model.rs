@@ -872,20 +872,20 @@ fn check(w: &World, end: bool) -> Result<(), String> {
     }
 
     // I2: whatever stopped a delivery is of the delivery's status class, and at least as
-    // trusted as its incident's opener; every event that took effect on an incident is of
-    // its class.
+    // trusted as the source of the delivery's own event (a more trusted source may stop
+    // what a less trusted one queued: it takes the incident over); every event that took
+    // effect on an incident is of its class.
     let stopped: Vec<(i64, String, String, i64, i64)> = db
         .prepare(
-            "SELECT d.id, e.status, c.status, c.trust, COALESCE(i.trust, 0)
-             FROM deliveries d JOIN events e ON e.id = d.event_id JOIN events c ON c.id = d.closed_by
-             LEFT JOIN incidents i ON i.key = e.incident_key",
+            "SELECT d.id, e.status, c.status, c.trust, e.trust
+             FROM deliveries d JOIN events e ON e.id = d.event_id JOIN events c ON c.id = d.closed_by",
         )
         .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?.collect())
         .map_err(|e| e.to_string())?;
-    for (d, own, by, trust, opener) in stopped {
-        if class(&own) != class(&by) || trust < opener {
+    for (d, own, by, trust, own_trust) in stopped {
+        if class(&own) != class(&by) || trust < own_trust {
             return Err(format!(
-                "I2: delivery {d} ({own}, opened by trust {opener}) stopped by a {by} event of trust {trust}"
+                "I2: delivery {d} ({own}, from a source of trust {own_trust}) stopped by a {by} event of trust {trust}"
             ));
         }
     }

@@ -119,7 +119,14 @@ fn accept(
         let incident_key = policy::incident_key(&event);
         return Ok(recorded(event, &origin, incident_key, Disposition::Ignored));
     }
-    let place = place(&event, trust, known);
+    let mut place = place(&event, trust, known);
+    // The incident itself is read only when the rule may come from it: a follow-up, or a
+    // message whose own type has no rule (most messages are new alerts of a known type).
+    let follows = matches!(event.msg_type, MsgType::Update | MsgType::Cancel) || event.lifecycle.snapshot;
+    if follows || !config.events.contains_key(&event.event_type) {
+        let class = StatusClass::of(event.status);
+        place.incident = known.incident(&place.incident_key).filter(|i| i.class == class);
+    }
     // A CAP Cancel without `info`: what it cancels gives its type and texts.
     if event.event_type.is_empty()
         && let Some(original) = place.original.as_deref().and_then(|j| serde_json::from_str::<Event>(j).ok())
@@ -241,8 +248,7 @@ fn place(event: &Event, trust: Trust, known: &dyn Known) -> Place {
     {
         incident_key = m.incident_key;
     }
-    let incident = known.incident(&incident_key).filter(|i| i.class == class);
-    Place { incident_key, incident, original }
+    Place { incident_key, incident: None, original }
 }
 
 /// The rule an event follows, and the type it is recorded with. A follow-up (an update,

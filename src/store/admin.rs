@@ -468,7 +468,9 @@ fn retract(
         )?;
     let verdict = lifecycle::on_retract(&inc, new_id, correction.is_some(), &planned)
         .map_err(|why| denied(StoreError::Conflict(why)))?;
-    let applied = incident::apply(conn, new_id, &original.incident_key, None, &verdict, deliveries, now, announced)?;
+    let recorded = (lifecycle::Disposition::Deliver, lifecycle::Effect::None);
+    let applied =
+        incident::apply(conn, new_id, recorded, &original.incident_key, None, &verdict, deliveries, now, announced)?;
     let mut channels: Vec<String> = verdict.create.iter().map(|c| deliveries[c.index].channel.clone()).collect();
     channels.dedup();
     let detail = match correction {

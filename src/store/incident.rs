@@ -8,8 +8,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::writer::ApplyError;
 use super::{NewDelivery, Queued};
 use crate::lifecycle::{
-    DeliveryKind, DeliveryState, Effect, Incident, IncidentState, PriorDelivery, PriorEvent, StatusClass, StopHow,
-    Trust, Verdict,
+    DeliveryKind, DeliveryState, Disposition, Effect, Incident, IncidentState, PriorDelivery, PriorEvent, StatusClass,
+    StopHow, Trust, Verdict,
 };
 
 /// The incident `key` without event `except` (the one being recorded), if it was opened.
@@ -89,10 +89,13 @@ pub(super) struct Applied {
 /// Apply `verdict` for event `event_id` of incident `key`: open or close the incident,
 /// mark what it supersedes, stop what it stops and create its deliveries (from
 /// `deliveries`, by index). `opener`: the incident is new and this event opens it.
+/// `recorded`: the disposition and effect the event row has now (rewritten only if the
+/// verdict differs, which for a new alert it does not).
 #[expect(clippy::too_many_arguments, reason = "one transaction's worth of context")]
 pub(super) fn apply(
     conn: &Connection,
     event_id: i64,
+    recorded: (Disposition, Effect),
     key: &str,
     opener: Option<Opener<'_>>,
     verdict: &Verdict,
@@ -100,11 +103,13 @@ pub(super) fn apply(
     now: i64,
     announced: &mut Vec<Queued>,
 ) -> Result<Applied, ApplyError> {
-    conn.prepare_cached("UPDATE events SET disposition = ?2, effect = ?3 WHERE id = ?1")?.execute(params![
-        event_id,
-        verdict.disposition.as_str(),
-        verdict.effect.as_str()
-    ])?;
+    if recorded != (verdict.disposition, verdict.effect) {
+        conn.prepare_cached("UPDATE events SET disposition = ?2, effect = ?3 WHERE id = ?1")?.execute(params![
+            event_id,
+            verdict.disposition.as_str(),
+            verdict.effect.as_str()
+        ])?;
+    }
     if let Some(o) = opener.filter(|_| verdict.effect != Effect::None) {
         let state = verdict.closes.unwrap_or(IncidentState::Open);
         conn.prepare_cached(

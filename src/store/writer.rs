@@ -29,10 +29,11 @@ use super::{
     AttemptEnd, AttemptResult, Begun, IngestOutcome, IngestRecord, MAX_BATCH, NewEvent, NewReject, Op, PostRef, Queued,
     REJECT_HEAD_BYTES, StoreError, incident,
 };
+use crate::event::MsgType;
 use crate::event::Priority;
 use crate::health::Health;
 use crate::lifecycle::{
-    self, Audience, DeliveryKind, DeliveryState, Disposition, IncidentState, Message, Planned, StatusClass,
+    self, Audience, DeliveryKind, DeliveryState, Disposition, Effect, IncidentState, Message, Planned, StatusClass,
 };
 use crate::metrics::Metrics;
 use crate::policy::sha256_hex;
@@ -524,6 +525,18 @@ pub(super) fn newest(conn: &Connection) -> rusqlite::Result<Newest> {
     .query_row([], |r| Ok(Newest { events: r.get(0)?, attempts: r.get(1)? }))
 }
 
+/// The effect `e` has if it opens its incident (most do), recorded with the row so that
+/// the common case needs no second write of it.
+fn guessed_effect(e: &NewEvent) -> Effect {
+    if e.disposition == Disposition::Ignored {
+        Effect::None
+    } else if e.msg_type == MsgType::Cancel || e.lifecycle.snapshot.as_ref().is_some_and(|s| s.closed) {
+        Effect::Cancel
+    } else {
+        Effect::Post
+    }
+}
+
 /// Insert `e` under dedupe key `key`; `None` when the key is taken.
 fn insert_event(conn: &Connection, e: &NewEvent, key: &str) -> Result<Option<i64>, ApplyError> {
     let digest = e.lifecycle.snapshot.as_ref().map(|s| s.digest.as_str());
@@ -531,9 +544,9 @@ fn insert_event(conn: &Connection, e: &NewEvent, key: &str) -> Result<Option<i64
         .prepare_cached(
             "INSERT INTO events (dedupe_key, incident_key, revision, format, event_type, msg_type, status, priority,
                                  disposition, topic, payload, payload_sha256, event_json, headline, sent_at, expires_at,
-                                 received_at, message_key, digest, trust, ident, silent)
+                                 received_at, message_key, digest, trust, ident, silent, effect)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,
-                     ?22)
+                     ?22, ?23)
              ON CONFLICT (dedupe_key) DO NOTHING
              RETURNING id",
         )?
@@ -560,7 +573,8 @@ fn insert_event(conn: &Connection, e: &NewEvent, key: &str) -> Result<Option<i64
                 digest,
                 e.trust.rank(),
                 e.ident,
-                e.lifecycle.silent
+                e.lifecycle.silent,
+                guessed_effect(e).as_str()
             ],
             |r| r.get(0),
         )
@@ -654,7 +668,9 @@ fn ingest_event(
     };
     let verdict = lifecycle::on_message(&msg, incident.as_ref());
     let opener = incident.is_none().then_some(incident::Opener { class, trust: e.trust, event_type: &e.event_type });
-    let applied = incident::apply(conn, event_id, &e.incident_key, opener, &verdict, &e.deliveries, now, announced)?;
+    let recorded = (e.disposition, guessed_effect(e));
+    let applied =
+        incident::apply(conn, event_id, recorded, &e.incident_key, opener, &verdict, &e.deliveries, now, announced)?;
     Ok(IngestOutcome::Accepted {
         event_id,
         disposition: verdict.disposition,

@@ -45,6 +45,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod delivery;
+pub mod digest;
 pub mod event;
 #[cfg(test)]
 mod fuzz;

@@ -36,10 +36,9 @@ impl LinkKey {
         let path = state_dir.join(KEY_FILE);
         if !path.exists() {
             std::fs::create_dir_all(state_dir).map_err(|e| format!("cannot create {}: {e}", state_dir.display()))?;
-            let mut bytes = [0u8; 32];
-            getrandom::getrandom(&mut bytes).map_err(|e| format!("no randomness from the operating system: {e}"))?;
+            let bytes = crate::digest::random_bytes::<32>()?;
             let text = base64::engine::general_purpose::STANDARD.encode(bytes);
-            crate::admin::write_private(&path, &text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            crate::config::write_secret(&path, &text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         }
         let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let bytes = base64::engine::general_purpose::STANDARD
@@ -62,13 +61,6 @@ impl LinkKey {
         mac.update(nonce.as_bytes());
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
     }
-}
-
-/// A new random nonce.
-pub fn nonce() -> Result<String, String> {
-    let mut bytes = [0u8; 16];
-    getrandom::getrandom(&mut bytes).map_err(|e| format!("no randomness from the operating system: {e}"))?;
-    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
 /// What stands in a stored text for the link with `nonce`.
@@ -115,7 +107,7 @@ mod tests {
     #[test]
     fn a_stored_text_holds_no_working_link_until_expanded() {
         let key = LinkKey::fixed([7; 32]);
-        let n = nonce().expect("nonce");
+        let n = crate::digest::random_nonce().expect("nonce");
         let stored = format!("Approve: {}\nReject: {}", placeholder(&n), placeholder("other"));
         assert!(has_links(&stored));
         assert!(!stored.contains(&key.token(&n)), "the token is not in what is stored");

@@ -318,7 +318,7 @@ fn held_notice(
     let mut links = Vec::new();
     let mut urls = Vec::new();
     for action in [LinkAction::Approve, LinkAction::Reject] {
-        let nonce = match crate::links::nonce() {
+        let nonce = match crate::digest::random_nonce() {
             Ok(n) => n,
             Err(e) => {
                 tracing::error!(error = %e, "cannot make approval links");
@@ -327,7 +327,7 @@ fn held_notice(
         };
         let token = link_key.token(&nonce);
         urls.push((crate::links::url(link_key, &config.admin.public_url, &nonce), crate::links::placeholder(&nonce)));
-        links.push(NewLink { token_sha256: crate::policy::sha256_hex(token.as_bytes()), action, expires_at });
+        links.push(NewLink { token_sha256: crate::digest::sha256_hex(token.as_bytes()), action, expires_at });
     }
     let deadline = config.events.get(&h.event_type).and_then(|r| r.hold_for.map(|d| (d, r.after_hold)));
     let build = |p: Platform| {
@@ -636,7 +636,7 @@ credentials_expire = "2027-01-15"
         // The token goes out in the text, never its hash, and is stored only as its hash.
         assert!(!sent.contains(&n.links[0].token_sha256));
         let token = sent.split("/act/").nth(1).and_then(|t| t.split_whitespace().next()).expect("token");
-        assert_eq!(crate::policy::sha256_hex(token.as_bytes()), n.links[0].token_sha256);
+        assert_eq!(crate::digest::sha256_hex(token.as_bytes()), n.links[0].token_sha256);
         assert_eq!(n.deliveries[0].priority, Priority::Critical);
     }
 

@@ -11,9 +11,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use sha2::{Digest, Sha256};
 
 use crate::config::EventRule;
+use crate::digest::sha256_hex;
 use crate::event::{Event, Reject, RejectKind, Status};
 use crate::lifecycle::{Audience, Disposition};
 
@@ -94,16 +94,6 @@ fn id_key(event: &Event, id: &str) -> String {
         Status::Actual => format!("{}:{id}", event.format.as_str()),
         other => format!("{}:{}:{id}", event.format.as_str(), other.as_str()),
     }
-}
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    let mut s = String::with_capacity(64);
-    for b in digest {
-        use std::fmt::Write as _;
-        let _ = write!(s, "{b:02x}");
-    }
-    s
 }
 
 #[cfg(test)]

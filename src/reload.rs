@@ -48,7 +48,7 @@ pub struct Merged {
 /// The secrets of a section, as digests (compared, never shown): `Debug` prints them
 /// redacted, so a rotated key would otherwise look like no change at all.
 fn secrets<'a>(list: impl IntoIterator<Item = (String, Option<&'a SecretString>)>) -> Vec<(String, Option<String>)> {
-    list.into_iter().map(|(k, s)| (k, s.map(|s| crate::policy::sha256_hex(s.expose_secret().as_bytes())))).collect()
+    list.into_iter().map(|(k, s)| (k, s.map(|s| crate::digest::sha256_hex(s.expose_secret().as_bytes())))).collect()
 }
 
 fn mqtt_secrets(m: &crate::config::MqttConfig) -> Vec<(String, Option<String>)> {

@@ -689,7 +689,7 @@ impl JsonModel {
         // The same id and revision from a more trusted source is a message of its own.
         let dedupe = match m.revision {
             Some(r) => format!("{key}#r{r}#t{}", m.trust),
-            None => format!("{key}#h{}", bullhorn::policy::sha256_hex(m.payload.as_bytes())),
+            None => format!("{key}#h{}", bullhorn::digest::sha256_hex(m.payload.as_bytes())),
         };
         if self.keys.contains(&dedupe) {
             return; // a duplicate: nothing happens
@@ -922,8 +922,8 @@ fn check(w: &World, end: bool) -> Result<(), String> {
     let mut first_event: Vec<(usize, i64)> = Vec::new();
     for i in w.broker.acked() {
         let payload = payload_of(i);
-        let sha = bullhorn::policy::sha256_hex(&payload);
-        let raw = bullhorn::policy::sha256_hex(&messages[i].1);
+        let sha = bullhorn::digest::sha256_hex(&payload);
+        let raw = bullhorn::digest::sha256_hex(&messages[i].1);
         let event: Option<i64> = db
             .query_row("SELECT MIN(id) FROM events WHERE payload_sha256 = ?1", [&sha], |r| r.get(0))
             .map_err(|e| e.to_string())?;

@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use super::AdminState;
-use crate::policy::sha256_hex;
+use crate::digest::sha256_hex;
 use crate::store::{AdminOp, StoreError};
 use crate::time::{now_ms, rfc3339};
 
@@ -150,7 +150,7 @@ mod tests {
 
     #[test]
     fn only_issued_token_shapes_are_looked_up() {
-        let t = crate::admin::random_token().expect("random");
+        let t = crate::digest::random_token().expect("random");
         assert!(well_formed(&t), "{t}");
         assert!(!well_formed("../../etc/passwd"));
         assert!(!well_formed(""));

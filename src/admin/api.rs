@@ -342,7 +342,7 @@ async fn test_channel(
             )
         }
     };
-    let seed = format!("test:{name}:{}:{}", now.as_nanosecond(), crate::links::nonce().map_err(ApiError::bad)?);
+    let seed = format!("test:{name}:{}:{}", now.as_nanosecond(), crate::digest::random_nonce().map_err(ApiError::bad)?);
     let delivery = NewDelivery {
         idem_key: crate::ingest::pipeline::idempotency_key(&seed, &name, "post", ""),
         channel: name.clone(),

@@ -92,27 +92,10 @@ pub fn token(configured: Option<&SecretString>, state_dir: &Path) -> Result<Secr
         return crate::config::read_secret(&path);
     }
     std::fs::create_dir_all(state_dir).map_err(|e| format!("cannot create {}: {e}", state_dir.display()))?;
-    let token = random_token()?;
-    write_private(&path, &token).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    let token = crate::digest::random_token()?;
+    crate::config::write_secret(&path, &token).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     tracing::info!(file = %path.display(), "generated the admin API token (the CLI reads it from there)");
     Ok(SecretString::from(token))
-}
-
-/// 32 random bytes from the operating system, base64url.
-pub fn random_token() -> Result<String, String> {
-    use base64::Engine as _;
-    let mut bytes = [0u8; 32];
-    getrandom::getrandom(&mut bytes).map_err(|e| format!("no randomness from the operating system: {e}"))?;
-    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
-}
-
-/// Create `path` (it must not exist) readable by its owner only, with `text`.
-pub(crate) fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()
 }
 
 /// Bind the admin address; a taken port is a start-up error.

@@ -93,7 +93,7 @@ pub fn tid(micros: u64, clock_id: u16) -> String {
 /// hash of its key, so deliveries made in the same millisecond (one per language) get
 /// different keys (a collision is about one in a million).
 fn rkey(req: &Request<'_>) -> String {
-    let hash = crate::policy::sha256_hex(req.job.idem_key.as_bytes());
+    let hash = crate::digest::sha256_hex(req.job.idem_key.as_bytes());
     let h = u64::from_str_radix(&hash[..12], 16).unwrap_or(0);
     let micros = u64::try_from(req.job.created_at).unwrap_or(0) * 1000 + h % 1000 + req.step as u64;
     let clock = u16::try_from((h / 1000) & 0x3FF).unwrap_or(0);

@@ -68,7 +68,7 @@ impl OAuth2 {
     }
 
     fn seed(&self) -> Option<String> {
-        self.settings.refresh_token.as_ref().map(|t| crate::policy::sha256_hex(t.expose_secret().as_bytes()))
+        self.settings.refresh_token.as_ref().map(|t| crate::digest::sha256_hex(t.expose_secret().as_bytes()))
     }
 
     /// What to start from: the saved chain if it grew from the config's seed, else the

@@ -24,7 +24,7 @@ pub use channels::{
     OAuth2Settings, SlackSettings, SmsSender, SmsSettings, TeamsSettings, TelegramSettings, XAuth, XSettings,
 };
 pub use file::{AfterHold, Approval, Card, LogFormat, Mode, Overflow, Protocol, Rate, Reserve};
-pub use secret::{SecretUrl, read_secret};
+pub use secret::{SecretUrl, read_secret, write_secret};
 
 use crate::backoff::Backoff;
 use crate::event::{Format, Priority};

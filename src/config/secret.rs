@@ -34,6 +34,16 @@ pub fn read_secret(path: &Path) -> Result<SecretString, String> {
     Ok(SecretString::from(value))
 }
 
+/// Create `path` (it must not exist) readable by its owner only, holding `text`: a secret
+/// bullhorn makes itself (the admin token, the link key) in the state directory.
+pub fn write_secret(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()
+}
+
 /// Where the packaged unit's `LoadCredential=` lines read secrets from.
 pub const INSTALLED_CREDENTIALS: &str = "/etc/bullhorn/credentials";
 

@@ -137,7 +137,7 @@ pub fn decode(payload: &[u8], options: &DecodeOptions) -> Result<Event, Reject> 
     // Without an id (not mapped, or not in this message) the message is its own incident.
     let given_id = m.id.as_ref().and_then(|p| text(&v, Some(p)));
     let snapshot = given_id.is_some();
-    let id = given_id.unwrap_or_else(|| format!("h{}", &crate::policy::sha256_hex(payload)[..24]));
+    let id = given_id.unwrap_or_else(|| format!("h{}", &crate::digest::sha256_hex(payload)[..24]));
     let event_type = options.types.get(&code).or_else(|| {
         let n = normalise(&code);
         options.types.iter().find(|(k, _)| normalise(k) == n).map(|(_, t)| t)

@@ -202,7 +202,7 @@ fn accept(
         disposition: assessment.disposition,
         topic: topic.to_owned(),
         payload: payload.clone(),
-        payload_sha256: policy::sha256_hex(payload),
+        payload_sha256: crate::digest::sha256_hex(payload),
         event_json,
         headline: event.headline.clone(),
         sent_at: event.sent.map(Timestamp::as_millisecond),
@@ -305,7 +305,7 @@ fn recorded(event: Event, origin: &Origin<'_>, incident_key: String, disposition
         disposition,
         topic: topic.to_owned(),
         payload: payload.clone(),
-        payload_sha256: policy::sha256_hex(payload),
+        payload_sha256: crate::digest::sha256_hex(payload),
         event_json,
         headline: event.ignored.clone().unwrap_or_else(|| event.headline.clone()),
         sent_at: event.sent.map(Timestamp::as_millisecond),
@@ -359,7 +359,7 @@ fn public_digest(event: &Event, rule: &EventRule) -> String {
         "location": event.location.as_ref().and_then(|l| l.text.as_deref()),
         "fields": fields,
     });
-    policy::sha256_hex(view.to_string().as_bytes())
+    crate::digest::sha256_hex(view.to_string().as_bytes())
 }
 
 /// Each delivery `event` gets, with its rendered text: what the store records and what

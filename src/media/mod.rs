@@ -406,7 +406,7 @@ impl MediaService {
         }
         let public = self.public.as_ref().ok_or("this platform takes images by URL and [media.public] is not set")?;
         // Unguessable: a published photo cannot be found by trying names.
-        let name = format!("{}.jpg", crate::admin::random_token()?);
+        let name = format!("{}.jpg", crate::digest::random_token()?);
         let url = public.publish(&name, Bytes::from(p.bytes.clone()), p.mime).await?;
         if let Err(e) = self.store.media(MediaOp::Published { name: name.clone(), url: url.clone(), event_id }).await {
             // Not recorded means never cleaned up: take it down again.

@@ -6,9 +6,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::writer::ApplyError;
 use super::{NewDelivery, Queued, StoreError, incident};
+use crate::digest::sha256_hex;
 use crate::event::Priority;
 use crate::lifecycle::{self, DeliveryKind, DeliveryState, IncidentState, Planned};
-use crate::policy::sha256_hex;
 use crate::time::rfc3339;
 
 /// What a pause covers.

@@ -29,6 +29,7 @@ use super::{
     AttemptEnd, AttemptResult, Begun, IngestOutcome, IngestRecord, MAX_BATCH, NewEvent, NewReject, Op, PostRef, Queued,
     REJECT_HEAD_BYTES, StoreError, incident,
 };
+use crate::digest::sha256_hex;
 use crate::event::MsgType;
 use crate::event::Priority;
 use crate::health::Health;
@@ -36,7 +37,6 @@ use crate::lifecycle::{
     self, Audience, DeliveryKind, DeliveryState, Disposition, Effect, IncidentState, Message, Planned, StatusClass,
 };
 use crate::metrics::Metrics;
-use crate::policy::sha256_hex;
 use crate::time::now_ms;
 
 /// How often the store's mark is rewritten at most.

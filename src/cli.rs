@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use crate::config::{Config, Subscription};
 use crate::event::{self, Event};
 use crate::ingest::{mqtt, pipeline};
-use crate::render::platform::Platform;
+use crate::platform::Platform;
 use crate::render::{Rendered, Renderer, Target};
 
 #[derive(Debug, Parser)]

@@ -13,7 +13,7 @@ use crate::config::tests::{MINIMAL, load_str};
 use crate::event::{DecodeOptions, cap, eido, json};
 use crate::ingest::pipeline::prepare;
 use crate::lifecycle::DeliveryKind;
-use crate::render::platform::Platform;
+use crate::platform::Platform;
 use crate::render::{Renderer, Target};
 use crate::store::IngestRecord;
 
@@ -141,8 +141,8 @@ proptest! {
 
     #[test]
     fn x_length_never_panics_and_the_fallback_never_undercounts(text in hostile()) {
-        let counted = crate::render::platform::x_weighted_length(&text);
-        prop_assert!(crate::render::platform::x_conservative_length(&text) >= counted);
+        let counted = crate::render::length::x_weighted_length(&text);
+        prop_assert!(crate::render::length::x_conservative_length(&text) >= counted);
     }
 
     #[test]
@@ -164,10 +164,10 @@ proptest! {
         // Inputs the decoder refuses never reach a template.
         let Ok(event) = json::decode(v.to_string().as_bytes()) else { return Ok(()) };
         let rule = &c.events["missing_child"];
-        for p in Platform::ALL {
+        for &p in Platform::ALL {
             let out = r.render_for(rule, &Target::platform(p), &event, DeliveryKind::Post, None);
             prop_assert!(out.length.fits, "{p}: {}", out.length);
-            if p.has_mentions() {
+            if p.profile().mentions {
                 prop_assert!(!out.text.contains("@everyone") && !out.text.contains("@here"), "{p}: {}", out.text);
             }
             if p == Platform::Slack {

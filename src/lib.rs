@@ -56,6 +56,7 @@ pub mod links;
 pub mod media;
 pub mod metrics;
 pub mod notify;
+pub mod platform;
 pub mod policy;
 pub mod reload;
 pub mod render;

@@ -30,9 +30,10 @@ use crate::event::Priority;
 use crate::lifecycle::DeliveryKind;
 use crate::links::LinkKey;
 use crate::metrics::{ChannelLabel, Metrics};
+use crate::platform::Platform;
 use crate::reload::Shared;
 use crate::render::escape::escape;
-use crate::render::platform::{self, Platform};
+use crate::render::length;
 use crate::store::{
     AdminOp, CredentialFailure, HeldEvent, LateDelivery, LinkAction, NewDelivery, NewLink, NewNotice, Reader, Store,
 };
@@ -283,7 +284,7 @@ fn deliveries(
         .map(|c: &ChannelConfig| {
             let platform = c.platform();
             let text = build(platform);
-            let fits = |s: &str| platform::measure(platform, s, c.limit()).fits;
+            let fits = |s: &str| length::measure(platform, s, c.limit()).fits;
             let text = if fits(&text) { text } else { crate::render::fit::hard_fit(&text, &fits) };
             NewDelivery {
                 idem_key: crate::ingest::pipeline::idempotency_key(&format!("notice:{key}"), &c.name, "post", ""),

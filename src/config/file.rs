@@ -7,13 +7,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
 
 use secrecy::SecretString;
 use serde::{Deserialize, Deserializer};
 
 use crate::event::{Format, Priority};
+use crate::platform::Rate;
 
 /// A duration written the human way: `"30s"`, `"3h"`, `"7d"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,37 +25,6 @@ impl<'de> Deserialize<'de> for HumanDuration {
         humantime::parse_duration(s.trim()).map(HumanDuration).map_err(|e| {
             serde::de::Error::custom(format!("invalid duration {s:?}: {e} (write e.g. \"30s\", \"3h\", \"7d\")"))
         })
-    }
-}
-
-/// A quota: at most `limit` requests in any window of `window` (`rate = "300/3h"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rate {
-    pub limit: u32,
-    pub window: Duration,
-}
-
-impl FromStr for Rate {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (n, w) =
-            s.split_once('/').ok_or_else(|| format!("invalid rate {s:?}: write COUNT/WINDOW, e.g. \"300/3h\""))?;
-        let limit: u32 = n.trim().parse().map_err(|_| format!("invalid rate {s:?}: {n:?} is not a count"))?;
-        let w = w.trim();
-        // "20/m" reads naturally; humantime wants a number in front.
-        let w = if w.starts_with(|c: char| c.is_ascii_digit()) { w.to_owned() } else { format!("1{w}") };
-        let window = humantime::parse_duration(&w).map_err(|e| format!("invalid rate {s:?}: window: {e}"))?;
-        if limit == 0 || window.is_zero() {
-            return Err(format!("invalid rate {s:?}: count and window must be above zero"));
-        }
-        Ok(Rate { limit, window })
-    }
-}
-
-impl<'de> Deserialize<'de> for Rate {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -603,17 +572,6 @@ pub struct WebhookFile {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rate_parses_count_and_window() {
-        assert_eq!("300/3h".parse::<Rate>(), Ok(Rate { limit: 300, window: Duration::from_secs(3 * 3600) }));
-        assert_eq!("20/m".parse::<Rate>(), Ok(Rate { limit: 20, window: Duration::from_secs(60) }));
-        assert_eq!("50 / 24h".parse::<Rate>(), Ok(Rate { limit: 50, window: Duration::from_secs(86400) }));
-        assert!("300".parse::<Rate>().is_err());
-        assert!("0/1h".parse::<Rate>().is_err());
-        assert!("x/1h".parse::<Rate>().is_err());
-        assert!("5/soon".parse::<Rate>().is_err());
-    }
 
     #[test]
     fn reserve_rounds_down_and_caps() {

@@ -23,12 +23,12 @@ pub use channels::{
     BearerOrRefresh, BlueskySettings, DiscordSettings, MastodonSettings, MetaSettings, NextdoorSettings,
     OAuth2Settings, SlackSettings, SmsSender, SmsSettings, TeamsSettings, TelegramSettings, XAuth, XSettings,
 };
-pub use file::{AfterHold, Approval, Card, LogFormat, Mode, Overflow, Protocol, Rate, Reserve};
+pub use file::{AfterHold, Approval, Card, LogFormat, Mode, Overflow, Protocol, Reserve};
 pub use secret::{SecretUrl, read_secret, write_secret};
 
 use crate::backoff::Backoff;
 use crate::event::{Format, Priority};
-use crate::render::platform::Platform;
+use crate::platform::Platform;
 use file::*;
 
 /// The config file used when neither `--config` nor `BULLHORN_CONFIG` names one.
@@ -384,7 +384,7 @@ impl ChannelConfig {
 
     /// The length limit that applies: the channel's own, else the platform's.
     pub fn limit(&self) -> Option<usize> {
-        self.max_chars.or_else(|| self.platform().default_limit())
+        self.max_chars.or_else(|| self.platform().profile().limit)
     }
 }
 
@@ -1215,7 +1215,7 @@ fn validate_channels(
             other => platform_kind(other, fields, &path, errors),
         };
         // Unless the channel says, the platform's documented limit applies.
-        let rate = common.rate.or_else(|| kind.as_ref().and_then(|k| k.platform().default_rate()));
+        let rate = common.rate.or_else(|| kind.as_ref().and_then(|k| k.platform().profile().rate));
         let quota = rate.map(|r| {
             let reserve = common.reserve.unwrap_or(DEFAULT_RESERVE).of(r.limit);
             Quota { limit: r.limit, window: r.window, reserve }
@@ -1258,7 +1258,7 @@ fn validate_channels(
                     overflow: common.overflow,
                     languages: common.languages,
                     delete_original: common.delete_original,
-                    card: common.card.map_or(kind.platform() == Platform::Instagram, |c| c == Card::Missing),
+                    card: common.card.map_or(kind.platform().profile().needs_image, |c| c == Card::Missing),
                     image_max_bytes: common.image_max_bytes,
                     credentials_expire,
                     kind,

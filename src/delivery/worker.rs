@@ -25,7 +25,6 @@ use crate::lifecycle::{DeliveryKind, DeliveryState};
 use crate::media::{Attached, MediaService};
 use crate::metrics::{ChannelLabel, Metrics};
 use crate::reload::Shared;
-use crate::render::platform::Platform;
 use crate::store::{AttemptEnd, AttemptResult, Begun, Closing, Job, Progress, Reader, ReplyTarget, Store, StoreError};
 use crate::time::{duration_ms, now_ms, rfc3339};
 
@@ -638,7 +637,7 @@ impl Worker {
             return;
         }
         // Shadow mode: recorded with its text, counted against the quota, not posted.
-        if self.config.mode == Mode::Shadow && !matches!(self.cfg.platform(), Platform::Console | Platform::File) {
+        if self.config.mode == Mode::Shadow && !self.cfg.platform().profile().local {
             if let Some(q) = self.quota.as_mut() {
                 q.record(job.priority, Instant::now());
             }

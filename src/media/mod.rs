@@ -12,7 +12,6 @@
 //! derived from it and kept in memory for a while.
 
 pub mod fetch;
-pub mod process;
 pub mod public;
 
 use std::collections::HashMap;
@@ -33,7 +32,7 @@ use crate::lifecycle::DeliveryKind;
 use crate::metrics::{ImageLabel, Metrics};
 use crate::reload::Shared;
 use crate::store::{Job, MediaOp, Reader, Store};
-use process::Spec;
+use bullhorn_imaging::{Processed, Spec, decode, fit};
 
 /// How long fetched images and their versions stay in memory.
 const KEEP_IN_MEMORY: Duration = Duration::from_secs(15 * 60);
@@ -66,7 +65,7 @@ type VariantKey = (i64, usize, &'static str, usize);
 /// A fetch under way or done, shared by whoever asks, with when it started.
 type Fetching = (Instant, watch::Receiver<Option<Originals>>);
 /// A processed version (or why there is none), with when it was made.
-type Variant = (Instant, Result<Arc<process::Processed>, String>);
+type Variant = (Instant, Result<Arc<Processed>, String>);
 
 #[derive(Debug)]
 pub struct MediaService {
@@ -168,7 +167,7 @@ impl MediaService {
         if matches!(job.kind, DeliveryKind::Cancel | DeliveryKind::Retract) {
             return Attached::default();
         }
-        let Some(spec) = process::spec(channel.platform(), channel.image_max_bytes) else { return Attached::default() };
+        let Some(spec) = channel.platform().image_spec(channel.image_max_bytes) else { return Attached::default() };
         let Ok(event) = serde_json::from_str::<Event>(&job.event_json) else { return Attached::default() };
         let mut notes = Vec::new();
         let mut media = Vec::new();
@@ -337,7 +336,7 @@ impl MediaService {
         idx: usize,
         original: &Original,
         spec: Spec,
-    ) -> Result<Arc<process::Processed>, String> {
+    ) -> Result<Arc<Processed>, String> {
         {
             let mut map = self.variants.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             map.retain(|_, (at, _)| at.elapsed() < KEEP_IN_MEMORY);
@@ -351,7 +350,7 @@ impl MediaService {
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let started = std::time::Instant::now();
-            let made = process::decode(&work).and_then(|img| process::fit(&img, &spec)).map(Arc::new);
+            let made = decode(&work).and_then(|img| fit(&img, &spec)).map(Arc::new);
             me.metrics.media_processing_seconds.observe(started.elapsed().as_secs_f64());
             me.variants
                 .lock()
@@ -400,7 +399,7 @@ impl MediaService {
     }
 
     /// Put a version in the public media store (once) and return its URL.
-    async fn publish(&self, key: VariantKey, event_id: i64, p: &process::Processed) -> Result<String, String> {
+    async fn publish(&self, key: VariantKey, event_id: i64, p: &Processed) -> Result<String, String> {
         if let Some(url) = self.urls.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key) {
             return Ok(url.clone());
         }
@@ -445,7 +444,7 @@ impl MediaService {
         let spec2 = *spec;
         let processed = tokio::task::spawn_blocking(move || {
             bullhorn_imaging::card::render(&title, &body, &footer)
-                .and_then(|img| process::fit(&bullhorn_imaging::DynamicImage::ImageRgb8(img), &spec2))
+                .and_then(|img| fit(&bullhorn_imaging::DynamicImage::ImageRgb8(img), &spec2))
         })
         .await
         .map_err(|e| format!("card failed: {e}"))??;

@@ -12,11 +12,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::platform::Platform;
 use super::{Renderer, SAMPLE, Target, TemplateError};
 use crate::config::{Config, EventRule};
 use crate::event::{Event, json};
 use crate::lifecycle::DeliveryKind;
+use crate::platform::Platform;
 
 /// Keys every template may use (besides the event type's fields).
 const CORE: &[&str] = &[
@@ -129,7 +129,7 @@ pub fn check(config: &Config) -> Vec<TemplateError> {
                 .channels
                 .values()
                 .filter(|c| c.enabled && rule.channels.includes(&c.name))
-                .filter(|c| crate::media::process::spec(c.platform(), c.image_max_bytes).is_some())
+                .filter(|c| c.platform().image_spec(c.image_max_bytes).is_some())
                 .collect();
             let public: Vec<&str> = channels.iter().filter(|c| c.public).map(|c| c.name.as_str()).collect();
             for language in event.languages() {
@@ -173,7 +173,7 @@ pub fn check(config: &Config) -> Vec<TemplateError> {
                 .map(Target::channel)
                 .collect();
             // Platform variants are checked on their platform even with no such channel yet.
-            for p in Platform::ALL {
+            for &p in Platform::ALL {
                 if renderer.names().any(|n| n.starts_with(&format!("{set}/{}.", p.as_str())))
                     && !targets.iter().any(|t| t.platform == p)
                 {

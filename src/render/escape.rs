@@ -16,18 +16,20 @@
 //! - Teams: Markdown characters are backslash-escaped and `<`/`>`/`&` become entities.
 //! - Everything else is plain text and needs nothing more.
 
-use super::platform::{Platform, url_spans};
+use super::length::url_spans;
+use crate::platform::{Markup, Platform};
 
 const ZWSP: char = '\u{200B}';
 
 /// `value` made inert for `platform`.
 pub fn escape(platform: Platform, value: &str) -> String {
-    let value = if platform.has_mentions() { neutralize_mentions(value) } else { value.to_owned() };
-    match platform {
-        Platform::Discord => line_starts(&backslash(&value, "\\*_~`|[]<")),
-        Platform::Slack => entities(&value),
-        Platform::Teams => entities(&line_starts(&backslash(&value, "\\*_~`[]"))),
-        _ => value,
+    let row = platform.profile();
+    let value = if row.mentions { neutralize_mentions(value) } else { value.to_owned() };
+    match row.markup {
+        Markup::Discord => line_starts(&backslash(&value, "\\*_~`|[]<")),
+        Markup::Slack => entities(&value),
+        Markup::Teams => entities(&line_starts(&backslash(&value, "\\*_~`[]"))),
+        Markup::Plain => value,
     }
 }
 
@@ -94,7 +96,7 @@ mod tests {
 
     #[test]
     fn mentions_cannot_ping_on_any_platform_with_mentions() {
-        for p in Platform::ALL.into_iter().filter(|p| p.has_mentions()) {
+        for &p in Platform::ALL.iter().filter(|p| p.profile().mentions) {
             let out = escape(p, "@everyone and @here, @sheriff_pio");
             assert!(
                 !out.contains("@everyone") && !out.contains("@here") && !out.contains("@sheriff_pio"),

@@ -8,7 +8,7 @@
 use serde::Serialize;
 use unicode_segmentation::UnicodeSegmentation as _;
 
-use super::platform::url_spans;
+use super::length::url_spans;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Facet {

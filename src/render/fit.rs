@@ -9,7 +9,7 @@
 
 use unicode_segmentation::UnicodeSegmentation as _;
 
-use super::platform::url_spans;
+use super::length::url_spans;
 
 pub const ELLIPSIS: &str = "…";
 

@@ -32,7 +32,7 @@ pub mod escape;
 pub mod facets;
 pub mod filters;
 pub mod fit;
-pub mod platform;
+pub mod length;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -46,7 +46,9 @@ use serde_json::Map;
 use crate::config::{Agency, ChannelConfig, Config, EventRule, Overflow};
 use crate::event::{Event, Status};
 use crate::lifecycle::DeliveryKind;
-use platform::{Length, Platform};
+use length::Length;
+
+use crate::platform::Platform;
 
 /// Work one render may do before it is stopped (a loop bomb in a template).
 const FUEL: u64 = 100_000;
@@ -114,7 +116,7 @@ impl<'a> Target<'a> {
 
     /// A preview for a platform with its default rules (no channel configured).
     pub fn platform(p: Platform) -> Target<'static> {
-        Target { name: p.as_str(), platform: p, limit: p.default_limit(), overflow: Overflow::Shorten }
+        Target { name: p.as_str(), platform: p, limit: p.profile().limit, overflow: Overflow::Shorten }
     }
 }
 
@@ -398,7 +400,7 @@ impl Renderer {
     /// operator's text included.
     pub fn correction(&self, event: &Event, target: &Target<'_>, correction: Option<&str>) -> Rendered {
         let platform = target.platform;
-        let measure = |s: &str| platform::measure(platform, s, target.limit);
+        let measure = |s: &str| length::measure(platform, s, target.limit);
         let language = event.language.as_deref();
         let name = [language.map(|l| format!("correction.{l}.txt")), Some(CORRECTION.to_owned())]
             .into_iter()
@@ -456,7 +458,7 @@ impl Prepared<'_> {
     pub fn render(&self, target: &Target<'_>, kind: DeliveryKind) -> Rendered {
         let event = &self.event;
         let platform = target.platform;
-        let measure = |s: &str| platform::measure(platform, s, target.limit);
+        let measure = |s: &str| length::measure(platform, s, target.limit);
         let fits = |s: &str| measure(s).fits;
         let name = self.renderer.template_name(&self.rule.templates, target, event.language.as_deref());
         let ctx = minijinja::context! {
@@ -610,7 +612,7 @@ fn shorten_description(
 ) -> Option<String> {
     let description = description?;
     let without = draw(None).ok().filter(|t| fits(t))?;
-    let total = platform::graphemes(description);
+    let total = length::graphemes(description);
     let mut best = without;
     let mut lo = MIN_DESCRIPTION.min(total).saturating_sub(1);
     let mut hi = total;

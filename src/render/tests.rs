@@ -258,7 +258,7 @@ fn snapshots_of_every_shipped_template_on_every_platform() {
         let e = check::sample(&r, &rule.templates, event_type).unwrap_or_else(|e| panic!("{e}"));
         let mut out = String::new();
         for kind in [DeliveryKind::Post, DeliveryKind::Update, DeliveryKind::Cancel] {
-            for p in Platform::ALL.into_iter().filter(|p| !matches!(p, Platform::File | Platform::Webhook)) {
+            for &p in Platform::ALL.iter().filter(|p| !matches!(p, Platform::File | Platform::Webhook)) {
                 for lang in e.languages() {
                     let rendered = r.render_for(rule, &Target::platform(p), &e, kind, lang);
                     assert!(rendered.error.is_none(), "{event_type}/{p}/{}: {:?}", kind.as_str(), rendered.error);

@@ -226,7 +226,7 @@ fn create(f: &Fake, hit: &Hit) -> Response {
     let Some(text) = v["text"].as_str().map(str::to_owned) else {
         return problem(400, "Invalid Request", "One or more parameters to your request was invalid.");
     };
-    if bullhorn::render::platform::x_weighted_length(&text) > 280 {
+    if bullhorn::render::length::x_weighted_length(&text) > 280 {
         return json(
             403,
             &[],

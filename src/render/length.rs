@@ -1,4 +1,4 @@
-//! Platforms and how each counts the length of a post. Pure.
+//! How each platform counts the length of a post. Pure.
 //!
 //! Every platform measures text its own way, and a post that is one unit over is refused,
 //! so each rule follows the platform's own definition, with a real library where one
@@ -8,147 +8,10 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use unicode_segmentation::UnicodeSegmentation as _;
 
-/// Where a channel posts. Each channel kind maps to one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Platform {
-    X,
-    Mastodon,
-    Bluesky,
-    Facebook,
-    Instagram,
-    Threads,
-    Telegram,
-    Discord,
-    Slack,
-    Teams,
-    Nextdoor,
-    Sms,
-    Webhook,
-    Console,
-    File,
-}
-
-impl Platform {
-    pub const ALL: [Platform; 15] = [
-        Platform::X,
-        Platform::Mastodon,
-        Platform::Bluesky,
-        Platform::Facebook,
-        Platform::Instagram,
-        Platform::Threads,
-        Platform::Telegram,
-        Platform::Discord,
-        Platform::Slack,
-        Platform::Teams,
-        Platform::Nextdoor,
-        Platform::Sms,
-        Platform::Webhook,
-        Platform::Console,
-        Platform::File,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Platform::X => "x",
-            Platform::Mastodon => "mastodon",
-            Platform::Bluesky => "bluesky",
-            Platform::Facebook => "facebook",
-            Platform::Instagram => "instagram",
-            Platform::Threads => "threads",
-            Platform::Telegram => "telegram",
-            Platform::Discord => "discord",
-            Platform::Slack => "slack",
-            Platform::Teams => "teams",
-            Platform::Nextdoor => "nextdoor",
-            Platform::Sms => "sms",
-            Platform::Webhook => "webhook",
-            Platform::Console => "console",
-            Platform::File => "file",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Platform> {
-        Platform::ALL.into_iter().find(|p| p.as_str() == s)
-    }
-
-    /// The platform's own limit on one post, in its own unit; `None` for no limit.
-    pub fn default_limit(self) -> Option<usize> {
-        match self {
-            Platform::X => Some(280),
-            Platform::Mastodon => Some(500),
-            Platform::Bluesky => Some(300),
-            Platform::Facebook => Some(63_206),
-            Platform::Instagram => Some(2_200),
-            Platform::Threads => Some(500),
-            Platform::Telegram => Some(4_096),
-            Platform::Discord => Some(2_000),
-            Platform::Slack => Some(40_000),
-            // The whole Adaptive Card message must stay under ~28 KB; leave room for the card.
-            Platform::Teams => Some(24_000),
-            Platform::Nextdoor => Some(8_192),
-            Platform::Sms => Some(1_600),
-            Platform::Webhook | Platform::Console | Platform::File => None,
-        }
-    }
-
-    /// The platform's documented posting limit, applied unless a channel sets `rate`.
-    /// Where a platform documents none (Facebook's depends on the Page's audience,
-    /// Nextdoor's is unpublished) a conservative one.
-    pub fn default_rate(self) -> Option<crate::config::Rate> {
-        let (limit, secs) = match self {
-            // 100 posts per 15 minutes per user (POST /2/tweets).
-            Platform::X => (100, 15 * 60),
-            // The statuses family: 300 per 3 hours per account.
-            Platform::Mastodon => (300, 3 * 3600),
-            // 5,000 write points an hour at 3 a post is 1,666 posts; keep some for deletes.
-            Platform::Bluesky => (1_500, 3600),
-            Platform::Facebook => (200, 3600),
-            // content_publishing_limit: 50 published posts per 24 hours.
-            Platform::Instagram => (50, 24 * 3600),
-            // 250 API-published posts per 24 hours.
-            Platform::Threads => (250, 24 * 3600),
-            // 20 messages a minute to one group or channel.
-            Platform::Telegram => (20, 60),
-            // About 30 messages a minute per channel through a webhook.
-            Platform::Discord => (30, 60),
-            // One message a second to a channel.
-            Platform::Slack => (1, 1),
-            // More than 4 requests a second is throttled.
-            Platform::Teams => (4, 1),
-            Platform::Nextdoor => (30, 3600),
-            // A long-code sender sends about one segment a second.
-            Platform::Sms => (1, 1),
-            Platform::Webhook | Platform::Console | Platform::File => return None,
-        };
-        Some(crate::config::Rate { limit, window: std::time::Duration::from_secs(secs) })
-    }
-
-    /// The unit the limit is counted in.
-    pub fn unit(self) -> &'static str {
-        match self {
-            Platform::X => "weighted characters",
-            Platform::Mastodon | Platform::Bluesky => "graphemes",
-            Platform::Telegram => "UTF-16 units",
-            Platform::Teams | Platform::Nextdoor => "bytes",
-            _ => "characters",
-        }
-    }
-
-    /// Whether the platform turns `@name` into a notification or a tag.
-    pub fn has_mentions(self) -> bool {
-        !matches!(self, Platform::Sms | Platform::Webhook | Platform::Console | Platform::File | Platform::Bluesky)
-    }
-}
-
-impl fmt::Display for Platform {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+use crate::platform::{Count, Platform};
 
 /// How long a text is on one platform, and whether it fits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -186,28 +49,29 @@ const MASTODON_URL_LENGTH: usize = 23;
 /// Measure `text` as `platform` counts it, against `limit` (the platform's default unless
 /// the channel sets its own, e.g. a Mastodon instance with a higher limit).
 pub fn measure(platform: Platform, text: &str, limit: Option<usize>) -> Length {
-    let unit = platform.unit();
+    let how = platform.profile().count;
+    let unit = how.unit();
     let mut detail = None;
     let mut extra_fits = true;
-    let count = match platform {
-        Platform::X => x_weighted_length(text),
-        Platform::Mastodon => mastodon_length(text),
-        Platform::Bluesky => {
+    let count = match how {
+        Count::XWeighted => x_weighted_length(text),
+        Count::GraphemesUrls23 => mastodon_length(text),
+        Count::GraphemesAndBytes => {
             let bytes = text.len();
             extra_fits = bytes <= BLUESKY_MAX_BYTES;
             detail = Some(format!("{bytes}/{BLUESKY_MAX_BYTES} bytes"));
             graphemes(text)
         }
-        Platform::Threads => threads_length(text),
-        Platform::Telegram => text.encode_utf16().count(),
-        Platform::Teams | Platform::Nextdoor => text.len(),
-        Platform::Sms => {
+        Count::CharsEmojiBytes => threads_length(text),
+        Count::Utf16 => text.encode_utf16().count(),
+        Count::Bytes => text.len(),
+        Count::SmsChars => {
             let s = sms_segments(text);
             detail =
                 Some(format!("{} SMS segment{} ({})", s.segments, if s.segments == 1 { "" } else { "s" }, s.encoding));
             text.chars().count()
         }
-        _ => text.chars().count(),
+        Count::Chars => text.chars().count(),
     };
     let fits = extra_fits && limit.is_none_or(|l| count <= l);
     Length { count, limit, unit, detail, fits }

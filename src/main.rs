@@ -58,7 +58,7 @@ fn main() -> ExitCode {
             // A warning, never a failure: this runs before every start, and an alert
             // daemon that refuses to start over a token date helps nobody.
             let now = bullhorn::time::now_ms();
-            for e in bullhorn::notify::expiring(&config, now) {
+            for e in config::expiring(&config, now) {
                 println!("  warning: channel {}: {}", e.channel, e.describe(&config, now));
             }
             if !online {

@@ -25,7 +25,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{AfterHold, ChannelConfig, Config};
+use crate::config::{AfterHold, ChannelConfig, Config, Expiring, Expiry, expiring};
 use crate::event::Priority;
 use crate::lifecycle::DeliveryKind;
 use crate::links::LinkKey;
@@ -261,11 +261,7 @@ impl Timers {
 
 /// Local time in the agency's zone, for people.
 fn local(config: &Config, ms: i64) -> String {
-    let tz = jiff::tz::TimeZone::get(&config.agency.time_zone).unwrap_or(jiff::tz::TimeZone::UTC);
-    match jiff::Timestamp::from_millisecond(ms) {
-        Ok(t) => t.to_zoned(tz).strftime("%H:%M %Z (%b %-d)").to_string(),
-        Err(_) => ms.to_string(),
-    }
+    config.local_time(ms)
 }
 
 /// One delivery per staff channel of `head` (trusted text with event values already
@@ -450,75 +446,6 @@ fn credentials_notice(config: &Config, f: &CredentialFailure) -> Option<NewNotic
         deliveries,
         links: Vec::new(),
     })
-}
-
-/// How near a channel's credentials are to expiring, by the stages staff are told at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Expiry {
-    Expired,
-    WithinADay,
-    WithinThreeDays,
-    WithinAWeek,
-    /// Within `credentials_warn`, more than a week ahead.
-    Ahead,
-}
-
-impl Expiry {
-    fn key(self) -> &'static str {
-        match self {
-            Expiry::Expired => "expired",
-            Expiry::WithinADay => "1d",
-            Expiry::WithinThreeDays => "3d",
-            Expiry::WithinAWeek => "7d",
-            Expiry::Ahead => "warn",
-        }
-    }
-}
-
-/// A channel whose `credentials_expire` is within `credentials_warn` or past.
-#[derive(Debug, Clone)]
-pub struct Expiring {
-    pub channel: String,
-    pub at: i64,
-    pub stage: Expiry,
-}
-
-impl Expiring {
-    /// For people: "expire at 00:00 CST (Jan 15), in 3 days" or "expired at ...".
-    pub fn describe(&self, config: &Config, now: i64) -> String {
-        if self.stage == Expiry::Expired {
-            return format!("credentials expired at {}", local(config, self.at));
-        }
-        let hours = (self.at - now) / 3_600_000;
-        let left = if hours < 48 { format!("{hours} h") } else { format!("{} days", hours / 24) };
-        format!("credentials expire at {}, in {left}", local(config, self.at))
-    }
-}
-
-/// The enabled channels whose recorded `credentials_expire` is near or past, soonest first.
-pub fn expiring(config: &Config, now: i64) -> Vec<Expiring> {
-    const DAY: i64 = 24 * 3_600_000;
-    let warn = duration_ms(config.notify.credentials_warn).max(DAY);
-    let mut out: Vec<Expiring> = config
-        .channels
-        .values()
-        .filter(|c| c.enabled)
-        .filter_map(|c| {
-            let at = c.credentials_expire?.as_millisecond();
-            let left = at - now;
-            let stage = match left {
-                ..=0 => Expiry::Expired,
-                l if l > warn => return None,
-                l if l <= DAY => Expiry::WithinADay,
-                l if l <= 3 * DAY => Expiry::WithinThreeDays,
-                l if l <= 7 * DAY => Expiry::WithinAWeek,
-                _ => Expiry::Ahead,
-            };
-            Some(Expiring { channel: c.name.clone(), at, stage })
-        })
-        .collect();
-    out.sort_by_key(|e| (e.at, e.channel.clone()));
-    out
 }
 
 fn expiry_notice(config: &Config, e: &Expiring, now: i64) -> Option<NewNotice> {

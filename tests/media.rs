@@ -15,7 +15,8 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::Uri;
 use axum::response::{IntoResponse as _, Response};
-use bullhorn::media::fetch::{FetchError, Fetcher, Origin, Policy};
+use bullhorn::config::Origin;
+use bullhorn::media::fetch::{FetchError, Fetcher, Policy};
 use bullhorn_imaging::testing::{exif_of, has_gps, photo_with_gps};
 
 use super::support::admin::Api;

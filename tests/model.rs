@@ -409,7 +409,7 @@ impl World {
     /// Publish `payload` on `topic`; signed subscriptions get the envelope.
     fn publish(&mut self, topic: &str, payload: String, signed: bool) -> usize {
         let wire = if signed {
-            let key = bullhorn::config::SigningKey(secrecy::SecretString::from(SIGNING_KEY));
+            let key = bullhorn::config::PublisherKey(secrecy::SecretString::from(SIGNING_KEY));
             bullhorn::ingest::signature::envelope_for(&key, &payload)
         } else {
             payload.clone()

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use bullhorn::config::SigningKey;
+use bullhorn::config::PublisherKey;
 use bullhorn::ingest::signature;
 use secrecy::SecretString;
 
@@ -39,7 +39,7 @@ async fn a_signed_subscription_takes_only_events_signed_with_its_key() {
     let cfg = write_config(dir.path(), &format!("url = \"{}\"", broker.url()), &body);
     let app = start_app(&cfg).await;
     let config = bullhorn::config::load(&cfg).expect("config");
-    let key = SigningKey(SecretString::from("cad-signing-key-2026"));
+    let key = PublisherKey(SecretString::from("cad-signing-key-2026"));
     let publish = |payload: String, props: Vec<(String, String)>| {
         let mqtt = config.mqtt.clone();
         async move {
@@ -48,7 +48,7 @@ async fn a_signed_subscription_takes_only_events_signed_with_its_key() {
                 .expect("publish");
         }
     };
-    let sig = |k: &SigningKey, p: &str| vec![(signature::PROPERTY.to_owned(), signature::sign(k, p.as_bytes()))];
+    let sig = |k: &PublisherKey, p: &str| vec![(signature::PROPERTY.to_owned(), signature::sign(k, p.as_bytes()))];
 
     // Valid, in an MQTT 5 user property.
     let valid = event("SIG-1", 1, "wanted", "Signed: wanted person");
@@ -57,7 +57,7 @@ async fn a_signed_subscription_takes_only_events_signed_with_its_key() {
     // Unsigned, and signed with another key.
     publish(event("SIG-2", 1, "wanted", "Unsigned"), Vec::new()).await;
     let forged = event("SIG-3", 1, "wanted", "Forged");
-    publish(forged.clone(), sig(&SigningKey(SecretString::from("guessed-key")), &forged)).await;
+    publish(forged.clone(), sig(&PublisherKey(SecretString::from("guessed-key")), &forged)).await;
     // The valid one again: a replay, stopped by the dedupe key.
     publish(valid.clone(), sig(&key, &valid)).await;
     // Valid, in a JSON envelope (what an MQTT 3.1.1 publisher sends).

@@ -156,7 +156,7 @@ async fn status(State(s): State<AdminState>) -> ApiResult<serde_json::Value> {
     }
     let held = s.reader.alerts(1000, true).await?.len();
     let now = crate::time::now_ms();
-    let expiring: Vec<serde_json::Value> = crate::notify::expiring(&live.config, now)
+    let expiring: Vec<serde_json::Value> = crate::config::expiring(&live.config, now)
         .into_iter()
         .map(|e| {
             json!({

@@ -277,13 +277,9 @@ impl Channel {
         match &cfg.kind {
             ChannelKind::Console => Channel::Console(console::Console::new(&cfg.name)),
             ChannelKind::File { path } => Channel::File(file::FileChannel::new(&cfg.name, path)),
-            ChannelKind::Webhook { url, secret } => Channel::Webhook(webhook::Webhook::new(
-                &cfg.name,
-                url.clone(),
-                secret.as_ref(),
-                ctx.http.clone(),
-                ctx.timeout,
-            )),
+            ChannelKind::Webhook(s) => {
+                Channel::Webhook(webhook::Webhook::new(&cfg.name, s.clone(), ctx.http.clone(), ctx.timeout))
+            }
             ChannelKind::Mastodon(s) => Channel::Mastodon(mastodon::Mastodon::new(s.clone(), ctx)),
             ChannelKind::Bluesky(s) => Channel::Bluesky(bluesky::Bluesky::new(&cfg.name, s.clone(), ctx)),
             ChannelKind::X(s) => Channel::X(Box::new(x::X::new(&cfg.name, s.clone(), ctx))),

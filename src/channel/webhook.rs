@@ -11,50 +11,26 @@
 //! and other 5xx retry the request; 410 Gone and other 4xx are permanent; 3xx is not
 //! followed (permanent).
 
-use std::fmt;
 use std::time::Duration;
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use jiff::Timestamp;
 use reqwest::header::HeaderMap;
-use secrecy::{ExposeSecret, SecretString};
 
-use crate::config::SecretUrl;
+use crate::config::{SecretUrl, WebhookKey, WebhookSettings};
 use sha2::Sha256;
 
 use super::http::{retry_after_header, snippet, transport_error};
 use super::{Outcome, PostRef, Request, Response};
 
-/// The signing key, decoded from the `whsec_<base64>` secret. Never printed.
-struct SigningKey(Vec<u8>);
-
-impl fmt::Debug for SigningKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SigningKey(**REDACTED**)")
-    }
-}
-
 #[derive(Debug)]
 pub struct Webhook {
     name: String,
     url: SecretUrl,
-    key: Option<SigningKey>,
+    key: Option<WebhookKey>,
     client: reqwest::Client,
     timeout: Duration,
-}
-
-/// Decode a Standard Webhooks secret (`whsec_` + base64 of 24-64 random bytes).
-pub fn signing_key(secret: &SecretString) -> Result<Vec<u8>, String> {
-    let s = secret.expose_secret().trim();
-    let b64 = s.strip_prefix("whsec_").unwrap_or(s);
-    let key = base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .map_err(|_| "the secret must be whsec_ followed by base64".to_owned())?;
-    if key.len() < 16 {
-        return Err(format!("the secret decodes to {} bytes; use at least 24 random bytes", key.len()));
-    }
-    Ok(key)
 }
 
 /// The `webhook-signature` header value for one message.
@@ -69,16 +45,8 @@ pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
 }
 
 impl Webhook {
-    pub fn new(
-        name: &str,
-        url: SecretUrl,
-        secret: Option<&SecretString>,
-        client: reqwest::Client,
-        timeout: Duration,
-    ) -> Self {
-        // The config was validated, so the secret decodes; an invalid one was refused there.
-        let key = secret.and_then(|s| signing_key(s).ok()).map(SigningKey);
-        Webhook { name: name.to_owned(), url, key, client, timeout }
+    pub fn new(name: &str, s: WebhookSettings, client: reqwest::Client, timeout: Duration) -> Self {
+        Webhook { name: name.to_owned(), url: s.url, key: s.key, client, timeout }
     }
 
     pub async fn send(&self, req: &Request<'_>) -> Response {
@@ -113,7 +81,7 @@ impl Webhook {
             .header("webhook-id", &job.idem_key)
             .header("webhook-timestamp", ts.to_string());
         if let Some(key) = &self.key {
-            request = request.header("webhook-signature", sign(&key.0, &job.idem_key, ts, &body));
+            request = request.header("webhook-signature", sign(key.expose(), &job.idem_key, ts, &body));
         }
         let response = match request.body(body).send().await {
             Ok(r) => r,
@@ -150,8 +118,10 @@ pub fn classify(status: u16, headers: &HeaderMap, body: &str, id: &str, now: Tim
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use reqwest::header::{HeaderValue, RETRY_AFTER};
+    use secrecy::SecretString;
+
+    use super::*;
 
     fn now() -> Timestamp {
         "2026-11-21T10:00:00Z".parse().expect("ts")
@@ -160,15 +130,9 @@ mod tests {
     #[test]
     fn signature_matches_the_standard_webhooks_example() {
         // The test vector from the Standard Webhooks specification.
-        let key = signing_key(&SecretString::from("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")).expect("key");
-        let sig = sign(&key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1_614_265_330, br#"{"test": 2432232314}"#);
+        let key = WebhookKey::decode(&SecretString::from("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")).expect("key");
+        let sig = sign(key.expose(), "msg_p5jXN8AQM9LWM0D4loKWxJek", 1_614_265_330, br#"{"test": 2432232314}"#);
         assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
-    }
-
-    #[test]
-    fn short_or_malformed_secrets_are_refused() {
-        assert!(signing_key(&SecretString::from("whsec_AAAA")).is_err());
-        assert!(signing_key(&SecretString::from("whsec_not base64!")).is_err());
     }
 
     #[test]
@@ -199,8 +163,10 @@ mod tests {
         let secret = SecretString::from("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
         let hook = Webhook::new(
             "hook",
-            SecretUrl::new("http://127.0.0.1:1/services/T000/B000/XXXXsecretpath".parse().expect("url")),
-            Some(&secret),
+            WebhookSettings {
+                url: SecretUrl::new("http://127.0.0.1:1/services/T000/B000/XXXXsecretpath".parse().expect("url")),
+                key: Some(WebhookKey::decode(&secret).expect("key")),
+            },
             crate::channel::http::client().expect("client"),
             Duration::from_secs(1),
         );

@@ -1,509 +1,284 @@
-//! The settings of each social platform's channel kind: credentials, account, base URL.
-//!
-//! Read field by field from the channel's table (after the keys every channel has) so
-//! that every problem is reported with its key path at once: a missing credential names
-//! exactly what to add. Every secret can be given inline (usually by an environment
-//! override such as `BULLHORN__CHANNELS__MASTODON__ACCESS_TOKEN`) or as `<name>_file`
-//! (systemd `LoadCredential`), never both. Every kind has a `base_url` (tests and
-//! self-hosted instances point it elsewhere).
+//! `[channels.<name>]`: the keys every channel has (enabled, rate, languages, ...) and its
+//! kind with that platform's settings (read in `settings.rs`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use reqwest::Url;
-use secrecy::SecretString;
-
-use super::secret::{self, SecretUrl};
-use super::{Errors, join};
-
-/// X (Twitter) API v2.
-#[derive(Debug, Clone)]
-pub struct XSettings {
-    /// `https://api.x.com`; posts go to `{base_url}/2/tweets`.
-    pub base_url: Url,
-    /// The account's handle, for post URLs (else `https://x.com/i/web/status/{id}`).
-    pub username: Option<String>,
-    pub auth: XAuth,
-}
+use super::file::*;
+use super::read::{section, table};
+use super::*;
 
 #[derive(Debug, Clone)]
-pub enum XAuth {
-    /// OAuth 1.0a user context: the app's consumer key and the account's access token.
-    /// All four are kept as secrets (the key and token are only half of each pair, but
-    /// nothing needs to print them).
-    OAuth1 {
-        consumer_key: SecretString,
-        consumer_secret: SecretString,
-        access_token: SecretString,
-        access_token_secret: SecretString,
-    },
-    /// OAuth 2.0 user token, refreshed with a (single-use) refresh token.
-    OAuth2(OAuth2Settings),
+pub struct ChannelConfig {
+    pub name: String,
+    pub enabled: bool,
+    /// `false` for staff and test channels: the only ones non-actual events may reach.
+    pub public: bool,
+    pub quota: Option<Quota>,
+    /// The channel's own length limit (else the platform's).
+    pub max_chars: Option<usize>,
+    pub overflow: Overflow,
+    /// Languages this channel posts (else the agency's list, else every one).
+    pub languages: Option<Vec<String>>,
+    /// After posting a cancellation, delete the original where the platform allows it.
+    pub delete_original: bool,
+    /// Post a text card when the alert has no usable image.
+    pub card: bool,
+    /// The largest image the platform takes, when not the platform's default.
+    pub image_max_bytes: Option<usize>,
+    /// When the channel's token expires, as the operator recorded it.
+    pub credentials_expire: Option<jiff::Timestamp>,
+    pub kind: ChannelKind,
 }
 
-/// An OAuth 2.0 user token kept fresh with its refresh token. The refresh token given in
-/// the config seeds the one kept in the state directory; each refresh replaces it there.
-#[derive(Debug, Clone)]
-pub struct OAuth2Settings {
-    pub token_url: Url,
-    pub client_id: String,
-    /// For confidential clients (sent as HTTP Basic auth).
-    pub client_secret: Option<SecretString>,
-    pub refresh_token: Option<SecretString>,
-    /// A current access token, used until it is refused or a refresh replaces it.
-    pub access_token: Option<SecretString>,
-}
-
-#[derive(Debug, Clone)]
-pub struct MastodonSettings {
-    /// The instance, e.g. `https://mastodon.social`.
-    pub base_url: Url,
-    pub access_token: SecretString,
-    /// public | unlisted | private | direct
-    pub visibility: String,
-}
-
-#[derive(Debug, Clone)]
-pub struct BlueskySettings {
-    /// The account's PDS (`https://bsky.social` for accounts hosted by Bluesky).
-    pub base_url: Url,
-    /// Handle, email or DID.
-    pub identifier: String,
-    pub app_password: SecretString,
-}
-
-/// Facebook Pages, Instagram and Threads: Meta's Graph APIs.
-#[derive(Debug, Clone)]
-pub struct MetaSettings {
-    /// With the API version: `https://graph.facebook.com/v23.0`,
-    /// `https://graph.threads.net/v1.0`.
-    pub base_url: Url,
-    /// The Page id, Instagram professional account id or Threads user id.
-    pub account_id: String,
-    pub access_token: SecretString,
-}
-
-#[derive(Debug, Clone)]
-pub struct TelegramSettings {
-    pub base_url: Url,
-    pub bot_token: SecretString,
-    /// `@channelname` or a numeric chat id.
-    pub chat_id: String,
-    /// Post without a notification sound.
-    pub silent: bool,
-}
-
-#[derive(Debug, Clone)]
-pub struct DiscordSettings {
-    /// The channel's webhook URL (a credential).
-    pub webhook_url: SecretUrl,
-    /// Shown as the author instead of the webhook's name.
-    pub username: Option<String>,
-}
-
-#[derive(Debug, Clone)]
-pub enum SlackSettings {
-    /// An incoming webhook: posts only (no thread, no delete: Slack returns no message id).
-    Webhook { webhook_url: SecretUrl },
-    /// The Web API with a bot token (`chat:write`): threads replies, deletes.
-    Api { base_url: Url, bot_token: SecretString, channel: String },
-}
-
-#[derive(Debug, Clone)]
-pub struct TeamsSettings {
-    /// The Workflows "post to a channel when a webhook request is received" URL.
-    pub webhook_url: SecretUrl,
-}
-
-#[derive(Debug, Clone)]
-pub struct NextdoorSettings {
-    pub base_url: Url,
-    pub auth: BearerOrRefresh,
-    /// Agency boundary groups to post to (else the agency's default area).
-    pub group_ids: Vec<String>,
-}
-
-/// A fixed bearer token, or one kept fresh by OAuth 2.0 refresh.
-#[derive(Debug, Clone)]
-pub enum BearerOrRefresh {
-    Bearer(SecretString),
-    OAuth2(OAuth2Settings),
-}
-
-#[derive(Debug, Clone)]
-pub struct SmsSettings {
-    /// `https://api.twilio.com`
-    pub base_url: Url,
-    pub account_sid: String,
-    /// HTTP Basic user: the account SID, or an API key SID.
-    pub auth_user: String,
-    /// The auth token, or the API key's secret.
-    pub auth_secret: SecretString,
-    /// A sender number, or a Messaging Service (one of the two).
-    pub sender: SmsSender,
-    /// Recipients, E.164 (`+15555550100`).
-    pub to: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SmsSender {
-    From(String),
-    MessagingService(String),
-}
-
-/// The fields of one channel's table, taken one by one; what is left at the end is
-/// unknown.
-pub(super) struct Fields<'a> {
-    map: BTreeMap<String, config::Value>,
-    path: &'a str,
-    errors: &'a mut Errors,
-}
-
-impl<'a> Fields<'a> {
-    pub(super) fn new(map: BTreeMap<String, config::Value>, path: &'a str, errors: &'a mut Errors) -> Self {
-        Fields { map, path, errors }
+impl ChannelConfig {
+    /// A channel with defaults for everything but these (tests, previews).
+    pub fn new(name: &str, kind: ChannelKind) -> Self {
+        ChannelConfig {
+            name: name.to_owned(),
+            enabled: true,
+            public: true,
+            quota: None,
+            max_chars: None,
+            overflow: Overflow::Shorten,
+            languages: None,
+            delete_original: false,
+            card: false,
+            image_max_bytes: None,
+            credentials_expire: None,
+            kind,
+        }
     }
 
-    fn at(&self, key: &str) -> String {
-        join(self.path, key)
+    pub fn platform(&self) -> Platform {
+        self.kind.platform()
     }
 
-    fn error(&mut self, key: &str, message: impl Into<String>) {
-        let at = self.at(key);
-        self.errors.push(at, message);
+    /// The length limit that applies: the channel's own, else the platform's.
+    pub fn limit(&self) -> Option<usize> {
+        self.max_chars.or_else(|| self.platform().profile().limit)
+    }
+}
+
+/// A channel's rate limit with the share kept for critical alerts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    pub limit: u32,
+    pub window: Duration,
+    pub reserve: u32,
+}
+
+/// The default share of a window kept for critical alerts.
+pub const DEFAULT_RESERVE: Reserve = Reserve::Percent(10.0);
+
+#[derive(Debug, Clone)]
+pub enum ChannelKind {
+    Console,
+    File { path: PathBuf },
+    Webhook(WebhookSettings),
+    X(XSettings),
+    Mastodon(MastodonSettings),
+    Bluesky(BlueskySettings),
+    Facebook(MetaSettings),
+    Instagram(MetaSettings),
+    Threads(MetaSettings),
+    Telegram(TelegramSettings),
+    Discord(DiscordSettings),
+    Slack(SlackSettings),
+    Teams(TeamsSettings),
+    Nextdoor(NextdoorSettings),
+    Sms(SmsSettings),
+}
+
+impl ChannelKind {
+    /// The kind, as written in `kind = "..."`.
+    pub fn name(&self) -> &'static str {
+        self.platform().as_str()
     }
 
-    /// An optional string.
-    fn string(&mut self, key: &str) -> Option<String> {
-        let v = self.map.remove(key)?;
-        match v.into_string() {
-            Ok(s) if s.trim().is_empty() => {
-                self.error(key, "must not be empty");
-                None
+    /// Where this kind posts, for text rules and escaping.
+    pub fn platform(&self) -> Platform {
+        match self {
+            ChannelKind::Console => Platform::Console,
+            ChannelKind::File { .. } => Platform::File,
+            ChannelKind::Webhook(_) => Platform::Webhook,
+            ChannelKind::X(_) => Platform::X,
+            ChannelKind::Mastodon(_) => Platform::Mastodon,
+            ChannelKind::Bluesky(_) => Platform::Bluesky,
+            ChannelKind::Facebook(_) => Platform::Facebook,
+            ChannelKind::Instagram(_) => Platform::Instagram,
+            ChannelKind::Threads(_) => Platform::Threads,
+            ChannelKind::Telegram(_) => Platform::Telegram,
+            ChannelKind::Discord(_) => Platform::Discord,
+            ChannelKind::Slack(_) => Platform::Slack,
+            ChannelKind::Teams(_) => Platform::Teams,
+            ChannelKind::Nextdoor(_) => Platform::Nextdoor,
+            ChannelKind::Sms(_) => Platform::Sms,
+        }
+    }
+}
+
+pub(super) fn validate(
+    entries: BTreeMap<String, config::Value>,
+    tz: &jiff::tz::TimeZone,
+    errors: &mut Errors,
+) -> BTreeMap<String, ChannelConfig> {
+    let mut channels = BTreeMap::new();
+    for (name, value) in entries {
+        let path = format!("channels.{name}");
+        if !crate::event::valid_type_name(&name) {
+            errors.push(&path, "channel names are lowercase letters, digits and underscores");
+        }
+        let mut fields = table(value, &path, errors);
+        let common_value: config::Map<String, config::Value> =
+            CHANNEL_COMMON_KEYS.iter().filter_map(|k| fields.remove(*k).map(|v| ((*k).to_owned(), v))).collect();
+        let Some(common) = section::<ChannelCommonFile>(config::Value::from(common_value), &path, errors) else {
+            continue;
+        };
+        let rest = || config::Value::from(fields.clone().into_iter().collect::<config::Map<_, _>>());
+        let kind = match common.kind.as_str() {
+            "console" => section::<ConsoleFile>(rest(), &path, errors).map(|_| ChannelKind::Console),
+            "file" => section::<FileChannelFile>(rest(), &path, errors).map(|f| ChannelKind::File { path: f.path }),
+            "webhook" => section::<WebhookFile>(rest(), &path, errors).and_then(|w| validate_webhook(w, &path, errors)),
+            other => platform_kind(other, fields, &path, errors),
+        };
+        // Unless the channel says, the platform's documented limit applies.
+        let rate = common.rate.or_else(|| kind.as_ref().and_then(|k| k.platform().profile().rate));
+        let quota = rate.map(|r| {
+            let reserve = common.reserve.unwrap_or(DEFAULT_RESERVE).of(r.limit);
+            Quota { limit: r.limit, window: r.window, reserve }
+        });
+        if common.max_chars == Some(0) {
+            errors.push(format!("{path}.max_chars"), "must be above zero");
+        }
+        for (i, lang) in common.languages.iter().flatten().enumerate() {
+            if !crate::event::valid_language(lang) {
+                errors.push(format!("{path}.languages[{i}]"), format!("{lang:?} is not a language tag"));
             }
-            Ok(s) => Some(s.trim().to_owned()),
+        }
+        if let Some(q) = quota
+            && q.reserve >= q.limit
+        {
+            errors.push(
+                format!("{path}.reserve"),
+                "the reserve takes the whole quota: nothing would be left for routine posts",
+            );
+        }
+        if common.reserve.is_some() && quota.is_none() {
+            errors.push(format!("{path}.reserve"), "a reserve needs a rate");
+        }
+        let credentials_expire = common.credentials_expire.as_deref().and_then(|s| match expiry::parse(s, tz) {
+            Ok(t) => Some(t),
             Err(e) => {
-                self.error(key, super::clean_serde_message(&e.to_string()));
+                errors.push(format!("{path}.credentials_expire"), e);
                 None
             }
+        });
+        if let Some(kind) = kind {
+            channels.insert(
+                name.clone(),
+                ChannelConfig {
+                    name,
+                    enabled: common.enabled,
+                    public: common.public,
+                    quota,
+                    max_chars: common.max_chars,
+                    overflow: common.overflow,
+                    languages: common.languages,
+                    delete_original: common.delete_original,
+                    card: common.card.map_or(kind.platform().profile().needs_image, |c| c == Card::Missing),
+                    image_max_bytes: common.image_max_bytes,
+                    credentials_expire,
+                    kind,
+                },
+            );
         }
     }
-
-    fn bool(&mut self, key: &str, default: bool) -> bool {
-        let Some(v) = self.map.remove(key) else { return default };
-        v.into_bool().unwrap_or_else(|e| {
-            self.error(key, super::clean_serde_message(&e.to_string()));
-            default
-        })
-    }
-
-    fn strings(&mut self, key: &str) -> Vec<String> {
-        let Some(v) = self.map.remove(key) else { return Vec::new() };
-        match v.into_array() {
-            Ok(items) => items
-                .into_iter()
-                .enumerate()
-                .filter_map(|(i, item)| match item.into_string() {
-                    Ok(s) => Some(s),
-                    Err(e) => {
-                        self.error(&format!("{key}[{i}]"), super::clean_serde_message(&e.to_string()));
-                        None
-                    }
-                })
-                .collect(),
-            Err(e) => {
-                self.error(key, super::clean_serde_message(&e.to_string()));
-                Vec::new()
-            }
-        }
-    }
-
-    /// A secret given as `key` or `key_file`.
-    fn secret(&mut self, key: &str) -> Option<SecretString> {
-        let inline = self.string(key).map(SecretString::from);
-        let file = self.string(&format!("{key}_file")).map(PathBuf::from);
-        match secret::resolve(inline, file.as_deref()) {
-            Ok(s) => s,
-            Err(e) => {
-                self.error(&format!("{key}_file"), e);
-                None
-            }
-        }
-    }
-
-    /// An http(s) URL, with `default` when absent.
-    fn url(&mut self, key: &str, default: Option<&str>) -> Option<Url> {
-        let text = self.string(key).or_else(|| default.map(str::to_owned))?;
-        match Url::parse(&text) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
-            Ok(_) => {
-                self.error(key, "must be an http:// or https:// URL");
-                None
-            }
-            Err(e) => {
-                self.error(key, format!("invalid URL: {e}"));
-                None
-            }
-        }
-    }
-
-    /// A URL that is itself a credential (a webhook URL), as `key` or `key_file`.
-    fn secret_url(&mut self, key: &str) -> Option<SecretUrl> {
-        use secrecy::ExposeSecret as _;
-        let s = self.secret(key)?;
-        match Url::parse(s.expose_secret().trim()) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(SecretUrl::new(u)),
-            // The value is a credential: the message does not repeat it.
-            _ => {
-                self.error(key, "must be an http:// or https:// URL");
-                None
-            }
-        }
-    }
-
-    /// Whether `key` or `key_file` is given.
-    fn has(&self, key: &str) -> bool {
-        self.map.contains_key(key) || self.map.contains_key(&format!("{key}_file"))
-    }
-
-    /// Report what the kind needs and the config lacks, as one message on the channel.
-    fn missing(&mut self, what: &str) {
-        let at = self.path.to_owned();
-        self.errors.push(at, format!("missing credentials: {what}"));
-    }
-
-    /// Report every key nobody took.
-    pub(super) fn finish(self) {
-        for key in self.map.keys() {
-            self.errors.push(join(self.path, key), "unknown key");
-        }
-    }
+    channels
 }
 
-/// Require every one of `values`, reporting `what` (the list of keys) once if any lacks.
-macro_rules! all_of {
-    ($f:expr, $what:expr, $($v:ident),+) => {{
-        match ($($v,)+) {
-            ($(Some($v),)+) => Some(($($v,)+)),
-            _ => {
-                $f.missing($what);
-                None
-            }
-        }
-    }};
-}
+/// The kinds that post to a social platform, read by [`channels`].
+const PLATFORM_KINDS: &str =
+    "x, mastodon, bluesky, facebook, instagram, threads, telegram, discord, slack, teams, nextdoor, sms";
 
-fn oauth2(f: &mut Fields<'_>, default_token_url: &str) -> Option<Option<OAuth2Settings>> {
-    let client_id = f.string("client_id");
-    let client_secret = f.secret("client_secret");
-    let refresh_token = f.secret("refresh_token");
-    let token_url = f.url("token_url", Some(default_token_url));
-    let access_token = if client_id.is_some() { f.secret("access_token") } else { None };
-    match (client_id, token_url) {
-        (None, _) => {
-            if refresh_token.is_some() || client_secret.is_some() {
-                f.missing("client_id (the app's OAuth 2.0 client id) to go with the refresh token");
-                return None;
-            }
-            Some(None)
-        }
-        (Some(client_id), Some(token_url)) => {
-            if refresh_token.is_none() && access_token.is_none() {
-                f.missing("refresh_token or refresh_token_file (from the OAuth 2.0 authorization)");
-                return None;
-            }
-            Some(Some(OAuth2Settings { token_url, client_id, client_secret, refresh_token, access_token }))
-        }
-        (Some(_), None) => None,
-    }
-}
-
-pub(super) fn x(f: &mut Fields<'_>) -> Option<XSettings> {
-    let base_url = f.url("base_url", Some("https://api.x.com"));
-    let username = f.string("username").map(|u| u.trim_start_matches('@').to_owned());
-    let consumer_key = f.string("consumer_key");
-    let consumer_secret = f.secret("consumer_secret");
-    let oauth1_given = consumer_key.is_some() || consumer_secret.is_some();
-    let access_token = if oauth1_given { f.string("access_token") } else { None };
-    let access_token_secret = if oauth1_given { f.secret("access_token_secret") } else { None };
-    let auth = if oauth1_given {
-        let (consumer_key, consumer_secret, access_token, access_token_secret) = all_of!(
-            f,
-            "OAuth 1.0a needs consumer_key, consumer_secret (or consumer_secret_file), access_token and access_token_secret (or access_token_secret_file)",
-            consumer_key,
-            consumer_secret,
-            access_token,
-            access_token_secret
-        )?;
-        XAuth::OAuth1 {
-            consumer_key: SecretString::from(consumer_key),
-            consumer_secret,
-            access_token: SecretString::from(access_token),
-            access_token_secret,
-        }
-    } else {
-        match oauth2(f, "https://api.x.com/2/oauth2/token")? {
-            Some(o) => XAuth::OAuth2(o),
-            None => {
-                f.missing("give OAuth 1.0a keys (consumer_key, consumer_secret, access_token, access_token_secret) or OAuth 2.0 (client_id and refresh_token)");
-                return None;
-            }
+fn platform_kind(
+    kind: &str,
+    fields: BTreeMap<String, config::Value>,
+    path: &str,
+    errors: &mut Errors,
+) -> Option<ChannelKind> {
+    let mut f = settings::Fields::new(fields, path, errors);
+    let meta = |f: &mut settings::Fields<'_>, base: &str, id: &str, what: &str| settings::meta(f, base, id, what);
+    let kind = match kind {
+        "x" => settings::x(&mut f).map(ChannelKind::X),
+        "mastodon" => settings::mastodon(&mut f).map(ChannelKind::Mastodon),
+        "bluesky" => settings::bluesky(&mut f).map(ChannelKind::Bluesky),
+        "facebook" => meta(
+            &mut f,
+            "https://graph.facebook.com/v23.0",
+            "page_id",
+            "page_id and access_token (or access_token_file: a Page access token with pages_manage_posts)",
+        )
+        .map(ChannelKind::Facebook),
+        "instagram" => meta(
+            &mut f,
+            "https://graph.facebook.com/v23.0",
+            "user_id",
+            "user_id (the professional account's id) and access_token (or access_token_file, with instagram_content_publish)",
+        )
+        .map(ChannelKind::Instagram),
+        "threads" => meta(
+            &mut f,
+            "https://graph.threads.net/v1.0",
+            "user_id",
+            "user_id and access_token (or access_token_file, with threads_content_publish)",
+        )
+        .map(ChannelKind::Threads),
+        "telegram" => settings::telegram(&mut f).map(ChannelKind::Telegram),
+        "discord" => settings::discord(&mut f).map(ChannelKind::Discord),
+        "slack" => settings::slack(&mut f).map(ChannelKind::Slack),
+        "teams" => settings::teams(&mut f).map(ChannelKind::Teams),
+        "nextdoor" => settings::nextdoor(&mut f).map(ChannelKind::Nextdoor),
+        "sms" => settings::sms(&mut f).map(ChannelKind::Sms),
+        other => {
+            drop(f);
+            errors.push(
+                format!("{path}.kind"),
+                format!("unknown channel kind {other:?} (known: console, file, webhook, {PLATFORM_KINDS})"),
+            );
+            return None;
         }
     };
-    Some(XSettings { base_url: base_url?, username, auth })
+    f.finish();
+    kind
 }
 
-pub(super) fn mastodon(f: &mut Fields<'_>) -> Option<MastodonSettings> {
-    if !f.map.contains_key("base_url") {
-        f.error("base_url", "the instance's address is required, e.g. \"https://mastodon.social\"");
-    }
-    let base_url = f.url("base_url", None);
-    // `token` / `token_file` (the documented key); `access_token` is accepted as well.
-    let token = f.secret("token");
-    let access_token = if token.is_some() { token } else { f.secret("access_token") };
-    let visibility = f.string("visibility").unwrap_or_else(|| "public".to_owned());
-    if !matches!(visibility.as_str(), "public" | "unlisted" | "private" | "direct") {
-        f.error("visibility", "one of public, unlisted, private, direct");
-    }
-    let (access_token,) = all_of!(f, "token or token_file (scopes write:statuses, write:media)", access_token)?;
-    Some(MastodonSettings { base_url: base_url?, access_token, visibility })
-}
-
-pub(super) fn bluesky(f: &mut Fields<'_>) -> Option<BlueskySettings> {
-    let base_url = f.url("base_url", Some("https://bsky.social"));
-    let identifier = f.string("identifier").map(|i| i.trim_start_matches('@').to_owned());
-    let app_password = f.secret("app_password");
-    let (identifier, app_password) = all_of!(
-        f,
-        "identifier (the account's handle) and app_password (or app_password_file)",
-        identifier,
-        app_password
-    )?;
-    Some(BlueskySettings { base_url: base_url?, identifier, app_password })
-}
-
-pub(super) fn meta(f: &mut Fields<'_>, default_base: &str, id_key: &str, what: &str) -> Option<MetaSettings> {
-    let base_url = f.url("base_url", Some(default_base));
-    let account_id = f.string(id_key);
-    let access_token = f.secret("access_token");
-    let (account_id, access_token) = all_of!(f, what, account_id, access_token)?;
-    Some(MetaSettings { base_url: base_url?, account_id, access_token })
-}
-
-pub(super) fn telegram(f: &mut Fields<'_>) -> Option<TelegramSettings> {
-    let base_url = f.url("base_url", Some("https://api.telegram.org"));
-    let bot_token = f.secret("bot_token");
-    let chat_id = f.string("chat_id");
-    let silent = f.bool("silent", false);
-    let (bot_token, chat_id) = all_of!(
-        f,
-        "bot_token (or bot_token_file, from @BotFather) and chat_id (\"@channelname\" or the numeric id)",
-        bot_token,
-        chat_id
-    )?;
-    Some(TelegramSettings { base_url: base_url?, bot_token, chat_id, silent })
-}
-
-pub(super) fn discord(f: &mut Fields<'_>) -> Option<DiscordSettings> {
-    if !f.has("webhook_url") {
-        f.missing("webhook_url or webhook_url_file (Channel settings → Integrations → Webhooks)");
-    }
-    let webhook_url = f.secret_url("webhook_url");
-    let username = f.string("username");
-    Some(DiscordSettings { webhook_url: webhook_url?, username })
-}
-
-pub(super) fn slack(f: &mut Fields<'_>) -> Option<SlackSettings> {
-    let webhook_url = f.secret_url("webhook_url");
-    let bot_token = f.secret("bot_token");
-    let channel = f.string("channel");
-    let base_url = f.url("base_url", Some("https://slack.com/api"));
-    match (webhook_url, bot_token, channel) {
-        (Some(_), Some(_), _) => {
-            f.error("bot_token", "give webhook_url or bot_token and channel, not both");
-            None
+fn validate_webhook(w: WebhookFile, path: &str, errors: &mut Errors) -> Option<ChannelKind> {
+    let url = match reqwest::Url::parse(&w.url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => u,
+        Ok(_) => {
+            errors.push(format!("{path}.url"), "must be an http:// or https:// URL");
+            return None;
         }
-        (Some(webhook_url), None, None) => Some(SlackSettings::Webhook { webhook_url }),
-        (Some(_), None, Some(_)) => {
-            f.error("channel", "an incoming webhook posts to its own channel; channel goes with bot_token");
-            None
-        }
-        (None, Some(bot_token), Some(channel)) => Some(SlackSettings::Api { base_url: base_url?, bot_token, channel }),
-        _ => {
-            f.missing("webhook_url (or webhook_url_file), or bot_token (or bot_token_file, scope chat:write) and channel (its id)");
-            None
-        }
-    }
-}
-
-pub(super) fn teams(f: &mut Fields<'_>) -> Option<TeamsSettings> {
-    if !f.has("webhook_url") {
-        f.missing("webhook_url or webhook_url_file (the Workflows webhook trigger URL)");
-    }
-    Some(TeamsSettings { webhook_url: f.secret_url("webhook_url")? })
-}
-
-pub(super) fn nextdoor(f: &mut Fields<'_>) -> Option<NextdoorSettings> {
-    let base_url = f.url("base_url", Some("https://nextdoor.com"));
-    let group_ids = f.strings("group_ids");
-    let refresh = oauth2(f, "https://auth.nextdoor.com/v2/token")?;
-    let auth = match refresh {
-        Some(o) => BearerOrRefresh::OAuth2(o),
-        None => match f.secret("access_token") {
-            Some(t) => BearerOrRefresh::Bearer(t),
-            None => {
-                f.missing("access_token (or access_token_file), or client_id, client_secret and refresh_token for OAuth 2.0 refresh");
-                return None;
-            }
-        },
-    };
-    Some(NextdoorSettings { base_url: base_url?, auth, group_ids })
-}
-
-pub(super) fn sms(f: &mut Fields<'_>) -> Option<SmsSettings> {
-    let base_url = f.url("base_url", Some("https://api.twilio.com"));
-    let account_sid = f.string("account_sid");
-    let auth_token = f.secret("auth_token");
-    let api_key_sid = f.string("api_key_sid");
-    let api_key_secret = f.secret("api_key_secret");
-    let from = f.string("from");
-    let service = f.string("messaging_service_sid");
-    let to = f.strings("to");
-    for (i, n) in to.iter().enumerate() {
-        if !(n.starts_with('+') && n.len() >= 8 && n[1..].chars().all(|c| c.is_ascii_digit())) {
-            f.error(&format!("to[{i}]"), format!("{n:?} is not an E.164 number like \"+15555550100\""));
-        }
-    }
-    if to.is_empty() {
-        f.error("to", "at least one recipient number is needed");
-    }
-    let sender = match (from, service) {
-        (Some(n), None) => Some(SmsSender::From(n)),
-        (None, Some(s)) => Some(SmsSender::MessagingService(s)),
-        (Some(_), Some(_)) => {
-            f.error("messaging_service_sid", "give from or messaging_service_sid, not both");
-            None
-        }
-        (None, None) => {
-            f.missing("from (a sender number) or messaging_service_sid");
-            None
+        Err(e) => {
+            errors.push(format!("{path}.url"), format!("invalid URL: {e}"));
+            return None;
         }
     };
-    let (auth_user, auth_secret) = match (auth_token, api_key_sid, api_key_secret) {
-        (Some(t), None, None) => (account_sid.clone(), Some(t)),
-        (None, Some(k), Some(s)) => (Some(k), Some(s)),
-        _ => {
-            f.missing("auth_token (or auth_token_file), or api_key_sid and api_key_secret (or api_key_secret_file)");
-            (None, None)
+    let secret = match secret::resolve(w.secret, w.secret_file.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            errors.push(format!("{path}.secret_file"), e);
+            return None;
         }
     };
-    if account_sid.is_none() {
-        f.missing("account_sid (from the Twilio console)");
-    }
-    let (Some(account_sid), Some(auth_user), Some(auth_secret), Some(sender)) =
-        (account_sid, auth_user, auth_secret, sender)
-    else {
-        return None;
+    let key = match secret.as_ref().map(WebhookKey::decode).transpose() {
+        Ok(k) => k,
+        Err(e) => {
+            errors.push(format!("{path}.secret"), e);
+            return None;
+        }
     };
-    Some(SmsSettings { base_url: base_url?, account_sid, auth_user, auth_secret, sender, to })
+    Some(ChannelKind::Webhook(WebhookSettings { url: SecretUrl::new(url), key }))
 }

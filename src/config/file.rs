@@ -385,7 +385,7 @@ pub struct AgencyFile {
     /// Languages to post, in order (BCP 47, e.g. "en", "es"); empty: every language the
     /// event has.
     pub languages: Vec<String>,
-    pub map: crate::render::filters::MapProvider,
+    pub map: MapProvider,
 }
 
 #[derive(Debug, Deserialize)]
@@ -567,6 +567,15 @@ pub struct WebhookFile {
     pub secret: Option<SecretString>,
     #[serde(default)]
     pub secret_file: Option<PathBuf>,
+}
+
+/// Where `map_url` points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MapProvider {
+    #[default]
+    OpenStreetMap,
+    Google,
 }
 
 #[cfg(test)]

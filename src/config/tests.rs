@@ -1,5 +1,7 @@
 use std::path::PathBuf;
 
+use secrecy::SecretString;
+
 use super::*;
 
 /// A minimal valid config, with an external broker so nothing is started.
@@ -160,8 +162,13 @@ fn secrets_come_from_files_or_env_and_never_print() {
         secret_file.display()
     );
     let (_d, c) = load_str(&toml);
-    let ChannelKind::Webhook { secret: Some(s), .. } = &c.channels["hook"].kind else { panic!("webhook with secret") };
-    assert_eq!(secrecy::ExposeSecret::expose_secret(s), "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+    let ChannelKind::Webhook(WebhookSettings { key: Some(k), .. }) = &c.channels["hook"].kind else {
+        panic!("webhook with secret")
+    };
+    let decoded = WebhookKey::decode(&SecretString::from("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")).expect("key");
+    assert_eq!(k.expose(), decoded.expose());
+    assert!(WebhookKey::decode(&SecretString::from("whsec_AAAA")).is_err(), "too short");
+    assert!(WebhookKey::decode(&SecretString::from("whsec_not base64!")).is_err(), "not base64");
     assert!(!format!("{c:?}").contains("MfKQ9r8"), "Debug must redact secrets");
 
     let env = [("BULLHORN__MQTT__USERNAME", "bh"), ("BULLHORN__MQTT__PASSWORD", "hunter2-long-password")];

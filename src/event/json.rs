@@ -174,7 +174,7 @@ fn check(e: &Event) -> Vec<String> {
         p.push("language: required when translations are given (the language of the main texts)".to_owned());
     }
     for (i, t) in e.translations.iter().enumerate() {
-        if !crate::config::valid_language(&t.language) {
+        if !super::valid_language(&t.language) {
             p.push(format!("translations[{i}].language: {:?} is not a language tag", truncate(&t.language)));
         } else if e.language.as_deref() == Some(t.language.as_str())
             || e.translations[..i].iter().any(|o| o.language == t.language)

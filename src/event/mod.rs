@@ -421,3 +421,11 @@ pub fn valid_type_name(name: &str) -> bool {
         && name.len() <= 64
         && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
+
+/// A BCP 47 language tag, loosely: letters, digits and hyphens, starting with letters.
+pub fn valid_language(tag: &str) -> bool {
+    !tag.is_empty()
+        && tag.len() <= 35
+        && tag.starts_with(|c: char| c.is_ascii_alphabetic())
+        && tag.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}

@@ -20,14 +20,14 @@ use hmac::{Hmac, Mac};
 use secrecy::ExposeSecret as _;
 use sha2::Sha256;
 
-use crate::config::SigningKey;
+use crate::config::PublisherKey;
 use crate::event::{Reject, RejectKind};
 
 /// The MQTT 5 user property that carries the signature.
 pub const PROPERTY: &str = "signature";
 
 /// The event bytes of a correctly signed message, or why it is refused.
-pub fn verify(key: &SigningKey, payload: &Bytes, user_properties: &[(String, String)]) -> Result<Bytes, Reject> {
+pub fn verify(key: &PublisherKey, payload: &Bytes, user_properties: &[(String, String)]) -> Result<Bytes, Reject> {
     if let Some((_, sig)) = user_properties.iter().find(|(k, _)| k.eq_ignore_ascii_case(PROPERTY)) {
         return check(key, payload, sig).map(|()| payload.clone());
     }
@@ -57,7 +57,7 @@ fn envelope(payload: &[u8]) -> Option<(String, String)> {
     serde_json::from_slice::<Envelope>(trimmed).ok().map(|e| (e.payload, e.signature))
 }
 
-fn check(key: &SigningKey, message: &[u8], signature: &str) -> Result<(), Reject> {
+fn check(key: &PublisherKey, message: &[u8], signature: &str) -> Result<(), Reject> {
     let bad = |why: &str| Reject::new(RejectKind::BadSignature, format!("signature {why}"));
     let given = decode(signature).ok_or_else(|| bad("is not hex or base64 of an HMAC-SHA256"))?;
     let mut mac = mac(key);
@@ -65,7 +65,7 @@ fn check(key: &SigningKey, message: &[u8], signature: &str) -> Result<(), Reject
     mac.verify_slice(&given).map_err(|_| bad("does not match the payload under this subscription's key"))
 }
 
-fn mac(key: &SigningKey) -> Hmac<Sha256> {
+fn mac(key: &PublisherKey) -> Hmac<Sha256> {
     // HMAC takes a key of any length.
     Hmac::<Sha256>::new_from_slice(key.0.expose_secret().as_bytes()).expect("HMAC takes a key of any length")
 }
@@ -83,7 +83,7 @@ fn decode(signature: &str) -> Option<Vec<u8>> {
 
 /// The signature of `message` under `key`, as `sha256=<hex>`: what `bullhorn send` adds
 /// and what a publisher computes.
-pub fn sign(key: &SigningKey, message: &[u8]) -> String {
+pub fn sign(key: &PublisherKey, message: &[u8]) -> String {
     let mut mac = mac(key);
     mac.update(message);
     let mut out = String::from("sha256=");
@@ -95,7 +95,7 @@ pub fn sign(key: &SigningKey, message: &[u8]) -> String {
 }
 
 /// A JSON envelope carrying `message` and its signature.
-pub fn envelope_for(key: &SigningKey, message: &str) -> String {
+pub fn envelope_for(key: &PublisherKey, message: &str) -> String {
     serde_json::json!({ "payload": message, "signature": sign(key, message.as_bytes()) }).to_string()
 }
 
@@ -104,8 +104,8 @@ mod tests {
     use super::*;
     use secrecy::SecretString;
 
-    fn key(k: &str) -> SigningKey {
-        SigningKey(SecretString::from(k))
+    fn key(k: &str) -> PublisherKey {
+        PublisherKey(SecretString::from(k))
     }
 
     #[test]

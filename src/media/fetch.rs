@@ -19,53 +19,7 @@ use bytes::Bytes;
 use ipnet::IpNet;
 use reqwest::Url;
 
-/// An allowed origin: `https://photos.sheriff.example`, `https://*.ncmec.org`,
-/// `http://10.20.1.5:8080`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Origin {
-    pub scheme: String,
-    /// Lowercase; a leading `*.` matches any subdomain (not the domain itself).
-    pub host: String,
-    /// `None`: the scheme's default port.
-    pub port: Option<u16>,
-}
-
-impl Origin {
-    pub fn parse(s: &str) -> Result<Origin, String> {
-        let bad = |why: &str| format!("{s:?}: {why} (write an origin like \"https://photos.agency.example\")");
-        let (scheme, rest) = s.split_once("://").ok_or_else(|| bad("no scheme"))?;
-        if !matches!(scheme, "https" | "http") {
-            return Err(bad("only https:// (or http:// for an internal server)"));
-        }
-        let rest = rest.trim_end_matches('/');
-        if rest.contains('/') || rest.contains('@') || rest.contains('?') {
-            return Err(bad("an origin has no path, user or query"));
-        }
-        let (wild, rest) = match rest.strip_prefix("*.") {
-            Some(r) => (true, r),
-            None => (false, rest),
-        };
-        let url = Url::parse(&format!("{scheme}://{rest}/")).map_err(|e| bad(&e.to_string()))?;
-        let host = match url.host() {
-            Some(url::Host::Domain(d)) => d.to_ascii_lowercase(),
-            Some(url::Host::Ipv4(a)) if !wild => a.to_string(),
-            Some(url::Host::Ipv6(a)) if !wild => a.to_string(),
-            _ => return Err(bad("no host, or a wildcard on an address")),
-        };
-        let host = if wild { format!("*.{host}") } else { host };
-        Ok(Origin { scheme: scheme.to_owned(), host, port: url.port() })
-    }
-
-    fn matches(&self, scheme: &str, host: &str, port: Option<u16>) -> bool {
-        let host_ok = match self.host.strip_prefix("*.") {
-            Some(suffix) => {
-                host.len() > suffix.len() && host.ends_with(suffix) && host[..host.len() - suffix.len()].ends_with('.')
-            }
-            None => host == self.host,
-        };
-        self.scheme == scheme && host_ok && self.port == port
-    }
-}
+use crate::config::Origin;
 
 /// What may be fetched: `[media] allow` and `allow_private`.
 #[derive(Debug, Clone, Default)]

@@ -17,15 +17,7 @@ use minijinja::value::Value;
 use minijinja::{Environment, Error, ErrorKind};
 
 use super::fit::truncate_at_word;
-
-/// Where `map_url` points.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MapProvider {
-    #[default]
-    OpenStreetMap,
-    Google,
-}
+use crate::config::MapProvider;
 
 pub const DEFAULT_DATETIME: &str = "%b %-d, %Y %-I:%M %p %Z";
 

@@ -519,7 +519,7 @@ impl Prepared<'_> {
 fn template_stem(file: &str) -> Option<(&str, Option<&str>)> {
     let stem = file.strip_suffix(".txt")?;
     match stem.split_once('.') {
-        Some((base, lang)) if crate::config::valid_language(lang) => Some((base, Some(lang))),
+        Some((base, lang)) if crate::event::valid_language(lang) => Some((base, Some(lang))),
         Some(_) => None,
         None => Some((stem, None)),
     }

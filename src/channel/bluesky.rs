@@ -93,9 +93,9 @@ pub fn tid(micros: u64, clock_id: u16) -> String {
 /// hash of its key, so deliveries made in the same millisecond (one per language) get
 /// different keys (a collision is about one in a million).
 fn rkey(req: &Request<'_>) -> String {
-    let hash = crate::digest::sha256_hex(req.job.idem_key.as_bytes());
+    let hash = crate::digest::sha256_hex(req.post.key.as_bytes());
     let h = u64::from_str_radix(&hash[..12], 16).unwrap_or(0);
-    let micros = u64::try_from(req.job.created_at).unwrap_or(0) * 1000 + h % 1000 + req.step as u64;
+    let micros = u64::try_from(req.post.created_at).unwrap_or(0) * 1000 + h % 1000 + req.step as u64;
     let clock = u16::try_from((h / 1000) & 0x3FF).unwrap_or(0);
     tid(micros, clock)
 }
@@ -220,8 +220,8 @@ impl Bluesky {
             "text": req.text,
             "createdAt": jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
         });
-        if !req.job.language.is_empty() {
-            record["langs"] = serde_json::json!([req.job.language]);
+        if !req.post.language.is_empty() {
+            record["langs"] = serde_json::json!([req.post.language]);
         }
         let facets = lexicon_facets(req.text);
         if !facets.is_empty() {
@@ -302,7 +302,7 @@ impl Bluesky {
     }
 
     /// Look the record key up: the post exists or it does not.
-    pub async fn resolve(&self, req: &Request<'_>) -> Resolution {
+    pub async fn read_back(&self, req: &Request<'_>) -> Resolution {
         let rkey = rkey(req);
         let result = self
             .authed(|s| {
@@ -444,14 +444,15 @@ mod tests {
 
     #[test]
     fn record_keys_differ_between_deliveries_of_the_same_millisecond_and_between_steps() {
+        use crate::channel::tests::{post, request};
         let mut keys = std::collections::HashSet::new();
+        let saved = std::collections::BTreeMap::new();
         for lang in ["en", "es", "vi", "zh"] {
-            let mut job = crate::channel::tests::job("t");
-            job.idem_key = format!("bh_k_{lang}");
+            let key = format!("bh_k_{lang}");
             for step in 0..3 {
-                let req = crate::channel::tests::request(&job, step);
+                let req = request(post(&key, "t"), &saved, step);
                 assert!(keys.insert(rkey(&req)), "{lang} {step}");
-                assert_eq!(rkey(&req), rkey(&crate::channel::tests::request(&job, step)), "stable");
+                assert_eq!(rkey(&req), rkey(&request(post(&key, "t"), &saved, step)), "stable");
             }
         }
     }

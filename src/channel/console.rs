@@ -17,24 +17,24 @@ impl Console {
     }
 
     pub async fn send(&self, req: &Request<'_>) -> Response {
-        let job = req.job;
+        let post = req.post;
         let mut out = format!(
             "==== bullhorn [{}] {} {} · {} · {} {} ====\n",
             self.name,
-            job.priority.as_str().to_uppercase(),
-            job.kind.as_str(),
-            job.event_type,
-            job.incident_key,
-            job.revision.map(|r| format!("r{r}")).unwrap_or_default(),
+            post.priority.as_str().to_uppercase(),
+            post.kind.as_str(),
+            post.event.event_type,
+            post.event.incident,
+            post.event.revision.map(|r| format!("r{r}")).unwrap_or_default(),
         );
         if let Some(parent) = req.reply_to.and_then(|p| p.id.as_deref()) {
             out.push_str(&format!("(in reply to {parent})\n"));
         }
-        if job.parts.is_empty() {
-            out.push_str(&job.text);
+        if post.parts.is_empty() {
+            out.push_str(post.text);
             out.push_str("\n\n");
         } else {
-            for part in &job.parts {
+            for part in post.parts {
                 out.push_str(part);
                 out.push_str("\n  ┄┄\n");
             }
@@ -47,7 +47,7 @@ impl Console {
         }
         .await;
         match result {
-            Ok(()) => Outcome::Sent(PostRef::id(format!("console:{}", job.delivery_id))).into(),
+            Ok(()) => Outcome::Sent(PostRef::id(format!("console:{}", post.delivery_id))).into(),
             Err(e) => Outcome::Retry(format!("cannot write to stdout: {e}")).into(),
         }
     }

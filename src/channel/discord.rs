@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use super::http::{Reply, exchange, id_field, retry_after_header, snippet};
-use super::{Context, Outcome, PostRef, Request, Resolution, Response};
+use super::{Context, Outcome, PostRef, Request, Response};
 use crate::config::DiscordSettings;
 
 #[derive(Debug)]
@@ -73,10 +73,6 @@ impl Discord {
             Ok(r) => Response::new(classify(&r, jiff::Timestamp::now()), r.status).with_note(note),
             Err(o) => Response::from(o).with_note(note),
         }
-    }
-
-    pub fn resolve(&self) -> Resolution {
-        Resolution::CannotTell
     }
 
     pub async fn delete(&self, post: &PostRef) -> Response {

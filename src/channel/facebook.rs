@@ -71,7 +71,7 @@ impl Facebook {
             classify_error(&reply, true)
         };
         if GraphError::of(&reply).is_some_and(|e| e.code == 368 || e.code == 506) {
-            outcome = match self.resolve(req).await {
+            outcome = match self.read_back(req).await {
                 Resolution::Posted(p) => Outcome::Sent(p),
                 _ => outcome,
             };
@@ -119,7 +119,7 @@ impl Facebook {
     }
 
     /// Look for the text among the Page's latest posts, or the original's latest comments.
-    pub async fn resolve(&self, req: &Request<'_>) -> Resolution {
+    pub async fn read_back(&self, req: &Request<'_>) -> Resolution {
         let (path, field) = match req.reply_to.and_then(|p| p.id.as_deref()) {
             Some(parent) => (format!("{parent}/comments"), "message"),
             None => (format!("{}/feed", self.page()), "message"),
@@ -128,7 +128,7 @@ impl Facebook {
             [("fields", "id,message,permalink_url,created_time"), ("limit", "25"), ("order", "reverse_chronological")];
         match self.g.call(reqwest::Method::GET, &path, &params).await {
             Ok(r) if r.ok() => {
-                match r.json().and_then(|v| find_by_text(&v, field, req.text, req.job.created_at - 120_000)) {
+                match r.json().and_then(|v| find_by_text(&v, field, req.text, req.post.created_at - 120_000)) {
                     Some(found) => {
                         let id = id_field(&found, "id").unwrap_or_default();
                         let url = found["permalink_url"].as_str().map_or_else(|| post_url(&id), str::to_owned);

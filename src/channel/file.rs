@@ -7,7 +7,6 @@ use std::io::{BufRead as _, Write as _};
 use std::path::{Path, PathBuf};
 
 use super::{Outcome, PostRef, Request, Resolution, Response};
-use crate::store::Job;
 
 #[derive(Debug)]
 pub struct FileChannel {
@@ -48,24 +47,24 @@ impl FileChannel {
     }
 
     pub async fn send(&self, req: &Request<'_>) -> Response {
-        let job = req.job;
+        let post = req.post;
         let line = Line {
             at: jiff::Timestamp::now().to_string(),
             channel: self.name.clone(),
-            key: job.idem_key.clone(),
-            delivery_id: job.delivery_id,
-            event_id: job.event_id,
-            incident: job.incident_key.clone(),
-            event_type: job.event_type.clone(),
-            msg_type: job.msg_type.clone(),
-            kind: job.kind.as_str().to_owned(),
-            status: job.status.clone(),
-            priority: job.priority.as_str().to_owned(),
-            revision: job.revision,
+            key: post.key.to_owned(),
+            delivery_id: post.delivery_id,
+            event_id: post.event.id,
+            incident: post.event.incident.to_owned(),
+            event_type: post.event.event_type.to_owned(),
+            msg_type: post.event.msg_type.to_owned(),
+            kind: post.kind.as_str().to_owned(),
+            status: post.event.status.to_owned(),
+            priority: post.priority.as_str().to_owned(),
+            revision: post.event.revision,
             in_reply_to: req.reply_to.and_then(|p| p.id.clone()),
-            language: job.language.clone(),
-            text: job.text.clone(),
-            parts: job.parts.clone(),
+            language: post.language.to_owned(),
+            text: post.text.to_owned(),
+            parts: post.parts.to_vec(),
         };
         let mut bytes = match serde_json::to_vec(&line) {
             Ok(b) => b,
@@ -75,7 +74,7 @@ impl FileChannel {
         let path = self.path.clone();
         let written = tokio::task::spawn_blocking(move || append(&path, &bytes)).await;
         match written {
-            Ok(Ok(())) => Outcome::Sent(PostRef::id(job.idem_key.clone())).into(),
+            Ok(Ok(())) => Outcome::Sent(PostRef::id(post.key)).into(),
             Ok(Err(Append::NotWritten(e))) => {
                 Outcome::Retry(format!("cannot open {}: {e}", self.path.display())).into()
             }
@@ -88,12 +87,12 @@ impl FileChannel {
     }
 
     /// Whether a line with the delivery's key is in the file.
-    pub async fn resolve(&self, job: &Job) -> Resolution {
+    pub async fn read_back(&self, post: &super::Post<'_>) -> Resolution {
         let path = self.path.clone();
-        let key = job.idem_key.clone();
+        let key = post.key.to_owned();
         let found = tokio::task::spawn_blocking(move || contains_key(&path, &key)).await;
         match found {
-            Ok(Ok(true)) => Resolution::Posted(PostRef::id(job.idem_key.clone())),
+            Ok(Ok(true)) => Resolution::Posted(PostRef::id(post.key)),
             Ok(Ok(false)) => Resolution::NotPosted,
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => Resolution::NotPosted,
             _ => Resolution::CannotTell,

@@ -167,7 +167,7 @@ impl Graph {
         let params = [("fields", fields.as_str()), ("limit", "10")];
         match self.call(reqwest::Method::GET, &path, &params).await {
             Ok(r) if r.ok() => {
-                match r.json().and_then(|v| find_by_text(&v, t.text_field, req.text, req.job.created_at - LOOKBACK_MS))
+                match r.json().and_then(|v| find_by_text(&v, t.text_field, req.text, req.post.created_at - LOOKBACK_MS))
                 {
                     Some(m) => Resolution::Posted(PostRef {
                         url: m["permalink"].as_str().map(str::to_owned),

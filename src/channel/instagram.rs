@@ -83,12 +83,12 @@ impl Instagram {
     }
 
     /// A post exists once its container is published; a comment is looked for.
-    pub async fn resolve(&self, req: &Request<'_>) -> Resolution {
+    pub async fn read_back(&self, req: &Request<'_>) -> Resolution {
         if let Some(parent) = req.reply_to.and_then(|p| p.id.as_deref()) {
             let path = format!("{parent}/comments");
             return match self.g.call(reqwest::Method::GET, &path, &[("fields", "id,text,timestamp")]).await {
                 Ok(r) if r.ok() => {
-                    match r.json().and_then(|v| find_by_text(&v, "text", req.text, req.job.created_at - 120_000)) {
+                    match r.json().and_then(|v| find_by_text(&v, "text", req.text, req.post.created_at - 120_000)) {
                         Some(c) => Resolution::Posted(PostRef::id(id_field(&c, "id").unwrap_or_default())),
                         None => Resolution::NotPosted,
                     }

@@ -14,7 +14,7 @@ use jiff::Timestamp;
 use secrecy::ExposeSecret as _;
 
 use super::http::{Reply, exchange, id_field};
-use super::{Context, Media, Outcome, PostRef, Request, Resolution, Response};
+use super::{Context, Media, Outcome, PostRef, Request, Response};
 use crate::config::MastodonSettings;
 
 #[derive(Debug)]
@@ -43,7 +43,7 @@ impl Mastodon {
             "status": req.text,
             "visibility": self.s.visibility,
         });
-        if let Some(lang) = req.job.language.split('-').next().filter(|l| !l.is_empty()) {
+        if let Some(lang) = req.post.language.split('-').next().filter(|l| !l.is_empty()) {
             body["language"] = lang.into();
         }
         if !media_ids.is_empty() {
@@ -116,12 +116,6 @@ impl Mastodon {
             }
         }
         Err("the instance was still processing the image".to_owned())
-    }
-
-    /// The instance keeps `Idempotency-Key` for an hour: a resend with the same key
-    /// returns the status a lost request created instead of posting again.
-    pub fn resolve(&self) -> Resolution {
-        Resolution::Deduplicated
     }
 
     pub async fn delete(&self, post: &PostRef) -> Response {

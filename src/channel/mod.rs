@@ -25,10 +25,15 @@ pub mod threads;
 pub mod webhook;
 pub mod x;
 
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use crate::config::{ChannelConfig, ChannelKind};
-use crate::store::{Job, Store};
+use crate::event::Priority;
+use crate::lifecycle::DeliveryKind;
+use crate::platform::{Platform, Recovery};
 
 /// `base` with `path` ('/'-separated segments, each percent-encoded as needed) appended
 /// to its own path: `https://graph.facebook.com/v23.0` + `123/feed`.
@@ -171,10 +176,43 @@ impl std::fmt::Debug for Media {
     }
 }
 
+/// A delivery as a channel sees it: what to post, and the event it is about for the
+/// channels that pass that on (webhook, file, console). `delivery` makes it from the
+/// stored delivery; nothing else of the outbox reaches a channel.
+#[derive(Debug, Clone, Copy)]
+pub struct Post<'a> {
+    pub delivery_id: i64,
+    /// The delivery's idempotency key (a receiver's `webhook-id`, the file's `key`).
+    pub key: &'a str,
+    pub kind: DeliveryKind,
+    pub priority: Priority,
+    /// The whole text; a thread's parts are in `parts` (empty for one post).
+    pub text: &'a str,
+    pub parts: &'a [String],
+    /// '' when the event gave no language.
+    pub language: &'a str,
+    /// Since when it waits to go out (ms): a read-back looks for it no earlier.
+    pub created_at: i64,
+    pub event: About<'a>,
+}
+
+/// The event a post is about.
+#[derive(Debug, Clone, Copy)]
+pub struct About<'a> {
+    pub id: i64,
+    pub incident: &'a str,
+    pub event_type: &'a str,
+    pub msg_type: &'a str,
+    pub status: &'a str,
+    pub revision: Option<i64>,
+    /// The decoded event, as JSON.
+    pub json: &'a str,
+}
+
 /// One post request: a delivery's text, or one part of its thread, to one recipient.
 #[derive(Debug)]
 pub struct Request<'a> {
-    pub job: &'a Job,
+    pub post: Post<'a>,
     /// What to post: the thread part of this step, else the delivery's text.
     pub text: &'a str,
     /// The step of the delivery (0 for a single post); stable across retries, so
@@ -194,23 +232,41 @@ pub struct Request<'a> {
 impl Request<'_> {
     /// The delivery's idempotency key, made unique per step.
     pub fn key(&self) -> String {
-        if self.step == 0 { self.job.idem_key.clone() } else { format!("{}-{}", self.job.idem_key, self.step) }
+        if self.step == 0 { self.post.key.to_owned() } else { format!("{}-{}", self.post.key, self.step) }
     }
+}
+
+/// Where a channel's progress within a request is kept. `delivery` implements it on the
+/// outbox, so a channel saves without knowing where to.
+pub trait Checkpoint: Sync {
+    /// Keep `value` under `slot`; committed when the future gives `Ok`.
+    fn save<'a>(
+        &'a self,
+        slot: &'a str,
+        value: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
 }
 
 /// What a channel saves in the middle of a request (a Meta container id) so a retry or a
 /// restart continues from it instead of starting over.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct Scratch<'a> {
-    saved: &'a std::collections::BTreeMap<String, String>,
-    store: Option<&'a Store>,
-    delivery_id: i64,
+    saved: &'a BTreeMap<String, String>,
+    keep: Option<&'a dyn Checkpoint>,
     step: usize,
 }
 
+impl std::fmt::Debug for Scratch<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scratch").field("saved", self.saved).field("step", &self.step).finish_non_exhaustive()
+    }
+}
+
 impl<'a> Scratch<'a> {
-    pub fn new(job: &'a Job, step: usize, store: Option<&'a Store>) -> Self {
-        Scratch { saved: &job.progress.scratch, store, delivery_id: job.delivery_id, step }
+    /// `saved`: what earlier tries saved; `keep`: where to save (`None`: nowhere, for
+    /// `bullhorn send` and tests).
+    pub fn new(saved: &'a BTreeMap<String, String>, step: usize, keep: Option<&'a dyn Checkpoint>) -> Self {
+        Scratch { saved, keep, step }
     }
 
     fn slot(&self, key: &str) -> String {
@@ -224,10 +280,8 @@ impl<'a> Scratch<'a> {
 
     /// Save a value for this step; it is committed when this returns `Ok`.
     pub async fn save(&self, key: &str, value: &str) -> Result<(), String> {
-        match self.store {
-            Some(store) => {
-                store.save_scratch(self.delivery_id, &self.slot(key), value).await.map_err(|e| e.to_string())
-            }
+        match self.keep {
+            Some(keep) => keep.save(&self.slot(key), value).await,
             None => Ok(()),
         }
     }
@@ -295,24 +349,49 @@ impl Channel {
         }
     }
 
-    pub fn caps(&self) -> Caps {
-        let one = Caps { threads: false, delete: false, targets: 1 };
-        let social = Caps { threads: true, delete: true, targets: 1 };
+    /// Where this channel posts.
+    pub fn platform(&self) -> Platform {
         match self {
-            Channel::Console(_) | Channel::File(_) | Channel::Webhook(_) => one,
-            Channel::Mastodon(_) | Channel::Bluesky(_) | Channel::X(_) | Channel::Facebook(_) | Channel::Threads(_) => {
-                social
-            }
-            Channel::Telegram(_) | Channel::Discord(_) => social,
-            // Updates are comments; the API cannot delete a post.
-            Channel::Instagram(_) => Caps { delete: false, ..social },
-            // Only the Web API returns a message id to thread under or delete.
-            Channel::Slack(c) => Caps { delete: c.api(), ..social },
-            Channel::Teams(_) => Caps { delete: false, ..social },
-            // One post of up to 8,192 characters; no reply or delete to rely on.
-            Channel::Nextdoor(_) => one,
-            Channel::Sms(c) => Caps { threads: true, delete: false, targets: c.recipients() },
+            Channel::Console(_) => Platform::Console,
+            Channel::File(_) => Platform::File,
+            Channel::Webhook(_) => Platform::Webhook,
+            Channel::Mastodon(_) => Platform::Mastodon,
+            Channel::Bluesky(_) => Platform::Bluesky,
+            Channel::X(_) => Platform::X,
+            Channel::Facebook(_) => Platform::Facebook,
+            Channel::Instagram(_) => Platform::Instagram,
+            Channel::Threads(_) => Platform::Threads,
+            Channel::Telegram(_) => Platform::Telegram,
+            Channel::Discord(_) => Platform::Discord,
+            Channel::Slack(_) => Platform::Slack,
+            Channel::Teams(_) => Platform::Teams,
+            Channel::Nextdoor(_) => Platform::Nextdoor,
+            Channel::Sms(_) => Platform::Sms,
         }
+    }
+
+    /// The platform's row, narrowed by this channel's settings.
+    pub fn caps(&self) -> Caps {
+        let row = self.platform().profile();
+        let (delete, targets) = match self {
+            // Only the Web API returns a message id to delete; an incoming webhook does not.
+            Channel::Slack(c) => (row.delete && c.api(), 1),
+            Channel::Sms(c) => (row.delete, c.recipients()),
+            Channel::Console(_)
+            | Channel::File(_)
+            | Channel::Webhook(_)
+            | Channel::Mastodon(_)
+            | Channel::Bluesky(_)
+            | Channel::X(_)
+            | Channel::Facebook(_)
+            | Channel::Instagram(_)
+            | Channel::Threads(_)
+            | Channel::Telegram(_)
+            | Channel::Discord(_)
+            | Channel::Teams(_)
+            | Channel::Nextdoor(_) => (row.delete, 1),
+        };
+        Caps { threads: row.replies, delete, targets }
     }
 
     pub async fn send(&self, req: &Request<'_>) -> Response {
@@ -338,25 +417,28 @@ impl Channel {
     /// After an unknown outcome (a timeout after sending, a crash mid-request): did the
     /// request post?
     pub async fn resolve(&self, req: &Request<'_>) -> Resolution {
+        match self.platform().profile().recovery {
+            Recovery::Deduplicated => return Resolution::Deduplicated,
+            Recovery::CannotTell => return Resolution::CannotTell,
+            Recovery::ReadBack => {}
+        }
         match self {
-            // Stdout keeps no record to look in.
-            Channel::Console(_) => Resolution::CannotTell,
-            Channel::File(c) => c.resolve(req.job).await,
-            // The receiver deduplicates on `webhook-id`, which stays the same on a resend.
-            Channel::Webhook(_) => Resolution::Deduplicated,
-            Channel::Mastodon(c) => c.resolve(),
-            Channel::Bluesky(c) => c.resolve(req).await,
-            Channel::X(c) => c.resolve(req).await,
-            Channel::Facebook(c) => c.resolve(req).await,
-            Channel::Instagram(c) => c.resolve(req).await,
-            Channel::Threads(c) => c.resolve(req).await,
-            // No idempotency key and no way to read back what was posted.
-            Channel::Telegram(c) => c.resolve(),
-            Channel::Discord(c) => c.resolve(),
-            Channel::Slack(c) => c.resolve(),
-            Channel::Teams(c) => c.resolve(),
-            Channel::Nextdoor(c) => c.resolve(),
-            Channel::Sms(c) => c.resolve(req).await,
+            Channel::File(c) => c.read_back(&req.post).await,
+            Channel::Bluesky(c) => c.read_back(req).await,
+            Channel::X(c) => c.read_back(req).await,
+            Channel::Facebook(c) => c.read_back(req).await,
+            Channel::Instagram(c) => c.read_back(req).await,
+            Channel::Threads(c) => c.read_back(req).await,
+            Channel::Sms(c) => c.read_back(req).await,
+            // Their rows say they cannot read back.
+            Channel::Console(_)
+            | Channel::Webhook(_)
+            | Channel::Mastodon(_)
+            | Channel::Telegram(_)
+            | Channel::Discord(_)
+            | Channel::Slack(_)
+            | Channel::Teams(_)
+            | Channel::Nextdoor(_) => Resolution::CannotTell,
         }
     }
 
@@ -435,47 +517,39 @@ impl Verified {
 pub(crate) mod tests {
     use super::*;
 
-    /// A job as the store loads it, for unit tests of channels.
-    pub(crate) fn job(text: &str) -> Job {
-        Job {
+    /// A post as a channel sees it, for unit tests of channels.
+    pub(crate) fn post<'a>(key: &'a str, text: &'a str) -> Post<'a> {
+        Post {
             delivery_id: 1,
-            channel: "c".to_owned(),
-            kind: crate::lifecycle::DeliveryKind::Post,
-            language: String::new(),
-            parts: Vec::new(),
-            state: crate::lifecycle::DeliveryState::Queued,
-            audience: crate::lifecycle::Audience::Public,
-            priority: crate::event::Priority::Critical,
-            text: text.to_owned(),
-            idem_key: "bh_k".to_owned(),
-            attempts: 0,
-            reply_to: None,
+            key,
+            kind: DeliveryKind::Post,
+            priority: Priority::Critical,
+            text,
+            parts: &[],
+            language: "",
             created_at: 1_795_000_000_000,
-            event_id: 1,
-            incident_key: "json:1".to_owned(),
-            event_type: "missing_child".to_owned(),
-            msg_type: "alert".to_owned(),
-            status: "actual".to_owned(),
-            revision: Some(1),
-            sent_at: None,
-            expires_at: None,
-            received_at: 1_795_000_000_000,
-            event_json: "{}".to_owned(),
-            progress: crate::store::Progress::default(),
-            last_outcome: None,
+            event: About {
+                id: 1,
+                incident: "json:1",
+                event_type: "missing_child",
+                msg_type: "alert",
+                status: "actual",
+                revision: Some(1),
+                json: "{}",
+            },
         }
     }
 
-    pub(crate) fn request(job: &Job, step: usize) -> Request<'_> {
+    pub(crate) fn request<'a>(post: Post<'a>, saved: &'a BTreeMap<String, String>, step: usize) -> Request<'a> {
         Request {
-            job,
-            text: &job.text,
+            post,
+            text: post.text,
             step,
             target: 0,
             reply_to: None,
             root: None,
             media: &[],
-            scratch: Scratch::new(job, step, None),
+            scratch: Scratch::new(saved, step, None),
         }
     }
 

@@ -14,7 +14,7 @@ use secrecy::ExposeSecret as _;
 
 use super::http::{Reply, exchange, id_field, retry_after_header, snippet};
 use super::oauth2::OAuth2;
-use super::{Context, Outcome, PostRef, Request, Resolution, Response};
+use super::{Context, Outcome, PostRef, Request, Response};
 use crate::config::{BearerOrRefresh, NextdoorSettings};
 
 #[derive(Debug)]
@@ -80,10 +80,6 @@ impl Nextdoor {
             Ok(r) => Response::new(classify(&r, jiff::Timestamp::now()), r.status).with_note(note),
             Err(o) => Response::from(o).with_note(note),
         }
-    }
-
-    pub fn resolve(&self) -> Resolution {
-        Resolution::CannotTell
     }
 
     pub async fn verify(&self) -> Result<String, String> {

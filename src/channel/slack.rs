@@ -16,7 +16,7 @@ use std::time::Duration;
 use secrecy::ExposeSecret as _;
 
 use super::http::{Reply, exchange, retry_after_header, snippet};
-use super::{Context, Outcome, PostRef, Request, Resolution, Response};
+use super::{Context, Outcome, PostRef, Request, Response};
 use crate::config::SlackSettings;
 
 #[derive(Debug)]
@@ -70,10 +70,6 @@ impl Slack {
             Ok(r) => Response::new(classify(&r, self.api(), jiff::Timestamp::now()), r.status).with_note(note),
             Err(o) => Response::from(o).with_note(note),
         }
-    }
-
-    pub fn resolve(&self) -> Resolution {
-        Resolution::CannotTell
     }
 
     pub async fn delete(&self, post: &PostRef) -> Response {

@@ -66,10 +66,10 @@ impl Sms {
     /// The latest messages to the recipient (newest first; not filtered by `DateSent`,
     /// which is empty while a message is still queued), compared with the text, made
     /// since the delivery was.
-    pub async fn resolve(&self, req: &Request<'_>) -> Resolution {
+    pub async fn read_back(&self, req: &Request<'_>) -> Resolution {
         let to = self.to(req);
         let query = [("To", to), ("PageSize", "50")];
-        let since = jiff::Timestamp::from_millisecond(req.job.created_at - 120_000).ok();
+        let since = jiff::Timestamp::from_millisecond(req.post.created_at - 120_000).ok();
         match exchange(self.auth(self.http.get(self.messages_url())).query(&query)).await {
             Ok(r) if r.ok() => {
                 let v = r.json().unwrap_or_default();

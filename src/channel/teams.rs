@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use super::http::{Reply, exchange, retry_after_header, snippet};
-use super::{Context, Outcome, PostRef, Request, Resolution, Response};
+use super::{Context, Outcome, PostRef, Request, Response};
 use crate::config::TeamsSettings;
 
 #[derive(Debug)]
@@ -53,10 +53,6 @@ impl Teams {
             Ok(r) => Response::new(classify(&r, jiff::Timestamp::now()), r.status).with_note(note),
             Err(o) => Response::from(o).with_note(note),
         }
-    }
-
-    pub fn resolve(&self) -> Resolution {
-        Resolution::CannotTell
     }
 }
 

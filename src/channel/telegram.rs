@@ -12,7 +12,7 @@ use std::time::Duration;
 use secrecy::ExposeSecret as _;
 
 use super::http::{Reply, exchange, snippet};
-use super::{Context, Media, Outcome, PostRef, Request, Resolution, Response};
+use super::{Context, Media, Outcome, PostRef, Request, Response};
 use crate::config::TelegramSettings;
 
 /// A caption's limit, in UTF-16 code units.
@@ -96,10 +96,6 @@ impl Telegram {
             form = form.text("reply_parameters", params.to_string());
         }
         exchange(self.http.post(self.url("sendPhoto")).timeout(self.timeout).multipart(form)).await
-    }
-
-    pub fn resolve(&self) -> Resolution {
-        Resolution::CannotTell
     }
 
     pub async fn delete(&self, post: &PostRef) -> Response {

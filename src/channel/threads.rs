@@ -76,7 +76,7 @@ impl Threads {
         self.g.created(TWO_STEP, req, &reply, image.is_some()).await
     }
 
-    pub async fn resolve(&self, req: &Request<'_>) -> Resolution {
+    pub async fn read_back(&self, req: &Request<'_>) -> Resolution {
         self.g.resolve_container(TWO_STEP, req).await
     }
 

@@ -50,20 +50,20 @@ impl Webhook {
     }
 
     pub async fn send(&self, req: &Request<'_>) -> Response {
-        let job = req.job;
-        let event: serde_json::Value = serde_json::from_str(&job.event_json).unwrap_or(serde_json::Value::Null);
+        let post = req.post;
+        let event: serde_json::Value = serde_json::from_str(post.event.json).unwrap_or(serde_json::Value::Null);
         let now = Timestamp::now();
         let body = serde_json::json!({
-            "type": format!("alert.{}.{}", job.event_type, job.msg_type),
+            "type": format!("alert.{}.{}", post.event.event_type, post.event.msg_type),
             "timestamp": now.to_string(),
             "data": {
                 "channel": self.name,
-                "delivery_id": job.delivery_id,
-                "kind": job.kind.as_str(),
-                "priority": job.priority.as_str(),
-                "text": job.text,
-                "parts": job.parts,
-                "language": (!job.language.is_empty()).then_some(&job.language),
+                "delivery_id": post.delivery_id,
+                "kind": post.kind.as_str(),
+                "priority": post.priority.as_str(),
+                "text": post.text,
+                "parts": post.parts,
+                "language": (!post.language.is_empty()).then_some(post.language),
                 "in_reply_to": req.reply_to.map(|p| serde_json::json!({ "id": p.id, "url": p.url })),
                 "event": event,
             }
@@ -78,10 +78,10 @@ impl Webhook {
             .post(self.url.expose().clone())
             .timeout(self.timeout)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header("webhook-id", &job.idem_key)
+            .header("webhook-id", post.key)
             .header("webhook-timestamp", ts.to_string());
         if let Some(key) = &self.key {
-            request = request.header("webhook-signature", sign(key.expose(), &job.idem_key, ts, &body));
+            request = request.header("webhook-signature", sign(key.expose(), post.key, ts, &body));
         }
         let response = match request.body(body).send().await {
             Ok(r) => r,
@@ -90,7 +90,7 @@ impl Webhook {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let text = response.text().await.unwrap_or_default();
-        Response::new(classify(status, &headers, &text, &job.idem_key, Timestamp::now()), status)
+        Response::new(classify(status, &headers, &text, post.key, Timestamp::now()), status)
     }
 }
 

@@ -227,7 +227,7 @@ impl X {
         };
         let v = r.json().unwrap_or_default();
         let ours = normalise(req.text);
-        let since = Timestamp::from_millisecond(req.job.created_at).ok();
+        let since = Timestamp::from_millisecond(req.post.created_at).ok();
         let found = v["data"].as_array().into_iter().flatten().find(|t| {
             let recent = match (since, t["created_at"].as_str().and_then(|c| c.parse::<Timestamp>().ok())) {
                 (Some(since), Some(at)) => at >= since - jiff::SignedDuration::from_secs(120),
@@ -241,7 +241,7 @@ impl X {
         }
     }
 
-    pub async fn resolve(&self, req: &Request<'_>) -> Resolution {
+    pub async fn read_back(&self, req: &Request<'_>) -> Resolution {
         self.find(req).await
     }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::file::*;
 use super::read::{section, table};
+use super::settings::{self, Fields};
 use super::*;
 
 #[derive(Debug, Clone)]
@@ -136,12 +137,16 @@ pub(super) fn validate(
         let Some(common) = section::<ChannelCommonFile>(config::Value::from(common_value), &path, errors) else {
             continue;
         };
-        let rest = || config::Value::from(fields.clone().into_iter().collect::<config::Map<_, _>>());
-        let kind = match common.kind.as_str() {
-            "console" => section::<ConsoleFile>(rest(), &path, errors).map(|_| ChannelKind::Console),
-            "file" => section::<FileChannelFile>(rest(), &path, errors).map(|f| ChannelKind::File { path: f.path }),
-            "webhook" => section::<WebhookFile>(rest(), &path, errors).and_then(|w| validate_webhook(w, &path, errors)),
-            other => platform_kind(other, fields, &path, errors),
+        let kind = match Platform::parse(&common.kind) {
+            Some(platform) => channel_kind(platform, fields, &path, errors),
+            None => {
+                let known: Vec<&str> = Platform::ALL.iter().map(|p| p.as_str()).collect();
+                errors.push(
+                    format!("{path}.kind"),
+                    format!("unknown channel kind {:?} (known: {})", common.kind, known.join(", ")),
+                );
+                None
+            }
         };
         // Unless the channel says, the platform's documented limit applies.
         let rate = common.rate.or_else(|| kind.as_ref().and_then(|k| k.platform().profile().rate));
@@ -198,60 +203,77 @@ pub(super) fn validate(
     channels
 }
 
-/// The kinds that post to a social platform, read by [`channels`].
-const PLATFORM_KINDS: &str =
-    "x, mastodon, bluesky, facebook, instagram, threads, telegram, discord, slack, teams, nextdoor, sms";
-
-fn platform_kind(
-    kind: &str,
+/// The channel's kind, with its platform's settings read from the rest of its table.
+fn channel_kind(
+    platform: Platform,
     fields: BTreeMap<String, config::Value>,
     path: &str,
     errors: &mut Errors,
 ) -> Option<ChannelKind> {
-    let mut f = settings::Fields::new(fields, path, errors);
-    let meta = |f: &mut settings::Fields<'_>, base: &str, id: &str, what: &str| settings::meta(f, base, id, what);
-    let kind = match kind {
-        "x" => settings::x(&mut f).map(ChannelKind::X),
-        "mastodon" => settings::mastodon(&mut f).map(ChannelKind::Mastodon),
-        "bluesky" => settings::bluesky(&mut f).map(ChannelKind::Bluesky),
-        "facebook" => meta(
-            &mut f,
-            "https://graph.facebook.com/v23.0",
-            "page_id",
-            "page_id and access_token (or access_token_file: a Page access token with pages_manage_posts)",
+    let rest = || config::Value::from(fields.clone().into_iter().collect::<config::Map<_, _>>());
+    let meta = |base: &'static str, id: &'static str, what: &'static str| {
+        move |f: &mut Fields<'_>| settings::meta(f, base, id, what)
+    };
+    match platform {
+        Platform::Console => section::<ConsoleFile>(rest(), path, errors).map(|_| ChannelKind::Console),
+        Platform::File => section::<FileChannelFile>(rest(), path, errors).map(|f| ChannelKind::File { path: f.path }),
+        Platform::Webhook => section::<WebhookFile>(rest(), path, errors).and_then(|w| validate_webhook(w, path, errors)),
+        Platform::X => read(fields, path, errors, settings::x).map(ChannelKind::X),
+        Platform::Mastodon => read(fields, path, errors, settings::mastodon).map(ChannelKind::Mastodon),
+        Platform::Bluesky => read(fields, path, errors, settings::bluesky).map(ChannelKind::Bluesky),
+        Platform::Facebook => read(
+            fields,
+            path,
+            errors,
+            meta(
+                "https://graph.facebook.com/v23.0",
+                "page_id",
+                "page_id and access_token (or access_token_file: a Page access token with pages_manage_posts)",
+            ),
         )
         .map(ChannelKind::Facebook),
-        "instagram" => meta(
-            &mut f,
-            "https://graph.facebook.com/v23.0",
-            "user_id",
-            "user_id (the professional account's id) and access_token (or access_token_file, with instagram_content_publish)",
+        Platform::Instagram => read(
+            fields,
+            path,
+            errors,
+            meta(
+                "https://graph.facebook.com/v23.0",
+                "user_id",
+                "user_id (the professional account's id) and access_token (or access_token_file, with instagram_content_publish)",
+            ),
         )
         .map(ChannelKind::Instagram),
-        "threads" => meta(
-            &mut f,
-            "https://graph.threads.net/v1.0",
-            "user_id",
-            "user_id and access_token (or access_token_file, with threads_content_publish)",
+        Platform::Threads => read(
+            fields,
+            path,
+            errors,
+            meta(
+                "https://graph.threads.net/v1.0",
+                "user_id",
+                "user_id and access_token (or access_token_file, with threads_content_publish)",
+            ),
         )
         .map(ChannelKind::Threads),
-        "telegram" => settings::telegram(&mut f).map(ChannelKind::Telegram),
-        "discord" => settings::discord(&mut f).map(ChannelKind::Discord),
-        "slack" => settings::slack(&mut f).map(ChannelKind::Slack),
-        "teams" => settings::teams(&mut f).map(ChannelKind::Teams),
-        "nextdoor" => settings::nextdoor(&mut f).map(ChannelKind::Nextdoor),
-        "sms" => settings::sms(&mut f).map(ChannelKind::Sms),
-        other => {
-            drop(f);
-            errors.push(
-                format!("{path}.kind"),
-                format!("unknown channel kind {other:?} (known: console, file, webhook, {PLATFORM_KINDS})"),
-            );
-            return None;
-        }
-    };
+        Platform::Telegram => read(fields, path, errors, settings::telegram).map(ChannelKind::Telegram),
+        Platform::Discord => read(fields, path, errors, settings::discord).map(ChannelKind::Discord),
+        Platform::Slack => read(fields, path, errors, settings::slack).map(ChannelKind::Slack),
+        Platform::Teams => read(fields, path, errors, settings::teams).map(ChannelKind::Teams),
+        Platform::Nextdoor => read(fields, path, errors, settings::nextdoor).map(ChannelKind::Nextdoor),
+        Platform::Sms => read(fields, path, errors, settings::sms).map(ChannelKind::Sms),
+    }
+}
+
+/// A platform's settings, read field by field; a key left over is reported as unknown.
+fn read<T>(
+    fields: BTreeMap<String, config::Value>,
+    path: &str,
+    errors: &mut Errors,
+    settings: impl FnOnce(&mut Fields<'_>) -> Option<T>,
+) -> Option<T> {
+    let mut f = Fields::new(fields, path, errors);
+    let out = settings(&mut f);
     f.finish();
-    kind
+    out
 }
 
 fn validate_webhook(w: WebhookFile, path: &str, errors: &mut Errors) -> Option<ChannelKind> {

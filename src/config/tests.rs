@@ -373,7 +373,7 @@ kind = "myspace"
     assert!(has(&e, "channels.sms", "from (a sender number) or messaging_service_sid"), "{e:?}");
     assert!(has(&e, "channels.ig", "user_id"), "{e:?}");
     assert!(has(&e, "channels.ig.token", "unknown key"), "{e:?}");
-    assert!(has(&e, "channels.nope.kind", "known: console, file, webhook, x, mastodon"), "{e:?}");
+    assert!(has(&e, "channels.nope.kind", "known: x, mastodon, bluesky"), "{e:?}");
 }
 
 #[test]

@@ -17,7 +17,9 @@ use tokio_util::sync::CancellationToken;
 use super::queue::{Item, Queue};
 use super::quota::Window;
 use super::{Action, History, Next, WorkerMsg, decide, plan, record};
-use crate::channel::{Channel, Context, Outcome, PostRef, Request, Resolution, Response, Scratch};
+use crate::channel::{
+    About, Channel, Checkpoint, Context, Outcome, Post, PostRef, Request, Resolution, Response, Scratch,
+};
 use crate::config::{ChannelConfig, Config, Mode, Quota};
 use crate::control::{Control, Pauses};
 use crate::event::Priority;
@@ -109,7 +111,7 @@ impl Prepared {
     /// The request for step `done` (an [`Action::Post`]), or `None` for a deletion.
     fn request<'a>(
         &'a self,
-        store: Option<&'a Store>,
+        keep: Option<&'a dyn Checkpoint>,
         action: Action,
         root_of_original: Option<&'a PostRef>,
         media: &'a [crate::channel::Media],
@@ -128,7 +130,47 @@ impl Prepared {
         let step = job.progress.done;
         // Images go with the first post (of a thread, to each recipient).
         let media = if part == 0 { media } else { &[] };
-        Some(Request { job, text, step, target, reply_to, root, media, scratch: Scratch::new(job, step, store) })
+        let scratch = Scratch::new(&job.progress.scratch, step, keep);
+        Some(Request { post: post_of(job), text, step, target, reply_to, root, media, scratch })
+    }
+}
+
+/// The delivery as its channel sees it.
+fn post_of(job: &Job) -> Post<'_> {
+    Post {
+        delivery_id: job.delivery_id,
+        key: &job.idem_key,
+        kind: job.kind,
+        priority: job.priority,
+        text: &job.text,
+        parts: &job.parts,
+        language: &job.language,
+        created_at: job.created_at,
+        event: About {
+            id: job.event_id,
+            incident: &job.incident_key,
+            event_type: &job.event_type,
+            msg_type: &job.msg_type,
+            status: &job.status,
+            revision: job.revision,
+            json: &job.event_json,
+        },
+    }
+}
+
+/// The outbox as a channel's [`Checkpoint`]: what it saves lands in the delivery's row.
+struct Saved<'a> {
+    store: &'a Store,
+    delivery_id: i64,
+}
+
+impl Checkpoint for Saved<'_> {
+    fn save<'a>(
+        &'a self,
+        slot: &'a str,
+        value: &'a str,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>> {
+        Box::pin(async move { self.store.save_scratch(self.delivery_id, slot, value).await.map_err(|e| e.to_string()) })
     }
 }
 
@@ -410,7 +452,8 @@ impl Worker {
         let done = prepared.job.progress.done;
         let action = prepared.steps.get(done).copied().unwrap_or(Action::Post { part: 0, target: 0 });
         let root = self.root_of_original(&prepared);
-        let resolution = match prepared.request(Some(&self.store), action, root.as_ref(), &[]) {
+        let keep = Saved { store: &self.store, delivery_id: prepared.job.delivery_id };
+        let resolution = match prepared.request(Some(&keep), action, root.as_ref(), &[]) {
             Some(req) => self.channel.resolve(&req).await,
             // A deletion is safe to repeat: a post already gone counts as deleted.
             None => Resolution::NotPosted,
@@ -695,7 +738,8 @@ impl Worker {
             q.record(job.priority, Instant::now());
         }
         let root = self.root_of_original(&prepared);
-        let response = match prepared.request(Some(&self.store), action, root.as_ref(), &attached.media) {
+        let keep = Saved { store: &self.store, delivery_id: prepared.job.delivery_id };
+        let response = match prepared.request(Some(&keep), action, root.as_ref(), &attached.media) {
             Some(req) => {
                 // The last try's outcome was never known: ask before sending again (a lost
                 // answer can show up on the platform later than the first look).

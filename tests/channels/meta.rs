@@ -136,7 +136,7 @@ async fn instagram_and_threads_never_publish_a_saved_container_twice() {
     // What the store kept: the container id, saved before publishing.
     let container = fake.containers.lock().expect("c").keys().next().cloned().expect("container");
     let mut resumed = alert.clone();
-    resumed.progress.scratch.insert("container:0".to_owned(), container.clone());
+    resumed.scratch.insert("container:0".to_owned(), container.clone());
     let req = request(&resumed, None, &media);
     assert!(matches!(ig.resolve(&req).await, Resolution::Posted(_)));
     sent(&ig.send(&req).await.outcome);
@@ -156,7 +156,7 @@ async fn instagram_and_threads_never_publish_a_saved_container_twice() {
         .map(|(k, _)| k.clone())
         .expect("container");
     let mut resumed = alert.clone();
-    resumed.progress.scratch.insert("container:0".to_owned(), container);
+    resumed.scratch.insert("container:0".to_owned(), container);
     let found = sent(&th.send(&request(&resumed, None, &[])).await.outcome);
     assert_eq!(fake.live("thread").len(), 1, "published once");
     assert!(found.url.as_deref().is_some_and(|u| u.contains("threads.net")));

@@ -222,52 +222,60 @@ pub async fn serve(router: Router) -> Server {
     Server { url, task }
 }
 
-/// A `Job` as the store would load it, for calling a channel directly.
-pub fn job(id: i64, text: &str) -> bullhorn::store::Job {
-    bullhorn::store::Job {
-        delivery_id: id,
-        channel: "test".to_owned(),
-        kind: bullhorn::lifecycle::DeliveryKind::Post,
-        language: "en-US".to_owned(),
-        parts: Vec::new(),
-        state: bullhorn::lifecycle::DeliveryState::Queued,
-        audience: bullhorn::lifecycle::Audience::Public,
-        priority: bullhorn::event::Priority::Critical,
+/// A delivery's own values, for calling a channel directly.
+#[derive(Clone)]
+pub struct Job {
+    pub id: i64,
+    pub key: String,
+    pub text: String,
+    pub incident: String,
+    pub scratch: std::collections::BTreeMap<String, String>,
+}
+
+pub fn job(id: i64, text: &str) -> Job {
+    Job {
+        id,
+        key: format!("bh-key-{id}"),
         text: text.to_owned(),
-        idem_key: format!("bh-key-{id}"),
-        attempts: 0,
-        reply_to: None,
-        created_at: 1_795_000_000_000 + id,
-        event_id: id,
-        incident_key: format!("json:INC-{id}"),
-        event_type: "missing_child".to_owned(),
-        msg_type: "alert".to_owned(),
-        status: "actual".to_owned(),
-        revision: Some(1),
-        sent_at: None,
-        expires_at: None,
-        received_at: 1_795_000_000_000,
-        event_json: "{}".to_owned(),
-        progress: bullhorn::store::Progress::default(),
-        last_outcome: None,
+        incident: format!("json:INC-{id}"),
+        scratch: Default::default(),
     }
 }
 
 /// A post request for `job` (no store: scratch values are not persisted).
 pub fn request<'a>(
-    job: &'a bullhorn::store::Job,
+    job: &'a Job,
     reply_to: Option<&'a bullhorn::channel::PostRef>,
     media: &'a [bullhorn::channel::Media],
 ) -> bullhorn::channel::Request<'a> {
+    let post = bullhorn::channel::Post {
+        delivery_id: job.id,
+        key: &job.key,
+        kind: bullhorn::lifecycle::DeliveryKind::Post,
+        priority: bullhorn::event::Priority::Critical,
+        text: &job.text,
+        parts: &[],
+        language: "en-US",
+        created_at: 1_795_000_000_000 + job.id,
+        event: bullhorn::channel::About {
+            id: job.id,
+            incident: &job.incident,
+            event_type: "missing_child",
+            msg_type: "alert",
+            status: "actual",
+            revision: Some(1),
+            json: "{}",
+        },
+    };
     bullhorn::channel::Request {
-        job,
+        post,
         text: &job.text,
         step: 0,
         target: 0,
         reply_to,
         root: reply_to,
         media,
-        scratch: bullhorn::channel::Scratch::new(job, 0, None),
+        scratch: bullhorn::channel::Scratch::new(&job.scratch, 0, None),
     }
 }
 

@@ -10,7 +10,8 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{Config, Subscription};
 use crate::event::{self, Event};
-use crate::ingest::{mqtt, pipeline};
+use crate::ingest::mqtt;
+use crate::pipeline;
 use crate::platform::Platform;
 use crate::render::{Rendered, Renderer, Target};
 
@@ -345,7 +346,7 @@ pub async fn send(config: &Config, file: &Path, topic: Option<&str>, validate: b
     if let Some(key) =
         pipeline::subscription_for(&config.mqtt.subscriptions, &topic).and_then(|s| s.signing_key.as_ref())
     {
-        use crate::ingest::signature;
+        use crate::pipeline::signature;
         match config.mqtt.protocol {
             crate::config::Protocol::V5 => {
                 properties.push((signature::PROPERTY.to_owned(), signature::sign(key, &payload)));

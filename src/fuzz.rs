@@ -11,8 +11,8 @@ use proptest::prelude::*;
 
 use crate::config::tests::{MINIMAL, load_str};
 use crate::event::{DecodeOptions, cap, eido, json};
-use crate::ingest::pipeline::prepare;
 use crate::lifecycle::DeliveryKind;
+use crate::pipeline::prepare;
 use crate::platform::Platform;
 use crate::render::{Renderer, Target};
 use crate::store::IngestRecord;

@@ -282,17 +282,9 @@ fn deliveries(
             let text = build(platform);
             let fits = |s: &str| length::measure(platform, s, c.limit()).fits;
             let text = if fits(&text) { text } else { crate::render::fit::hard_fit(&text, &fits) };
-            NewDelivery {
-                idem_key: crate::ingest::pipeline::idempotency_key(&format!("notice:{key}"), &c.name, "post", ""),
-                channel: c.name.clone(),
-                kind: DeliveryKind::Post,
-                audience: crate::lifecycle::Audience::Staff,
-                language: String::new(),
-                parts: Vec::new(),
-                priority,
-                text,
-                render_note: None,
-            }
+            let seed = format!("notice:{key}");
+            NewDelivery::planned(&seed, &c.name, DeliveryKind::Post, "", crate::lifecycle::Audience::Staff, priority)
+                .text(text, None)
         })
         .collect()
 }

@@ -8,8 +8,8 @@ use std::cell::RefCell;
 use std::path::PathBuf;
 
 use bullhorn::event::{Event, Format};
-use bullhorn::ingest::pipeline::prepare;
 use bullhorn::lifecycle::{DeliveryKind, Disposition, Known, KnownIncident, KnownMessage, StatusClass, Trust};
+use bullhorn::pipeline::prepare;
 use bullhorn::render::Renderer;
 use bullhorn::store::{IngestRecord, NewEvent};
 use bytes::Bytes;

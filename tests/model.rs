@@ -410,7 +410,7 @@ impl World {
     fn publish(&mut self, topic: &str, payload: String, signed: bool) -> usize {
         let wire = if signed {
             let key = bullhorn::config::PublisherKey(secrecy::SecretString::from(SIGNING_KEY));
-            bullhorn::ingest::signature::envelope_for(&key, &payload)
+            bullhorn::pipeline::signature::envelope_for(&key, &payload)
         } else {
             payload.clone()
         };

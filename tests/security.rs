@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use bullhorn::config::PublisherKey;
-use bullhorn::ingest::signature;
+use bullhorn::pipeline::signature;
 use secrecy::SecretString;
 
 use crate::support::daemon::Daemon;

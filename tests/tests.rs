@@ -14,6 +14,7 @@ mod crash;
 mod delivery;
 mod e2e;
 mod faults;
+mod layers;
 mod lifecycle;
 mod media;
 mod model;

@@ -286,17 +286,8 @@ async fn withdraw(
         let event = event.in_language(lang);
         // A retraction's own text is the operator's, unless none is given.
         let rendered = live.renderer.correction(&event, &Target::channel(cfg), text.as_deref());
-        deliveries.push(NewDelivery {
-            idem_key: crate::ingest::pipeline::idempotency_key(&seed, &channel, "retract", &language),
-            channel,
-            kind: DeliveryKind::Retract,
-            audience,
-            language,
-            parts: Vec::new(),
-            priority: Priority::Retraction,
-            text: rendered.text,
-            render_note: rendered.error,
-        });
+        let d = NewDelivery::planned(&seed, &channel, DeliveryKind::Retract, &language, audience, Priority::Retraction);
+        deliveries.push(d.text(rendered.text, rendered.error));
     }
     let correction_text = if correction { text } else { None };
     // A retraction with the operator's own words is still a retraction (the incident
@@ -343,19 +334,11 @@ async fn test_channel(
         }
     };
     let seed = format!("test:{name}:{}:{}", now.as_nanosecond(), crate::digest::random_nonce().map_err(ApiError::bad)?);
-    let delivery = NewDelivery {
-        idem_key: crate::ingest::pipeline::idempotency_key(&seed, &name, "post", ""),
-        channel: name.clone(),
-        kind: DeliveryKind::Post,
-        audience: if cfg.public { crate::lifecycle::Audience::Public } else { crate::lifecycle::Audience::Staff },
-        language: String::new(),
-        parts: Vec::new(),
-        // Someone waits at a terminal for it: not paced like routine posts (it still
-        // counts against the channel's rate limit).
-        priority: Priority::High,
-        text,
-        render_note: None,
-    };
+    let audience = if cfg.public { crate::lifecycle::Audience::Public } else { crate::lifecycle::Audience::Staff };
+    // Someone waits at a terminal for it: not paced like routine posts (it still counts
+    // against the channel's rate limit).
+    let delivery =
+        NewDelivery::planned(&seed, &name, DeliveryKind::Post, "", audience, Priority::High).text(text, None);
     let mut done = s.store.admin(AdminOp::TestMessage { delivery, actor: actor.clone() }).await?;
     tracing::info!(channel = %name, %actor, public = cfg.public, "test message queued");
     let pauses = s.control.current();

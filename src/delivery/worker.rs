@@ -405,17 +405,10 @@ impl Worker {
                 (DeliveryKind::Cancel, rule.priority, rendered)
             };
             let seed = format!("closing:{}", m.closer);
-            let delivery = crate::store::NewDelivery {
-                idem_key: crate::ingest::pipeline::idempotency_key(&seed, &self.cfg.name, kind.as_str(), &m.language),
-                channel: self.cfg.name.clone(),
-                kind,
-                audience: crate::policy::audience(&event),
-                language: m.language.clone(),
-                parts: Vec::new(),
-                priority,
-                text: rendered.text,
-                render_note: rendered.error,
-            };
+            let audience = crate::policy::audience(&event);
+            let delivery =
+                crate::store::NewDelivery::planned(&seed, &self.cfg.name, kind, &m.language, audience, priority)
+                    .text(rendered.text, rendered.error);
             let op = crate::store::AdminOp::Closing { closer: m.closer, reply_to: m.reply_to, delivery };
             let done = self.store.admin(op).await?;
             if done.changed > 0 {

@@ -19,9 +19,6 @@
 //! cancellation right behind its alert finds it.
 
 pub mod mqtt;
-pub mod pipeline;
-pub mod signature;
-pub mod topic;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -38,6 +35,7 @@ use crate::backoff::Backoff;
 use crate::health::Health;
 use crate::lifecycle::{Disposition, Known, KnownIncident, KnownMessage, StatusClass};
 use crate::metrics::{DispositionLabel, FormatLabel, Metrics, ReasonLabel};
+use crate::pipeline;
 use crate::reload::Shared;
 use crate::store::{IngestOutcome, IngestRecord, NewEvent, Pending, Reader, Store, StoreError};
 use mqtt::{AckHandle, Client, ConnEvent};

@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rusqlite::{Connection, OpenFlags};
+use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
 pub use admin::{AdminDone, AdminOp, LinkAction, NewLink, NewNotice, Scope};
@@ -142,6 +143,59 @@ pub struct NewDelivery {
     pub text: String,
     pub render_note: Option<String>,
     pub idem_key: String,
+}
+
+impl NewDelivery {
+    /// A delivery planned for `channel`, without its text yet. Its idempotency key derives
+    /// from `seed` (what makes it unique: an event's dedupe key, a notice's, a closing's),
+    /// the channel, the kind and the language.
+    pub fn planned(
+        seed: &str,
+        channel: &str,
+        kind: DeliveryKind,
+        language: &str,
+        audience: Audience,
+        priority: Priority,
+    ) -> NewDelivery {
+        NewDelivery {
+            idem_key: idempotency_key(seed, channel, kind.as_str(), language),
+            channel: channel.to_owned(),
+            kind,
+            audience,
+            language: language.to_owned(),
+            parts: Vec::new(),
+            priority,
+            text: String::new(),
+            render_note: None,
+        }
+    }
+
+    /// Its text, and what went wrong rendering it (the fallback text was used).
+    pub fn text(self, text: String, render_note: Option<String>) -> NewDelivery {
+        NewDelivery { text, render_note, ..self }
+    }
+
+    /// A thread's parts, when the text was split.
+    pub fn parts(self, parts: Vec<String>) -> NewDelivery {
+        NewDelivery { parts, ..self }
+    }
+}
+
+/// A key that is the same for a delivery however often it is retried, or re-created from
+/// a redelivered message: `webhook-id`, Mastodon `Idempotency-Key`, a Bluesky rkey seed.
+pub fn idempotency_key(dedupe_key: &str, channel: &str, kind: &str, language: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [dedupe_key, channel, kind, language] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    let digest = h.finalize();
+    let mut s = String::from("bh_");
+    for b in &digest[..16] {
+        use std::fmt::Write as _;
+        let _ = write!(s, "{b:02x}");
+    }
+    s
 }
 
 /// How far a multi-step delivery got, stored with it (`deliveries.progress`, JSON) so a

@@ -118,6 +118,7 @@ fn hostile_text_is_kept_verbatim_for_the_channel_to_escape() {
 
 #[test]
 fn idempotency_key_is_stable_and_distinct() {
+    use crate::store::idempotency_key;
     let a = idempotency_key("json:A#r1", "hook", "post", "");
     assert_eq!(a, idempotency_key("json:A#r1", "hook", "post", ""));
     assert_ne!(a, idempotency_key("json:A#r1", "hook", "update", ""));

@@ -6,9 +6,11 @@
 //! event with its deliveries, or a reject; nothing a message contains can make this
 //! panic or fail.
 
+pub mod signature;
+pub mod topic;
+
 use bytes::Bytes;
 use jiff::Timestamp;
-use sha2::{Digest, Sha256};
 
 use crate::config::{Approval, Config, EventRule, Subscription};
 use crate::event::{self, Event, Format, MsgType, Reject, RejectKind};
@@ -22,7 +24,7 @@ use crate::store::{IngestRecord, NewDelivery, NewEvent, NewLifecycle, NewReject}
 /// one that requires a signature wins (the first such): listing an unsigned `cad/#`
 /// before a signed `cad/secure/+` must not let unsigned messages through the signed one.
 pub fn subscription_for<'a>(subs: &'a [Subscription], topic: &str) -> Option<&'a Subscription> {
-    let mut matching = subs.iter().filter(|s| super::topic::matches(topic, &s.topic));
+    let mut matching = subs.iter().filter(|s| topic::matches(topic, &s.topic));
     let first = matching.next()?;
     if first.signing_key.is_some() {
         return Some(first);
@@ -108,7 +110,7 @@ fn accept(
     let verified;
     let (payload, trust) = match &sub.signing_key {
         Some(key) => {
-            verified = super::signature::verify(key, payload, user_properties)?;
+            verified = signature::verify(key, payload, user_properties)?;
             (&verified, Trust::Signed)
         }
         None => (payload, Trust::Unsigned),
@@ -174,17 +176,15 @@ fn accept(
     for kind in kinds {
         for (p, rendered) in render_all_as(config, renderer, &event, rule, assessment.audience, kind) {
             let language = p.language.unwrap_or_default();
-            deliveries.push(NewDelivery {
-                idem_key: idempotency_key(&assessment.dedupe_key, &p.channel, p.kind.as_str(), &language),
-                channel: p.channel,
-                kind: p.kind,
-                audience: assessment.audience,
-                language,
-                priority: p.priority,
-                text: rendered.text,
-                parts: rendered.parts,
-                render_note: rendered.error,
-            });
+            let d = NewDelivery::planned(
+                &assessment.dedupe_key,
+                &p.channel,
+                p.kind,
+                &language,
+                assessment.audience,
+                p.priority,
+            );
+            deliveries.push(d.text(rendered.text, rendered.error).parts(rendered.parts));
         }
     }
     let event_json = serde_json::to_string(&event).unwrap_or_else(|_| "{}".to_owned());
@@ -400,23 +400,6 @@ pub fn render_all_as(
         out.push((p, rendered));
     }
     out
-}
-
-/// A key that is the same for a delivery however often it is retried, or re-created from
-/// a redelivered message: `webhook-id`, Mastodon `Idempotency-Key`, a Bluesky rkey seed.
-pub fn idempotency_key(dedupe_key: &str, channel: &str, kind: &str, language: &str) -> String {
-    let mut h = Sha256::new();
-    for part in [dedupe_key, channel, kind, language] {
-        h.update(part.as_bytes());
-        h.update([0]);
-    }
-    let digest = h.finalize();
-    let mut s = String::from("bh_");
-    for b in &digest[..16] {
-        use std::fmt::Write as _;
-        let _ = write!(s, "{b:02x}");
-    }
-    s
 }
 
 #[cfg(test)]

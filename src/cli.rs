@@ -167,8 +167,8 @@ fn parse_format(s: &str) -> Result<event::Format, String> {
 
 /// Run an operator command against the daemon's admin API; what to print.
 pub async fn operate(config: &Config, admin_url: Option<&str>, command: &Command) -> Result<String, String> {
-    use crate::admin::client::{Client, alert_path, body, format_alert, format_status};
-    let client = Client::from_config(config, admin_url)?;
+    use crate::admin::client::{ApiClient, alert_path, body, format_alert, format_status};
+    let client = ApiClient::from_config(config, admin_url)?;
     let scope = |channel: &Option<String>, event_type: &Option<String>| match (channel, event_type) {
         (Some(c), _) => format!("channel:{c}"),
         (None, Some(t)) => format!("type:{t}"),
@@ -228,7 +228,7 @@ pub async fn operate(config: &Config, admin_url: Option<&str>, command: &Command
 }
 
 /// Wait (at most a minute) for a test message to leave the queue; where it went.
-async fn test_outcome(client: &crate::admin::client::Client, channel: &str, event: i64) -> Result<String, String> {
+async fn test_outcome(client: &crate::admin::client::ApiClient, channel: &str, event: i64) -> Result<String, String> {
     let path = crate::admin::client::alert_path(&format!("#{event}"), "");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {

@@ -12,7 +12,7 @@ use proptest::prelude::*;
 use crate::config::tests::{MINIMAL, load_str};
 use crate::event::{DecodeOptions, cap, eido, json};
 use crate::lifecycle::DeliveryKind;
-use crate::pipeline::prepare;
+use crate::pipeline::record;
 use crate::platform::Platform;
 use crate::render::{Renderer, Target};
 use crate::store::IngestRecord;
@@ -133,7 +133,7 @@ proptest! {
     ) {
         let (_d, c) = load_str(MINIMAL);
         let r = Renderer::load(&c).expect("templates");
-        let rec = prepare(&c, &r, &topic, &Bytes::from(payload), jiff::Timestamp::now(), &crate::lifecycle::NothingKnown);
+        let rec = record(&c, &r, &topic, &Bytes::from(payload), jiff::Timestamp::now(), &crate::lifecycle::NothingKnown);
         if let IngestRecord::Reject(reject) = rec {
             prop_assert_ne!(reject.kind, "internal_error", "{}", reject.reason);
         }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use bullhorn::event::{Event, Format};
 use bullhorn::lifecycle::{DeliveryKind, Disposition, Known, KnownIncident, KnownMessage, StatusClass, Trust};
-use bullhorn::pipeline::prepare;
+use bullhorn::pipeline::record;
 use bullhorn::render::Renderer;
 use bullhorn::store::{IngestRecord, NewEvent};
 use bytes::Bytes;
@@ -190,7 +190,7 @@ fn every_document_in_the_corpus_has_its_expected_outcome() {
     for (file, expect) in EXPECTED {
         let payload = Bytes::from(std::fs::read(corpus.join(file)).unwrap_or_else(|e| panic!("{file}: {e}")));
         let lookup = Lookup::default();
-        let record = prepare(&config, &renderer, topic(file), &payload, now, &lookup);
+        let record = record(&config, &renderer, topic(file), &payload, now, &lookup);
         if let Err(why) = check(expect, &record, &lookup.asked.borrow()) {
             failures.push(format!("{file}: {why}"));
         }

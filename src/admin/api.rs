@@ -239,7 +239,7 @@ async fn retract(
     Ask { body: b, actor }: Ask,
 ) -> ApiResult<AdminDone> {
     let text = b.text.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned);
-    withdraw(&s, &ident, actor, text, false).await
+    retract_or_correct(&s, &ident, actor, text, false).await
 }
 
 async fn correct(
@@ -249,7 +249,7 @@ async fn correct(
 ) -> ApiResult<AdminDone> {
     let text = b.text.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned);
     let Some(text) = text else { return Err(ApiError::bad("a correction needs its text")) };
-    withdraw(&s, &ident, actor, Some(text), true).await
+    retract_or_correct(&s, &ident, actor, Some(text), true).await
 }
 
 /// The longest correction text taken (a thread of it is not what a correction should be).
@@ -257,7 +257,7 @@ const MAX_CORRECTION: usize = 2000;
 
 /// Retract (or correct) an alert: render the text for every channel the incident went
 /// to, and let the store decide, in one transaction, where something is out.
-async fn withdraw(
+async fn retract_or_correct(
     s: &AdminState,
     ident: &str,
     actor: String,

@@ -11,23 +11,23 @@ use serde_json::{Value, json};
 use crate::config::Config;
 
 /// A client for one daemon's admin API.
-pub struct Client {
+pub struct ApiClient {
     base: String,
     token: SecretString,
     http: reqwest::Client,
     actor: String,
 }
 
-impl std::fmt::Debug for Client {
+impl std::fmt::Debug for ApiClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("base", &self.base).field("actor", &self.actor).finish_non_exhaustive()
+        f.debug_struct("ApiClient").field("base", &self.base).field("actor", &self.actor).finish_non_exhaustive()
     }
 }
 
-impl Client {
+impl ApiClient {
     /// The daemon `config` describes: its admin address (or `url`), its token (the
     /// configured one, else the one it generated into the state dir).
-    pub fn from_config(config: &Config, url: Option<&str>) -> Result<Client, String> {
+    pub fn from_config(config: &Config, url: Option<&str>) -> Result<ApiClient, String> {
         if !config.admin.enabled && url.is_none() {
             return Err("the admin API is disabled in this config ([admin] enabled = false)".to_owned());
         }
@@ -57,7 +57,7 @@ impl Client {
             }
         };
         let http = crate::channel::http::client()?;
-        Ok(Client { base, token, http, actor: whoami() })
+        Ok(ApiClient { base, token, http, actor: whoami() })
     }
 
     async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value, String> {

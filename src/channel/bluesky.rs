@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::http::{Reply, exchange};
 use super::state::StateFile;
-use super::{Context, Media, Outcome, PostRef, Request, Resolution, Response};
+use super::{Context, Image, Outcome, PostRef, Request, Resolution, Response};
 use crate::config::BlueskySettings;
 use crate::render::facets::{Feature, facets};
 
@@ -266,7 +266,7 @@ impl Bluesky {
     }
 
     /// Upload the images as blobs; the embed of those that made it, and what went wrong.
-    async fn images(&self, media: &[Media]) -> (Option<serde_json::Value>, Option<String>) {
+    async fn images(&self, media: &[Image]) -> (Option<serde_json::Value>, Option<String>) {
         let mut images = Vec::new();
         let mut problems = Vec::new();
         for m in media.iter().take(4) {

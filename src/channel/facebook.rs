@@ -87,7 +87,7 @@ impl Facebook {
     /// A photo post, by its public URL, else uploaded. `Ok(Err(why))` when Facebook
     /// refused the photo for good (its URL, its format); `Err` for any outcome that is the
     /// post's own (throttled, credentials, unknown).
-    async fn photo(&self, req: &Request<'_>, image: &super::Media) -> Result<Result<Reply, String>, Outcome> {
+    async fn photo(&self, req: &Request<'_>, image: &super::Image) -> Result<Result<Reply, String>, Outcome> {
         let path = format!("{}/photos", self.page());
         let reply = match &image.url {
             Some(url) => {

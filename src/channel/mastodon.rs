@@ -14,7 +14,7 @@ use jiff::Timestamp;
 use secrecy::ExposeSecret as _;
 
 use super::http::{Reply, exchange, id_field};
-use super::{Context, Media, Outcome, PostRef, Request, Response};
+use super::{Context, Image, Outcome, PostRef, Request, Response};
 use crate::config::MastodonSettings;
 
 #[derive(Debug)]
@@ -75,7 +75,7 @@ impl Mastodon {
     }
 
     /// Upload each image; the ids of those that made it, and what went wrong otherwise.
-    async fn upload_all(&self, media: &[Media]) -> (Vec<String>, Option<String>) {
+    async fn upload_all(&self, media: &[Image]) -> (Vec<String>, Option<String>) {
         let mut ids = Vec::new();
         let mut problems = Vec::new();
         for m in media.iter().take(4) {
@@ -88,7 +88,7 @@ impl Mastodon {
         (ids, note)
     }
 
-    async fn upload(&self, m: &Media) -> Result<String, String> {
+    async fn upload(&self, m: &Image) -> Result<String, String> {
         let part = reqwest::multipart::Part::bytes(m.bytes.to_vec())
             .file_name("image")
             .mime_str(&m.mime)

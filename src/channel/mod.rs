@@ -154,7 +154,7 @@ pub enum Resolution {
 
 /// An image ready for a platform (decoded, stripped, sized by the media pipeline).
 #[derive(Clone)]
-pub struct Media {
+pub struct Image {
     pub bytes: bytes::Bytes,
     /// `image/jpeg`, `image/png`, ...
     pub mime: String,
@@ -165,9 +165,9 @@ pub struct Media {
     pub url: Option<String>,
 }
 
-impl std::fmt::Debug for Media {
+impl std::fmt::Debug for Image {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Media")
+        f.debug_struct("Image")
             .field("bytes", &self.bytes.len())
             .field("mime", &self.mime)
             .field("alt", &self.alt)
@@ -225,7 +225,7 @@ pub struct Request<'a> {
     pub reply_to: Option<&'a PostRef>,
     /// The first post of the thread `reply_to` is in (Bluesky replies name both).
     pub root: Option<&'a PostRef>,
-    pub media: &'a [Media],
+    pub media: &'a [Image],
     pub scratch: Scratch<'a>,
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 use secrecy::ExposeSecret as _;
 
 use super::http::{Reply, exchange, snippet};
-use super::{Context, Media, Outcome, PostRef, Request, Response};
+use super::{Context, Image, Outcome, PostRef, Request, Response};
 use crate::config::TelegramSettings;
 
 /// A caption's limit, in UTF-16 code units.
@@ -81,7 +81,7 @@ impl Telegram {
         self.call("sendMessage", &body).await
     }
 
-    async fn photo(&self, req: &Request<'_>, image: &Media, reply_to: Option<i64>) -> Result<Reply, Outcome> {
+    async fn photo(&self, req: &Request<'_>, image: &Image, reply_to: Option<i64>) -> Result<Reply, Outcome> {
         let part = reqwest::multipart::Part::bytes(image.bytes.to_vec())
             .file_name("photo")
             .mime_str(&image.mime)

@@ -21,7 +21,7 @@ use secrecy::ExposeSecret as _;
 
 use super::http::{Reply, exchange, id_field, snippet};
 use super::oauth2::OAuth2;
-use super::{Context, Media, Outcome, PostRef, Request, Resolution, Response};
+use super::{Context, Image, Outcome, PostRef, Request, Resolution, Response};
 use crate::config::{XAuth, XSettings};
 
 #[derive(Debug)]
@@ -38,7 +38,7 @@ pub struct X {
 enum Body<'a> {
     None,
     Json(&'a serde_json::Value),
-    Image(&'a Media),
+    Image(&'a Image),
 }
 
 impl X {
@@ -180,7 +180,7 @@ impl X {
         Response::new(outcome, reply.status).with_note(note)
     }
 
-    async fn upload_all(&self, media: &[Media]) -> (Vec<String>, Option<String>) {
+    async fn upload_all(&self, media: &[Image]) -> (Vec<String>, Option<String>) {
         let mut ids = Vec::new();
         let mut problems = Vec::new();
         for m in media.iter().take(4) {
@@ -193,7 +193,7 @@ impl X {
         (ids, note)
     }
 
-    async fn upload(&self, m: &Media) -> Result<String, String> {
+    async fn upload(&self, m: &Image) -> Result<String, String> {
         let r = self
             .call(reqwest::Method::POST, "2/media/upload", &[], Body::Image(m))
             .await

@@ -68,7 +68,7 @@ pub enum Action {
 /// The requests a delivery makes, in order: each thread part to each recipient (parts
 /// as separate posts only where the channel threads; elsewhere the channel gets them all
 /// at once), then the deletions. Pure.
-pub fn plan(parts: usize, caps: Caps, deletes: usize) -> Vec<Action> {
+pub fn steps(parts: usize, caps: Caps, deletes: usize) -> Vec<Action> {
     let parts = if caps.threads { parts.max(1) } else { 1 };
     let mut steps: Vec<Action> =
         (0..caps.targets.max(1)).flat_map(|target| (0..parts).map(move |part| Action::Post { part, target })).collect();
@@ -342,9 +342,9 @@ mod tests {
     #[test]
     fn a_plan_posts_each_part_to_each_recipient_then_deletes() {
         let thread = Caps { threads: true, delete: true, targets: 1 };
-        assert_eq!(plan(0, thread, 0), [Action::Post { part: 0, target: 0 }]);
+        assert_eq!(steps(0, thread, 0), [Action::Post { part: 0, target: 0 }]);
         assert_eq!(
-            plan(3, thread, 1),
+            steps(3, thread, 1),
             [
                 Action::Post { part: 0, target: 0 },
                 Action::Post { part: 1, target: 0 },
@@ -353,7 +353,7 @@ mod tests {
             ]
         );
         let whole = Caps { threads: false, delete: false, targets: 2 };
-        assert_eq!(plan(3, whole, 0), [Action::Post { part: 0, target: 0 }, Action::Post { part: 0, target: 1 }]);
+        assert_eq!(steps(3, whole, 0), [Action::Post { part: 0, target: 0 }, Action::Post { part: 0, target: 1 }]);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::queue::{Item, Queue};
 use super::quota::Window;
-use super::{Action, History, Next, WorkerMsg, decide, plan, record};
+use super::{Action, History, Next, WorkerMsg, decide, record, steps};
 use crate::channel::{
     About, Channel, Checkpoint, Context, Outcome, Post, PostRef, Request, Resolution, Response, Scratch,
 };
@@ -114,7 +114,7 @@ impl Prepared {
         keep: Option<&'a dyn Checkpoint>,
         action: Action,
         root_of_original: Option<&'a PostRef>,
-        media: &'a [crate::channel::Media],
+        media: &'a [crate::channel::Image],
     ) -> Option<Request<'a>> {
         let Action::Post { part, target } = action else { return None };
         let job = &self.job;
@@ -401,7 +401,7 @@ impl Worker {
                     live.renderer.correction(&event, &target, m.text.as_deref()),
                 )
             } else {
-                let rendered = live.renderer.prepare(rule, &event, language).render(&target, DeliveryKind::Cancel);
+                let rendered = live.renderer.for_event(rule, &event, language).render(&target, DeliveryKind::Cancel);
                 (DeliveryKind::Cancel, rule.priority, rendered)
             };
             let seed = format!("closing:{}", m.closer);
@@ -642,7 +642,7 @@ impl Worker {
             }
             _ => Vec::new(),
         };
-        let steps = plan(job.parts.len(), caps, deletions.len());
+        let steps = steps(job.parts.len(), caps, deletions.len());
         Prep::Ready(Box::new(Prepared { job, steps, original, deletions }))
     }
 

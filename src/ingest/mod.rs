@@ -314,7 +314,7 @@ impl Task {
                     payload: &message.payload,
                     user_properties: &message.user_properties,
                 };
-                let record = pipeline::prepare_with(&live.config, &live.renderer, received, now, &known);
+                let record = pipeline::record_with(&live.config, &live.renderer, received, now, &known);
                 if self.reader.read_failed() {
                     // Placed on what could not be read: not taken. Like a failed write.
                     return Err(StoreError::Write("cannot read the store to place a message".to_owned()));

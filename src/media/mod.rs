@@ -55,7 +55,7 @@ type Originals = Arc<Vec<Original>>;
 /// What a delivery posts with its text.
 #[derive(Debug, Default)]
 pub struct Attached {
-    pub media: Vec<channel::Media>,
+    pub media: Vec<channel::Image>,
     /// What the record should say (posted without its image, and why; a text card).
     pub note: Option<String>,
 }
@@ -312,7 +312,7 @@ impl MediaService {
         event: &Event,
         idx: usize,
         original: &Original,
-    ) -> Result<channel::Media, String> {
+    ) -> Result<channel::Image, String> {
         original.image.as_ref().map_err(Clone::clone)?;
         let alt =
             event.media.get(idx).and_then(|m| m.alt.clone()).map(|a| a.trim().to_owned()).filter(|a| !a.is_empty());
@@ -325,7 +325,7 @@ impl MediaService {
         let key: VariantKey = (job.event_id, idx, channel.platform().as_str(), spec.max_bytes);
         let processed = self.variant(key, idx, original, *spec).await?;
         let url = if spec.by_url { Some(self.publish(key, job.event_id, &processed).await?) } else { None };
-        Ok(channel::Media { bytes: Bytes::from(processed.bytes.clone()), mime: processed.mime.to_owned(), alt, url })
+        Ok(channel::Image { bytes: Bytes::from(processed.bytes.clone()), mime: processed.mime.to_owned(), alt, url })
     }
 
     /// The version of an original for a spec, made once (and kept even when whoever
@@ -424,7 +424,7 @@ impl MediaService {
         channel: &ChannelConfig,
         spec: &Spec,
         event: &Event,
-    ) -> Result<channel::Media, String> {
+    ) -> Result<channel::Image, String> {
         let live = self.live.load();
         let fallback;
         let rule = match live.config.events.get(&job.event_type) {
@@ -450,6 +450,6 @@ impl MediaService {
         .map_err(|e| format!("card failed: {e}"))??;
         let key: VariantKey = (job.event_id, usize::MAX, channel.platform().as_str(), spec.max_bytes);
         let url = if spec.by_url { Some(self.publish(key, job.event_id, &processed).await?) } else { None };
-        Ok(channel::Media { bytes: Bytes::from(processed.bytes), mime: processed.mime.to_owned(), alt, url })
+        Ok(channel::Image { bytes: Bytes::from(processed.bytes), mime: processed.mime.to_owned(), alt, url })
     }
 }

@@ -33,7 +33,7 @@ pub fn subscription_for<'a>(subs: &'a [Subscription], topic: &str) -> Option<&'a
 }
 
 /// Turn one received message into what the store records for it.
-pub fn prepare(
+pub fn record(
     config: &Config,
     renderer: &Renderer,
     topic: &str,
@@ -41,7 +41,7 @@ pub fn prepare(
     now: Timestamp,
     known: &dyn Known,
 ) -> IngestRecord {
-    prepare_with(config, renderer, Received { topic, payload, user_properties: &[] }, now, known)
+    record_with(config, renderer, Received { topic, payload, user_properties: &[] }, now, known)
 }
 
 /// A message as the broker delivered it.
@@ -53,8 +53,8 @@ pub struct Received<'a> {
     pub user_properties: &'a [(String, String)],
 }
 
-/// [`prepare`] for a message with its MQTT 5 user properties.
-pub fn prepare_with(
+/// [`record`] for a message with its MQTT 5 user properties.
+pub fn record_with(
     config: &Config,
     renderer: &Renderer,
     msg: Received<'_>,
@@ -385,14 +385,14 @@ pub fn render_all_as(
 ) -> Vec<(Planned, Rendered)> {
     let planned = route::plan_as(event, rule, audience, &config.channels, &config.agency.languages, kind);
     // The template context is built once per language, not once per channel.
-    let mut prepared: Vec<(Option<String>, crate::render::Prepared<'_>)> = Vec::new();
+    let mut prepared: Vec<(Option<String>, crate::render::ForEvent<'_>)> = Vec::new();
     let mut out = Vec::with_capacity(planned.len());
     for p in planned {
         let Some(channel) = config.channels.get(&p.channel) else { continue };
         let i = match prepared.iter().position(|(l, _)| *l == p.language) {
             Some(i) => i,
             None => {
-                prepared.push((p.language.clone(), renderer.prepare(rule, event, p.language.as_deref())));
+                prepared.push((p.language.clone(), renderer.for_event(rule, event, p.language.as_deref())));
                 prepared.len() - 1
             }
         };

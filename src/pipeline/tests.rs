@@ -17,12 +17,12 @@ fn now() -> Timestamp {
 
 fn run(payload: &str) -> IngestRecord {
     let (_d, c, r) = setup();
-    prepare(&c, &r, "cad/a/events", &Bytes::from(payload.to_owned()), now(), &NothingKnown)
+    record(&c, &r, "cad/a/events", &Bytes::from(payload.to_owned()), now(), &NothingKnown)
 }
 
 fn reject(payload: &[u8], topic: &str) -> NewReject {
     let (_d, c, r) = setup();
-    match prepare(&c, &r, topic, &Bytes::copy_from_slice(payload), now(), &NothingKnown) {
+    match record(&c, &r, topic, &Bytes::copy_from_slice(payload), now(), &NothingKnown) {
         IngestRecord::Reject(r) => r,
         IngestRecord::Event(e) => panic!("expected a reject, got {e:?}"),
     }
@@ -130,9 +130,9 @@ fn idempotency_key_is_stable_and_distinct() {
 #[test]
 fn a_non_ascii_topic_is_handled_not_a_panic() {
     let (_d, c, r) = setup();
-    let rec = prepare(&c, &r, "é/events", &Bytes::from_static(b"{}"), now(), &NothingKnown);
+    let rec = record(&c, &r, "é/events", &Bytes::from_static(b"{}"), now(), &NothingKnown);
     assert!(matches!(rec, IngestRecord::Reject(ref r) if r.kind == "no_subscription"), "{rec:?}");
-    let rec = prepare(&c, &r, "cad/ñandú/events", &Bytes::from(event_json("N-1")), now(), &NothingKnown);
+    let rec = record(&c, &r, "cad/ñandú/events", &Bytes::from(event_json("N-1")), now(), &NothingKnown);
     assert!(matches!(rec, IngestRecord::Event(_)), "{rec:?}");
 }
 
@@ -192,7 +192,7 @@ fn cap(msg_type: &str, code: &str, refs: &str) -> String {
 }
 
 fn prepared(config: &(tempfile::TempDir, Config, Renderer), topic: &str, payload: &str, known: &dyn Known) -> NewEvent {
-    match prepare(&config.1, &config.2, topic, &Bytes::from(payload.to_owned()), now(), known) {
+    match record(&config.1, &config.2, topic, &Bytes::from(payload.to_owned()), now(), known) {
         IngestRecord::Event(e) => *e,
         IngestRecord::Reject(r) => panic!("expected an event, got {r:?}"),
     }
@@ -346,9 +346,9 @@ fn an_unsigned_filter_listed_first_does_not_skip_a_signed_one() {
     let (_d, c) = load_str(&toml);
     let r = Renderer::load(&c).expect("templates");
     let unsigned = Bytes::from(event_json("S-1"));
-    let rec = prepare(&c, &r, "cad/secure/events", &unsigned, now(), &NothingKnown);
+    let rec = record(&c, &r, "cad/secure/events", &unsigned, now(), &NothingKnown);
     assert!(matches!(&rec, IngestRecord::Reject(r) if r.kind == "unsigned"), "{rec:?}");
-    let rec = prepare(&c, &r, "cad/other/events", &unsigned, now(), &NothingKnown);
+    let rec = record(&c, &r, "cad/other/events", &unsigned, now(), &NothingKnown);
     assert!(matches!(&rec, IngestRecord::Event(e) if e.trust == Trust::Unsigned), "elsewhere the open filter applies");
 }
 

@@ -330,14 +330,14 @@ impl Renderer {
         kind: DeliveryKind,
         language: Option<&str>,
     ) -> Rendered {
-        self.prepare(rule, event, language).render(target, kind)
+        self.for_event(rule, event, language).render(target, kind)
     }
 
     /// `event` in `language`, with the template context built once for every channel.
-    pub fn prepare<'a>(&'a self, rule: &'a EventRule, event: &'a Event, language: Option<&str>) -> Prepared<'a> {
+    pub fn for_event<'a>(&'a self, rule: &'a EventRule, event: &'a Event, language: Option<&str>) -> ForEvent<'a> {
         let event = event.in_language(language);
         let base = self.base_context(&event, rule);
-        Prepared { renderer: self, rule, event, base }
+        ForEvent { renderer: self, rule, event, base }
     }
 
     /// What every template sees: the event's fields at the top level (and again under
@@ -446,14 +446,14 @@ impl Renderer {
 
 /// An event ready to render in one language for any number of channels.
 #[derive(Debug)]
-pub struct Prepared<'a> {
+pub struct ForEvent<'a> {
     renderer: &'a Renderer,
     rule: &'a EventRule,
     event: std::borrow::Cow<'a, Event>,
     base: Value,
 }
 
-impl Prepared<'_> {
+impl ForEvent<'_> {
     /// The text `target` posts as a delivery of `kind`.
     pub fn render(&self, target: &Target<'_>, kind: DeliveryKind) -> Rendered {
         let event = &self.event;

@@ -5,8 +5,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::writer::ApplyError;
-use super::{NewDelivery, Queued};
+use super::{ApplyError, NewDelivery, Queued};
 use crate::lifecycle::{
     DeliveryKind, DeliveryState, Disposition, Effect, Incident, IncidentState, PriorDelivery, PriorEvent, StatusClass,
     StopHow, Trust, Verdict,

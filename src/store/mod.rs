@@ -10,10 +10,10 @@
 //! channel; an *attempt* is one request for a delivery, committed before it is sent; a
 //! *reject* is the dead-letter record of bad input.
 
-mod admin;
 mod incident;
 mod lock;
-mod ops;
+mod operator_reads;
+mod operator_writes;
 mod read;
 mod schema;
 mod writer;
@@ -27,12 +27,12 @@ use rusqlite::{Connection, OpenFlags};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
-pub use admin::{AdminDone, AdminOp, LinkAction, NewLink, NewNotice, Scope};
 pub use lock::{Mark, Newest, StoreLock};
-pub use ops::{
+pub use operator_reads::{
     AlertDelivery, AlertDetail, AlertSummary, AuditRow, CredentialFailure, HeldEvent, LateDelivery, LinkInfo,
     MissingClosing, PauseRow,
 };
+pub use operator_writes::{AdminDone, AdminOp, LinkAction, NewLink, NewNotice, Scope};
 pub use read::{Job, OriginalRow, PendingRow, Reader, ReplyTarget};
 
 pub use crate::channel::PostRef;
@@ -350,34 +350,34 @@ impl Closing {
     }
 }
 
-type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+type Responder<T> = oneshot::Sender<Result<T, StoreError>>;
 
 #[derive(Debug)]
 enum Op {
-    Ingest(Box<IngestRecord>, Reply<IngestOutcome>),
-    BeginAttempt(Box<BeginRequest>, Reply<Begun>),
+    Ingest(Box<IngestRecord>, Responder<IngestOutcome>),
+    BeginAttempt(Box<BeginRequest>, Responder<Begun>),
     FinishAttempt {
         attempt_id: i64,
         delivery_id: i64,
         finished_at: i64,
         result: AttemptResult,
-        reply: Reply<()>,
+        reply: Responder<()>,
     },
     SaveScratch {
         delivery_id: i64,
         key: String,
         value: String,
-        reply: Reply<()>,
+        reply: Responder<()>,
     },
     Close {
         delivery_id: i64,
         closing: Closing,
         reason: String,
-        reply: Reply<()>,
+        reply: Responder<()>,
     },
-    Admin(Box<AdminOp>, Reply<AdminDone>),
-    Media(Box<MediaOp>, Reply<()>),
-    Probe(Reply<()>),
+    Admin(Box<AdminOp>, Responder<AdminDone>),
+    Media(Box<MediaOp>, Responder<()>),
+    Probe(Responder<()>),
     /// Stop after what was sent before it, whoever still holds a handle (a crash test).
     Halt,
 }
@@ -404,6 +404,24 @@ pub enum MediaOp {
     Unpublished { name: String },
     /// The working copy every platform's version of image `idx` is made from.
     Work { event_id: i64, idx: usize, bytes: Bytes },
+}
+
+/// Why the writer could not apply one request.
+pub(crate) enum ApplyError {
+    Refused(String),
+    NotQueued(i64),
+    /// The request does not apply (checked before anything was written): this answer.
+    Denied(StoreError),
+    Sql(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for ApplyError {
+    fn from(e: rusqlite::Error) -> Self {
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::ConstraintViolation) => ApplyError::Refused(e.to_string()),
+            _ => ApplyError::Sql(e),
+        }
+    }
 }
 
 /// Handle to the store writer. Cloning is cheap; the writer stops when every handle is
@@ -501,7 +519,7 @@ impl Store {
 
     async fn send<T>(
         &self,
-        op: impl FnOnce(Reply<T>) -> Op,
+        op: impl FnOnce(Responder<T>) -> Op,
     ) -> Result<oneshot::Receiver<Result<T, StoreError>>, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.tx.send(op(reply)).await.map_err(|_| StoreError::Closed)?;

@@ -26,8 +26,8 @@ use tokio::sync::mpsc;
 use super::ReplyTarget;
 use super::lock::{Mark, Newest};
 use super::{
-    AttemptEnd, AttemptResult, Begun, IngestOutcome, IngestRecord, MAX_BATCH, NewEvent, NewReject, Op, PostRef, Queued,
-    REJECT_HEAD_BYTES, StoreError, incident,
+    ApplyError, AttemptEnd, AttemptResult, Begun, IngestOutcome, IngestRecord, MAX_BATCH, NewEvent, NewReject, Op,
+    PostRef, Queued, REJECT_HEAD_BYTES, StoreError, incident,
 };
 use crate::digest::sha256_hex;
 use crate::event::MsgType;
@@ -292,23 +292,6 @@ fn reply(op: Op, answer: Result<Answer, StoreError>) {
     }
 }
 
-pub(super) enum ApplyError {
-    Refused(String),
-    NotQueued(i64),
-    /// The request does not apply (checked before anything was written): this answer.
-    Denied(StoreError),
-    Sql(rusqlite::Error),
-}
-
-impl From<rusqlite::Error> for ApplyError {
-    fn from(e: rusqlite::Error) -> Self {
-        match e.sqlite_error_code() {
-            Some(rusqlite::ErrorCode::ConstraintViolation) => ApplyError::Refused(e.to_string()),
-            _ => ApplyError::Sql(e),
-        }
-    }
-}
-
 fn apply(conn: &Connection, op: &Op, announced: &mut Vec<Queued>) -> Result<Answer, ApplyError> {
     let now = now_ms();
     match op {
@@ -348,7 +331,7 @@ fn apply(conn: &Connection, op: &Op, announced: &mut Vec<Queued>) -> Result<Answ
             }
             Ok(Answer::Done)
         }
-        Op::Admin(op, _) => super::admin::apply(conn, op, now, announced).map(Answer::Admin),
+        Op::Admin(op, _) => super::operator_writes::apply(conn, op, now, announced).map(Answer::Admin),
         Op::Media(op, _) => {
             media(conn, op, now)?;
             Ok(Answer::Done)

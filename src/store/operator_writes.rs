@@ -4,8 +4,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::writer::ApplyError;
-use super::{NewDelivery, Queued, StoreError, incident};
+use super::{ApplyError, NewDelivery, Queued, StoreError, incident};
 use crate::digest::sha256_hex;
 use crate::event::Priority;
 use crate::lifecycle::{self, DeliveryKind, DeliveryState, IncidentState, Planned};

@@ -39,13 +39,8 @@ pub fn rule_for<'a>(event: &Event, rules: &'a BTreeMap<String, EventRule>) -> Re
 /// Assess an event that has a rule. `received` stands in for a missing `sent`.
 pub fn assess(event: &Event, payload: &[u8], rule: &EventRule, now: Timestamp, received: Timestamp) -> Assessment {
     let audience = audience(event);
-    let disposition = if event.expires.is_some_and(|e| e <= now) {
-        Disposition::Expired
-    } else if rule.max_age.is_some_and(|max| too_old(event.sent.unwrap_or(received), now, max)) {
-        Disposition::Stale
-    } else {
-        Disposition::Deliver
-    };
+    let disposition =
+        lapsed(event.expires, event.sent.unwrap_or(received), rule.max_age, now).unwrap_or(Disposition::Deliver);
     Assessment { audience, disposition, dedupe_key: dedupe_key(event, payload), incident_key: incident_key(event) }
 }
 
@@ -53,6 +48,24 @@ pub fn assess(event: &Event, payload: &[u8], rule: &EventRule, now: Timestamp, r
 /// a public channel.
 pub fn audience(event: &Event) -> Audience {
     if event.status == Status::Actual && event.restricted.is_none() { Audience::Public } else { Audience::Staff }
+}
+
+/// Whether news sent at `sent` must no longer go out at `now`: `Expired` past its
+/// `expires`, `Stale` when older than its rule's `max_age`. Checked when an event is
+/// accepted and again before every attempt of its deliveries.
+pub fn lapsed(
+    expires: Option<Timestamp>,
+    sent: Timestamp,
+    max_age: Option<Duration>,
+    now: Timestamp,
+) -> Option<Disposition> {
+    if expires.is_some_and(|e| e <= now) {
+        Some(Disposition::Expired)
+    } else if max_age.is_some_and(|max| too_old(sent, now, max)) {
+        Some(Disposition::Stale)
+    } else {
+        None
+    }
 }
 
 /// Whether something sent at `sent` is older than `max_age` at `now`.

@@ -3,12 +3,20 @@
 //!
 //! This module owns what happens around a request — the queue, the quota, the attempt row
 //! committed before it, retries with backoff, pauses on a platform's throttle signal,
-//! dead-lettering — once for every channel. [`decide`] is the pure part: a channel's
-//! [`Outcome`] plus the delivery's history becomes the record to commit and what the
-//! worker does next.
+//! dead-lettering — once for every channel. [`decide`] and [`steps`] are the pure part: a
+//! channel's [`Outcome`] plus the delivery's history becomes the record to commit and what
+//! the worker does next.
+//!
+//! - `worker.rs`: a channel's worker, its state (backlog, pace) and its loop;
+//! - `attempt.rs`: one attempt, from taking a delivery up to committing its outcome, and
+//!   the one place unknown outcomes are looked up;
+//! - `report.rs`: what the worker logs and counts for each outcome;
+//! - `queue.rs`, `quota.rs`: the priority queue and the rate-limit window, pure.
 
+mod attempt;
 pub mod queue;
 pub mod quota;
+mod report;
 mod worker;
 
 use std::collections::HashMap;

@@ -182,8 +182,8 @@ pub async fn run_connection(
     loop {
         generation += 1;
         let end = match cfg.protocol {
-            Protocol::V5 => drive_v5(&cfg, tls.clone(), generation, &tx, &reconnect, &cancel).await,
-            Protocol::V311 => drive_v4(&cfg, tls.clone(), generation, &tx, &reconnect, &cancel).await,
+            Protocol::V5 => drive(V5::connect(&cfg, tls.clone()), &cfg, generation, &tx, &reconnect, &cancel).await,
+            Protocol::V311 => drive(V4::connect(&cfg, tls.clone()), &cfg, generation, &tx, &reconnect, &cancel).await,
         };
         let delay = match end {
             End::Cancelled => return,
@@ -220,157 +220,202 @@ fn transport(cfg: &MqttConfig, tls: Option<Arc<rustls::ClientConfig>>) -> rumqtt
     }
 }
 
-async fn drive_v5(
-    cfg: &MqttConfig,
-    tls: Option<Arc<rustls::ClientConfig>>,
-    generation: u64,
-    tx: &mpsc::UnboundedSender<ConnEvent>,
-    reconnect: &Notify,
-    cancel: &CancellationToken,
-) -> End {
-    let mut o = v5::MqttOptions::new(&cfg.client_id, &cfg.endpoint.host, cfg.endpoint.port);
-    o.set_keep_alive(cfg.keep_alive)
-        .set_clean_start(false)
-        .set_session_expiry_interval(Some(u32::try_from(cfg.session_expiry.as_secs()).unwrap_or(u32::MAX)))
-        .set_manual_acks(true)
-        .set_receive_maximum(Some(cfg.receive_maximum))
-        // The ingest connection publishes nothing; rumqttc would otherwise size its
-        // outgoing in-flight table for 65,535 messages (about 14 MB, all touched).
-        .set_outgoing_inflight_upper_limit(16)
-        .set_max_packet_size(Some(u32::try_from(cfg.max_packet_bytes).unwrap_or(u32::MAX)))
-        .set_request_channel_capacity(request_capacity(cfg))
-        .set_transport(transport(cfg, tls));
-    if let (Some(user), Some(pass)) = (&cfg.username, &cfg.password) {
-        o.set_credentials(user, secrecy::ExposeSecret::expose_secret(pass));
-    }
-    o.set_network_options(network_options());
-    let (client, mut eventloop) = v5::AsyncClient::new(o, request_capacity(cfg));
-    let mut connected = false;
-    loop {
-        let event = tokio::select! {
-            biased;
-            () = cancel.cancelled() => {
-                let _ = client.try_disconnect();
-                let _ = tokio::time::timeout(Duration::from_millis(500), eventloop.poll()).await;
-                return End::Cancelled;
-            }
-            () = reconnect.notified() => return End::Forced,
-            e = eventloop.poll() => e,
-        };
-        match event {
-            Ok(v5::Event::Incoming(p5::Packet::ConnAck(ack))) => {
-                connected = true;
-                let filters =
-                    cfg.subscriptions.iter().map(|s| p5::Filter::new(s.topic.clone(), v5::mqttbytes::QoS::AtLeastOnce));
-                if let Err(e) = client.try_subscribe_many(filters) {
-                    return End::Failed { connected, error: format!("cannot subscribe: {e}") };
-                }
-                let _ = tx.send(ConnEvent::Connected {
-                    generation,
-                    client: Client::V5(client.clone()),
-                    session_present: ack.session_present,
-                });
-            }
-            Ok(v5::Event::Incoming(p5::Packet::Publish(p))) => {
-                let topic = String::from_utf8_lossy(&p.topic).into_owned();
-                let user_properties = p.properties.as_ref().map(|pr| pr.user_properties.clone()).unwrap_or_default();
-                let message = Message { topic, payload: p.payload.clone(), user_properties, handle: AckHandle::V5(p) };
-                let _ = tx.send(ConnEvent::Message { generation, message: Box::new(message) });
-            }
-            Ok(v5::Event::Incoming(p5::Packet::SubAck(ack))) => {
-                let grants = ack.return_codes.iter().map(|code| match code {
-                    p5::SubscribeReasonCode::Success(v5::mqttbytes::QoS::AtMostOnce) => Grant::AtMostOnce,
-                    p5::SubscribeReasonCode::Success(_) => Grant::AtLeastOnce,
-                    other => Grant::Refused(format!("{other:?}")),
-                });
-                if all_granted(cfg, grants) {
-                    let _ = tx.send(ConnEvent::Subscribed { generation });
-                }
-            }
-            Ok(_) => {}
-            Err(e) => {
-                return End::Failed { connected, error: e.to_string() };
-            }
+/// What the drive loop sees of either protocol version's event loop.
+enum Seen {
+    ConnAck { session_present: bool },
+    Publish(Box<Message>),
+    SubAck(Vec<Grant>),
+    Other,
+}
+
+/// One protocol version's client and event loop, in the drive loop's terms: the loop is
+/// written once, and each version only translates its own packets.
+trait Session {
+    async fn poll(&mut self) -> Result<Seen, String>;
+    /// Subscribe to every configured filter at QoS 1.
+    fn subscribe(&self, cfg: &MqttConfig) -> Result<(), String>;
+    fn client(&self) -> Client;
+    fn try_disconnect(&self);
+}
+
+/// MQTT 5.
+struct V5 {
+    client: v5::AsyncClient,
+    eventloop: v5::EventLoop,
+}
+
+impl V5 {
+    fn connect(cfg: &MqttConfig, tls: Option<Arc<rustls::ClientConfig>>) -> V5 {
+        let mut o = v5::MqttOptions::new(&cfg.client_id, &cfg.endpoint.host, cfg.endpoint.port);
+        o.set_keep_alive(cfg.keep_alive)
+            .set_clean_start(false)
+            .set_session_expiry_interval(Some(u32::try_from(cfg.session_expiry.as_secs()).unwrap_or(u32::MAX)))
+            .set_manual_acks(true)
+            .set_receive_maximum(Some(cfg.receive_maximum))
+            // The ingest connection publishes nothing; rumqttc would otherwise size its
+            // outgoing in-flight table for 65,535 messages (about 14 MB, all touched).
+            .set_outgoing_inflight_upper_limit(16)
+            .set_max_packet_size(Some(u32::try_from(cfg.max_packet_bytes).unwrap_or(u32::MAX)))
+            .set_request_channel_capacity(request_capacity(cfg))
+            .set_transport(transport(cfg, tls));
+        if let (Some(user), Some(pass)) = (&cfg.username, &cfg.password) {
+            o.set_credentials(user, secrecy::ExposeSecret::expose_secret(pass));
         }
+        o.set_network_options(network_options());
+        let (client, eventloop) = v5::AsyncClient::new(o, request_capacity(cfg));
+        V5 { client, eventloop }
     }
 }
 
-async fn drive_v4(
+impl Session for V5 {
+    async fn poll(&mut self) -> Result<Seen, String> {
+        Ok(match self.eventloop.poll().await.map_err(|e| e.to_string())? {
+            v5::Event::Incoming(p5::Packet::ConnAck(ack)) => Seen::ConnAck { session_present: ack.session_present },
+            v5::Event::Incoming(p5::Packet::Publish(p)) => {
+                let topic = String::from_utf8_lossy(&p.topic).into_owned();
+                let user_properties = p.properties.as_ref().map(|pr| pr.user_properties.clone()).unwrap_or_default();
+                let payload = p.payload.clone();
+                Seen::Publish(Box::new(Message { topic, payload, user_properties, handle: AckHandle::V5(p) }))
+            }
+            v5::Event::Incoming(p5::Packet::SubAck(ack)) => Seen::SubAck(
+                ack.return_codes
+                    .iter()
+                    .map(|code| match code {
+                        p5::SubscribeReasonCode::Success(v5::mqttbytes::QoS::AtMostOnce) => Grant::AtMostOnce,
+                        p5::SubscribeReasonCode::Success(_) => Grant::AtLeastOnce,
+                        other => Grant::Refused(format!("{other:?}")),
+                    })
+                    .collect(),
+            ),
+            _ => Seen::Other,
+        })
+    }
+
+    fn subscribe(&self, cfg: &MqttConfig) -> Result<(), String> {
+        let filters =
+            cfg.subscriptions.iter().map(|s| p5::Filter::new(s.topic.clone(), v5::mqttbytes::QoS::AtLeastOnce));
+        self.client.try_subscribe_many(filters).map_err(|e| e.to_string())
+    }
+
+    fn client(&self) -> Client {
+        Client::V5(self.client.clone())
+    }
+
+    fn try_disconnect(&self) {
+        let _ = self.client.try_disconnect();
+    }
+}
+
+/// MQTT 3.1.1.
+struct V4 {
+    client: rumqttc::AsyncClient,
+    eventloop: rumqttc::EventLoop,
+}
+
+impl V4 {
+    fn connect(cfg: &MqttConfig, tls: Option<Arc<rustls::ClientConfig>>) -> V4 {
+        let mut o = rumqttc::MqttOptions::new(&cfg.client_id, &cfg.endpoint.host, cfg.endpoint.port);
+        o.set_keep_alive(cfg.keep_alive)
+            .set_clean_session(false)
+            .set_manual_acks(true)
+            // MQTT 3.1.1 cannot tell the broker a size limit, and a packet over rumqttc's
+            // limit drops the connection, after which the broker redelivers the same packet:
+            // a loop that blocks all intake. So take anything the protocol allows, and let the
+            // pipeline reject what exceeds max_payload_bytes. Cap sizes at the broker
+            // (Mosquitto's message_size_limit).
+            .set_max_packet_size(MQTT_MAX_PACKET, cfg.max_packet_bytes)
+            .set_request_channel_capacity(request_capacity(cfg))
+            .set_transport(transport(cfg, tls));
+        if let (Some(user), Some(pass)) = (&cfg.username, &cfg.password) {
+            o.set_credentials(user, secrecy::ExposeSecret::expose_secret(pass));
+        }
+        let (client, mut eventloop) = rumqttc::AsyncClient::new(o, request_capacity(cfg));
+        eventloop.network_options = network_options();
+        V4 { client, eventloop }
+    }
+}
+
+impl Session for V4 {
+    async fn poll(&mut self) -> Result<Seen, String> {
+        Ok(match self.eventloop.poll().await.map_err(|e| e.to_string())? {
+            rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(ack)) => {
+                Seen::ConnAck { session_present: ack.session_present }
+            }
+            rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)) => Seen::Publish(Box::new(Message {
+                topic: p.topic.clone(),
+                payload: p.payload.clone(),
+                user_properties: Vec::new(),
+                handle: AckHandle::V4(p),
+            })),
+            rumqttc::Event::Incoming(rumqttc::Packet::SubAck(ack)) => Seen::SubAck(
+                ack.return_codes
+                    .iter()
+                    .map(|code| match code {
+                        rumqttc::SubscribeReasonCode::Success(rumqttc::QoS::AtMostOnce) => Grant::AtMostOnce,
+                        rumqttc::SubscribeReasonCode::Success(_) => Grant::AtLeastOnce,
+                        rumqttc::SubscribeReasonCode::Failure => Grant::Refused("failure".to_owned()),
+                    })
+                    .collect(),
+            ),
+            _ => Seen::Other,
+        })
+    }
+
+    fn subscribe(&self, cfg: &MqttConfig) -> Result<(), String> {
+        let filters =
+            cfg.subscriptions.iter().map(|s| rumqttc::SubscribeFilter::new(s.topic.clone(), rumqttc::QoS::AtLeastOnce));
+        self.client.try_subscribe_many(filters).map_err(|e| e.to_string())
+    }
+
+    fn client(&self) -> Client {
+        Client::V4(self.client.clone())
+    }
+
+    fn try_disconnect(&self) {
+        let _ = self.client.try_disconnect();
+    }
+}
+
+/// One generation: connect, subscribe on every CONNACK, forward messages and grants,
+/// until the connection fails, a reconnect is forced, or `cancel`.
+async fn drive(
+    mut session: impl Session,
     cfg: &MqttConfig,
-    tls: Option<Arc<rustls::ClientConfig>>,
     generation: u64,
     tx: &mpsc::UnboundedSender<ConnEvent>,
     reconnect: &Notify,
     cancel: &CancellationToken,
 ) -> End {
-    let mut o = rumqttc::MqttOptions::new(&cfg.client_id, &cfg.endpoint.host, cfg.endpoint.port);
-    o.set_keep_alive(cfg.keep_alive)
-        .set_clean_session(false)
-        .set_manual_acks(true)
-        // MQTT 3.1.1 cannot tell the broker a size limit, and a packet over rumqttc's
-        // limit drops the connection, after which the broker redelivers the same packet:
-        // a loop that blocks all intake. So take anything the protocol allows, and let the
-        // pipeline reject what exceeds max_payload_bytes. Cap sizes at the broker
-        // (Mosquitto's message_size_limit).
-        .set_max_packet_size(MQTT_MAX_PACKET, cfg.max_packet_bytes)
-        .set_request_channel_capacity(request_capacity(cfg))
-        .set_transport(transport(cfg, tls));
-    if let (Some(user), Some(pass)) = (&cfg.username, &cfg.password) {
-        o.set_credentials(user, secrecy::ExposeSecret::expose_secret(pass));
-    }
-    let (client, mut eventloop) = rumqttc::AsyncClient::new(o, request_capacity(cfg));
-    eventloop.network_options = network_options();
     let mut connected = false;
     loop {
-        let event = tokio::select! {
+        let seen = tokio::select! {
             biased;
             () = cancel.cancelled() => {
-                let _ = client.try_disconnect();
-                let _ = tokio::time::timeout(Duration::from_millis(500), eventloop.poll()).await;
+                session.try_disconnect();
+                let _ = tokio::time::timeout(Duration::from_millis(500), session.poll()).await;
                 return End::Cancelled;
             }
             () = reconnect.notified() => return End::Forced,
-            e = eventloop.poll() => e,
+            e = session.poll() => e,
         };
-        match event {
-            Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(ack))) => {
+        match seen {
+            Ok(Seen::ConnAck { session_present }) => {
                 connected = true;
-                let filters = cfg
-                    .subscriptions
-                    .iter()
-                    .map(|s| rumqttc::SubscribeFilter::new(s.topic.clone(), rumqttc::QoS::AtLeastOnce));
-                if let Err(e) = client.try_subscribe_many(filters) {
+                if let Err(e) = session.subscribe(cfg) {
                     return End::Failed { connected, error: format!("cannot subscribe: {e}") };
                 }
-                let _ = tx.send(ConnEvent::Connected {
-                    generation,
-                    client: Client::V4(client.clone()),
-                    session_present: ack.session_present,
-                });
+                let _ = tx.send(ConnEvent::Connected { generation, client: session.client(), session_present });
             }
-            Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
-                let message = Message {
-                    topic: p.topic.clone(),
-                    payload: p.payload.clone(),
-                    user_properties: Vec::new(),
-                    handle: AckHandle::V4(p),
-                };
-                let _ = tx.send(ConnEvent::Message { generation, message: Box::new(message) });
+            Ok(Seen::Publish(message)) => {
+                let _ = tx.send(ConnEvent::Message { generation, message });
             }
-            Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(ack))) => {
-                let grants = ack.return_codes.iter().map(|code| match code {
-                    rumqttc::SubscribeReasonCode::Success(rumqttc::QoS::AtMostOnce) => Grant::AtMostOnce,
-                    rumqttc::SubscribeReasonCode::Success(_) => Grant::AtLeastOnce,
-                    rumqttc::SubscribeReasonCode::Failure => Grant::Refused("failure".to_owned()),
-                });
+            Ok(Seen::SubAck(grants)) => {
                 if all_granted(cfg, grants) {
                     let _ = tx.send(ConnEvent::Subscribed { generation });
                 }
             }
-            Ok(_) => {}
-            Err(e) => {
-                return End::Failed { connected, error: e.to_string() };
-            }
+            Ok(Seen::Other) => {}
+            Err(error) => return End::Failed { connected, error },
         }
     }
 }

@@ -22,8 +22,10 @@ use serde::{Deserialize, Serialize};
 
 use super::http::{Reply, exchange};
 use super::state::StateFile;
+use super::{Api, Verified};
 use super::{Context, Image, Outcome, PostRef, Request, Resolution, Response};
 use crate::config::BlueskySettings;
+use crate::platform::Platform;
 use crate::render::facets::{Feature, facets};
 
 const POST: &str = "app.bsky.feed.post";
@@ -212,7 +214,68 @@ impl Bluesky {
         Ok((call(session.clone()).await?, session))
     }
 
-    pub async fn send(&self, req: &Request<'_>) -> Response {
+    /// Upload the images as blobs; the embed of those that made it, and what went wrong.
+    async fn images(&self, media: &[Image]) -> (Option<serde_json::Value>, Option<String>) {
+        let mut images = Vec::new();
+        let mut problems = Vec::new();
+        for m in media.iter().take(4) {
+            if m.bytes.len() > MAX_IMAGE_BYTES {
+                problems.push(format!("image of {} bytes is over Bluesky's {MAX_IMAGE_BYTES}", m.bytes.len()));
+                continue;
+            }
+            let result = self
+                .authed(|s| {
+                    let r = self
+                        .http
+                        .post(self.xrpc("com.atproto.repo.uploadBlob"))
+                        .timeout(self.timeout)
+                        .bearer_auth(&s.access_jwt)
+                        .header(reqwest::header::CONTENT_TYPE, &m.mime)
+                        .body(m.bytes.clone());
+                    exchange(r)
+                })
+                .await;
+            match result {
+                Ok((r, _)) if r.ok() => match r.json().map(|v| v["blob"].clone()).filter(|b| !b.is_null()) {
+                    Some(blob) => images.push(serde_json::json!({ "image": blob, "alt": m.alt })),
+                    None => problems.push("uploadBlob answered without a blob".to_owned()),
+                },
+                Ok((r, _)) => problems.push(format!("image upload refused: {}", r.detail())),
+                Err(o) => problems.push(format!("image upload failed: {o:?}")),
+            }
+        }
+        let embed =
+            (!images.is_empty()).then(|| serde_json::json!({ "$type": "app.bsky.embed.images", "images": images }));
+        let note = (!problems.is_empty()).then(|| format!("posted without an image: {}", problems.join("; ")));
+        (embed, note)
+    }
+
+    async fn whoami(&self) -> Result<String, String> {
+        let result = self
+            .authed(|s| {
+                exchange(
+                    self.http
+                        .get(self.xrpc("com.atproto.server.getSession"))
+                        .timeout(self.timeout)
+                        .bearer_auth(&s.access_jwt),
+                )
+            })
+            .await;
+        match result {
+            Ok((r, _)) if r.ok() => {
+                let v = r.json().unwrap_or_default();
+                Ok(format!("posts as @{} ({})", v["handle"].as_str().unwrap_or("?"), v["did"].as_str().unwrap_or("?")))
+            }
+            Ok((r, _)) => Err(r.detail()),
+            Err(o) => Err(format!("{o:?}")),
+        }
+    }
+}
+
+impl Api for Bluesky {
+    const PLATFORM: Platform = Platform::Bluesky;
+
+    async fn send(&self, req: &Request<'_>) -> Response {
         let (embed, note) = self.images(req.media).await;
         let rkey = rkey(req);
         let mut record = serde_json::json!({
@@ -265,44 +328,8 @@ impl Bluesky {
         Response::new(outcome, r.status).with_note(note)
     }
 
-    /// Upload the images as blobs; the embed of those that made it, and what went wrong.
-    async fn images(&self, media: &[Image]) -> (Option<serde_json::Value>, Option<String>) {
-        let mut images = Vec::new();
-        let mut problems = Vec::new();
-        for m in media.iter().take(4) {
-            if m.bytes.len() > MAX_IMAGE_BYTES {
-                problems.push(format!("image of {} bytes is over Bluesky's {MAX_IMAGE_BYTES}", m.bytes.len()));
-                continue;
-            }
-            let result = self
-                .authed(|s| {
-                    let r = self
-                        .http
-                        .post(self.xrpc("com.atproto.repo.uploadBlob"))
-                        .timeout(self.timeout)
-                        .bearer_auth(&s.access_jwt)
-                        .header(reqwest::header::CONTENT_TYPE, &m.mime)
-                        .body(m.bytes.clone());
-                    exchange(r)
-                })
-                .await;
-            match result {
-                Ok((r, _)) if r.ok() => match r.json().map(|v| v["blob"].clone()).filter(|b| !b.is_null()) {
-                    Some(blob) => images.push(serde_json::json!({ "image": blob, "alt": m.alt })),
-                    None => problems.push("uploadBlob answered without a blob".to_owned()),
-                },
-                Ok((r, _)) => problems.push(format!("image upload refused: {}", r.detail())),
-                Err(o) => problems.push(format!("image upload failed: {o:?}")),
-            }
-        }
-        let embed =
-            (!images.is_empty()).then(|| serde_json::json!({ "$type": "app.bsky.embed.images", "images": images }));
-        let note = (!problems.is_empty()).then(|| format!("posted without an image: {}", problems.join("; ")));
-        (embed, note)
-    }
-
     /// Look the record key up: the post exists or it does not.
-    pub async fn read_back(&self, req: &Request<'_>) -> Resolution {
+    async fn read_back(&self, req: &Request<'_>) -> Resolution {
         let rkey = rkey(req);
         let result = self
             .authed(|s| {
@@ -334,7 +361,7 @@ impl Bluesky {
         }
     }
 
-    pub async fn delete(&self, post: &PostRef) -> Response {
+    async fn delete(&self, post: &PostRef) -> Response {
         let Some(rkey) = post.id.as_deref().and_then(rkey_of).map(str::to_owned) else {
             return Outcome::Sent(PostRef::default()).into();
         };
@@ -357,25 +384,8 @@ impl Bluesky {
         }
     }
 
-    pub async fn verify(&self) -> Result<String, String> {
-        let result = self
-            .authed(|s| {
-                exchange(
-                    self.http
-                        .get(self.xrpc("com.atproto.server.getSession"))
-                        .timeout(self.timeout)
-                        .bearer_auth(&s.access_jwt),
-                )
-            })
-            .await;
-        match result {
-            Ok((r, _)) if r.ok() => {
-                let v = r.json().unwrap_or_default();
-                Ok(format!("posts as @{} ({})", v["handle"].as_str().unwrap_or("?"), v["did"].as_str().unwrap_or("?")))
-            }
-            Ok((r, _)) => Err(r.detail()),
-            Err(o) => Err(format!("{o:?}")),
-        }
+    async fn verify(&self) -> Verified {
+        self.whoami().await.into()
     }
 }
 

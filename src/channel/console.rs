@@ -4,7 +4,9 @@
 
 use tokio::io::AsyncWriteExt as _;
 
+use super::{Api, Verified};
 use super::{Outcome, PostRef, Request, Response};
+use crate::platform::Platform;
 
 #[derive(Debug)]
 pub struct Console {
@@ -15,8 +17,16 @@ impl Console {
     pub fn new(name: &str) -> Self {
         Console { name: name.to_owned() }
     }
+}
 
-    pub async fn send(&self, req: &Request<'_>) -> Response {
+impl Api for Console {
+    const PLATFORM: Platform = Platform::Console;
+
+    async fn verify(&self) -> Verified {
+        Verified::Unchecked("local; nothing to check".to_owned())
+    }
+
+    async fn send(&self, req: &Request<'_>) -> Response {
         let post = req.post;
         let mut out = format!(
             "==== bullhorn [{}] {} {} · {} · {} {} ====\n",

@@ -13,8 +13,10 @@
 use std::time::Duration;
 
 use super::http::{Reply, exchange, id_field, retry_after_header, snippet};
+use super::{Api, Verified};
 use super::{Context, Outcome, PostRef, Request, Response};
 use crate::config::DiscordSettings;
+use crate::platform::Platform;
 
 #[derive(Debug)]
 pub struct Discord {
@@ -36,7 +38,26 @@ impl Discord {
         p
     }
 
-    pub async fn send(&self, req: &Request<'_>) -> Response {
+    async fn whoami(&self) -> Result<String, String> {
+        let r = exchange(self.http.get(self.s.webhook_url.expose().clone()).timeout(self.timeout))
+            .await
+            .map_err(|o| format!("{o:?}"))?;
+        if !r.ok() {
+            return Err(r.detail());
+        }
+        let v = r.json().unwrap_or_default();
+        Ok(format!(
+            "webhook {:?} posts to channel {}",
+            v["name"].as_str().unwrap_or("?"),
+            v["channel_id"].as_str().unwrap_or("?")
+        ))
+    }
+}
+
+impl Api for Discord {
+    const PLATFORM: Platform = Platform::Discord;
+
+    async fn send(&self, req: &Request<'_>) -> Response {
         let mut url = self.s.webhook_url.expose().clone();
         url.query_pairs_mut().append_pair("wait", "true");
         let mut payload = self.payload(req.text);
@@ -75,7 +96,7 @@ impl Discord {
         }
     }
 
-    pub async fn delete(&self, post: &PostRef) -> Response {
+    async fn delete(&self, post: &PostRef) -> Response {
         let Some(id) = &post.id else { return Outcome::Sent(PostRef::default()).into() };
         let url = super::join_url(self.s.webhook_url.expose(), &format!("messages/{id}"));
         match exchange(self.http.delete(url).timeout(self.timeout)).await {
@@ -88,19 +109,8 @@ impl Discord {
         }
     }
 
-    pub async fn verify(&self) -> Result<String, String> {
-        let r = exchange(self.http.get(self.s.webhook_url.expose().clone()).timeout(self.timeout))
-            .await
-            .map_err(|o| format!("{o:?}"))?;
-        if !r.ok() {
-            return Err(r.detail());
-        }
-        let v = r.json().unwrap_or_default();
-        Ok(format!(
-            "webhook {:?} posts to channel {}",
-            v["name"].as_str().unwrap_or("?"),
-            v["channel_id"].as_str().unwrap_or("?")
-        ))
+    async fn verify(&self) -> Verified {
+        self.whoami().await.into()
     }
 }
 

@@ -7,8 +7,10 @@
 
 use super::graph::{Graph, GraphError, classify_error, find_by_text};
 use super::http::{Reply, id_field};
+use super::{Api, Verified};
 use super::{Context, Outcome, PostRef, Request, Resolution, Response};
 use crate::config::MetaSettings;
+use crate::platform::Platform;
 
 #[derive(Debug)]
 pub struct Facebook {
@@ -28,7 +30,63 @@ impl Facebook {
         &self.g.s.account_id
     }
 
-    pub async fn send(&self, req: &Request<'_>) -> Response {
+    async fn feed(&self, text: &str) -> Result<(Reply, Option<String>), Outcome> {
+        let path = format!("{}/feed", self.page());
+        self.g.call(reqwest::Method::POST, &path, &[("message", text)]).await.map(|r| (r, None))
+    }
+
+    /// A photo post, by its public URL, else uploaded. `Ok(Err(why))` when Facebook
+    /// refused the photo for good (its URL, its format); `Err` for any outcome that is the
+    /// post's own (throttled, credentials, unknown).
+    async fn photo(&self, req: &Request<'_>, image: &super::Image) -> Result<Result<Reply, String>, Outcome> {
+        let path = format!("{}/photos", self.page());
+        let reply = match &image.url {
+            Some(url) => {
+                let params = [("url", url.as_str()), ("message", req.text), ("alt_text_custom", image.alt.as_str())];
+                self.g.call(reqwest::Method::POST, &path, &params).await?
+            }
+            None => {
+                let part = match reqwest::multipart::Part::bytes(image.bytes.to_vec())
+                    .file_name("image")
+                    .mime_str(&image.mime)
+                {
+                    Ok(p) => p,
+                    Err(e) => return Ok(Err(format!("bad image type: {e}"))),
+                };
+                let form = reqwest::multipart::Form::new()
+                    .part("source", part)
+                    .text("message", req.text.to_owned())
+                    .text("alt_text_custom", image.alt.clone());
+                self.g.multipart(&path, form).await?
+            }
+        };
+        if reply.ok() {
+            return Ok(Ok(reply));
+        }
+        match classify_error(&reply, true) {
+            Outcome::Permanent(m) => Ok(Err(m)),
+            _ => Ok(Ok(reply)),
+        }
+    }
+
+    async fn whoami(&self) -> Result<String, String> {
+        let r = self
+            .g
+            .call(reqwest::Method::GET, self.page(), &[("fields", "id,name")])
+            .await
+            .map_err(|o| format!("{o:?}"))?;
+        if !r.ok() {
+            return Err(r.detail());
+        }
+        let v = r.json().unwrap_or_default();
+        Ok(format!("posts to the Page {} ({})", v["name"].as_str().unwrap_or("?"), self.page()))
+    }
+}
+
+impl Api for Facebook {
+    const PLATFORM: Platform = Platform::Facebook;
+
+    async fn send(&self, req: &Request<'_>) -> Response {
         let mut note = None;
         let result = match req.reply_to.and_then(|p| p.id.as_deref()) {
             Some(parent) => {
@@ -79,47 +137,8 @@ impl Facebook {
         Response::new(outcome, reply.status).with_note(note)
     }
 
-    async fn feed(&self, text: &str) -> Result<(Reply, Option<String>), Outcome> {
-        let path = format!("{}/feed", self.page());
-        self.g.call(reqwest::Method::POST, &path, &[("message", text)]).await.map(|r| (r, None))
-    }
-
-    /// A photo post, by its public URL, else uploaded. `Ok(Err(why))` when Facebook
-    /// refused the photo for good (its URL, its format); `Err` for any outcome that is the
-    /// post's own (throttled, credentials, unknown).
-    async fn photo(&self, req: &Request<'_>, image: &super::Image) -> Result<Result<Reply, String>, Outcome> {
-        let path = format!("{}/photos", self.page());
-        let reply = match &image.url {
-            Some(url) => {
-                let params = [("url", url.as_str()), ("message", req.text), ("alt_text_custom", image.alt.as_str())];
-                self.g.call(reqwest::Method::POST, &path, &params).await?
-            }
-            None => {
-                let part = match reqwest::multipart::Part::bytes(image.bytes.to_vec())
-                    .file_name("image")
-                    .mime_str(&image.mime)
-                {
-                    Ok(p) => p,
-                    Err(e) => return Ok(Err(format!("bad image type: {e}"))),
-                };
-                let form = reqwest::multipart::Form::new()
-                    .part("source", part)
-                    .text("message", req.text.to_owned())
-                    .text("alt_text_custom", image.alt.clone());
-                self.g.multipart(&path, form).await?
-            }
-        };
-        if reply.ok() {
-            return Ok(Ok(reply));
-        }
-        match classify_error(&reply, true) {
-            Outcome::Permanent(m) => Ok(Err(m)),
-            _ => Ok(Ok(reply)),
-        }
-    }
-
     /// Look for the text among the Page's latest posts, or the original's latest comments.
-    pub async fn read_back(&self, req: &Request<'_>) -> Resolution {
+    async fn read_back(&self, req: &Request<'_>) -> Resolution {
         let (path, field) = match req.reply_to.and_then(|p| p.id.as_deref()) {
             Some(parent) => (format!("{parent}/comments"), "message"),
             None => (format!("{}/feed", self.page()), "message"),
@@ -141,7 +160,7 @@ impl Facebook {
         }
     }
 
-    pub async fn delete(&self, post: &PostRef) -> Response {
+    async fn delete(&self, post: &PostRef) -> Response {
         let Some(id) = &post.id else { return Outcome::Sent(PostRef::default()).into() };
         match self.g.call(reqwest::Method::DELETE, id, &[]).await {
             Ok(r) if r.ok() || GraphError::of(&r).is_some_and(|e| e.missing()) => {
@@ -152,16 +171,7 @@ impl Facebook {
         }
     }
 
-    pub async fn verify(&self) -> Result<String, String> {
-        let r = self
-            .g
-            .call(reqwest::Method::GET, self.page(), &[("fields", "id,name")])
-            .await
-            .map_err(|o| format!("{o:?}"))?;
-        if !r.ok() {
-            return Err(r.detail());
-        }
-        let v = r.json().unwrap_or_default();
-        Ok(format!("posts to the Page {} ({})", v["name"].as_str().unwrap_or("?"), self.page()))
+    async fn verify(&self) -> Verified {
+        self.whoami().await.into()
     }
 }

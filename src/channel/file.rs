@@ -6,7 +6,9 @@
 use std::io::{BufRead as _, Write as _};
 use std::path::{Path, PathBuf};
 
+use super::{Api, Verified};
 use super::{Outcome, PostRef, Request, Resolution, Response};
+use crate::platform::Platform;
 
 #[derive(Debug)]
 pub struct FileChannel {
@@ -45,8 +47,16 @@ impl FileChannel {
     pub fn new(name: &str, path: &Path) -> Self {
         FileChannel { name: name.to_owned(), path: path.to_path_buf() }
     }
+}
 
-    pub async fn send(&self, req: &Request<'_>) -> Response {
+impl Api for FileChannel {
+    const PLATFORM: Platform = Platform::File;
+
+    async fn verify(&self) -> Verified {
+        Verified::Unchecked("local; nothing to check".to_owned())
+    }
+
+    async fn send(&self, req: &Request<'_>) -> Response {
         let post = req.post;
         let line = Line {
             at: jiff::Timestamp::now().to_string(),
@@ -87,7 +97,8 @@ impl FileChannel {
     }
 
     /// Whether a line with the delivery's key is in the file.
-    pub async fn read_back(&self, post: &super::Post<'_>) -> Resolution {
+    async fn read_back(&self, req: &Request<'_>) -> Resolution {
+        let post = &req.post;
         let path = self.path.clone();
         let key = post.key.to_owned();
         let found = tokio::task::spawn_blocking(move || contains_key(&path, &key)).await;

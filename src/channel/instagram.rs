@@ -11,8 +11,10 @@
 
 use super::graph::{Graph, TwoStep, classify_error, find_by_text};
 use super::http::id_field;
+use super::{Api, Verified};
 use super::{Context, Outcome, PostRef, Request, Resolution, Response};
 use crate::config::MetaSettings;
+use crate::platform::Platform;
 
 const TWO_STEP: TwoStep = TwoStep {
     product: "Instagram",
@@ -34,21 +36,6 @@ impl Instagram {
 
     fn user(&self) -> &str {
         &self.g.s.account_id
-    }
-
-    pub async fn send(&self, req: &Request<'_>) -> Response {
-        if let Some(parent) = req.reply_to.and_then(|p| p.id.as_deref()) {
-            return self.comment(parent, req).await;
-        }
-        let container = match self.g.saved_container(TWO_STEP, req).await {
-            Ok(Some(c)) => c,
-            Ok(None) => match self.create(req).await {
-                Ok(c) => c,
-                Err(r) => return r,
-            },
-            Err(r) => return r,
-        };
-        self.g.publish(TWO_STEP, &container).await
     }
 
     /// Make the image container and save its id before anything else.
@@ -82,8 +69,40 @@ impl Instagram {
         }
     }
 
+    async fn whoami(&self) -> Result<String, String> {
+        let r = self
+            .g
+            .call(reqwest::Method::GET, self.user(), &[("fields", "id,username")])
+            .await
+            .map_err(|o| format!("{o:?}"))?;
+        if !r.ok() {
+            return Err(r.detail());
+        }
+        let v = r.json().unwrap_or_default();
+        Ok(format!("posts as @{} ({})", v["username"].as_str().unwrap_or("?"), self.user()))
+    }
+}
+
+impl Api for Instagram {
+    const PLATFORM: Platform = Platform::Instagram;
+
+    async fn send(&self, req: &Request<'_>) -> Response {
+        if let Some(parent) = req.reply_to.and_then(|p| p.id.as_deref()) {
+            return self.comment(parent, req).await;
+        }
+        let container = match self.g.saved_container(TWO_STEP, req).await {
+            Ok(Some(c)) => c,
+            Ok(None) => match self.create(req).await {
+                Ok(c) => c,
+                Err(r) => return r,
+            },
+            Err(r) => return r,
+        };
+        self.g.publish(TWO_STEP, &container).await
+    }
+
     /// A post exists once its container is published; a comment is looked for.
-    pub async fn read_back(&self, req: &Request<'_>) -> Resolution {
+    async fn read_back(&self, req: &Request<'_>) -> Resolution {
         if let Some(parent) = req.reply_to.and_then(|p| p.id.as_deref()) {
             let path = format!("{parent}/comments");
             return match self.g.call(reqwest::Method::GET, &path, &[("fields", "id,text,timestamp")]).await {
@@ -99,16 +118,7 @@ impl Instagram {
         self.g.resolve_container(TWO_STEP, req).await
     }
 
-    pub async fn verify(&self) -> Result<String, String> {
-        let r = self
-            .g
-            .call(reqwest::Method::GET, self.user(), &[("fields", "id,username")])
-            .await
-            .map_err(|o| format!("{o:?}"))?;
-        if !r.ok() {
-            return Err(r.detail());
-        }
-        let v = r.json().unwrap_or_default();
-        Ok(format!("posts as @{} ({})", v["username"].as_str().unwrap_or("?"), self.user()))
+    async fn verify(&self) -> Verified {
+        self.whoami().await.into()
     }
 }

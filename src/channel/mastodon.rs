@@ -14,8 +14,10 @@ use jiff::Timestamp;
 use secrecy::ExposeSecret as _;
 
 use super::http::{Reply, exchange, id_field};
+use super::{Api, Verified};
 use super::{Context, Image, Outcome, PostRef, Request, Response};
 use crate::config::MastodonSettings;
+use crate::platform::Platform;
 
 #[derive(Debug)]
 pub struct Mastodon {
@@ -35,43 +37,6 @@ impl Mastodon {
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.http.request(method, self.url(path)).timeout(self.timeout).bearer_auth(self.s.access_token.expose_secret())
-    }
-
-    pub async fn send(&self, req: &Request<'_>) -> Response {
-        let (media_ids, note) = self.upload_all(req.media).await;
-        let mut body = serde_json::json!({
-            "status": req.text,
-            "visibility": self.s.visibility,
-        });
-        if let Some(lang) = req.post.language.split('-').next().filter(|l| !l.is_empty()) {
-            body["language"] = lang.into();
-        }
-        if !media_ids.is_empty() {
-            body["media_ids"] = media_ids.into();
-        }
-        let reply_id = req.reply_to.and_then(|p| p.id.clone());
-        if let Some(id) = &reply_id {
-            body["in_reply_to_id"] = id.clone().into();
-        }
-        let key = req.key();
-        let post = |body: &serde_json::Value| {
-            self.request(reqwest::Method::POST, "api/v1/statuses").header("Idempotency-Key", &key).json(body)
-        };
-        let mut reply = match exchange(post(&body)).await {
-            Ok(r) => r,
-            Err(outcome) => return Response::from(outcome).with_note(note),
-        };
-        // The post replied to is gone (deleted by hand): post on its own rather than not at all.
-        if reply.status == 404 && reply_id.is_some() {
-            if let Some(o) = body.as_object_mut() {
-                o.remove("in_reply_to_id");
-            }
-            reply = match exchange(post(&body)).await {
-                Ok(r) => r,
-                Err(outcome) => return Response::from(outcome).with_note(note),
-            };
-        }
-        Response::new(classify(&reply, Timestamp::now()), reply.status).with_note(note)
     }
 
     /// Upload each image; the ids of those that made it, and what went wrong otherwise.
@@ -118,17 +83,8 @@ impl Mastodon {
         Err("the instance was still processing the image".to_owned())
     }
 
-    pub async fn delete(&self, post: &PostRef) -> Response {
-        let Some(id) = &post.id else { return Outcome::Sent(PostRef::default()).into() };
-        match exchange(self.request(reqwest::Method::DELETE, &format!("api/v1/statuses/{id}"))).await {
-            Ok(r) if r.ok() || r.status == 404 => Response::new(Outcome::Sent(post.clone()), r.status),
-            Ok(r) => Response::new(classify(&r, Timestamp::now()), r.status),
-            Err(o) => o.into(),
-        }
-    }
-
     /// Who the token posts as.
-    pub async fn verify(&self) -> Result<String, String> {
+    async fn whoami(&self) -> Result<String, String> {
         let r = exchange(self.request(reqwest::Method::GET, "api/v1/accounts/verify_credentials"))
             .await
             .map_err(|o| format!("{o:?}"))?;
@@ -137,6 +93,60 @@ impl Mastodon {
         }
         let v = r.json().unwrap_or_default();
         Ok(format!("posts as @{} ({})", v["acct"].as_str().unwrap_or("?"), v["url"].as_str().unwrap_or("")))
+    }
+}
+
+impl Api for Mastodon {
+    const PLATFORM: Platform = Platform::Mastodon;
+
+    async fn send(&self, req: &Request<'_>) -> Response {
+        let (media_ids, note) = self.upload_all(req.media).await;
+        let mut body = serde_json::json!({
+            "status": req.text,
+            "visibility": self.s.visibility,
+        });
+        if let Some(lang) = req.post.language.split('-').next().filter(|l| !l.is_empty()) {
+            body["language"] = lang.into();
+        }
+        if !media_ids.is_empty() {
+            body["media_ids"] = media_ids.into();
+        }
+        let reply_id = req.reply_to.and_then(|p| p.id.clone());
+        if let Some(id) = &reply_id {
+            body["in_reply_to_id"] = id.clone().into();
+        }
+        let key = req.key();
+        let post = |body: &serde_json::Value| {
+            self.request(reqwest::Method::POST, "api/v1/statuses").header("Idempotency-Key", &key).json(body)
+        };
+        let mut reply = match exchange(post(&body)).await {
+            Ok(r) => r,
+            Err(outcome) => return Response::from(outcome).with_note(note),
+        };
+        // The post replied to is gone (deleted by hand): post on its own rather than not at all.
+        if reply.status == 404 && reply_id.is_some() {
+            if let Some(o) = body.as_object_mut() {
+                o.remove("in_reply_to_id");
+            }
+            reply = match exchange(post(&body)).await {
+                Ok(r) => r,
+                Err(outcome) => return Response::from(outcome).with_note(note),
+            };
+        }
+        Response::new(classify(&reply, Timestamp::now()), reply.status).with_note(note)
+    }
+
+    async fn delete(&self, post: &PostRef) -> Response {
+        let Some(id) = &post.id else { return Outcome::Sent(PostRef::default()).into() };
+        match exchange(self.request(reqwest::Method::DELETE, &format!("api/v1/statuses/{id}"))).await {
+            Ok(r) if r.ok() || r.status == 404 => Response::new(Outcome::Sent(post.clone()), r.status),
+            Ok(r) => Response::new(classify(&r, Timestamp::now()), r.status),
+            Err(o) => o.into(),
+        }
+    }
+
+    async fn verify(&self) -> Verified {
+        self.whoami().await.into()
     }
 }
 

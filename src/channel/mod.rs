@@ -1,9 +1,13 @@
 //! Channels: one module per platform, behind one closed enum. A channel knows its API
 //! only — how to shape a request and how to classify the response into an [`Outcome`].
-//! Retries, queues, quotas and persistence belong to `delivery`, once for all channels.
+//! Retries, queues, quotas and persistence belong to `delivery`, once for all channels;
+//! a channel sees a [`Post`] (not the stored delivery) and saves mid-request progress
+//! through [`Scratch`], which `delivery` backs with the outbox.
 //!
-//! Adding a platform means adding a variant to [`Channel`]; the compiler then points at
-//! every `match` that must handle it.
+//! Each platform implements [`Api`] (only `send` is required); what differs by platform
+//! without code (can it read back, delete, thread?) is its row in [`crate::platform`].
+//! Adding a platform is one line in `channels!` below; the compiler then points at the
+//! rest (its `ChannelKind` in config, its profile row).
 
 pub mod bluesky;
 pub mod console;
@@ -307,190 +311,148 @@ pub struct Context {
     pub state_dir: std::path::PathBuf,
 }
 
-#[derive(Debug)]
-pub enum Channel {
-    Console(console::Console),
-    File(file::FileChannel),
-    Webhook(webhook::Webhook),
-    Mastodon(mastodon::Mastodon),
-    Bluesky(bluesky::Bluesky),
-    X(Box<x::X>),
-    Facebook(facebook::Facebook),
-    Instagram(instagram::Instagram),
-    Threads(threads::Threads),
-    Telegram(telegram::Telegram),
-    Discord(discord::Discord),
-    Slack(slack::Slack),
-    Teams(teams::Teams),
-    Nextdoor(Box<nextdoor::Nextdoor>),
-    Sms(sms::Sms),
-}
+/// What every channel does, one file per platform. Only `send` must be written; the rest
+/// has the answer of a platform that cannot (its profile row says which apply).
+#[expect(
+    async_fn_in_trait,
+    reason = "called only through Channel on concrete types, whose futures are Send by inference"
+)]
+pub trait Api {
+    const PLATFORM: Platform;
 
-impl Channel {
-    pub fn build(cfg: &ChannelConfig, ctx: &Context) -> Channel {
-        match &cfg.kind {
-            ChannelKind::Console => Channel::Console(console::Console::new(&cfg.name)),
-            ChannelKind::File { path } => Channel::File(file::FileChannel::new(&cfg.name, path)),
-            ChannelKind::Webhook(s) => {
-                Channel::Webhook(webhook::Webhook::new(&cfg.name, s.clone(), ctx.http.clone(), ctx.timeout))
-            }
-            ChannelKind::Mastodon(s) => Channel::Mastodon(mastodon::Mastodon::new(s.clone(), ctx)),
-            ChannelKind::Bluesky(s) => Channel::Bluesky(bluesky::Bluesky::new(&cfg.name, s.clone(), ctx)),
-            ChannelKind::X(s) => Channel::X(Box::new(x::X::new(&cfg.name, s.clone(), ctx))),
-            ChannelKind::Facebook(s) => Channel::Facebook(facebook::Facebook::new(s.clone(), ctx)),
-            ChannelKind::Instagram(s) => Channel::Instagram(instagram::Instagram::new(s.clone(), ctx)),
-            ChannelKind::Threads(s) => Channel::Threads(threads::Threads::new(s.clone(), ctx)),
-            ChannelKind::Telegram(s) => Channel::Telegram(telegram::Telegram::new(s.clone(), ctx)),
-            ChannelKind::Discord(s) => Channel::Discord(discord::Discord::new(s.clone(), ctx)),
-            ChannelKind::Slack(s) => Channel::Slack(slack::Slack::new(s.clone(), ctx)),
-            ChannelKind::Teams(s) => Channel::Teams(teams::Teams::new(s.clone(), ctx)),
-            ChannelKind::Nextdoor(s) => Channel::Nextdoor(Box::new(nextdoor::Nextdoor::new(&cfg.name, s.clone(), ctx))),
-            ChannelKind::Sms(s) => Channel::Sms(sms::Sms::new(s.clone(), ctx)),
-        }
-    }
-
-    /// Where this channel posts.
-    pub fn platform(&self) -> Platform {
-        match self {
-            Channel::Console(_) => Platform::Console,
-            Channel::File(_) => Platform::File,
-            Channel::Webhook(_) => Platform::Webhook,
-            Channel::Mastodon(_) => Platform::Mastodon,
-            Channel::Bluesky(_) => Platform::Bluesky,
-            Channel::X(_) => Platform::X,
-            Channel::Facebook(_) => Platform::Facebook,
-            Channel::Instagram(_) => Platform::Instagram,
-            Channel::Threads(_) => Platform::Threads,
-            Channel::Telegram(_) => Platform::Telegram,
-            Channel::Discord(_) => Platform::Discord,
-            Channel::Slack(_) => Platform::Slack,
-            Channel::Teams(_) => Platform::Teams,
-            Channel::Nextdoor(_) => Platform::Nextdoor,
-            Channel::Sms(_) => Platform::Sms,
-        }
-    }
-
-    /// The platform's row, narrowed by this channel's settings.
-    pub fn caps(&self) -> Caps {
-        let row = self.platform().profile();
-        let (delete, targets) = match self {
-            // Only the Web API returns a message id to delete; an incoming webhook does not.
-            Channel::Slack(c) => (row.delete && c.api(), 1),
-            Channel::Sms(c) => (row.delete, c.recipients()),
-            Channel::Console(_)
-            | Channel::File(_)
-            | Channel::Webhook(_)
-            | Channel::Mastodon(_)
-            | Channel::Bluesky(_)
-            | Channel::X(_)
-            | Channel::Facebook(_)
-            | Channel::Instagram(_)
-            | Channel::Threads(_)
-            | Channel::Telegram(_)
-            | Channel::Discord(_)
-            | Channel::Teams(_)
-            | Channel::Nextdoor(_) => (row.delete, 1),
-        };
-        Caps { threads: row.replies, delete, targets }
-    }
-
-    pub async fn send(&self, req: &Request<'_>) -> Response {
-        match self {
-            Channel::Console(c) => c.send(req).await,
-            Channel::File(c) => c.send(req).await,
-            Channel::Webhook(c) => c.send(req).await,
-            Channel::Mastodon(c) => c.send(req).await,
-            Channel::Bluesky(c) => c.send(req).await,
-            Channel::X(c) => c.send(req).await,
-            Channel::Facebook(c) => c.send(req).await,
-            Channel::Instagram(c) => c.send(req).await,
-            Channel::Threads(c) => c.send(req).await,
-            Channel::Telegram(c) => c.send(req).await,
-            Channel::Discord(c) => c.send(req).await,
-            Channel::Slack(c) => c.send(req).await,
-            Channel::Teams(c) => c.send(req).await,
-            Channel::Nextdoor(c) => c.send(req).await,
-            Channel::Sms(c) => c.send(req).await,
-        }
-    }
+    /// Make one request of a delivery: a post, a thread part, a message to one recipient.
+    async fn send(&self, req: &Request<'_>) -> Response;
 
     /// After an unknown outcome (a timeout after sending, a crash mid-request): did the
-    /// request post?
-    pub async fn resolve(&self, req: &Request<'_>) -> Resolution {
-        match self.platform().profile().recovery {
-            Recovery::Deduplicated => return Resolution::Deduplicated,
-            Recovery::CannotTell => return Resolution::CannotTell,
-            Recovery::ReadBack => {}
-        }
-        match self {
-            Channel::File(c) => c.read_back(&req.post).await,
-            Channel::Bluesky(c) => c.read_back(req).await,
-            Channel::X(c) => c.read_back(req).await,
-            Channel::Facebook(c) => c.read_back(req).await,
-            Channel::Instagram(c) => c.read_back(req).await,
-            Channel::Threads(c) => c.read_back(req).await,
-            Channel::Sms(c) => c.read_back(req).await,
-            // Their rows say they cannot read back.
-            Channel::Console(_)
-            | Channel::Webhook(_)
-            | Channel::Mastodon(_)
-            | Channel::Telegram(_)
-            | Channel::Discord(_)
-            | Channel::Slack(_)
-            | Channel::Teams(_)
-            | Channel::Nextdoor(_) => Resolution::CannotTell,
-        }
+    /// request post? Asked only where the profile's `recovery` is `ReadBack`.
+    async fn read_back(&self, _req: &Request<'_>) -> Resolution {
+        Resolution::CannotTell
     }
 
     /// Delete a post (after a cancellation, where configured). A post already gone counts
-    /// as deleted.
-    pub async fn delete(&self, post: &PostRef) -> Response {
-        match self {
-            Channel::Mastodon(c) => c.delete(post).await,
-            Channel::Bluesky(c) => c.delete(post).await,
-            Channel::X(c) => c.delete(post).await,
-            Channel::Facebook(c) => c.delete(post).await,
-            Channel::Threads(c) => c.delete(post).await,
-            Channel::Telegram(c) => c.delete(post).await,
-            Channel::Discord(c) => c.delete(post).await,
-            Channel::Slack(c) => c.delete(post).await,
-            Channel::Console(_)
-            | Channel::File(_)
-            | Channel::Webhook(_)
-            | Channel::Instagram(_)
-            | Channel::Teams(_)
-            | Channel::Nextdoor(_)
-            | Channel::Sms(_) => Outcome::Permanent("this channel cannot delete posts".to_owned()).into(),
-        }
+    /// as deleted. Asked only where [`Api::caps`] says it can.
+    async fn delete(&self, _post: &PostRef) -> Response {
+        Outcome::Permanent("this channel cannot delete posts".to_owned()).into()
     }
 
     /// Check the credentials with a read-only call (`bullhorn check --online`).
-    pub async fn verify(&self) -> Verified {
-        let checked = match self {
-            Channel::Console(_) | Channel::File(_) => return Verified::Unchecked("local; nothing to check".to_owned()),
-            Channel::Webhook(_) | Channel::Teams(_) => {
-                return Verified::Unchecked("a webhook cannot be checked without posting; use test-channel".to_owned());
-            }
-            Channel::Slack(c) if !c.api() => {
-                return Verified::Unchecked("a webhook cannot be checked without posting; use test-channel".to_owned());
-            }
-            Channel::Mastodon(c) => c.verify().await,
-            Channel::Bluesky(c) => c.verify().await,
-            Channel::X(c) => c.verify().await,
-            Channel::Facebook(c) => c.verify().await,
-            Channel::Instagram(c) => c.verify().await,
-            Channel::Threads(c) => c.verify().await,
-            Channel::Telegram(c) => c.verify().await,
-            Channel::Discord(c) => c.verify().await,
-            Channel::Slack(c) => c.verify().await,
-            Channel::Nextdoor(c) => c.verify().await,
-            Channel::Sms(c) => c.verify().await,
-        };
-        match checked {
-            Ok(detail) => Verified::Ok(detail),
-            Err(why) => Verified::Failed(why),
-        }
+    async fn verify(&self) -> Verified {
+        Verified::Unchecked("a webhook cannot be checked without posting; use test-channel".to_owned())
     }
+
+    /// What the delivery layer may plan for this channel: the platform's row, narrowed by
+    /// the channel's settings.
+    fn caps(&self) -> Caps {
+        let row = Self::PLATFORM.profile();
+        Caps { threads: row.replies, delete: row.delete, targets: 1 }
+    }
+}
+
+/// Large channels are boxed in [`Channel`]; a box posts as what it holds.
+impl<T: Api> Api for Box<T> {
+    const PLATFORM: Platform = T::PLATFORM;
+
+    async fn send(&self, req: &Request<'_>) -> Response {
+        (**self).send(req).await
+    }
+
+    async fn read_back(&self, req: &Request<'_>) -> Resolution {
+        (**self).read_back(req).await
+    }
+
+    async fn delete(&self, post: &PostRef) -> Response {
+        (**self).delete(post).await
+    }
+
+    async fn verify(&self) -> Verified {
+        (**self).verify().await
+    }
+
+    fn caps(&self) -> Caps {
+        (**self).caps()
+    }
+}
+
+/// Declares [`Channel`], one variant per platform, with its dispatch: one line per
+/// platform, the pattern of its `ChannelKind` and how the channel is built from it.
+macro_rules! channels {
+    (build($cfg:ident, $ctx:ident); $($variant:ident($ty:ty) from $kind:pat => $build:expr,)*) => {
+        #[derive(Debug)]
+        pub enum Channel {
+            $($variant($ty),)*
+        }
+
+        impl Channel {
+            pub fn build($cfg: &ChannelConfig, $ctx: &Context) -> Channel {
+                match &$cfg.kind {
+                    $($kind => Channel::$variant($build.into()),)*
+                }
+            }
+
+            /// Where this channel posts.
+            pub fn platform(&self) -> Platform {
+                match self {
+                    $(Channel::$variant(_) => <$ty as Api>::PLATFORM,)*
+                }
+            }
+
+            pub fn caps(&self) -> Caps {
+                match self {
+                    $(Channel::$variant(c) => c.caps(),)*
+                }
+            }
+
+            pub async fn send(&self, req: &Request<'_>) -> Response {
+                match self {
+                    $(Channel::$variant(c) => c.send(req).await,)*
+                }
+            }
+
+            /// After an unknown outcome: did the request post? What the platform cannot
+            /// tell, its row answers without asking.
+            pub async fn resolve(&self, req: &Request<'_>) -> Resolution {
+                match self.platform().profile().recovery {
+                    Recovery::Deduplicated => Resolution::Deduplicated,
+                    Recovery::CannotTell => Resolution::CannotTell,
+                    Recovery::ReadBack => match self {
+                        $(Channel::$variant(c) => c.read_back(req).await,)*
+                    },
+                }
+            }
+
+            pub async fn delete(&self, post: &PostRef) -> Response {
+                match self {
+                    $(Channel::$variant(c) => c.delete(post).await,)*
+                }
+            }
+
+            pub async fn verify(&self) -> Verified {
+                match self {
+                    $(Channel::$variant(c) => c.verify().await,)*
+                }
+            }
+        }
+    };
+}
+
+channels! {
+    build(cfg, ctx);
+    Console(console::Console) from ChannelKind::Console => console::Console::new(&cfg.name),
+    File(file::FileChannel) from ChannelKind::File { path } => file::FileChannel::new(&cfg.name, path),
+    Webhook(webhook::Webhook) from ChannelKind::Webhook(s)
+        => webhook::Webhook::new(&cfg.name, s.clone(), ctx.http.clone(), ctx.timeout),
+    Mastodon(mastodon::Mastodon) from ChannelKind::Mastodon(s) => mastodon::Mastodon::new(s.clone(), ctx),
+    Bluesky(bluesky::Bluesky) from ChannelKind::Bluesky(s) => bluesky::Bluesky::new(&cfg.name, s.clone(), ctx),
+    X(Box<x::X>) from ChannelKind::X(s) => x::X::new(&cfg.name, s.clone(), ctx),
+    Facebook(facebook::Facebook) from ChannelKind::Facebook(s) => facebook::Facebook::new(s.clone(), ctx),
+    Instagram(instagram::Instagram) from ChannelKind::Instagram(s) => instagram::Instagram::new(s.clone(), ctx),
+    Threads(threads::Threads) from ChannelKind::Threads(s) => threads::Threads::new(s.clone(), ctx),
+    Telegram(telegram::Telegram) from ChannelKind::Telegram(s) => telegram::Telegram::new(s.clone(), ctx),
+    Discord(discord::Discord) from ChannelKind::Discord(s) => discord::Discord::new(s.clone(), ctx),
+    Slack(slack::Slack) from ChannelKind::Slack(s) => slack::Slack::new(s.clone(), ctx),
+    Teams(teams::Teams) from ChannelKind::Teams(s) => teams::Teams::new(s.clone(), ctx),
+    Nextdoor(Box<nextdoor::Nextdoor>) from ChannelKind::Nextdoor(s) => nextdoor::Nextdoor::new(&cfg.name, s.clone(), ctx),
+    Sms(sms::Sms) from ChannelKind::Sms(s) => sms::Sms::new(s.clone(), ctx),
 }
 
 /// What `check --online` found out about a channel's credentials.
@@ -501,6 +463,15 @@ pub enum Verified {
     /// Nothing to check without posting (webhooks), or nothing to check at all.
     Unchecked(String),
     Failed(String),
+}
+
+impl From<Result<String, String>> for Verified {
+    fn from(r: Result<String, String>) -> Self {
+        match r {
+            Ok(who) => Verified::Ok(who),
+            Err(why) => Verified::Failed(why),
+        }
+    }
 }
 
 impl Verified {

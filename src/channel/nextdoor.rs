@@ -14,8 +14,10 @@ use secrecy::ExposeSecret as _;
 
 use super::http::{Reply, exchange, id_field, retry_after_header, snippet};
 use super::oauth2::OAuth2;
+use super::{Api, Verified};
 use super::{Context, Outcome, PostRef, Request, Response};
 use crate::config::{BearerOrRefresh, NextdoorSettings};
+use crate::platform::Platform;
 
 #[derive(Debug)]
 pub struct Nextdoor {
@@ -65,7 +67,25 @@ impl Nextdoor {
         unreachable!("the loop returns on its second pass")
     }
 
-    pub async fn send(&self, req: &Request<'_>) -> Response {
+    async fn whoami(&self) -> Result<String, String> {
+        let r =
+            self.call(reqwest::Method::GET, "external/api/partner/v1/me/", None).await.map_err(|o| format!("{o:?}"))?;
+        if !r.ok() {
+            return Err(r.detail());
+        }
+        let v = r.json().unwrap_or_default();
+        Ok(format!(
+            "posts as {} (agency {})",
+            v["agency_name"].as_str().unwrap_or("?"),
+            id_field(&v, "agency_id").unwrap_or_default()
+        ))
+    }
+}
+
+impl Api for Nextdoor {
+    const PLATFORM: Platform = Platform::Nextdoor;
+
+    async fn send(&self, req: &Request<'_>) -> Response {
         let images: Vec<&str> = req.media.iter().filter_map(|m| m.url.as_deref()).take(10).collect();
         let note = (images.is_empty() && !req.media.is_empty())
             .then(|| "posted without an image: Nextdoor takes images by public URL, and it has none".to_owned());
@@ -82,18 +102,8 @@ impl Nextdoor {
         }
     }
 
-    pub async fn verify(&self) -> Result<String, String> {
-        let r =
-            self.call(reqwest::Method::GET, "external/api/partner/v1/me/", None).await.map_err(|o| format!("{o:?}"))?;
-        if !r.ok() {
-            return Err(r.detail());
-        }
-        let v = r.json().unwrap_or_default();
-        Ok(format!(
-            "posts as {} (agency {})",
-            v["agency_name"].as_str().unwrap_or("?"),
-            id_field(&v, "agency_id").unwrap_or_default()
-        ))
+    async fn verify(&self) -> Verified {
+        self.whoami().await.into()
     }
 }
 

@@ -16,8 +16,10 @@ use std::time::Duration;
 use secrecy::ExposeSecret as _;
 
 use super::http::{Reply, exchange, retry_after_header, snippet};
+use super::{Api, Caps, Verified};
 use super::{Context, Outcome, PostRef, Request, Response};
 use crate::config::SlackSettings;
+use crate::platform::Platform;
 
 #[derive(Debug)]
 pub struct Slack {
@@ -49,7 +51,30 @@ impl Slack {
         body
     }
 
-    pub async fn send(&self, req: &Request<'_>) -> Response {
+    async fn whoami(&self) -> Result<String, String> {
+        let SlackSettings::Api { base_url, bot_token, channel } = &self.s else {
+            return Err("an incoming webhook cannot be checked without posting; use test-channel".to_owned());
+        };
+        let url = super::join_url(base_url, "auth.test");
+        let r = exchange(self.http.post(url).timeout(self.timeout).bearer_auth(bot_token.expose_secret()))
+            .await
+            .map_err(|o| format!("{o:?}"))?;
+        let v = r.json().unwrap_or_default();
+        if v["ok"] != true {
+            return Err(format!("auth.test: {}", v["error"].as_str().unwrap_or(&r.body)));
+        }
+        Ok(format!(
+            "bot {} in {} posts to {channel}",
+            v["user"].as_str().unwrap_or("?"),
+            v["team"].as_str().unwrap_or("?")
+        ))
+    }
+}
+
+impl Api for Slack {
+    const PLATFORM: Platform = Platform::Slack;
+
+    async fn send(&self, req: &Request<'_>) -> Response {
         let mut note = None;
         let mut body = Self::message(req, &mut note);
         let result = match &self.s {
@@ -72,7 +97,7 @@ impl Slack {
         }
     }
 
-    pub async fn delete(&self, post: &PostRef) -> Response {
+    async fn delete(&self, post: &PostRef) -> Response {
         let (SlackSettings::Api { base_url, bot_token, channel }, Some(ts)) = (&self.s, &post.id) else {
             return Outcome::Permanent("an incoming webhook cannot delete messages".to_owned()).into();
         };
@@ -89,23 +114,17 @@ impl Slack {
         }
     }
 
-    pub async fn verify(&self) -> Result<String, String> {
-        let SlackSettings::Api { base_url, bot_token, channel } = &self.s else {
-            return Err("an incoming webhook cannot be checked without posting; use test-channel".to_owned());
-        };
-        let url = super::join_url(base_url, "auth.test");
-        let r = exchange(self.http.post(url).timeout(self.timeout).bearer_auth(bot_token.expose_secret()))
-            .await
-            .map_err(|o| format!("{o:?}"))?;
-        let v = r.json().unwrap_or_default();
-        if v["ok"] != true {
-            return Err(format!("auth.test: {}", v["error"].as_str().unwrap_or(&r.body)));
+    async fn verify(&self) -> Verified {
+        if !self.api() {
+            return Verified::Unchecked("a webhook cannot be checked without posting; use test-channel".to_owned());
         }
-        Ok(format!(
-            "bot {} in {} posts to {channel}",
-            v["user"].as_str().unwrap_or("?"),
-            v["team"].as_str().unwrap_or("?")
-        ))
+        self.whoami().await.into()
+    }
+
+    /// Only the Web API returns a message id to delete; an incoming webhook does not.
+    fn caps(&self) -> Caps {
+        let row = Self::PLATFORM.profile();
+        Caps { threads: row.replies, delete: row.delete && self.api(), targets: 1 }
     }
 }
 

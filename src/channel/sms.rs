@@ -16,8 +16,10 @@ use std::time::Duration;
 use secrecy::ExposeSecret as _;
 
 use super::http::{Reply, exchange, snippet};
+use super::{Api, Caps, Verified};
 use super::{Context, Outcome, PostRef, Request, Resolution, Response};
 use crate::config::{SmsSender, SmsSettings};
+use crate::platform::Platform;
 
 #[derive(Debug)]
 pub struct Sms {
@@ -47,7 +49,27 @@ impl Sms {
         self.s.to.get(req.target).map_or("", String::as_str)
     }
 
-    pub async fn send(&self, req: &Request<'_>) -> Response {
+    async fn whoami(&self) -> Result<String, String> {
+        let url = super::join_url(&self.s.base_url, &format!("2010-04-01/Accounts/{}.json", self.s.account_sid));
+        let r = exchange(self.auth(self.http.get(url))).await.map_err(|o| format!("{o:?}"))?;
+        if !r.ok() {
+            return Err(r.detail());
+        }
+        let v = r.json().unwrap_or_default();
+        Ok(format!(
+            "account {:?} ({}) sends to {} number{}",
+            v["friendly_name"].as_str().unwrap_or("?"),
+            v["status"].as_str().unwrap_or("?"),
+            self.s.to.len(),
+            if self.s.to.len() == 1 { "" } else { "s" }
+        ))
+    }
+}
+
+impl Api for Sms {
+    const PLATFORM: Platform = Platform::Sms;
+
+    async fn send(&self, req: &Request<'_>) -> Response {
         let to = self.to(req);
         let mut form: Vec<(&str, &str)> = vec![("To", to), ("Body", req.text)];
         match &self.s.sender {
@@ -66,7 +88,7 @@ impl Sms {
     /// The latest messages to the recipient (newest first; not filtered by `DateSent`,
     /// which is empty while a message is still queued), compared with the text, made
     /// since the delivery was.
-    pub async fn read_back(&self, req: &Request<'_>) -> Resolution {
+    async fn read_back(&self, req: &Request<'_>) -> Resolution {
         let to = self.to(req);
         let query = [("To", to), ("PageSize", "50")];
         let since = jiff::Timestamp::from_millisecond(req.post.created_at - 120_000).ok();
@@ -92,20 +114,14 @@ impl Sms {
         }
     }
 
-    pub async fn verify(&self) -> Result<String, String> {
-        let url = super::join_url(&self.s.base_url, &format!("2010-04-01/Accounts/{}.json", self.s.account_sid));
-        let r = exchange(self.auth(self.http.get(url))).await.map_err(|o| format!("{o:?}"))?;
-        if !r.ok() {
-            return Err(r.detail());
-        }
-        let v = r.json().unwrap_or_default();
-        Ok(format!(
-            "account {:?} ({}) sends to {} number{}",
-            v["friendly_name"].as_str().unwrap_or("?"),
-            v["status"].as_str().unwrap_or("?"),
-            self.s.to.len(),
-            if self.s.to.len() == 1 { "" } else { "s" }
-        ))
+    async fn verify(&self) -> Verified {
+        self.whoami().await.into()
+    }
+
+    /// Each recipient is a request of its own.
+    fn caps(&self) -> Caps {
+        let row = Self::PLATFORM.profile();
+        Caps { threads: row.replies, delete: row.delete, targets: self.recipients() }
     }
 }
 

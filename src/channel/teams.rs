@@ -7,9 +7,11 @@
 
 use std::time::Duration;
 
+use super::Api;
 use super::http::{Reply, exchange, retry_after_header, snippet};
 use super::{Context, Outcome, PostRef, Request, Response};
 use crate::config::TeamsSettings;
+use crate::platform::Platform;
 
 #[derive(Debug)]
 pub struct Teams {
@@ -43,8 +45,12 @@ impl Teams {
     pub fn new(s: TeamsSettings, ctx: &Context) -> Self {
         Teams { s, http: ctx.http.clone(), timeout: ctx.timeout }
     }
+}
 
-    pub async fn send(&self, req: &Request<'_>) -> Response {
+impl Api for Teams {
+    const PLATFORM: Platform = Platform::Teams;
+
+    async fn send(&self, req: &Request<'_>) -> Response {
         let image = req.media.iter().find_map(|m| m.url.as_deref().map(|u| (u, m.alt.as_str())));
         let note = (image.is_none() && !req.media.is_empty())
             .then(|| "posted without an image: Teams shows images from a public URL, and it has none".to_owned());

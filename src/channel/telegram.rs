@@ -12,8 +12,10 @@ use std::time::Duration;
 use secrecy::ExposeSecret as _;
 
 use super::http::{Reply, exchange, snippet};
+use super::{Api, Verified};
 use super::{Context, Image, Outcome, PostRef, Request, Response};
 use crate::config::TelegramSettings;
+use crate::platform::Platform;
 
 /// A caption's limit, in UTF-16 code units.
 const MAX_CAPTION: usize = 1024;
@@ -37,35 +39,6 @@ impl Telegram {
 
     async fn call(&self, method: &str, body: &serde_json::Value) -> Result<Reply, Outcome> {
         exchange(self.http.post(self.url(method)).timeout(self.timeout).json(body)).await
-    }
-
-    pub async fn send(&self, req: &Request<'_>) -> Response {
-        let mut note = None;
-        let reply_to = req.reply_to.and_then(|p| p.id.as_deref()).and_then(|id| id.parse::<i64>().ok());
-        let photo = req.media.first().filter(|_| {
-            let fits = req.text.encode_utf16().count() <= MAX_CAPTION;
-            if !fits {
-                note = Some(format!(
-                    "posted without an image: the text is longer than a Telegram caption ({MAX_CAPTION} characters)"
-                ));
-            }
-            fits
-        });
-        let result = match photo {
-            Some(image) => match self.photo(req, image, reply_to).await {
-                Ok(r) if r.status == 400 || r.status == 413 => {
-                    // The image was refused (format, size): the text goes out alone.
-                    note = Some(format!("posted without an image: {}", description(&r)));
-                    self.message(req, reply_to).await
-                }
-                other => other,
-            },
-            None => self.message(req, reply_to).await,
-        };
-        match result {
-            Ok(r) => Response::new(classify(&r), r.status).with_note(note),
-            Err(o) => Response::from(o).with_note(note),
-        }
     }
 
     async fn message(&self, req: &Request<'_>, reply_to: Option<i64>) -> Result<Reply, Outcome> {
@@ -98,21 +71,7 @@ impl Telegram {
         exchange(self.http.post(self.url("sendPhoto")).timeout(self.timeout).multipart(form)).await
     }
 
-    pub async fn delete(&self, post: &PostRef) -> Response {
-        let Some(id) = post.id.as_deref().and_then(|i| i.parse::<i64>().ok()) else {
-            return Outcome::Sent(PostRef::default()).into();
-        };
-        let body = serde_json::json!({ "chat_id": self.s.chat_id, "message_id": id });
-        match self.call("deleteMessage", &body).await {
-            Ok(r) if r.ok() || description(&r).contains("message to delete not found") => {
-                Response::new(Outcome::Sent(post.clone()), r.status)
-            }
-            Ok(r) => Response::new(classify(&r), r.status),
-            Err(o) => o.into(),
-        }
-    }
-
-    pub async fn verify(&self) -> Result<String, String> {
+    async fn whoami(&self) -> Result<String, String> {
         let me = self.call("getMe", &serde_json::json!({})).await.map_err(|o| format!("{o:?}"))?;
         if !me.ok() {
             return Err(format!("getMe: {}", description(&me)));
@@ -127,6 +86,57 @@ impl Telegram {
         let bot = me.json().unwrap_or_default()["result"]["username"].as_str().unwrap_or("?").to_owned();
         let title = chat.json().unwrap_or_default()["result"]["title"].as_str().unwrap_or("?").to_owned();
         Ok(format!("bot @{bot} posts to {title:?}"))
+    }
+}
+
+impl Api for Telegram {
+    const PLATFORM: Platform = Platform::Telegram;
+
+    async fn send(&self, req: &Request<'_>) -> Response {
+        let mut note = None;
+        let reply_to = req.reply_to.and_then(|p| p.id.as_deref()).and_then(|id| id.parse::<i64>().ok());
+        let photo = req.media.first().filter(|_| {
+            let fits = req.text.encode_utf16().count() <= MAX_CAPTION;
+            if !fits {
+                note = Some(format!(
+                    "posted without an image: the text is longer than a Telegram caption ({MAX_CAPTION} characters)"
+                ));
+            }
+            fits
+        });
+        let result = match photo {
+            Some(image) => match self.photo(req, image, reply_to).await {
+                Ok(r) if r.status == 400 || r.status == 413 => {
+                    // The image was refused (format, size): the text goes out alone.
+                    note = Some(format!("posted without an image: {}", description(&r)));
+                    self.message(req, reply_to).await
+                }
+                other => other,
+            },
+            None => self.message(req, reply_to).await,
+        };
+        match result {
+            Ok(r) => Response::new(classify(&r), r.status).with_note(note),
+            Err(o) => Response::from(o).with_note(note),
+        }
+    }
+
+    async fn delete(&self, post: &PostRef) -> Response {
+        let Some(id) = post.id.as_deref().and_then(|i| i.parse::<i64>().ok()) else {
+            return Outcome::Sent(PostRef::default()).into();
+        };
+        let body = serde_json::json!({ "chat_id": self.s.chat_id, "message_id": id });
+        match self.call("deleteMessage", &body).await {
+            Ok(r) if r.ok() || description(&r).contains("message to delete not found") => {
+                Response::new(Outcome::Sent(post.clone()), r.status)
+            }
+            Ok(r) => Response::new(classify(&r), r.status),
+            Err(o) => o.into(),
+        }
+    }
+
+    async fn verify(&self) -> Verified {
+        self.whoami().await.into()
     }
 }
 

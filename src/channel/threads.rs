@@ -8,8 +8,10 @@
 //! publishes it.
 
 use super::graph::{Graph, GraphError, TwoStep, classify_error};
+use super::{Api, Verified};
 use super::{Context, Outcome, PostRef, Request, Resolution, Response};
 use crate::config::MetaSettings;
+use crate::platform::Platform;
 
 const TWO_STEP: TwoStep = TwoStep {
     product: "Threads",
@@ -31,19 +33,6 @@ impl Threads {
 
     fn user(&self) -> &str {
         &self.g.s.account_id
-    }
-
-    pub async fn send(&self, req: &Request<'_>) -> Response {
-        let mut note = None;
-        let container = match self.g.saved_container(TWO_STEP, req).await {
-            Ok(Some(c)) => c,
-            Ok(None) => match self.create(req, &mut note).await {
-                Ok(c) => c,
-                Err(r) => return r.with_note(note),
-            },
-            Err(r) => return r,
-        };
-        self.g.publish(TWO_STEP, &container).await.with_note(note)
     }
 
     /// Make the container (an image one when there is an image at a public URL) and save
@@ -76,22 +65,7 @@ impl Threads {
         self.g.created(TWO_STEP, req, &reply, image.is_some()).await
     }
 
-    pub async fn read_back(&self, req: &Request<'_>) -> Resolution {
-        self.g.resolve_container(TWO_STEP, req).await
-    }
-
-    pub async fn delete(&self, post: &PostRef) -> Response {
-        let Some(id) = &post.id else { return Outcome::Sent(PostRef::default()).into() };
-        match self.g.call(reqwest::Method::DELETE, id, &[]).await {
-            Ok(r) if r.ok() || GraphError::of(&r).is_some_and(|e| e.missing()) => {
-                Response::new(Outcome::Sent(post.clone()), r.status)
-            }
-            Ok(r) => Response::new(classify_error(&r, false), r.status),
-            Err(o) => o.into(),
-        }
-    }
-
-    pub async fn verify(&self) -> Result<String, String> {
+    async fn whoami(&self) -> Result<String, String> {
         let r = self
             .g
             .call(reqwest::Method::GET, "me", &[("fields", "id,username")])
@@ -102,5 +76,41 @@ impl Threads {
         }
         let v = r.json().unwrap_or_default();
         Ok(format!("posts as @{} ({})", v["username"].as_str().unwrap_or("?"), v["id"].as_str().unwrap_or("?")))
+    }
+}
+
+impl Api for Threads {
+    const PLATFORM: Platform = Platform::Threads;
+
+    async fn send(&self, req: &Request<'_>) -> Response {
+        let mut note = None;
+        let container = match self.g.saved_container(TWO_STEP, req).await {
+            Ok(Some(c)) => c,
+            Ok(None) => match self.create(req, &mut note).await {
+                Ok(c) => c,
+                Err(r) => return r.with_note(note),
+            },
+            Err(r) => return r,
+        };
+        self.g.publish(TWO_STEP, &container).await.with_note(note)
+    }
+
+    async fn read_back(&self, req: &Request<'_>) -> Resolution {
+        self.g.resolve_container(TWO_STEP, req).await
+    }
+
+    async fn delete(&self, post: &PostRef) -> Response {
+        let Some(id) = &post.id else { return Outcome::Sent(PostRef::default()).into() };
+        match self.g.call(reqwest::Method::DELETE, id, &[]).await {
+            Ok(r) if r.ok() || GraphError::of(&r).is_some_and(|e| e.missing()) => {
+                Response::new(Outcome::Sent(post.clone()), r.status)
+            }
+            Ok(r) => Response::new(classify_error(&r, false), r.status),
+            Err(o) => o.into(),
+        }
+    }
+
+    async fn verify(&self) -> Verified {
+        self.whoami().await.into()
     }
 }

@@ -21,8 +21,10 @@ use reqwest::header::HeaderMap;
 use crate::config::{SecretUrl, WebhookKey, WebhookSettings};
 use sha2::Sha256;
 
+use super::Api;
 use super::http::{retry_after_header, snippet, transport_error};
 use super::{Outcome, PostRef, Request, Response};
+use crate::platform::Platform;
 
 #[derive(Debug)]
 pub struct Webhook {
@@ -48,8 +50,12 @@ impl Webhook {
     pub fn new(name: &str, s: WebhookSettings, client: reqwest::Client, timeout: Duration) -> Self {
         Webhook { name: name.to_owned(), url: s.url, key: s.key, client, timeout }
     }
+}
 
-    pub async fn send(&self, req: &Request<'_>) -> Response {
+impl Api for Webhook {
+    const PLATFORM: Platform = Platform::Webhook;
+
+    async fn send(&self, req: &Request<'_>) -> Response {
         let post = req.post;
         let event: serde_json::Value = serde_json::from_str(post.event.json).unwrap_or(serde_json::Value::Null);
         let now = Timestamp::now();

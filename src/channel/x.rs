@@ -21,8 +21,10 @@ use secrecy::ExposeSecret as _;
 
 use super::http::{Reply, exchange, id_field, snippet};
 use super::oauth2::OAuth2;
+use super::{Api, Verified};
 use super::{Context, Image, Outcome, PostRef, Request, Resolution, Response};
 use crate::config::{XAuth, XSettings};
+use crate::platform::Platform;
 
 #[derive(Debug)]
 pub struct X {
@@ -143,43 +145,6 @@ impl X {
         }
     }
 
-    pub async fn send(&self, req: &Request<'_>) -> Response {
-        let (media_ids, note) = self.upload_all(req.media).await;
-        let mut body = serde_json::json!({ "text": req.text });
-        if let Some(id) = req.reply_to.and_then(|p| p.id.as_deref()) {
-            body["reply"] = serde_json::json!({ "in_reply_to_tweet_id": id });
-        }
-        if !media_ids.is_empty() {
-            body["media"] = serde_json::json!({ "media_ids": media_ids });
-        }
-        let reply = match self.call(reqwest::Method::POST, "2/tweets", &[], Body::Json(&body)).await {
-            Ok(r) => r,
-            Err(o) => return Response::from(o).with_note(note),
-        };
-        let mut outcome = classify(&reply, Timestamp::now());
-        if let Outcome::Sent(p) = &mut outcome
-            && let Some(id) = p.id.clone()
-        {
-            p.url = Some(self.post_url(&id));
-        }
-        // Identical text was posted recently: if it is ours (a lost answer), it is done.
-        if reply.status == 403 && reply.body.contains("duplicate content") {
-            outcome = match self.find(req).await {
-                Resolution::Posted(p) => Outcome::Sent(p),
-                Resolution::NotPosted => Outcome::Permanent(format!(
-                    "X refused the text as a duplicate of a recent post that is not this delivery's: {}",
-                    snippet(&reply.body, 200)
-                )),
-                // Probably ours, but the timeline could not be read: ask again later.
-                Resolution::Deduplicated | Resolution::CannotTell => Outcome::Unknown(format!(
-                    "X refused the text as a duplicate and the timeline could not be read: {}",
-                    snippet(&reply.body, 200)
-                )),
-            };
-        }
-        Response::new(outcome, reply.status).with_note(note)
-    }
-
     async fn upload_all(&self, media: &[Image]) -> (Vec<String>, Option<String>) {
         let mut ids = Vec::new();
         let mut problems = Vec::new();
@@ -241,11 +206,56 @@ impl X {
         }
     }
 
-    pub async fn read_back(&self, req: &Request<'_>) -> Resolution {
+    async fn whoami(&self) -> Result<String, String> {
+        self.me().await.map(|(id, username)| format!("posts as @{username} (user {id})")).map_err(|o| format!("{o:?}"))
+    }
+}
+
+impl Api for X {
+    const PLATFORM: Platform = Platform::X;
+
+    async fn send(&self, req: &Request<'_>) -> Response {
+        let (media_ids, note) = self.upload_all(req.media).await;
+        let mut body = serde_json::json!({ "text": req.text });
+        if let Some(id) = req.reply_to.and_then(|p| p.id.as_deref()) {
+            body["reply"] = serde_json::json!({ "in_reply_to_tweet_id": id });
+        }
+        if !media_ids.is_empty() {
+            body["media"] = serde_json::json!({ "media_ids": media_ids });
+        }
+        let reply = match self.call(reqwest::Method::POST, "2/tweets", &[], Body::Json(&body)).await {
+            Ok(r) => r,
+            Err(o) => return Response::from(o).with_note(note),
+        };
+        let mut outcome = classify(&reply, Timestamp::now());
+        if let Outcome::Sent(p) = &mut outcome
+            && let Some(id) = p.id.clone()
+        {
+            p.url = Some(self.post_url(&id));
+        }
+        // Identical text was posted recently: if it is ours (a lost answer), it is done.
+        if reply.status == 403 && reply.body.contains("duplicate content") {
+            outcome = match self.find(req).await {
+                Resolution::Posted(p) => Outcome::Sent(p),
+                Resolution::NotPosted => Outcome::Permanent(format!(
+                    "X refused the text as a duplicate of a recent post that is not this delivery's: {}",
+                    snippet(&reply.body, 200)
+                )),
+                // Probably ours, but the timeline could not be read: ask again later.
+                Resolution::Deduplicated | Resolution::CannotTell => Outcome::Unknown(format!(
+                    "X refused the text as a duplicate and the timeline could not be read: {}",
+                    snippet(&reply.body, 200)
+                )),
+            };
+        }
+        Response::new(outcome, reply.status).with_note(note)
+    }
+
+    async fn read_back(&self, req: &Request<'_>) -> Resolution {
         self.find(req).await
     }
 
-    pub async fn delete(&self, post: &PostRef) -> Response {
+    async fn delete(&self, post: &PostRef) -> Response {
         let Some(id) = &post.id else { return Outcome::Sent(PostRef::default()).into() };
         match self.call(reqwest::Method::DELETE, &format!("2/tweets/{id}"), &[], Body::None).await {
             Ok(r) if r.ok() || r.status == 404 => Response::new(Outcome::Sent(post.clone()), r.status),
@@ -254,8 +264,8 @@ impl X {
         }
     }
 
-    pub async fn verify(&self) -> Result<String, String> {
-        self.me().await.map(|(id, username)| format!("posts as @{username} (user {id})")).map_err(|o| format!("{o:?}"))
+    async fn verify(&self) -> Verified {
+        self.whoami().await.into()
     }
 }
 

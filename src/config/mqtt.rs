@@ -107,41 +107,7 @@ pub(super) fn validate_broker(broker: BrokerFile, errors: &mut Errors) -> Broker
 }
 
 pub(super) fn validate(m: MqttFile, broker: &BrokerConfig, errors: &mut Errors) -> MqttConfig {
-    // A broker listening on every address is reached on loopback.
-    let ip = match broker.listen.ip() {
-        std::net::IpAddr::V4(a) if a.is_unspecified() => std::net::IpAddr::from([127, 0, 0, 1]),
-        std::net::IpAddr::V6(a) if a.is_unspecified() => std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
-        ip => ip,
-    };
-    let derived = Endpoint { host: ip.to_string(), port: broker.listen.port(), tls: false };
-    let endpoint = match (&m.url, broker.enabled) {
-        (None, true) => derived,
-        (Some(url), true) => match parse_mqtt_url(url) {
-            Ok(e) if e == derived => e,
-            Ok(_) => {
-                errors.push(
-                    "mqtt.url",
-                    format!(
-                        "{url} differs from the embedded broker's address {derived}; with broker.enabled = true the client connects to the embedded broker, so remove mqtt.url or set broker.enabled = false"
-                    ),
-                );
-                derived
-            }
-            Err(e) => {
-                errors.push("mqtt.url", e);
-                derived
-            }
-        },
-        // On an error keep checking the rest of [mqtt]; the config is refused anyway.
-        (Some(url), false) => parse_mqtt_url(url).unwrap_or_else(|e| {
-            errors.push("mqtt.url", e);
-            derived
-        }),
-        (None, false) => {
-            errors.push("mqtt.url", "required when the embedded broker is disabled (e.g. \"mqtt://127.0.0.1:1883\")");
-            derived
-        }
-    };
+    let endpoint = endpoint(m.url.as_deref(), broker, errors);
     if m.client_id.trim().is_empty() {
         errors.push("mqtt.client_id", "must not be empty: the persistent session is keyed by it");
     }
@@ -209,58 +175,7 @@ pub(super) fn validate(m: MqttFile, broker: &BrokerConfig, errors: &mut Errors) 
         } else if subscriptions.iter().any(|o: &Subscription| o.topic == s.topic) {
             errors.push(path, format!("{:?} is subscribed twice", s.topic));
         } else {
-            let at = format!("mqtt.subscribe[{i}]");
-            match (&s.mapping, s.format) {
-                (None, Format::Mapped) => errors.push(
-                    format!("{at}.mapping"),
-                    "format \"mapped\" needs a mapping: where the incident's id, type and texts are (JSON pointers)",
-                ),
-                (Some(_), f) if f != Format::Mapped => {
-                    errors.push(format!("{at}.mapping"), "a mapping is only for format \"mapped\"");
-                }
-                (Some(m), _) => {
-                    for (key, p) in m.pointers() {
-                        if !crate::event::mapped::valid_pointer(p) {
-                            errors.push(
-                                format!("{at}.mapping.{key}"),
-                                format!("{p:?} is not a JSON pointer (like \"/incident/type\")"),
-                            );
-                        }
-                    }
-                }
-                (None, _) => {}
-            }
-            if s.format == Format::Mapped && s.types.is_empty() {
-                errors.push(format!("{at}.types"), "a mapped subscription needs a types table from the CAD's codes");
-            }
-            if s.format == Format::Json && !s.types.is_empty() {
-                errors
-                    .push(format!("{at}.types"), "native JSON events name their type; types is for cap, eido, mapped");
-            }
-            let signing_key = match secret::resolve(s.signing_key, s.signing_key_file.as_deref()) {
-                Ok(Some(key)) if s.require_signature => Some(PublisherKey(key)),
-                Ok(Some(_)) => {
-                    errors.push(
-                        format!("{at}.require_signature"),
-                        "a signing key is set but require_signature is not: set require_signature = true",
-                    );
-                    None
-                }
-                Ok(None) if s.require_signature => {
-                    errors.push(
-                        format!("{at}.signing_key_file"),
-                        "require_signature = true needs the key: signing_key_file (or signing_key)",
-                    );
-                    None
-                }
-                Ok(None) => None,
-                Err(e) => {
-                    errors.push(format!("{at}.signing_key_file"), e);
-                    None
-                }
-            };
-            let options = crate::event::DecodeOptions { types: s.types, mapping: s.mapping };
-            subscriptions.push(Subscription { topic: s.topic, format: s.format, options, signing_key });
+            subscriptions.push(subscription(&format!("mqtt.subscribe[{i}]"), s, errors));
         }
     }
     if let Some(t) = &m.send_topic
@@ -285,6 +200,101 @@ pub(super) fn validate(m: MqttFile, broker: &BrokerConfig, errors: &mut Errors) 
         subscriptions,
         send_topic: m.send_topic,
     }
+}
+
+/// Where the client connects: `mqtt.url`, or the embedded broker's address (on loopback
+/// when it listens on every address), which `mqtt.url` must then match.
+fn endpoint(url: Option<&str>, broker: &BrokerConfig, errors: &mut Errors) -> Endpoint {
+    // A broker listening on every address is reached on loopback.
+    let ip = match broker.listen.ip() {
+        std::net::IpAddr::V4(a) if a.is_unspecified() => std::net::IpAddr::from([127, 0, 0, 1]),
+        std::net::IpAddr::V6(a) if a.is_unspecified() => std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    let derived = Endpoint { host: ip.to_string(), port: broker.listen.port(), tls: false };
+    match (url, broker.enabled) {
+        (None, true) => derived,
+        (Some(url), true) => match parse_mqtt_url(url) {
+            Ok(e) if e == derived => e,
+            Ok(_) => {
+                errors.push(
+                    "mqtt.url",
+                    format!(
+                        "{url} differs from the embedded broker's address {derived}; with broker.enabled = true the client connects to the embedded broker, so remove mqtt.url or set broker.enabled = false"
+                    ),
+                );
+                derived
+            }
+            Err(e) => {
+                errors.push("mqtt.url", e);
+                derived
+            }
+        },
+        // On an error keep checking the rest of [mqtt]; the config is refused anyway.
+        (Some(url), false) => parse_mqtt_url(url).unwrap_or_else(|e| {
+            errors.push("mqtt.url", e);
+            derived
+        }),
+        (None, false) => {
+            errors.push("mqtt.url", "required when the embedded broker is disabled (e.g. \"mqtt://127.0.0.1:1883\")");
+            derived
+        }
+    }
+}
+
+/// One `[[mqtt.subscribe]]` (its topic already checked): its format's options and its
+/// publishers' key.
+fn subscription(at: &str, s: SubscriptionFile, errors: &mut Errors) -> Subscription {
+    match (&s.mapping, s.format) {
+        (None, Format::Mapped) => errors.push(
+            format!("{at}.mapping"),
+            "format \"mapped\" needs a mapping: where the incident's id, type and texts are (JSON pointers)",
+        ),
+        (Some(_), f) if f != Format::Mapped => {
+            errors.push(format!("{at}.mapping"), "a mapping is only for format \"mapped\"");
+        }
+        (Some(m), _) => {
+            for (key, p) in m.pointers() {
+                if !crate::event::mapped::valid_pointer(p) {
+                    errors.push(
+                        format!("{at}.mapping.{key}"),
+                        format!("{p:?} is not a JSON pointer (like \"/incident/type\")"),
+                    );
+                }
+            }
+        }
+        (None, _) => {}
+    }
+    if s.format == Format::Mapped && s.types.is_empty() {
+        errors.push(format!("{at}.types"), "a mapped subscription needs a types table from the CAD's codes");
+    }
+    if s.format == Format::Json && !s.types.is_empty() {
+        errors.push(format!("{at}.types"), "native JSON events name their type; types is for cap, eido, mapped");
+    }
+    let signing_key = match secret::resolve(s.signing_key, s.signing_key_file.as_deref()) {
+        Ok(Some(key)) if s.require_signature => Some(PublisherKey(key)),
+        Ok(Some(_)) => {
+            errors.push(
+                format!("{at}.require_signature"),
+                "a signing key is set but require_signature is not: set require_signature = true",
+            );
+            None
+        }
+        Ok(None) if s.require_signature => {
+            errors.push(
+                format!("{at}.signing_key_file"),
+                "require_signature = true needs the key: signing_key_file (or signing_key)",
+            );
+            None
+        }
+        Ok(None) => None,
+        Err(e) => {
+            errors.push(format!("{at}.signing_key_file"), e);
+            None
+        }
+    };
+    let options = crate::event::DecodeOptions { types: s.types, mapping: s.mapping };
+    Subscription { topic: s.topic, format: s.format, options, signing_key }
 }
 
 /// `mqtt://host[:port]` or `mqtts://host[:port]`.

@@ -203,6 +203,23 @@ pub(super) fn validate(
     channels
 }
 
+/// The Meta platforms' base URL, the key naming the account, and what a channel needs.
+const FACEBOOK: (&str, &str, &str) = (
+    "https://graph.facebook.com/v23.0",
+    "page_id",
+    "page_id and access_token (or access_token_file: a Page access token with pages_manage_posts)",
+);
+const INSTAGRAM: (&str, &str, &str) = (
+    "https://graph.facebook.com/v23.0",
+    "user_id",
+    "user_id (the professional account's id) and access_token (or access_token_file, with instagram_content_publish)",
+);
+const THREADS: (&str, &str, &str) = (
+    "https://graph.threads.net/v1.0",
+    "user_id",
+    "user_id and access_token (or access_token_file, with threads_content_publish)",
+);
+
 /// The channel's kind, with its platform's settings read from the rest of its table.
 fn channel_kind(
     platform: Platform,
@@ -211,49 +228,21 @@ fn channel_kind(
     errors: &mut Errors,
 ) -> Option<ChannelKind> {
     let rest = || config::Value::from(fields.clone().into_iter().collect::<config::Map<_, _>>());
-    let meta = |base: &'static str, id: &'static str, what: &'static str| {
+    let meta = |(base, id, what): (&'static str, &'static str, &'static str)| {
         move |f: &mut Fields<'_>| settings::meta(f, base, id, what)
     };
     match platform {
         Platform::Console => section::<ConsoleFile>(rest(), path, errors).map(|_| ChannelKind::Console),
         Platform::File => section::<FileChannelFile>(rest(), path, errors).map(|f| ChannelKind::File { path: f.path }),
-        Platform::Webhook => section::<WebhookFile>(rest(), path, errors).and_then(|w| validate_webhook(w, path, errors)),
+        Platform::Webhook => {
+            section::<WebhookFile>(rest(), path, errors).and_then(|w| validate_webhook(w, path, errors))
+        }
         Platform::X => read(fields, path, errors, settings::x).map(ChannelKind::X),
         Platform::Mastodon => read(fields, path, errors, settings::mastodon).map(ChannelKind::Mastodon),
         Platform::Bluesky => read(fields, path, errors, settings::bluesky).map(ChannelKind::Bluesky),
-        Platform::Facebook => read(
-            fields,
-            path,
-            errors,
-            meta(
-                "https://graph.facebook.com/v23.0",
-                "page_id",
-                "page_id and access_token (or access_token_file: a Page access token with pages_manage_posts)",
-            ),
-        )
-        .map(ChannelKind::Facebook),
-        Platform::Instagram => read(
-            fields,
-            path,
-            errors,
-            meta(
-                "https://graph.facebook.com/v23.0",
-                "user_id",
-                "user_id (the professional account's id) and access_token (or access_token_file, with instagram_content_publish)",
-            ),
-        )
-        .map(ChannelKind::Instagram),
-        Platform::Threads => read(
-            fields,
-            path,
-            errors,
-            meta(
-                "https://graph.threads.net/v1.0",
-                "user_id",
-                "user_id and access_token (or access_token_file, with threads_content_publish)",
-            ),
-        )
-        .map(ChannelKind::Threads),
+        Platform::Facebook => read(fields, path, errors, meta(FACEBOOK)).map(ChannelKind::Facebook),
+        Platform::Instagram => read(fields, path, errors, meta(INSTAGRAM)).map(ChannelKind::Instagram),
+        Platform::Threads => read(fields, path, errors, meta(THREADS)).map(ChannelKind::Threads),
         Platform::Telegram => read(fields, path, errors, settings::telegram).map(ChannelKind::Telegram),
         Platform::Discord => read(fields, path, errors, settings::discord).map(ChannelKind::Discord),
         Platform::Slack => read(fields, path, errors, settings::slack).map(ChannelKind::Slack),

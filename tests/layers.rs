@@ -62,7 +62,9 @@ fn strip(text: &str) -> String {
         } else if c == '\'' {
             // A character literal ('a', '\n', '\u{200B}'), else a lifetime ('a).
             if b.get(i + 1) == Some(&'\\') {
-                i += 2;
+                // The quote, the backslash and the escaped character, then up to the
+                // closing quote ('\u{200B}' has more before it).
+                i += 3;
                 while i < b.len() && b[i] != '\'' {
                     i += 1;
                 }
@@ -139,9 +141,30 @@ fn without_test_items(code: &str) -> String {
     code
 }
 
-/// The top-level modules `code` names as `crate::x` or in `crate::{x, y::z}`.
-fn crate_refs(code: &str) -> BTreeSet<String> {
+/// `code` with the whitespace around every `::` taken out (`crate ::store` is a path too).
+fn tight_paths(code: &str) -> String {
+    let mut out = String::with_capacity(code.len());
+    let mut rest = code;
+    while let Some(at) = rest.find("::") {
+        out.push_str(rest[..at].trim_end());
+        out.push_str("::");
+        rest = rest[at + 2..].trim_start();
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The top-level modules `code` names as `crate::x`, in `crate::{x, y::z}`, or through
+/// a chain of `super::` long enough to reach the crate root from a file `depth` modules
+/// down (`src/policy.rs` is 1, `src/store/writer.rs` 2).
+fn crate_refs(code: &str, depth: usize) -> BTreeSet<String> {
+    let code = &tight_paths(code);
     let ident = |s: &str| s.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect::<String>();
+    let root = format!("{}::", "super::".repeat(depth).trim_end_matches("::"));
+    let mut code = code.replace(&root, "crate::");
+    // `super::super::` one level deeper than the root is not a path that compiles.
+    code = code.replace("crate::super::", "crate::");
+    let code = code.as_str();
     let mut refs = BTreeSet::new();
     for (at, _) in code.match_indices("crate::") {
         if code[..at].ends_with(|c: char| c.is_alphanumeric() || c == '_') {
@@ -198,7 +221,15 @@ fn stated_layers(lib: &str) -> Vec<Vec<String>> {
 fn declared_modules(lib: &str) -> BTreeSet<String> {
     let code = without_test_items(&strip(lib));
     code.lines()
-        .filter_map(|l| l.trim().strip_prefix("pub mod ").or_else(|| l.trim().strip_prefix("mod ")))
+        .filter_map(|l| {
+            let l = l.trim();
+            let l = match l.strip_prefix("pub") {
+                // `pub mod`, `pub(crate) mod`, `pub(super) mod`
+                Some(rest) => rest.trim_start_matches(|c: char| c != ' ').trim_start(),
+                None => l,
+            };
+            l.strip_prefix("mod ")
+        })
         .map(|l| l.trim_end_matches(';').trim().to_owned())
         .collect()
 }
@@ -216,7 +247,15 @@ fn import_graph(src: &Path, modules: &BTreeSet<String>) -> BTreeMap<String, BTre
             continue;
         }
         let code = without_test_items(&strip(&std::fs::read_to_string(&file).expect("read")));
-        for r in crate_refs(&code) {
+        // src/a.rs and src/a/mod.rs are one module down, src/a/b.rs two.
+        let depth = rel.matches('/').count() + usize::from(!rel.ends_with("/mod.rs"));
+        for hidden in ["crate::*", "crate as ", "crate::{self", "extern crate self", "#[path", "include!("] {
+            assert!(
+                !tight_paths(&code).contains(hidden),
+                "{rel}: `{hidden}` hides what it imports from this test; name the modules"
+            );
+        }
+        for r in crate_refs(&code, depth) {
             if r != top && modules.contains(&r) {
                 graph.entry(top.clone()).or_default().entry(r).or_default().insert(rel.clone());
             }
@@ -265,8 +304,12 @@ fn modules_import_only_their_own_layer_or_below_and_never_in_a_cycle() {
     assert!(unplaced.is_empty(), "modules missing from lib.rs's layers: {unplaced:?}");
     let stale: Vec<&String> = layer_of.keys().filter(|m| !modules.contains(*m)).collect();
     assert!(stale.is_empty(), "lib.rs's layers name modules it does not declare: {stale:?}");
-    let mapped = lib.lines().filter(|l| l.starts_with("//! | [`")).count();
-    assert_eq!(mapped, modules.len(), "lib.rs's module map has one row per module");
+    let mapped: BTreeSet<String> = lib
+        .lines()
+        .filter_map(|l| l.strip_prefix("//! | [`"))
+        .filter_map(|l| l.split_once('`').map(|(name, _)| name.to_owned()))
+        .collect();
+    assert_eq!(mapped, modules, "lib.rs's module map has one row per module");
 
     let graph = import_graph(&root.join("src"), &modules);
     assert!(graph.values().map(BTreeMap::len).sum::<usize>() > 50, "the references were read: {graph:?}");
@@ -304,8 +347,24 @@ fn the_reader_sees_through_comments_strings_and_tests() {
         let d = crate::digest::sha256_hex(b"");
         let x = mycrate::links::y;
     "##;
-    let refs = crate_refs(&without_test_items(&strip(code)));
+    let refs = crate_refs(&without_test_items(&strip(code)), 2);
     let want: BTreeSet<String> =
         ["config", "event", "render", "platform", "digest"].into_iter().map(str::to_owned).collect();
     assert_eq!(refs, want);
+
+    // Paths the compiler takes that are not spelled `crate::x`.
+    let sneaky = r#"
+        let q = '\''; let d = '"'; use crate ::store::Job;
+        use super::super::media::Fetch; use super::sibling::X;
+        fn f() -> crate::
+            notify::Notice {}
+    "#;
+    let want: BTreeSet<String> = ["store", "media", "notify"].into_iter().map(str::to_owned).collect();
+    assert_eq!(crate_refs(&strip(sneaky), 2), want, "from src/a/b.rs, super::super:: is the crate root");
+    let top: BTreeSet<String> = ["sibling", "store"].into_iter().map(str::to_owned).collect();
+    let from_top = "use super::sibling::X; use crate::store::Y; use self::inner::Z;";
+    assert_eq!(crate_refs(&strip(from_top), 1), top, "from src/a.rs, super:: is the crate root");
+    let lib = "pub mod a;\npub(crate) mod b;\nmod c;\n#[cfg(test)]\nmod fuzz;\n";
+    let declared: BTreeSet<String> = ["a", "b", "c"].into_iter().map(str::to_owned).collect();
+    assert_eq!(declared_modules(lib), declared);
 }

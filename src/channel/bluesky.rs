@@ -274,6 +274,7 @@ impl Bluesky {
 
 impl Api for Bluesky {
     const PLATFORM: Platform = Platform::Bluesky;
+    const READS_BACK: bool = true;
 
     async fn send(&self, req: &Request<'_>) -> Response {
         let (embed, note) = self.images(req.media).await;

@@ -85,6 +85,7 @@ impl Facebook {
 
 impl Api for Facebook {
     const PLATFORM: Platform = Platform::Facebook;
+    const READS_BACK: bool = true;
 
     async fn send(&self, req: &Request<'_>) -> Response {
         let mut note = None;

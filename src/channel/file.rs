@@ -51,6 +51,7 @@ impl FileChannel {
 
 impl Api for FileChannel {
     const PLATFORM: Platform = Platform::File;
+    const READS_BACK: bool = true;
 
     async fn verify(&self) -> Verified {
         Verified::Unchecked("local; nothing to check".to_owned())

@@ -85,6 +85,7 @@ impl Instagram {
 
 impl Api for Instagram {
     const PLATFORM: Platform = Platform::Instagram;
+    const READS_BACK: bool = true;
 
     async fn send(&self, req: &Request<'_>) -> Response {
         if let Some(parent) = req.reply_to.and_then(|p| p.id.as_deref()) {

@@ -319,6 +319,8 @@ pub struct Context {
 )]
 pub trait Api {
     const PLATFORM: Platform;
+    /// It implements [`Api::read_back`]; must agree with the profile's `recovery`.
+    const READS_BACK: bool = false;
 
     /// Make one request of a delivery: a post, a thread part, a message to one recipient.
     async fn send(&self, req: &Request<'_>) -> Response;
@@ -351,6 +353,7 @@ pub trait Api {
 /// Large channels are boxed in [`Channel`]; a box posts as what it holds.
 impl<T: Api> Api for Box<T> {
     const PLATFORM: Platform = T::PLATFORM;
+    const READS_BACK: bool = T::READS_BACK;
 
     async fn send(&self, req: &Request<'_>) -> Response {
         (**self).send(req).await
@@ -387,6 +390,14 @@ macro_rules! channels {
                 match &$cfg.kind {
                     $($kind => Channel::$variant($build.into()),)*
                 }
+            }
+
+            /// Whether the channel type of `platform` reads back (`None`: no channel).
+            pub fn reads_back(platform: Platform) -> Option<bool> {
+                $(if <$ty as Api>::PLATFORM == platform {
+                    return Some(<$ty as Api>::READS_BACK);
+                })*
+                None
             }
 
             /// Where this channel posts.
@@ -521,6 +532,14 @@ pub(crate) mod tests {
             root: None,
             media: &[],
             scratch: Scratch::new(saved, step, None),
+        }
+    }
+
+    #[test]
+    fn every_platform_has_a_channel_that_reads_back_exactly_where_its_row_says() {
+        for &p in Platform::ALL {
+            let row = p.profile().recovery == Recovery::ReadBack;
+            assert_eq!(Channel::reads_back(p), Some(row), "{p}: the row's recovery and the channel's read_back");
         }
     }
 

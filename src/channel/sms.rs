@@ -68,6 +68,7 @@ impl Sms {
 
 impl Api for Sms {
     const PLATFORM: Platform = Platform::Sms;
+    const READS_BACK: bool = true;
 
     async fn send(&self, req: &Request<'_>) -> Response {
         let to = self.to(req);

@@ -81,6 +81,7 @@ impl Threads {
 
 impl Api for Threads {
     const PLATFORM: Platform = Platform::Threads;
+    const READS_BACK: bool = true;
 
     async fn send(&self, req: &Request<'_>) -> Response {
         let mut note = None;

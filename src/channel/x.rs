@@ -213,6 +213,7 @@ impl X {
 
 impl Api for X {
     const PLATFORM: Platform = Platform::X;
+    const READS_BACK: bool = true;
 
     async fn send(&self, req: &Request<'_>) -> Response {
         let (media_ids, note) = self.upload_all(req.media).await;

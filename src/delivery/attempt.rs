@@ -253,10 +253,18 @@ impl Worker {
         if !job.kind.is_news() {
             return None;
         }
-        let at = |ms: i64| jiff::Timestamp::from_millisecond(ms).ok();
-        let expires = job.expires_at.and_then(at);
+        // A stored time beyond jiff's range (the store only holds times that came from
+        // Timestamps) compares as its end of the range, as the milliseconds would.
+        let at = |ms: i64| {
+            jiff::Timestamp::from_millisecond(ms).unwrap_or(if ms > 0 {
+                jiff::Timestamp::MAX
+            } else {
+                jiff::Timestamp::MIN
+            })
+        };
+        let expires = job.expires_at.map(at);
         let now = jiff::Timestamp::now();
-        let sent = at(job.sent_at.unwrap_or(job.received_at)).unwrap_or(now);
+        let sent = at(job.sent_at.unwrap_or(job.received_at));
         let max_age = self.config.events.get(&job.event_type).and_then(|r| r.max_age);
         match crate::policy::lapsed(expires, sent, max_age, now)? {
             Disposition::Expired => Some(format!("event expired at {}", rfc3339(job.expires_at.unwrap_or_default()))),

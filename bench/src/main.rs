@@ -9,10 +9,13 @@
 //! 4. Priority: one critical alert behind 10,000 queued routine posts.
 //! 5. Memory: RSS idle and with 100,000 deliveries queued.
 //! 6. Rate-limit accuracy: requests in any window at the platform vs the quota.
+//! 7. Drain end to end: the same backlog through bullhorn into a file channel (durable),
+//!    beside Node-RED 4 doing mqtt in → template → file (not durable).
 
 mod broker;
 mod daemon;
 mod mqtt;
+mod nodered;
 mod platform;
 
 use std::path::Path;
@@ -74,6 +77,8 @@ struct Results {
     priority: Vec<Priority>,
     memory: Memory,
     rate_limit: RateLimit,
+    /// End to end into a file: bullhorn, then Node-RED when it could be installed.
+    drain: Vec<Rate>,
 }
 
 #[derive(Debug, Serialize)]
@@ -164,6 +169,106 @@ async fn ingest(dir: &Path, n: usize, window: u32, protocol: &str) -> Rate {
         seconds: t.as_secs_f64(),
         cpu_us_per_event: Some(cpu),
     }
+}
+
+/// Counts the lines appended to a file, reading only what is new since the last call.
+struct Lines {
+    path: std::path::PathBuf,
+    file: Option<std::fs::File>,
+    count: usize,
+}
+
+impl Lines {
+    fn new(path: &Path) -> Lines {
+        Lines { path: path.to_path_buf(), file: None, count: 0 }
+    }
+
+    fn count(&mut self) -> usize {
+        use std::io::Read as _;
+        if self.file.is_none() {
+            self.file = std::fs::File::open(&self.path).ok();
+        }
+        if let Some(f) = self.file.as_mut() {
+            let mut buf = Vec::new();
+            if f.read_to_end(&mut buf).is_ok() {
+                self.count += buf.iter().filter(|&&b| b == b'\n').count();
+            }
+        }
+        self.count
+    }
+}
+
+/// Time from the first of `n` lines of a backlog to the last, and the CPU `cpu` reports
+/// meanwhile.
+fn time_lines(lines: &mut Lines, before: usize, n: usize, cpu: impl Fn() -> f64) -> (Duration, f64) {
+    assert!(wait_until(Duration::from_secs(120), || lines.count() > before), "nothing arrived");
+    let (t0, cpu0) = (Instant::now(), cpu());
+    assert!(wait_until(Duration::from_secs(1200), || lines.count() >= before + n), "backlog not drained");
+    (t0.elapsed(), cpu() - cpu0)
+}
+
+/// bullhorn end to end: a backlog in a persistent session drained into committed events
+/// and deliveries, each posted to a file channel (no rate limit) and its outcome committed.
+async fn drain_file(dir: &Path, n: usize) -> Rate {
+    let dir = dir.join("drain-file");
+    let b = Mosquitto::start(&dir, 1000);
+    let out = dir.join("out.jsonl");
+    let channels = format!("[channels.out]\nkind = \"file\"\npath = \"{}\"\n", out.display());
+    let setup = Setup { dir: &dir, broker_port: b.port, protocol: "v5", receive_maximum: 1000, channels: &channels };
+    Daemon::start(&setup).stop();
+    mqtt::publish_all(b.port, TOPIC, events("DRAIN", n, "road_closure")).await;
+    let d = Daemon::spawn(&setup);
+    let mut lines = Lines::new(&out);
+    let (t, cpu) = time_lines(&mut lines, 0, n, || d.cpu_seconds());
+    d.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+    Rate {
+        label: "bullhorn end to end into a file channel (durable, MQTT 5, window 1000)".to_owned(),
+        window: 1000,
+        per_second: (n - 1) as f64 / t.as_secs_f64(),
+        seconds: t.as_secs_f64(),
+        cpu_us_per_event: Some((cpu * 1e6 / n as f64, 0.0)),
+    }
+}
+
+/// Node-RED 4 on the same backlog: mqtt in (QoS 1, persistent session) → template → file.
+/// `None` when it cannot be installed (no npm or no registry), said on stderr.
+async fn drain_nodered(dir: &Path, n: usize) -> Option<Rate> {
+    let install = match nodered::install() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("Node-RED left out: {e}");
+            return None;
+        }
+    };
+    let dir = dir.join("drain-nodered");
+    let b = Mosquitto::start(&dir, 1000);
+    let out = dir.join("out.txt");
+    let user = dir.join("node-red");
+    // The first run makes the persistent session: probe until a line shows it subscribed.
+    let nr = nodered::NodeRed::start(&install, &user, b.port, "cad/#", &out);
+    let mut lines = Lines::new(&out);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while lines.count() == 0 {
+        assert!(Instant::now() < deadline, "Node-RED did not subscribe");
+        mqtt::publish_all(b.port, TOPIC, [event("PROBE", "road_closure")]).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    nr.kill();
+    let before = lines.count();
+    mqtt::publish_all(b.port, TOPIC, events("NR", n, "road_closure")).await;
+    let nr = nodered::NodeRed::start(&install, &user, b.port, "cad/#", &out);
+    let (t, cpu) = time_lines(&mut lines, before, n, || nr.cpu_seconds());
+    nr.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+    Some(Rate {
+        label: "Node-RED 4: mqtt in → template → file (not durable, window 1000)".to_owned(),
+        window: 1000,
+        per_second: (n - 1) as f64 / t.as_secs_f64(),
+        seconds: t.as_secs_f64(),
+        cpu_us_per_event: Some((cpu * 1e6 / n as f64, 0.0)),
+    })
 }
 
 async fn latency(dir: &Path, n: usize, every: Duration) -> Latency {
@@ -320,6 +425,18 @@ async fn main() -> anyhow::Result<()> {
         .map(|w| w[1].clone())
         .unwrap_or_else(|| "bench/results.json".to_owned());
     let only = args.windows(2).find(|w| w[0] == "--only").map(|w| w[1].clone());
+    if only.as_deref() == Some("drain") {
+        let tmp = std::env::temp_dir().join(format!("bullhorn-bench-{}", std::process::id()));
+        let base = baseline(&tmp.join("base"), n, 1000).await;
+        let ing = ingest(&tmp, n, 1000, "v5").await;
+        let mut drains = vec![drain_file(&tmp, n).await];
+        drains.extend(drain_nodered(&tmp, n).await);
+        for r in [&base, &ing].into_iter().chain(&drains) {
+            println!("{}: {:.0}/s ({:.2} s)", r.label, r.per_second, r.seconds);
+        }
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Ok(());
+    }
     if only.as_deref() == Some("ingest") {
         let tmp = std::env::temp_dir().join(format!("bullhorn-bench-{}", std::process::id()));
         let r = ingest(&tmp, n, 20, "v311").await;
@@ -349,6 +466,9 @@ async fn main() -> anyhow::Result<()> {
     let mem = memory(&tmp, if quick { 10_000 } else { 50_000 }).await;
     eprintln!("rate-limit accuracy…");
     let rate = rate_limit(&tmp, 300).await;
+    eprintln!("drain end to end, bullhorn and Node-RED…");
+    let mut drain = vec![drain_file(&tmp, n).await];
+    drain.extend(drain_nodered(&tmp, n).await);
     let _ = std::fs::remove_dir_all(&tmp);
 
     let results = Results {
@@ -360,6 +480,7 @@ async fn main() -> anyhow::Result<()> {
         priority: prio,
         memory: mem,
         rate_limit: rate,
+        drain,
     };
     println!("{}", table(&results));
     std::fs::write(&out, serde_json::to_string_pretty(&results)? + "\n")?;
@@ -405,6 +526,21 @@ fn table(r: &Results) -> String {
     let m = &r.memory;
     t += &format!("| RSS idle | {:.1} MiB | ≤ 20 MB |\n", m.idle_mib);
     t += &format!("| RSS with {} deliveries queued | {:.1} MiB | ≤ 64 MB |\n", m.queued_deliveries, m.queued_mib);
+    let own_ingest = r.ingest.iter().filter(|i| i.window == 1000).map(|i| i.per_second).fold(0.0, f64::max);
+    let nodered = r.drain.iter().find(|d| d.label.starts_with("Node-RED")).map(|d| d.per_second);
+    for d in &r.drain {
+        let cpu = d.cpu_us_per_event.map(|(c, _)| format!("; CPU {c:.1} µs/event")).unwrap_or_default();
+        let (vs, target) = if d.label.starts_with("Node-RED") {
+            (String::new(), "the comparison")
+        } else {
+            let nr = nodered.map(|x| format!(", {:.1}× Node-RED", d.per_second / x)).unwrap_or_default();
+            (
+                format!(" ({:.0}% of its own ingest{nr})", 100.0 * d.per_second / own_ingest),
+                "≥ 2× Node-RED, ≥ 50% of ingest",
+            )
+        };
+        t += &format!("| {} | {:.0} events/s{vs} ({:.2} s{cpu}) | {target} |\n", d.label, d.per_second, d.seconds);
+    }
     let q = &r.rate_limit;
     t += &format!(
         "| rate limit {} ({} requests) | at most {} in any window, {} over | 0 over |\n",

@@ -302,6 +302,14 @@ pub struct Caps {
     pub targets: usize,
 }
 
+impl Caps {
+    /// What `platform`'s row allows, to one recipient.
+    pub fn of(platform: Platform) -> Caps {
+        let row = platform.profile();
+        Caps { threads: row.replies, delete: row.delete, targets: 1 }
+    }
+}
+
 /// Everything channels share: the HTTP client, the request timeout, and the state
 /// directory where refreshed tokens and sessions are kept.
 #[derive(Debug, Clone)]
@@ -345,8 +353,7 @@ pub trait Api {
     /// What the delivery layer may plan for this channel: the platform's row, narrowed by
     /// the channel's settings.
     fn caps(&self) -> Caps {
-        let row = Self::PLATFORM.profile();
-        Caps { threads: row.replies, delete: row.delete, targets: 1 }
+        Caps::of(Self::PLATFORM)
     }
 }
 
@@ -393,7 +400,8 @@ macro_rules! channels {
             }
 
             /// Whether the channel type of `platform` reads back (`None`: no channel).
-            pub fn reads_back(platform: Platform) -> Option<bool> {
+            #[cfg(test)]
+            fn reads_back(platform: Platform) -> Option<bool> {
                 $(if <$ty as Api>::PLATFORM == platform {
                     return Some(<$ty as Api>::READS_BACK);
                 })*

@@ -123,8 +123,8 @@ impl Api for Slack {
 
     /// Only the Web API returns a message id to delete; an incoming webhook does not.
     fn caps(&self) -> Caps {
-        let row = Self::PLATFORM.profile();
-        Caps { threads: row.replies, delete: row.delete && self.api(), targets: 1 }
+        let caps = Caps::of(Self::PLATFORM);
+        Caps { delete: caps.delete && self.api(), ..caps }
     }
 }
 

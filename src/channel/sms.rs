@@ -121,8 +121,7 @@ impl Api for Sms {
 
     /// Each recipient is a request of its own.
     fn caps(&self) -> Caps {
-        let row = Self::PLATFORM.profile();
-        Caps { threads: row.replies, delete: row.delete, targets: self.recipients() }
+        Caps { targets: self.recipients(), ..Caps::of(Self::PLATFORM) }
     }
 }
 

@@ -143,6 +143,10 @@ pub struct Profile {
     pub recovery: Recovery,
     /// Writes locally, not to anyone: shadow mode still writes to it.
     pub local: bool,
+    /// How many deliveries may be in flight at once unless a channel sets `concurrency`:
+    /// 1 where the platform needs one request at a time (its own ordering, or limits
+    /// on concurrent writes to one account). Deliveries of one incident never overlap.
+    pub concurrency: usize,
 }
 
 const MB: usize = 1_000_000;
@@ -171,6 +175,7 @@ impl Platform {
             delete: false,
             recovery: Recovery::CannotTell,
             local: true,
+            concurrency: 1,
         };
         let social = Profile { mentions: true, replies: true, delete: true, recovery: Recovery::ReadBack, ..local };
         let social = Profile { local: false, ..social };
@@ -253,6 +258,8 @@ impl Platform {
                 image: Some(Spec { aspect: Some((0.05, 20.0)), ..Spec::new(10 * MB, 4096) }),
                 // No idempotency key and no way to read back what was posted.
                 recovery: Recovery::CannotTell,
+                // Bots may send about 30 messages a second overall.
+                concurrency: 4,
                 ..social
             },
             Platform::Discord => Profile {
@@ -264,6 +271,7 @@ impl Platform {
                 // A webhook file upload (10 MiB without a boosted server).
                 image: Some(Spec::new(8 * MB, 4096)),
                 recovery: Recovery::CannotTell,
+                concurrency: 4,
                 ..social
             },
             Platform::Slack => Profile {
@@ -315,18 +323,23 @@ impl Platform {
                 // Long texts go as several messages, in order.
                 replies: true,
                 delete: false,
+                // Recipients at once: Twilio queues each sender's messages at its own
+                // throughput, and answers 20429 beyond an account's concurrent requests.
+                concurrency: 8,
                 ..social
             },
             Platform::Webhook => Profile {
                 local: false,
                 // The receiver deduplicates on `webhook-id`, which stays the same on a resend.
                 recovery: Recovery::Deduplicated,
+                concurrency: 8,
                 ..local
             },
             // Stdout keeps no record to look in.
             Platform::Console => local,
             // The file is read back for the delivery's key.
-            Platform::File => Profile { recovery: Recovery::ReadBack, ..local },
+            // Lines of requests in flight together are written with one fsync.
+            Platform::File => Profile { recovery: Recovery::ReadBack, concurrency: 64, ..local },
         }
     }
 

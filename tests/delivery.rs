@@ -96,9 +96,12 @@ async fn critical_uses_the_reserve_ahead_of_a_backlog_and_the_window_survives_re
     send_raw(&config, "cad/a/events", event("AMBER-1", 1, "missing_child", "AMBER Alert")).await;
     let reqs = hook.wait_for(5, Duration::from_secs(5)).await;
     assert_eq!(reqs[4].text(), "AMBER Alert", "the critical alert went next, from the reserve");
-    let sent: Vec<String> = reqs[..4].iter().map(|r| r.text()).collect();
-    assert_eq!(sent, ["routine 0", "routine 1", "routine 2", "routine 3"], "oldest first");
+    let mut sent: Vec<String> = reqs[..4].iter().map(|r| r.text()).collect();
+    sent.sort();
+    assert_eq!(sent, ["routine 0", "routine 1", "routine 2", "routine 3"], "the oldest four");
     app.stop().await;
+    let begun = begun_in_order(&dir.path().join("bullhorn.db"), "hook");
+    assert_eq!(begun, ["routine 0", "routine 1", "routine 2", "routine 3", "AMBER Alert"], "begun oldest first");
 
     // Restart on the same store: the 5 requests still fill the window, so even a critical
     // alert waits.

@@ -26,6 +26,10 @@
 //!   arrival order, commits follow arrival order, and (at the end) nothing is lost;
 //! - I7 nothing is posted twice on a channel with duplicate protection (webhooks: the
 //!   receiver drops a repeated `webhook-id`);
+//! - I8 on one channel, no request of an incident begins before the one before it
+//!   ended (a reply follows its original, a retraction every post it deletes), however
+//!   many requests the channel has in flight;
+//! - I9 no channel has more requests in flight than its window (`concurrency`);
 //!
 //! and, for native JSON incidents, which ones ended up closed is compared with a model of
 //! the rules written independently here.
@@ -771,14 +775,20 @@ struct AttemptRow {
     after_audit: i64,
     format: String,
     status: String,
+    started_at: i64,
+    finished_at: Option<i64>,
 }
+
+/// The most requests a model channel has in flight at once (webhooks' default).
+const WINDOW: usize = 8;
 
 fn check(w: &World, end: bool) -> Result<(), String> {
     let db = w.db();
     let attempts: Vec<AttemptRow> = db
         .prepare(
             "SELECT a.id, a.channel, d.audience, d.kind, d.priority, e.event_type, e.id, e.incident_key,
-                    e.superseded_by, COALESCE(a.after_event, 0), COALESCE(a.after_audit, 0), e.format, e.status
+                    e.superseded_by, COALESCE(a.after_event, 0), COALESCE(a.after_audit, 0), e.format, e.status,
+                    a.started_at, a.finished_at
              FROM attempts a JOIN deliveries d ON d.id = a.delivery_id JOIN events e ON e.id = d.event_id
              ORDER BY a.id",
         )
@@ -798,6 +808,8 @@ fn check(w: &World, end: bool) -> Result<(), String> {
                     after_audit: r.get(10)?,
                     format: r.get(11)?,
                     status: r.get(12)?,
+                    started_at: r.get(13)?,
+                    finished_at: r.get(14)?,
                 })
             })?
             .collect()
@@ -867,6 +879,41 @@ fn check(w: &World, end: bool) -> Result<(), String> {
                 public == Some(true) && (paused.contains("all") || paused.contains(&format!("type:{}", a.event_type)));
             if by_channel || by_public {
                 return Err(format!("I5: attempt {} on {} began while paused: {paused:?}", a.id, a.channel));
+            }
+        }
+    }
+
+    // I8: on one channel, an incident's requests one after another: each begins once the
+    // one before it ended (an attempt a crash left open ends when the restart resolves it,
+    // before anything else begins).
+    let mut last_of: HashMap<(&str, &str), &AttemptRow> = HashMap::new();
+    for a in &attempts {
+        if let Some(prev) = last_of.get(&(a.channel.as_str(), a.incident.as_str()))
+            && prev.finished_at.is_none_or(|end| end > a.started_at)
+        {
+            return Err(format!(
+                "I8: on {}, attempt {} of incident {} began at {} while attempt {} was in flight (ended {:?})",
+                a.channel, a.id, a.incident, a.started_at, prev.id, prev.finished_at
+            ));
+        }
+        last_of.insert((a.channel.as_str(), a.incident.as_str()), a);
+    }
+    // I9: at no instant more than the window in flight on one channel (an end at the
+    // same millisecond as a start comes first).
+    for channel in CHANNELS {
+        let mut edges: Vec<(i64, i32)> = Vec::new();
+        for a in attempts.iter().filter(|a| a.channel == channel) {
+            edges.push((a.started_at, 1));
+            if let Some(end) = a.finished_at {
+                edges.push((end, -1));
+            }
+        }
+        edges.sort_unstable();
+        let mut open = 0;
+        for (at, step) in edges {
+            open += step;
+            if usize::try_from(open).unwrap_or(0) > WINDOW {
+                return Err(format!("I9: {open} requests in flight on {channel} at {at}"));
             }
         }
     }

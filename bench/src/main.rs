@@ -79,6 +79,27 @@ struct Results {
     rate_limit: RateLimit,
     /// End to end into a file: bullhorn, then Node-RED when it could be installed.
     drain: Vec<Rate>,
+    /// Requests per second to a platform answering in 100 ms, by concurrency.
+    window: Vec<Window>,
+    sms: Sms,
+}
+
+#[derive(Debug, Serialize)]
+struct Window {
+    concurrency: usize,
+    requests: usize,
+    per_second: f64,
+    /// 0.8 × concurrency / latency.
+    target: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Sms {
+    recipients: usize,
+    rate: String,
+    latency_ms: u64,
+    /// From the publish to the last message at the provider.
+    seconds: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -395,6 +416,65 @@ async fn rate_limit(dir: &Path, n: usize) -> RateLimit {
     RateLimit { quota: "50/2s".to_owned(), requests: at.len(), max_in_any_window: max, over: max.saturating_sub(limit) }
 }
 
+/// Requests per second through one webhook channel of concurrency `c` to a platform that
+/// answers in `latency`, no quota: the window's use.
+async fn window(dir: &Path, c: usize, latency: Duration) -> Window {
+    let dir = dir.join(format!("window-{c}"));
+    let b = Mosquitto::start(&dir, 1000);
+    let platform = Platform { delay: latency, ..Platform::default() };
+    let url = platform.start().await;
+    let channels = hooks(&url, &["hook"], &format!("concurrency = {c}"));
+    let d = Daemon::start(&Setup {
+        dir: &dir,
+        broker_port: b.port,
+        protocol: "v5",
+        receive_maximum: 1000,
+        channels: &channels,
+    });
+    // About four seconds of requests at the target rate.
+    let n = (c * 40).max(40);
+    mqtt::publish_all(b.port, TOPIC, events("WIN", n, "road_closure")).await;
+    assert!(wait_until(Duration::from_secs(600), || platform.hits().len() >= n), "not all delivered");
+    d.stop();
+    let mut at: Vec<u128> = platform.hits().iter().map(|h| h.at_ns).collect();
+    at.sort_unstable();
+    // From the first arrival to the last answer.
+    let span = (at[n - 1] - at[0]) as f64 / 1e9 + latency.as_secs_f64();
+    let _ = std::fs::remove_dir_all(&dir);
+    Window { concurrency: c, requests: n, per_second: n as f64 / span, target: 0.8 * c as f64 / latency.as_secs_f64() }
+}
+
+/// One critical alert by SMS to `recipients` numbers at a rate of 100/s, the provider
+/// answering in `latency`: how long until the last message reaches it.
+async fn sms(dir: &Path, recipients: usize, latency: Duration) -> Sms {
+    let dir = dir.join("sms");
+    let b = Mosquitto::start(&dir, 1000);
+    let platform = Platform { delay: latency, ..Platform::default() };
+    let url = platform.start().await;
+    let base = url.trim_end_matches("/hook");
+    let to: Vec<String> = (0..recipients).map(|i| format!("\"+1555{i:07}\"")).collect();
+    let rate = "100/1s";
+    let channels = format!(
+        "[channels.sms]\nkind = \"sms\"\nbase_url = \"{base}\"\naccount_sid = \"AC0123456789abcdef0123456789abcdef\"\n\
+         auth_token = \"bench-token\"\nfrom = \"+15550000000\"\nrate = \"{rate}\"\nto = [{}]\n",
+        to.join(", ")
+    );
+    let d = Daemon::start(&Setup {
+        dir: &dir,
+        broker_port: b.port,
+        protocol: "v5",
+        receive_maximum: 1000,
+        channels: &channels,
+    });
+    let t0 = Instant::now();
+    mqtt::publish_all(b.port, TOPIC, [event("SMS-AMBER", "missing_child")]).await;
+    assert!(wait_until(Duration::from_secs(600), || platform.hits().len() >= recipients), "not all sent");
+    let seconds = t0.elapsed().as_secs_f64();
+    d.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+    Sms { recipients, rate: rate.to_owned(), latency_ms: u64::try_from(latency.as_millis()).unwrap_or(0), seconds }
+}
+
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -437,6 +517,17 @@ async fn main() -> anyhow::Result<()> {
         let _ = std::fs::remove_dir_all(&tmp);
         return Ok(());
     }
+    if only.as_deref() == Some("window") {
+        let tmp = std::env::temp_dir().join(format!("bullhorn-bench-{}", std::process::id()));
+        for c in [1, 8, 32] {
+            let w = window(&tmp, c, Duration::from_millis(100)).await;
+            println!("window {c}: {:.1} requests/s (target {:.0})", w.per_second, w.target);
+        }
+        let s = sms(&tmp, 1000, Duration::from_millis(100)).await;
+        println!("SMS to {} at {}: {:.2} s", s.recipients, s.rate, s.seconds);
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Ok(());
+    }
     if only.as_deref() == Some("ingest") {
         let tmp = std::env::temp_dir().join(format!("bullhorn-bench-{}", std::process::id()));
         let r = ingest(&tmp, n, 20, "v311").await;
@@ -469,6 +560,13 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("drain end to end, bullhorn and Node-RED…");
     let mut drain = vec![drain_file(&tmp, n).await];
     drain.extend(drain_nodered(&tmp, n).await);
+    eprintln!("concurrent requests to a platform answering in 100 ms…");
+    let mut windows = Vec::new();
+    for c in [1, 8, 32] {
+        windows.push(window(&tmp, c, Duration::from_millis(100)).await);
+    }
+    eprintln!("SMS to 1,000 numbers…");
+    let sms = sms(&tmp, 1000, Duration::from_millis(100)).await;
     let _ = std::fs::remove_dir_all(&tmp);
 
     let results = Results {
@@ -481,6 +579,8 @@ async fn main() -> anyhow::Result<()> {
         memory: mem,
         rate_limit: rate,
         drain,
+        window: windows,
+        sms,
     };
     println!("{}", table(&results));
     std::fs::write(&out, serde_json::to_string_pretty(&results)? + "\n")?;
@@ -541,6 +641,17 @@ fn table(r: &Results) -> String {
         };
         t += &format!("| {} | {:.0} events/s{vs} ({:.2} s{cpu}) | {target} |\n", d.label, d.per_second, d.seconds);
     }
+    for w in &r.window {
+        t += &format!(
+            "| webhook answering in 100 ms, concurrency {} ({} requests, no quota) | {:.1} requests/s | ≥ {:.0}/s (0.8 × c / 0.1 s) |\n",
+            w.concurrency, w.requests, w.per_second, w.target
+        );
+    }
+    let s = &r.sms;
+    t += &format!(
+        "| SMS to {} numbers at {}, provider answering in {} ms | done in {:.2} s | ≤ 12 s |\n",
+        s.recipients, s.rate, s.latency_ms, s.seconds
+    );
     let q = &r.rate_limit;
     t += &format!(
         "| rate limit {} ({} requests) | at most {} in any window, {} over | 0 over |\n",

@@ -2,9 +2,16 @@
 //! it counts as sent. Lines carry the delivery's idempotency key, so after a crash
 //! mid-write the channel can tell whether the post made it: the one local channel with
 //! exactly-once output.
+//!
+//! Requests in flight together share one write and one fsync (a group commit per file):
+//! a line waits for the write in progress, then goes with every line that came meanwhile.
 
+use std::collections::HashMap;
 use std::io::{BufRead as _, Write as _};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError, Weak};
+
+use tokio::sync::oneshot;
 
 use super::{Api, Verified};
 use super::{Outcome, PostRef, Request, Resolution, Response};
@@ -14,6 +21,81 @@ use crate::platform::Platform;
 pub struct FileChannel {
     name: String,
     path: PathBuf,
+    appender: Arc<Appender>,
+}
+
+/// The lines waiting for a file's next write, and whether a write is under way. One per
+/// file, whichever channels (or a channel rebuilt by a reload) write to it.
+#[derive(Debug)]
+struct Appender {
+    path: PathBuf,
+    queue: Mutex<Waiting>,
+}
+
+/// A line and who waits to hear it was written.
+type WaitingLine = (Vec<u8>, oneshot::Sender<Result<(), Append>>);
+
+#[derive(Debug, Default)]
+struct Waiting {
+    lines: Vec<WaitingLine>,
+    writing: bool,
+}
+
+/// The appenders in use, by path.
+static APPENDERS: LazyLock<Mutex<HashMap<PathBuf, Weak<Appender>>>> = LazyLock::new(Mutex::default);
+
+impl Appender {
+    fn for_path(path: &Path) -> Arc<Appender> {
+        let mut all = APPENDERS.lock().unwrap_or_else(PoisonError::into_inner);
+        all.retain(|_, a| a.strong_count() > 0);
+        if let Some(a) = all.get(path).and_then(Weak::upgrade) {
+            return a;
+        }
+        let a = Arc::new(Appender { path: path.to_path_buf(), queue: Mutex::default() });
+        all.insert(path.to_path_buf(), Arc::downgrade(&a));
+        a
+    }
+
+    /// Append `bytes` (one line) with whatever else waits, and sync.
+    async fn append(self: &Arc<Self>, bytes: Vec<u8>) -> Result<(), Append> {
+        let (tx, rx) = oneshot::channel();
+        let start = {
+            let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            q.lines.push((bytes, tx));
+            !std::mem::replace(&mut q.writing, true)
+        };
+        if start {
+            let me = Arc::clone(self);
+            // Not cancelled with the request: the lines it took are answered.
+            drop(tokio::task::spawn_blocking(move || me.write_all_waiting()));
+        }
+        rx.await.unwrap_or_else(|_| Err(Append::MaybeWritten(std::io::Error::other("the write task stopped"))))
+    }
+
+    /// Write what waits, one batch at a time, until nothing does.
+    fn write_all_waiting(&self) {
+        loop {
+            let batch = {
+                let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+                if q.lines.is_empty() {
+                    q.writing = false;
+                    return;
+                }
+                std::mem::take(&mut q.lines)
+            };
+            let bytes: Vec<u8> = batch.iter().flat_map(|(b, _)| b.iter().copied()).collect();
+            let result = append(&self.path, &bytes);
+            for (_, tx) in batch {
+                let _ = tx.send(match &result {
+                    Ok(()) => Ok(()),
+                    Err(Append::NotWritten(e)) => Err(Append::NotWritten(std::io::Error::new(e.kind(), e.to_string()))),
+                    Err(Append::MaybeWritten(e)) => {
+                        Err(Append::MaybeWritten(std::io::Error::new(e.kind(), e.to_string())))
+                    }
+                });
+            }
+        }
+    }
 }
 
 /// One line of the file.
@@ -45,7 +127,7 @@ pub struct Line {
 
 impl FileChannel {
     pub fn new(name: &str, path: &Path) -> Self {
-        FileChannel { name: name.to_owned(), path: path.to_path_buf() }
+        FileChannel { name: name.to_owned(), path: path.to_path_buf(), appender: Appender::for_path(path) }
     }
 }
 
@@ -82,18 +164,13 @@ impl Api for FileChannel {
             Err(e) => return Outcome::Permanent(format!("cannot encode line: {e}")).into(),
         };
         bytes.push(b'\n');
-        let path = self.path.clone();
-        let written = tokio::task::spawn_blocking(move || append(&path, &bytes)).await;
-        match written {
-            Ok(Ok(())) => Outcome::Sent(PostRef::id(post.key)).into(),
-            Ok(Err(Append::NotWritten(e))) => {
-                Outcome::Retry(format!("cannot open {}: {e}", self.path.display())).into()
-            }
+        match self.appender.append(bytes).await {
+            Ok(()) => Outcome::Sent(PostRef::id(post.key)).into(),
+            Err(Append::NotWritten(e)) => Outcome::Retry(format!("cannot open {}: {e}", self.path.display())).into(),
             // Part or all of the line may be in the file: look before writing it again.
-            Ok(Err(Append::MaybeWritten(e))) => {
+            Err(Append::MaybeWritten(e)) => {
                 Outcome::Unknown(format!("append to {} failed: {e}", self.path.display())).into()
             }
-            Err(e) => Outcome::Unknown(format!("write task failed: {e}")).into(),
         }
     }
 
@@ -112,6 +189,7 @@ impl Api for FileChannel {
     }
 }
 
+#[derive(Debug)]
 enum Append {
     NotWritten(std::io::Error),
     MaybeWritten(std::io::Error),
@@ -179,5 +257,27 @@ mod tests {
         let text = std::fs::read_to_string(&path).expect("read");
         assert_eq!(text.lines().count(), 2, "the new line starts on its own line");
         assert!(!contains_key(&path, "bh_other").expect("read"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn lines_written_together_each_arrive_whole_and_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("posts.jsonl");
+        let appender = Appender::for_path(&path);
+        assert!(Arc::ptr_eq(&appender, &Appender::for_path(&path)), "one appender per file");
+        let writes = (0..200).map(|i| {
+            let a = Arc::clone(&appender);
+            tokio::spawn(async move { a.append(format!("{{\"n\":{i}}}\n").into_bytes()).await })
+        });
+        for w in writes.collect::<Vec<_>>() {
+            assert!(w.await.expect("task").is_ok());
+        }
+        let text = std::fs::read_to_string(&path).expect("read");
+        let mut seen: Vec<i64> = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("whole line")["n"].as_i64().expect("n"))
+            .collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..200).collect::<Vec<_>>());
     }
 }

@@ -421,6 +421,15 @@ macro_rules! channels {
                 }
             }
 
+            /// How many messages request `target` sends (against the quota): a batch
+            /// of SMS numbers, else one.
+            pub fn messages(&self, target: usize) -> usize {
+                match self {
+                    Channel::Sms(c) => c.batch_len(target),
+                    _ => 1,
+                }
+            }
+
             pub async fn send(&self, req: &Request<'_>) -> Response {
                 match self {
                     $(Channel::$variant(c) => c.send(req).await,)*
@@ -471,7 +480,7 @@ channels! {
     Slack(slack::Slack) from ChannelKind::Slack(s) => slack::Slack::new(s.clone(), ctx),
     Teams(teams::Teams) from ChannelKind::Teams(s) => teams::Teams::new(s.clone(), ctx),
     Nextdoor(Box<nextdoor::Nextdoor>) from ChannelKind::Nextdoor(s) => nextdoor::Nextdoor::new(&cfg.name, s.clone(), ctx),
-    Sms(sms::Sms) from ChannelKind::Sms(s) => sms::Sms::new(s.clone(), ctx),
+    Sms(sms::Sms) from ChannelKind::Sms(s) => sms::Sms::new(s.clone(), sms::batch(cfg), ctx),
 }
 
 /// What `check --online` found out about a channel's credentials.

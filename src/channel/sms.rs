@@ -1,7 +1,13 @@
 //! SMS through Twilio Programmable Messaging: one `POST
-//! /2010-04-01/Accounts/{sid}/Messages.json` per recipient (each its own step, so a
-//! restart carries on with the next number), from a number or a Messaging Service, with
-//! the image's public URL as `MediaUrl` (MMS, where the carrier supports it).
+//! /2010-04-01/Accounts/{sid}/Messages.json` per recipient, from a number or a Messaging
+//! Service, with the image's public URL as `MediaUrl` (MMS, where the carrier supports it).
+//!
+//! The recipients go in batches, one step of the delivery each (so a restart carries on
+//! with the next batch), the messages of a batch at once. A batch is as large as the
+//! channel's `concurrency`, and no larger than its quota leaves routine posts (one number
+//! at a time with the default rate of one message a second, a long code's throughput).
+//! Each number reached is saved with the step as it is, so a retry or a restart sends
+//! only to the numbers not yet reached.
 //!
 //! Errors are Twilio's JSON (`code`, `message`, `more_info`): 20429 (too many concurrent
 //! requests; never processed, so always safe to retry), 20003 (authentication), 21610
@@ -11,6 +17,8 @@
 //! Duplicate protection: Twilio has no idempotency key; after a timeout the account's
 //! latest messages to that number are listed and compared with the text.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use secrecy::ExposeSecret as _;
@@ -21,57 +29,110 @@ use super::{Context, Outcome, PostRef, Request, Resolution, Response};
 use crate::config::{SmsSender, SmsSettings};
 use crate::platform::Platform;
 
+/// How many numbers a channel sends to at once: its `concurrency`, within what its quota
+/// leaves routine posts.
+pub fn batch(cfg: &crate::config::ChannelConfig) -> usize {
+    let budget = cfg.quota.map_or(usize::MAX, |q| q.limit.saturating_sub(q.reserve).max(1) as usize);
+    cfg.concurrency.min(budget).max(1)
+}
+
 #[derive(Debug)]
 pub struct Sms {
     s: SmsSettings,
     http: reqwest::Client,
     timeout: Duration,
+    /// Recipients per request of the delivery layer (a batch, sent at once).
+    batch: usize,
+    /// Numbers a look-up found reached, by (delivery, step, number): the send that
+    /// follows the look-up skips them.
+    found: Mutex<HashMap<(i64, usize, usize), String>>,
 }
 
 impl Sms {
-    pub fn new(s: SmsSettings, ctx: &Context) -> Self {
-        Sms { s, http: ctx.http.clone(), timeout: ctx.timeout }
+    /// `batch`: how many numbers to send to at once (at least 1).
+    pub fn new(s: SmsSettings, batch: usize, ctx: &Context) -> Self {
+        Sms { s, http: ctx.http.clone(), timeout: ctx.timeout, batch: batch.max(1), found: Mutex::default() }
     }
 
     pub fn recipients(&self) -> usize {
         self.s.to.len()
     }
 
-    fn messages_url(&self) -> reqwest::Url {
-        super::join_url(&self.s.base_url, &format!("2010-04-01/Accounts/{}/Messages.json", self.s.account_sid))
+    /// How many numbers request `target` sends to.
+    pub fn batch_len(&self, target: usize) -> usize {
+        self.numbers(target).count().max(1)
     }
 
-    fn auth(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        req.timeout(self.timeout).basic_auth(&self.s.auth_user, Some(self.s.auth_secret.expose_secret()))
+    /// The numbers of request `target`: its batch, with their places in it.
+    fn numbers(&self, target: usize) -> impl Iterator<Item = (usize, &str)> {
+        self.s.to.iter().skip(target.saturating_mul(self.batch)).take(self.batch).map(String::as_str).enumerate()
     }
 
-    fn to<'a>(&'a self, req: &Request<'_>) -> &'a str {
-        self.s.to.get(req.target).map_or("", String::as_str)
+    /// Where number `i` of the batch is kept among the step's saved values.
+    fn slot(i: usize) -> String {
+        format!("to{i}")
     }
 
-    async fn whoami(&self) -> Result<String, String> {
-        let url = super::join_url(&self.s.base_url, &format!("2010-04-01/Accounts/{}.json", self.s.account_sid));
-        let r = exchange(self.auth(self.http.get(url))).await.map_err(|o| format!("{o:?}"))?;
-        if !r.ok() {
-            return Err(r.detail());
+    /// Number `i` of `req`'s batch was reached (or skipped for good) by an earlier try: its
+    /// sid, or `-` and why it was skipped.
+    fn reached(&self, req: &Request<'_>, i: usize) -> Option<String> {
+        if let Some(v) = req.scratch.get(&Self::slot(i)) {
+            return Some(v.to_owned());
         }
-        let v = r.json().unwrap_or_default();
-        Ok(format!(
-            "account {:?} ({}) sends to {} number{}",
-            v["friendly_name"].as_str().unwrap_or("?"),
-            v["status"].as_str().unwrap_or("?"),
-            self.s.to.len(),
-            if self.s.to.len() == 1 { "" } else { "s" }
-        ))
+        let found = self.found.lock().unwrap_or_else(PoisonError::into_inner);
+        found.get(&(req.post.delivery_id, req.step, i)).cloned()
     }
-}
 
-impl Api for Sms {
-    const PLATFORM: Platform = Platform::Sms;
-    const READS_BACK: bool = true;
+    /// Send `req`'s text to each number of its batch not reached yet, at once.
+    async fn send_batch(&self, req: &Request<'_>) -> Response {
+        let todo: Vec<(usize, &str)> =
+            self.numbers(req.target).filter(|(i, _)| self.reached(req, *i).is_none()).collect();
+        let sends = todo.iter().map(|(i, to)| async move { (*i, self.send_one(req, to).await) });
+        let answers = futures_util::future::join_all(sends).await;
+        let mut failed: Option<Response> = None;
+        for (i, r) in answers {
+            let saved = match &r.outcome {
+                Outcome::Sent(p) => p.id.clone().unwrap_or_default(),
+                // Skipped for good, and why.
+                Outcome::Permanent(m) => format!("-{m}"),
+                _ => {
+                    failed = Some(worse(failed, r));
+                    continue;
+                }
+            };
+            if let Err(e) = req.scratch.save(&Self::slot(i), &saved).await {
+                // Reached, but not recorded: the next try looks before sending again.
+                let unknown = Response::from(Outcome::Unknown(format!("cannot record a message sent: {e}")));
+                failed = Some(worse(failed, unknown));
+            } else {
+                self.found
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert((req.post.delivery_id, req.step, i), saved);
+            }
+        }
+        if let Some(f) = failed {
+            return f;
+        }
+        // Every number is reached or skipped: the step is done.
+        let reached: Vec<String> = self.numbers(req.target).filter_map(|(i, _)| self.reached(req, i)).collect();
+        let skipped: Vec<&str> = reached.iter().filter_map(|v| v.strip_prefix('-')).collect();
+        let note = (!skipped.is_empty()).then(|| skipped.join("; "));
+        let first = reached.iter().find(|v| !v.starts_with('-')).cloned();
+        self.forget(req);
+        match first {
+            Some(sid) => Response::from(Outcome::Sent(PostRef::id(sid))).with_note(note),
+            None => Outcome::Permanent(note.unwrap_or_else(|| "no recipient in this batch".to_owned())).into(),
+        }
+    }
 
-    async fn send(&self, req: &Request<'_>) -> Response {
-        let to = self.to(req);
+    /// The step is done: what look-ups found for it is no longer needed.
+    fn forget(&self, req: &Request<'_>) {
+        let mut found = self.found.lock().unwrap_or_else(PoisonError::into_inner);
+        found.retain(|(d, step, _), _| !(*d == req.post.delivery_id && *step == req.step));
+    }
+
+    async fn send_one(&self, req: &Request<'_>, to: &str) -> Response {
         let mut form: Vec<(&str, &str)> = vec![("To", to), ("Body", req.text)];
         match &self.s.sender {
             SmsSender::From(n) => form.push(("From", n)),
@@ -86,11 +147,56 @@ impl Api for Sms {
         }
     }
 
-    /// The latest messages to the recipient (newest first; not filtered by `DateSent`,
-    /// which is empty while a message is still queued), compared with the text, made
-    /// since the delivery was.
-    async fn read_back(&self, req: &Request<'_>) -> Resolution {
-        let to = self.to(req);
+    /// Whether each number of the batch not known reached was: those found are saved.
+    /// Posted only if all were.
+    async fn read_back_batch(&self, req: &Request<'_>) -> Resolution {
+        let todo: Vec<(usize, &str)> =
+            self.numbers(req.target).filter(|(i, _)| self.reached(req, *i).is_none()).collect();
+        let looks = todo.iter().map(|(i, to)| async move { (*i, self.read_back_one(req, to).await) });
+        let mut all = Resolution::NotPosted;
+        let mut missing = false;
+        for (i, found) in futures_util::future::join_all(looks).await {
+            match found {
+                Resolution::Posted(p) => {
+                    let sid = p.id.clone().unwrap_or_default();
+                    let _ = req.scratch.save(&Self::slot(i), &sid).await;
+                    self.found
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert((req.post.delivery_id, req.step, i), sid);
+                }
+                Resolution::CannotTell => all = Resolution::CannotTell,
+                Resolution::NotPosted | Resolution::Deduplicated => missing = true,
+            }
+        }
+        if matches!(all, Resolution::CannotTell) {
+            return all;
+        }
+        if missing {
+            return Resolution::NotPosted;
+        }
+        match self.numbers(req.target).find_map(|(i, _)| self.reached(req, i).filter(|v| !v.starts_with('-'))) {
+            Some(sid) => Resolution::Posted(PostRef::id(sid)),
+            None => Resolution::NotPosted,
+        }
+    }
+
+    fn messages_url(&self) -> reqwest::Url {
+        super::join_url(&self.s.base_url, &format!("2010-04-01/Accounts/{}/Messages.json", self.s.account_sid))
+    }
+
+    fn auth(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        req.timeout(self.timeout).basic_auth(&self.s.auth_user, Some(self.s.auth_secret.expose_secret()))
+    }
+
+    fn to<'a>(&'a self, req: &Request<'_>) -> &'a str {
+        self.s.to.get(req.target).map_or("", String::as_str)
+    }
+
+    /// The latest messages to `to` (newest first; not filtered by `DateSent`, which is
+    /// empty while a message is still queued), compared with the text, made since the
+    /// delivery was.
+    async fn read_back_one(&self, req: &Request<'_>, to: &str) -> Resolution {
         let query = [("To", to), ("PageSize", "50")];
         let since = jiff::Timestamp::from_millisecond(req.post.created_at - 120_000).ok();
         match exchange(self.auth(self.http.get(self.messages_url())).query(&query)).await {
@@ -115,13 +221,70 @@ impl Api for Sms {
         }
     }
 
+    async fn whoami(&self) -> Result<String, String> {
+        let url = super::join_url(&self.s.base_url, &format!("2010-04-01/Accounts/{}.json", self.s.account_sid));
+        let r = exchange(self.auth(self.http.get(url))).await.map_err(|o| format!("{o:?}"))?;
+        if !r.ok() {
+            return Err(r.detail());
+        }
+        let v = r.json().unwrap_or_default();
+        Ok(format!(
+            "account {:?} ({}) sends to {} number{}",
+            v["friendly_name"].as_str().unwrap_or("?"),
+            v["status"].as_str().unwrap_or("?"),
+            self.s.to.len(),
+            if self.s.to.len() == 1 { "" } else { "s" }
+        ))
+    }
+}
+
+impl Api for Sms {
+    const PLATFORM: Platform = Platform::Sms;
+    const READS_BACK: bool = true;
+
+    async fn send(&self, req: &Request<'_>) -> Response {
+        if self.batch == 1 {
+            return self.send_one(req, self.to(req)).await;
+        }
+        self.send_batch(req).await
+    }
+
+    async fn read_back(&self, req: &Request<'_>) -> Resolution {
+        if self.batch == 1 {
+            return self.read_back_one(req, self.to(req)).await;
+        }
+        self.read_back_batch(req).await
+    }
+
     async fn verify(&self) -> Verified {
         self.whoami().await.into()
     }
 
-    /// Each recipient is a request of its own.
+    /// Each batch of recipients is a request of its own.
     fn caps(&self) -> Caps {
-        Caps { targets: self.recipients(), ..Caps::of(Self::PLATFORM) }
+        Caps { targets: self.recipients().div_ceil(self.batch), ..Caps::of(Self::PLATFORM) }
+    }
+}
+
+/// Of two failures in one batch, the one that decides what the step does next: refused
+/// credentials, then an unavailable platform, then throttling (the longer pause), then
+/// an unknown outcome (the next try looks before sending), then a plain retry.
+fn worse(a: Option<Response>, b: Response) -> Response {
+    let rank = |r: &Response| match &r.outcome {
+        Outcome::Credentials(_) => 5,
+        Outcome::Unavailable(_) => 4,
+        Outcome::RetryAfter(..) => 3,
+        Outcome::Unknown(_) => 2,
+        Outcome::Retry(_) => 1,
+        Outcome::Sent(_) | Outcome::Permanent(_) => 0,
+    };
+    match a {
+        Some(a) if rank(&a) > rank(&b) => a,
+        Some(a) if rank(&a) == rank(&b) => match (&a.outcome, &b.outcome) {
+            (Outcome::RetryAfter(x, _), Outcome::RetryAfter(y, _)) if y > x => b,
+            _ => a,
+        },
+        _ => b,
     }
 }
 

@@ -30,6 +30,8 @@ pub struct ChannelConfig {
     pub image_max_bytes: Option<usize>,
     /// When the channel's token expires, as the operator recorded it.
     pub credentials_expire: Option<jiff::Timestamp>,
+    /// How many deliveries may be in flight at once.
+    pub concurrency: usize,
     pub kind: ChannelKind,
 }
 
@@ -48,6 +50,7 @@ impl ChannelConfig {
             card: false,
             image_max_bytes: None,
             credentials_expire: None,
+            concurrency: kind.platform().profile().concurrency,
             kind,
         }
     }
@@ -120,6 +123,9 @@ impl ChannelKind {
     }
 }
 
+/// The most deliveries a channel may have in flight at once.
+pub const MAX_CONCURRENCY: usize = 256;
+
 pub(super) fn validate(
     entries: BTreeMap<String, config::Value>,
     tz: &jiff::tz::TimeZone,
@@ -170,6 +176,9 @@ pub(super) fn validate(
                 "the reserve takes the whole quota: nothing would be left for routine posts",
             );
         }
+        if common.concurrency.is_some_and(|c| !(1..=MAX_CONCURRENCY).contains(&c)) {
+            errors.push(format!("{path}.concurrency"), format!("must be from 1 to {MAX_CONCURRENCY}"));
+        }
         if common.reserve.is_some() && quota.is_none() {
             errors.push(format!("{path}.reserve"), "a reserve needs a rate");
         }
@@ -195,6 +204,7 @@ pub(super) fn validate(
                     card: common.card.map_or(kind.platform().profile().needs_image, |c| c == Card::Missing),
                     image_max_bytes: common.image_max_bytes,
                     credentials_expire,
+                    concurrency: common.concurrency.unwrap_or(kind.platform().profile().concurrency),
                     kind,
                 },
             );

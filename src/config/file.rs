@@ -529,6 +529,9 @@ pub struct ChannelCommonFile {
     /// agency's zone, or an RFC 3339 time): staff are warned ahead of it.
     #[serde(default)]
     pub credentials_expire: Option<String>,
+    /// How many deliveries may be in flight at once (default: the platform's).
+    #[serde(default)]
+    pub concurrency: Option<usize>,
 }
 
 /// Keys split off the channel table before [`ChannelCommonFile`] is read; the rest belongs
@@ -546,6 +549,7 @@ pub const CHANNEL_COMMON_KEYS: &[&str] = &[
     "card",
     "image_max_bytes",
     "credentials_expire",
+    "concurrency",
 ];
 
 fn yes() -> bool {

@@ -11,16 +11,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::queue::Item;
 use super::worker::{STORE_RETRY, Worker};
 use super::{Action, History, Next, WorkerMsg, decide, record, steps};
-use crate::channel::{About, Checkpoint, Image, Outcome, Post, PostRef, Request, Resolution, Response, Scratch};
-use crate::config::Mode;
+use crate::channel::{
+    About, Channel, Checkpoint, Image, Outcome, Post, PostRef, Request, Resolution, Response, Scratch,
+};
+use crate::config::{DeliveryConfig, Mode};
 use crate::event::Priority;
 use crate::lifecycle::{DeliveryKind, DeliveryState, Disposition};
 use crate::media::{Attached, MediaService};
-use crate::store::{AttemptEnd, AttemptResult, Begun, Closing, Job, Progress, ReplyTarget, Store, StoreError};
+use crate::store::{AttemptEnd, AttemptResult, Begin, Begun, Closing, Job, Progress, ReplyTarget, Store, StoreError};
 use crate::time::{now_ms, rfc3339};
 
 /// How long an interrupted wait for images is remembered (longer than a pause is likely
@@ -130,25 +133,82 @@ impl Checkpoint for Saved<'_> {
     }
 }
 
+/// A delivery taken up, with its step and images, about to begin.
+pub(super) struct Prepared {
+    pub(super) item: Item,
+    ready: Box<Ready>,
+    action: Action,
+    attached: Attached,
+    /// Messages the request sends, counted against the quota.
+    pub(super) messages: usize,
+}
+
+impl Prepared {
+    pub(super) fn incident(&self) -> &str {
+        &self.ready.job.incident_key
+    }
+
+    /// The recipient (batch) a post goes to; `None` for a deletion.
+    pub(super) fn target(&self) -> Option<usize> {
+        match self.action {
+            Action::Post { target, .. } => Some(target),
+            Action::Delete(_) => None,
+        }
+    }
+}
+
+/// A request in flight, as its task hands it back once its outcome is recorded.
+pub(super) struct Landed {
+    pub(super) item: Item,
+    ready: Box<Ready>,
+    outcome: Outcome,
+    result: AttemptResult,
+    next: Next,
+    /// The outcome was committed (else the worker is shutting down, or someone closed
+    /// the delivery meanwhile).
+    recorded: bool,
+}
+
+impl Landed {
+    pub(super) fn incident(&self) -> &str {
+        &self.ready.job.incident_key
+    }
+}
+
+/// What a request's task needs from its worker, owned: the channel as built when the
+/// request began (a reload meanwhile builds a new one for the next requests).
+pub(super) struct Crew {
+    channel: Arc<Channel>,
+    store: Store,
+    name: String,
+    cancel: CancellationToken,
+    delivery: DeliveryConfig,
+    /// The channel's "unavailable" streak when the request began.
+    unavailable: u32,
+}
+
 impl Worker {
-    /// Make `item`'s next attempt, from taking it up to concluding it.
-    pub(super) async fn attempt(&mut self, item: Item) {
-        let Some(ready) = self.take_up(item).await else { return };
-        let Some(action) = self.may_go_now(item, &ready).await else { return };
+    /// Take `item` up for its next attempt: read it, check it may still and may now go,
+    /// and wait for its images. `None`: it does not go now (it was parked, set aside,
+    /// held behind its incident, closed or requeued).
+    pub(super) async fn prepare(&mut self, item: Item) -> Option<Prepared> {
+        let ready = self.take_up(item).await?;
+        let action = self.may_go_now(item, &ready).await?;
         // Its images, waited for at most its priority's wait (before the attempt row: a
         // slow image is not an open request).
         let attached = match (action, self.io.media.clone()) {
             (Action::Post { part: 0, .. }, Some(media)) => match self.wait_for_images(&media, &ready.job).await {
                 ImageWait::Ready(attached) => attached,
-                ImageWait::Interrupted => return self.backlog.requeue(item, Duration::ZERO),
+                ImageWait::Interrupted => {
+                    self.backlog.requeue(item, Duration::ZERO);
+                    return None;
+                }
                 // Still queued in the store: taken up again on start.
-                ImageWait::ShuttingDown => return,
+                ImageWait::ShuttingDown => return None,
             },
             _ => Attached::default(),
         };
-        let Some(attempt_id) = self.begin(item, &ready).await else { return };
-        let response = self.send(&ready, action, attached).await;
-        self.conclude(item, &ready, action, attempt_id, response).await;
+        Some(Prepared { item, ready, action, attached, messages: 1 })
     }
 
     /// Read `item`'s delivery and get it ready, or settle what else becomes of it.
@@ -165,6 +225,12 @@ impl Worker {
                 return None;
             }
         };
+        // Deliveries of one incident on one channel go one at a time: a reply after what
+        // it replies to, a retraction after every post it deletes.
+        if self.backlog.busy(&job.incident_key) {
+            self.backlog.hold(job.incident_key, item);
+            return None;
+        }
         match self.ready(job, false).await {
             Take::Ready(r) => return Some(r),
             Take::Park(target) => self.backlog.park(target, item),
@@ -300,92 +366,81 @@ impl Worker {
         Some(action)
     }
 
-    /// Commit the attempt row, in the transaction that checks once more that the delivery
-    /// may begin; then count it against the quota. `None`: it did not begin.
-    async fn begin(&mut self, item: Item, ready: &Ready) -> Option<i64> {
-        let job = &ready.job;
-        let done = job.progress.done;
-        let resolve_data = (ready.steps.len() > 1).then(|| format!("{{\"step\":{done}}}"));
+    /// Commit the attempt rows of `batch` in one transaction, each checked once more that
+    /// it may begin; then count each that began against the quota and start its request.
+    /// The batch's incidents were claimed when it was chosen; each that does not begin
+    /// lets its incident go.
+    pub(super) async fn begin_batch(&mut self, batch: Vec<Prepared>) {
         // The channel as configured now: a reload may have made it public since the
         // delivery was queued (or removed it, and then nothing begins here).
         let Some(public) = self.live.load().config.channels.get(&self.cfg.name).filter(|c| c.enabled).map(|c| c.public)
         else {
-            self.backlog.requeue(item, STORE_RETRY);
-            return None;
+            for p in batch {
+                self.let_go(p.incident());
+                self.backlog.requeue(p.item, STORE_RETRY);
+            }
+            return;
         };
-        let begun = self.io.store.begin_attempt(job.delivery_id, &self.cfg.name, public, now_ms(), resolve_data).await;
-        let attempt_id = match begun {
-            Ok(Begun::Attempt(id)) => id,
+        let begins = batch
+            .iter()
+            .map(|p| {
+                let done = p.ready.job.progress.done;
+                let resolve_data = (p.ready.steps.len() > 1).then(|| format!("{{\"step\":{done}}}"));
+                Begin { delivery_id: p.ready.job.delivery_id, started_at: now_ms(), resolve_data }
+            })
+            .collect();
+        let answers = match self.io.store.begin_attempts(&self.cfg.name, public, begins).await {
+            Ok(answers) if answers.len() == batch.len() => answers,
+            Ok(_) => vec![Err(StoreError::Refused("internal: answers do not match".to_owned())); batch.len()],
+            Err(e) => vec![Err(e); batch.len()],
+        };
+        // Counted from now, as close as possible to the requests leaving (after their
+        // attempts' commit): the platform counts by arrival.
+        let now = Instant::now();
+        for (p, begun) in batch.into_iter().zip(answers) {
+            let id = p.ready.job.delivery_id;
+            let attempt_id = match begun {
+                Ok(Begun::Attempt(attempt_id)) => attempt_id,
+                other => {
+                    self.let_go(p.incident());
+                    self.not_begun(p.item, id, other);
+                    continue;
+                }
+            };
+            if let Some(q) = self.pace.quota.as_mut() {
+                q.record_n(p.ready.job.priority, now, p.messages);
+            }
+            let crew = Crew {
+                channel: Arc::clone(&self.channel),
+                store: self.io.store.clone(),
+                name: self.cfg.name.clone(),
+                cancel: self.cancel.clone(),
+                delivery: self.config.delivery.clone(),
+                unavailable: self.pace.unavailable,
+            };
+            self.launch(p.item, crew.fly(p, attempt_id));
+        }
+    }
+
+    /// What becomes of a delivery whose attempt did not begin.
+    fn not_begun(&mut self, item: Item, delivery_id: i64, begun: Result<Begun, StoreError>) {
+        match begun {
+            Ok(Begun::Attempt(_)) => unreachable!("it began"),
             Ok(Begun::Paused) => {
-                tracing::debug!(channel = %self.cfg.name, delivery = job.delivery_id, "paused; set aside until the pauses change");
+                tracing::debug!(channel = %self.cfg.name, delivery = delivery_id, "paused; set aside until the pauses change");
                 self.backlog.set_aside.push(item);
-                return None;
             }
             Ok(Begun::Closed(reason)) => {
-                tracing::warn!(channel = %self.cfg.name, delivery = job.delivery_id, %reason, "not sent, and never will be");
+                tracing::warn!(channel = %self.cfg.name, delivery = delivery_id, %reason, "not sent, and never will be");
                 self.io.metrics.delivery(&self.cfg.name, "suppressed");
                 self.backlog.release(item.id);
-                return None;
             }
-            Err(StoreError::NotQueued(_)) => {
-                self.backlog.release(item.id);
-                return None;
-            }
+            Err(StoreError::NotQueued(_)) => self.backlog.release(item.id),
             Err(e) => {
-                tracing::warn!(channel = %self.cfg.name, delivery = job.delivery_id, error = %e, "cannot record attempt, so not sending; retrying");
+                tracing::warn!(channel = %self.cfg.name, delivery = delivery_id, error = %e, "cannot record attempt, so not sending; retrying");
                 self.backlog.requeue(item, STORE_RETRY);
-                return None;
-            }
-        };
-        // Counted from now, as close as possible to the request leaving (after the attempt's
-        // commit): the platform counts by arrival.
-        if let Some(q) = self.pace.quota.as_mut() {
-            q.record(job.priority, Instant::now());
-        }
-        Some(attempt_id)
-    }
-
-    /// Make the request of `action`: a post (unless an earlier try whose answer was lost
-    /// turns out to have posted) or a deletion.
-    async fn send(&self, ready: &Ready, action: Action, attached: Attached) -> Response {
-        let root = ready.root_of_original();
-        let keep = Saved { store: &self.io.store, delivery_id: ready.job.delivery_id };
-        let Some(req) = ready.request(Some(&keep), action, root.as_ref(), &attached.media) else {
-            let Action::Delete(i) = action else { unreachable!("a post has a request") };
-            return match ready.deletions.get(i) {
-                Some(post) => self.channel.delete(post).await,
-                None => Outcome::Sent(PostRef::default()).into(),
-            };
-        };
-        // The last try's outcome was never known: ask before sending again (a lost answer
-        // can show up on the platform later than the first look).
-        if ready.job.last_outcome.as_deref() == Some("unknown")
-            && let Resolution::Posted(post) = self.look_up(&req).await
-        {
-            return Response::from(Outcome::Sent(post)).with_note(attached.note);
-        }
-        let mut response = self.channel.send(&req).await;
-        response.note = match (attached.note, response.note) {
-            (Some(a), Some(b)) => Some(format!("{a}; {b}")),
-            (a, b) => a.or(b),
-        };
-        if let Outcome::Unknown(reason) = &response.outcome {
-            tracing::warn!(channel = %self.cfg.name, delivery = ready.job.delivery_id, %reason, "outcome unknown; checking with the platform");
-            // Not found stays unknown: a lost post can show up on the platform later than
-            // this first look, and the next try looks again before sending.
-            if let Resolution::Posted(p) = self.look_up(&req).await {
-                response.outcome = Outcome::Sent(p);
             }
         }
-        response
-    }
-
-    /// Whether a request whose answer was lost posted: the one place an unknown outcome
-    /// is looked up, whether the answer was lost to a timeout just now, to the try before
-    /// this one, or to a crash ([`Worker::resume_open_attempt`]). What the platform can
-    /// tell is its profile's `recovery`.
-    async fn look_up(&self, req: &Request<'_>) -> Resolution {
-        self.channel.resolve(req).await
     }
 
     /// Settle an attempt whose outcome a crash left unknown: ask the channel whether it
@@ -416,7 +471,7 @@ impl Worker {
         let root = ready.root_of_original();
         let keep = Saved { store: &self.io.store, delivery_id };
         let resolution = match ready.request(Some(&keep), action, root.as_ref(), &[]) {
-            Some(req) => self.look_up(&req).await,
+            Some(req) => look_up(&self.channel, &req).await,
             // A deletion is safe to repeat: a post already gone counts as deleted.
             None => Resolution::NotPosted,
         };
@@ -507,34 +562,94 @@ impl Worker {
         outcome
     }
 
-    /// Record how the attempt ended, report it, and queue what comes next.
-    async fn conclude(&mut self, item: Item, ready: &Ready, action: Action, attempt_id: i64, response: Response) {
-        let job = &ready.job;
-        let Response { outcome, http_status, note } = response;
-        let (end, next, note) = self.judge(ready, action, &outcome, note);
+    /// Start `flight`, the task of a request whose attempt has begun.
+    fn launch(&mut self, item: Item, flight: impl Future<Output = Landed> + Send + 'static) {
+        self.backlog.flying.insert(item.id);
+        self.flight.spawn(flight);
+    }
+
+    /// Take back a request that landed (its outcome already recorded by its task): count
+    /// and report it, and queue what comes next.
+    pub(super) fn settle(&mut self, landed: Landed) {
+        self.let_go(landed.incident());
+        let Landed { item, ready, outcome, result, next, recorded } = landed;
+        self.backlog.flying.remove(&item.id);
         match outcome {
             Outcome::Unavailable(_) | Outcome::Credentials(_) => {
                 self.pace.unavailable = self.pace.unavailable.saturating_add(1);
+                self.pace.probing = true;
             }
-            Outcome::Sent(_) => self.pace.unavailable = 0,
-            Outcome::RetryAfter(..) | Outcome::Retry(_) | Outcome::Permanent(_) | Outcome::Unknown(_) => {}
+            Outcome::Sent(_) => {
+                self.pace.unavailable = 0;
+                self.pace.probing = false;
+            }
+            Outcome::RetryAfter(..) => self.pace.probing = true,
+            Outcome::Retry(_) | Outcome::Permanent(_) | Outcome::Unknown(_) => {}
         }
-        let mut result = record(&outcome, end, http_status);
-        if let Some(n) = &note {
-            result.detail = if result.detail.is_empty() { n.clone() } else { format!("{}; {n}", result.detail) };
-        }
-        result.note = note;
-        if !self.finish(attempt_id, job.delivery_id, &result).await {
+        if !recorded {
             return;
         }
-        self.report(job, ready.steps.len(), &outcome, &result, &next);
+        self.report(&ready.job, ready.steps.len(), &outcome, &result, &next);
         if let Next::Pause(d) = next {
-            self.pace.paused_until = Some(Instant::now() + d);
+            let until = Instant::now() + d;
+            self.pace.paused_until = Some(self.pace.paused_until.map_or(until, |u| u.max(until)));
         }
         match next {
             Next::Done => self.backlog.release(item.id),
             Next::Retry(d) | Next::Pause(d) => self.backlog.requeue(item, d),
         }
+    }
+}
+
+impl Crew {
+    /// The request of `p` (its attempt `attempt_id` begun): send it, judge the outcome
+    /// and commit its record.
+    async fn fly(self, p: Prepared, attempt_id: i64) -> Landed {
+        let Prepared { item, ready, action, attached, .. } = p;
+        let Response { outcome, http_status, note } = self.send(&ready, action, attached).await;
+        let (end, next, note) = self.judge(&ready, action, &outcome, note);
+        let mut result = record(&outcome, end, http_status);
+        if let Some(n) = &note {
+            result.detail = if result.detail.is_empty() { n.clone() } else { format!("{}; {n}", result.detail) };
+        }
+        result.note = note;
+        let recorded = self.finish(attempt_id, ready.job.delivery_id, &result).await;
+        Landed { item, ready, outcome, result, next, recorded }
+    }
+
+    /// Make the request of `action`: a post (unless an earlier try whose answer was lost
+    /// turns out to have posted) or a deletion.
+    async fn send(&self, ready: &Ready, action: Action, attached: Attached) -> Response {
+        let root = ready.root_of_original();
+        let keep = Saved { store: &self.store, delivery_id: ready.job.delivery_id };
+        let Some(req) = ready.request(Some(&keep), action, root.as_ref(), &attached.media) else {
+            let Action::Delete(i) = action else { unreachable!("a post has a request") };
+            return match ready.deletions.get(i) {
+                Some(post) => self.channel.delete(post).await,
+                None => Outcome::Sent(PostRef::default()).into(),
+            };
+        };
+        // The last try's outcome was never known: ask before sending again (a lost answer
+        // can show up on the platform later than the first look).
+        if ready.job.last_outcome.as_deref() == Some("unknown")
+            && let Resolution::Posted(post) = look_up(&self.channel, &req).await
+        {
+            return Response::from(Outcome::Sent(post)).with_note(attached.note);
+        }
+        let mut response = self.channel.send(&req).await;
+        response.note = match (attached.note, response.note) {
+            (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+            (a, b) => a.or(b),
+        };
+        if let Outcome::Unknown(reason) = &response.outcome {
+            tracing::warn!(channel = %self.name, delivery = ready.job.delivery_id, %reason, "outcome unknown; checking with the platform");
+            // Not found stays unknown: a lost post can show up on the platform later than
+            // this first look, and the next try looks again before sending.
+            if let Resolution::Posted(p) = look_up(&self.channel, &req).await {
+                response.outcome = Outcome::Sent(p);
+            }
+        }
+        response
     }
 
     /// What the outcome makes of the delivery: [`decide`]'s verdict, except that a step
@@ -550,8 +665,8 @@ impl Worker {
         let wall = now_ms();
         let age = Duration::from_millis(u64::try_from(wall - job.created_at).unwrap_or(0));
         let history =
-            History { failures: job.attempts, unavailable: self.pace.unavailable, age, closing: !job.kind.is_news() };
-        let (end, next) = decide(outcome, history, &self.config.delivery, wall, fastrand::f64());
+            History { failures: job.attempts, unavailable: self.unavailable, age, closing: !job.kind.is_news() };
+        let (end, next) = decide(outcome, history, &self.delivery, wall, fastrand::f64());
         let last = job.progress.done + 1 >= ready.steps.len();
         let several = self.channel.caps().targets > 1;
         match (outcome, &end) {
@@ -577,11 +692,11 @@ impl Worker {
     /// someone else closed the delivery).
     async fn finish(&self, attempt_id: i64, delivery_id: i64, result: &AttemptResult) -> bool {
         loop {
-            match self.io.store.finish_attempt(attempt_id, delivery_id, now_ms(), result.clone()).await {
+            match self.store.finish_attempt(attempt_id, delivery_id, now_ms(), result.clone()).await {
                 Ok(()) => return true,
                 Err(StoreError::Closed | StoreError::NotQueued(_)) => return false,
                 Err(e) => {
-                    tracing::warn!(channel = %self.cfg.name, delivery = delivery_id, error = %e, "cannot record outcome; retrying");
+                    tracing::warn!(channel = %self.name, delivery = delivery_id, error = %e, "cannot record outcome; retrying");
                     tokio::select! {
                         () = self.cancel.cancelled() => return false,
                         () = tokio::time::sleep(STORE_RETRY) => {}
@@ -590,6 +705,14 @@ impl Worker {
             }
         }
     }
+}
+
+/// Whether a request whose answer was lost posted: the one place an unknown outcome
+/// is looked up, whether the answer was lost to a timeout just now, to the try before
+/// this one, or to a crash ([`Worker::resume_open_attempt`]). What the platform can
+/// tell is its profile's `recovery`.
+async fn look_up(channel: &Channel, req: &Request<'_>) -> Resolution {
+    channel.resolve(req).await
 }
 
 /// The record of a finished step: the next step is queued, or the delivery is done.

@@ -18,6 +18,22 @@ use tokio::time::Instant;
 use crate::config::Quota;
 use crate::event::Priority;
 
+/// Requests chosen to go out together whose sends are not recorded yet.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Pending {
+    pub all: usize,
+    /// One of them is routine (normal or low).
+    pub routine: bool,
+}
+
+impl Pending {
+    /// `n` requests (messages) of `priority`.
+    pub fn add(&mut self, priority: Priority, n: usize) {
+        self.all += n;
+        self.routine |= routine(priority);
+    }
+}
+
 #[derive(Debug)]
 pub struct Window {
     quota: Quota,
@@ -78,6 +94,13 @@ impl Window {
 
     /// `None` if a delivery of `priority` may go now, else how long until it may.
     pub fn wait(&mut self, priority: Priority, now: Instant) -> Option<Duration> {
+        self.wait_after(priority, now, Pending::default(), 1)
+    }
+
+    /// [`Window::wait`] for a request that sends `n` messages (a batch of SMS numbers),
+    /// with `pending` requests chosen to go out together but not yet recorded (they are,
+    /// at their start, once their attempts are committed): they count as sent now.
+    pub fn wait_after(&mut self, priority: Priority, now: Instant, pending: Pending, n: usize) -> Option<Duration> {
         self.prune(now);
         // A retraction has its own budget: it never waits for the window, and still counts
         // in it, so routine posts after it leave the platform's limit room for it.
@@ -85,18 +108,23 @@ impl Window {
             return None;
         }
         let budget = self.budget(priority);
+        // A request larger than the whole budget waits for an empty window.
+        let n = n.clamp(1, budget.max(1));
+        let len = self.sent.len() + pending.all;
         let mut wait = Duration::ZERO;
-        if self.sent.len() >= budget {
-            // Room means fewer than `budget` in the window, so the oldest
-            // `len - budget + 1` sends must leave it; this is the last of them.
-            let last_to_leave = self.sent.len() - budget;
+        if len + n > budget {
+            // Room for `n` means at most `budget - n` in the window, so the oldest
+            // `len + n - budget` sends must leave it; this is the last of them (one still
+            // pending leaves a whole span from now).
+            let last_to_leave = len + n - budget - 1;
             let freed_by = self.sent.get(last_to_leave).copied().unwrap_or(now);
             wait = (freed_by + self.span()).saturating_duration_since(now).max(Duration::from_millis(1));
         }
-        if routine(priority)
-            && let Some(last) = self.last_routine
-        {
-            wait = wait.max((last + self.pace()).saturating_duration_since(now));
+        if routine(priority) {
+            let last = if pending.routine { Some(now) } else { self.last_routine };
+            if let Some(last) = last {
+                wait = wait.max((last + self.pace()).saturating_duration_since(now));
+            }
         }
         (!wait.is_zero()).then_some(wait)
     }
@@ -108,9 +136,18 @@ impl Window {
 
     /// Count a request of `priority` sent at `now`.
     pub fn record(&mut self, priority: Priority, now: Instant) {
-        self.sent.push_back(now);
+        self.record_n(priority, now, 1);
+    }
+
+    /// Count a request of `priority` that sent `n` messages at `now`; routine posts after
+    /// it wait as if they had gone one spacing apart.
+    pub fn record_n(&mut self, priority: Priority, now: Instant, n: usize) {
+        for _ in 0..n.max(1) {
+            self.sent.push_back(now);
+        }
         if routine(priority) {
-            self.last_routine = Some(now);
+            let extra = u32::try_from(n.max(1) - 1).unwrap_or(u32::MAX);
+            self.last_routine = Some(now + self.pace().saturating_mul(extra));
         }
     }
 
@@ -200,6 +237,61 @@ mod tests {
             let at = t + MS(offset * 7);
             let wait = w.wait(Priority::Critical, at).unwrap_or_default();
             assert!(wait <= MS(100), "waited {wait:?} at +{}ms", offset * 7);
+        }
+    }
+
+    #[test]
+    fn a_request_of_several_messages_needs_room_for_each_and_paces_routine_after_it() {
+        let t0 = Instant::now();
+        let mut w = Window::new(quota(10, 10, 0));
+        let pending = Pending::default();
+        assert_eq!(w.wait_after(Priority::High, t0, pending, 8), None);
+        w.record_n(Priority::High, t0, 8);
+        assert!(w.wait_after(Priority::High, t0, pending, 3).is_some(), "8 + 3 > 10");
+        assert_eq!(w.wait_after(Priority::High, t0, pending, 2), None);
+        // Routine: a batch of 4 at t0 spaces the next routine post 4 spacings (of 1 s) on.
+        let mut w = Window::new(quota(10, 10, 0));
+        w.record_n(Priority::Normal, t0, 4);
+        assert_eq!(w.wait(Priority::Normal, t0 + S(1)), Some(S(3)));
+        // Larger than the whole budget: waits for an empty window, not forever.
+        let mut w = Window::new(quota(4, 10, 0));
+        assert_eq!(w.wait_after(Priority::High, t0, pending, 9), None);
+    }
+
+    proptest::proptest! {
+        /// Requests chosen together (each counted as pending until their attempts are
+        /// committed, then recorded at their start) never put more than the limit in
+        /// any window, whatever the priorities, batch sizes and commit delays.
+        #[test]
+        fn choosing_several_at_once_never_overfills_the_window(
+            steps in proptest::collection::vec((0u8..4, 1usize..6, 0u64..400, 0u64..50), 1..80),
+        ) {
+            let q = quota(6, 2, 1);
+            let mut w = Window::new(q);
+            let t0 = Instant::now();
+            let mut now = t0;
+            let mut sent: Vec<Instant> = Vec::new();
+            for (p, room, advance_ms, commit_ms) in steps {
+                now += MS(advance_ms);
+                let priority = [Priority::Low, Priority::Normal, Priority::High, Priority::Critical][usize::from(p)];
+                let mut pending = Pending::default();
+                let mut chosen = 0;
+                while chosen < room && w.wait_after(priority, now, pending, 1).is_none() {
+                    pending.add(priority, 1);
+                    chosen += 1;
+                }
+                let start = now + MS(commit_ms);
+                for _ in 0..chosen {
+                    w.record(priority, start);
+                    sent.push(start);
+                }
+                now = start;
+            }
+            sent.sort();
+            for (i, a) in sent.iter().enumerate() {
+                let inside = sent[i..].iter().take_while(|b| b.duration_since(*a) < q.window).count();
+                proptest::prop_assert!(inside <= q.limit as usize, "{inside} sends within one window");
+            }
         }
     }
 

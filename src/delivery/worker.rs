@@ -1,6 +1,9 @@
-//! One channel's worker: a loop that takes the most urgent due delivery and makes its next
-//! attempt (`attempt.rs`), then reports how it ended (`report.rs`). Requests on one
-//! channel are sequential; channels run in parallel.
+//! One channel's worker: a loop that takes the most urgent due deliveries, begins their
+//! next attempts together and starts their requests (`attempt.rs`), then reports how each
+//! ended (`report.rs`). Up to the channel's `concurrency` requests are in flight at once,
+//! within its quota, the most urgent first; deliveries of one incident go one at a time,
+//! so a reply follows what it replies to and a retraction every post it deletes. Each
+//! request runs in a task of its own, which commits its outcome; channels run in parallel.
 //!
 //! On start it loads the channel's unfinished deliveries from the store and rebuilds the
 //! quota window from the attempt log. A delivery whose attempt was started but never
@@ -11,12 +14,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use super::WorkerMsg;
+use super::attempt::Landed;
 use super::queue::{Item, Queue};
-use super::quota::Window;
+use super::quota::{Pending, Window};
 use crate::channel::{Channel, Context};
 use crate::config::{ChannelConfig, Config, Quota};
 use crate::control::{Control, Pauses};
@@ -34,7 +39,8 @@ pub(super) const STORE_RETRY: Duration = Duration::from_secs(1);
 pub(super) struct Worker {
     /// The channel as configured now.
     pub(super) cfg: ChannelConfig,
-    pub(super) channel: Channel,
+    /// Shared with the requests in flight; a reload builds a new one for the next.
+    pub(super) channel: Arc<Channel>,
     pub(super) ctx: Context,
     pub(super) config: Arc<Config>,
     /// The config in force, for the channel as configured right now.
@@ -49,6 +55,10 @@ pub(super) struct Worker {
     pub(super) cancel: CancellationToken,
     /// New deliveries and reloads, from the router.
     pub(super) inbox: mpsc::UnboundedReceiver<WorkerMsg>,
+    /// The requests in flight, a task each (aborted with the worker: a crash).
+    pub(super) flight: JoinSet<Landed>,
+    /// Counts reloads, so a batch chosen across one is not begun with the old steps.
+    generation: u64,
 }
 
 /// What the worker works with.
@@ -76,6 +86,11 @@ pub(super) struct Backlog {
     /// How long each delivery has waited for its images so far (and when it last did), so
     /// an interrupted wait resumes with what is left of it.
     pub(super) image_waits: HashMap<i64, (Duration, Instant)>,
+    /// Incidents with a delivery being begun or in flight, and the deliveries of the same
+    /// incident waiting behind it.
+    behind: HashMap<String, Vec<Item>>,
+    /// Deliveries whose request is in flight.
+    pub(super) flying: HashSet<i64>,
 }
 
 impl Backlog {
@@ -97,7 +112,7 @@ impl Backlog {
 
     /// Hold `item` until `target`, the post it replies to, is final.
     pub(super) fn park(&mut self, target: i64, item: Item) {
-        if !self.queue.contains(target) && !self.parked.contains(&target) {
+        if !self.queue.contains(target) && !self.parked.contains(&target) && !self.flying.contains(&target) {
             // The post being replied to is unfinished but not in this queue: take it up.
             self.queue.push(Item { id: target, priority: item.priority }, None, Instant::now());
         }
@@ -105,8 +120,32 @@ impl Backlog {
         self.waiting.entry(target).or_default().push(item);
     }
 
+    /// A delivery of `incident` is being begun or in flight.
+    pub(super) fn busy(&self, incident: &str) -> bool {
+        self.behind.contains_key(incident)
+    }
+
+    /// Mark `incident` busy: its other deliveries wait until [`Backlog::let_go`].
+    pub(super) fn claim(&mut self, incident: &str) {
+        self.behind.entry(incident.to_owned()).or_default();
+    }
+
+    /// Hold `item` until `incident` is let go.
+    pub(super) fn hold(&mut self, incident: String, item: Item) {
+        self.behind.entry(incident).or_default().push(item);
+    }
+
+    /// `incident`'s request landed (or never began): what waited behind it is queued.
+    pub(super) fn let_go(&mut self, incident: &str) {
+        let now = Instant::now();
+        for item in self.behind.remove(incident).unwrap_or_default() {
+            self.queue.push(item, None, now);
+        }
+    }
+
     fn depth(&self) -> usize {
-        self.queue.len() + self.parked.len() + self.set_aside.len()
+        let behind: usize = self.behind.values().map(Vec::len).sum();
+        self.queue.len() + self.parked.len() + self.set_aside.len() + behind + self.flying.len()
     }
 }
 
@@ -116,6 +155,16 @@ pub(super) struct Pace {
     pub(super) paused_until: Option<Instant>,
     /// "Unavailable" outcomes in a row: the channel's own backoff.
     pub(super) unavailable: u32,
+    /// The platform failed, throttled or refused the credentials, and has not taken a
+    /// post since: one request at a time (the most urgent) until one is sent.
+    pub(super) probing: bool,
+}
+
+impl Pace {
+    /// How many requests may be in flight now.
+    fn window(&self, concurrency: usize) -> usize {
+        if self.probing { 1 } else { concurrency.max(1) }
+    }
 }
 
 enum Step {
@@ -136,7 +185,7 @@ impl Worker {
         let super::Deps { metrics, control, media, live, links } = deps;
         let quota = cfg.quota.map(Window::new);
         let pauses = control.subscribe();
-        let channel = Channel::build(&cfg, &ctx);
+        let channel = Arc::new(Channel::build(&cfg, &ctx));
         Worker {
             cfg,
             channel,
@@ -145,10 +194,12 @@ impl Worker {
             live,
             io: Io { store, reader, metrics, media, links, _control: control },
             backlog: Backlog::default(),
-            pace: Pace { quota, paused_until: None, unavailable: 0 },
+            pace: Pace { quota, paused_until: None, unavailable: 0, probing: false },
             pauses,
             cancel: CancellationToken::new(),
             inbox,
+            flight: JoinSet::new(),
+            generation: 0,
         }
     }
 
@@ -184,10 +235,11 @@ impl Worker {
             while let Ok(msg) = self.inbox.try_recv() {
                 self.handle(msg).await;
             }
+            self.land_ready();
             if self.cancel.is_cancelled() {
                 break;
             }
-            let wake = match self.step().await {
+            let wake = match self.fill().await {
                 Step::Worked => continue,
                 Step::Idle(wake) => wake,
             };
@@ -201,6 +253,7 @@ impl Worker {
             tokio::select! {
                 biased;
                 () = self.cancel.cancelled() => break,
+                Some(landed) = self.flight.join_next() => self.land(landed),
                 msg = self.inbox.recv() => match msg {
                     Some(msg) => self.handle(msg).await,
                     None => break,
@@ -209,7 +262,35 @@ impl Worker {
                 () = sleep => {}
             }
         }
+        // The requests in flight finish (their tasks record their outcomes) before the
+        // worker stops, unless the shutdown's grace runs out and aborts it, them with it.
+        while let Some(landed) = self.flight.join_next().await {
+            self.land(landed);
+        }
         self.report_depth();
+    }
+
+    /// Take back the requests that have landed, without waiting.
+    fn land_ready(&mut self) {
+        while let Some(landed) = self.flight.try_join_next() {
+            self.land(landed);
+        }
+    }
+
+    fn land(&mut self, landed: Result<Landed, tokio::task::JoinError>) {
+        match landed {
+            Ok(landed) => self.settle(landed),
+            // A request's task panicked: the worker fails as it would have with the
+            // request in its own task (the supervisor stops the daemon; the open attempt
+            // is resolved on restart).
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => {}
+        }
+    }
+
+    /// `incident`'s request landed or never began.
+    pub(super) fn let_go(&mut self, incident: &str) {
+        self.backlog.let_go(incident);
     }
 
     /// A pause was set or lifted: what waited for its event type is looked at again.
@@ -236,8 +317,9 @@ impl Worker {
     /// Take a reloaded config: a new client for the channel's settings; the queue and the
     /// rate-limit window stay (the window with the new limits).
     async fn reconfigure(&mut self, config: Arc<Config>) {
+        self.generation += 1;
         if let Some(cfg) = config.channels.get(&self.cfg.name).cloned() {
-            self.channel = Channel::build(&cfg, &self.ctx);
+            self.channel = Arc::new(Channel::build(&cfg, &self.ctx));
             self.pace.quota = match (self.pace.quota.take(), cfg.quota) {
                 (Some(mut window), Some(quota)) => {
                     window.set_quota(quota);
@@ -356,8 +438,10 @@ impl Worker {
         Ok(())
     }
 
-    /// Do at most one delivery; when nothing can go now, say when to look again.
-    async fn step(&mut self) -> Step {
+    /// Begin as many deliveries as the window has room for and the quota allows, the most
+    /// urgent first, and start their requests; when nothing can go now, say when to look
+    /// again (a request landing wakes the worker too).
+    async fn fill(&mut self) -> Step {
         let now = Instant::now();
         let mut wake = self.backlog.queue.next_due();
         if let Some(until) = self.pace.paused_until {
@@ -366,22 +450,55 @@ impl Worker {
             }
             self.pace.paused_until = None;
         }
-        let Some(head) = self.backlog.queue.peek(now) else {
-            return Step::Idle(wake);
-        };
-        // Paused (the kill switch, or this channel): only a retraction may go.
-        if head.priority != Priority::Retraction && self.pauses.borrow().channel_paused(&self.cfg) {
-            return Step::Idle(wake);
+        let generation = self.generation;
+        let mut batch = Vec::new();
+        let mut pending = Pending::default();
+        let mut worked = false;
+        while self.flight.len() + batch.len() < self.pace.window(self.cfg.concurrency) {
+            let now = Instant::now();
+            let Some(head) = self.backlog.queue.peek(now) else { break };
+            // Paused (the kill switch, or this channel): only a retraction may go.
+            if head.priority != Priority::Retraction && self.pauses.borrow().channel_paused(&self.cfg) {
+                break;
+            }
+            if let Some(w) = self.pace.quota.as_mut().and_then(|q| q.wait_after(head.priority, now, pending, 1)) {
+                let at = now + w;
+                wake = Some(wake.map_or(at, |d| d.min(at)));
+                break;
+            }
+            let Some(item) = self.backlog.queue.pop(now) else { break };
+            worked = true;
+            if let Some(mut p) = self.prepare(item).await {
+                // A batch of SMS numbers needs room for each message.
+                p.messages = p.target().map_or(1, |t| self.channel.messages(t));
+                if p.messages > 1
+                    && let Some(w) =
+                        self.pace.quota.as_mut().and_then(|q| q.wait_after(p.item.priority, now, pending, p.messages))
+                {
+                    self.backlog.requeue(p.item, w);
+                    let at = now + w;
+                    wake = Some(wake.map_or(at, |d| d.min(at)));
+                    break;
+                }
+                self.backlog.claim(p.incident());
+                pending.add(p.item.priority, p.messages);
+                batch.push(p);
+            }
+            if self.cancel.is_cancelled() || self.pace.paused_until.is_some() {
+                break;
+            }
         }
-        if let Some(w) = self.pace.quota.as_mut().and_then(|q| q.wait(head.priority, now)) {
-            let at = now + w;
-            wake = Some(wake.map_or(at, |d| d.min(at)));
-            return Step::Idle(wake);
+        if self.generation != generation {
+            // A reload came while the batch was chosen (during a wait for images): it is
+            // taken up again under the new config.
+            for p in batch {
+                self.let_go(p.incident());
+                self.backlog.requeue(p.item, Duration::ZERO);
+            }
+        } else if !batch.is_empty() {
+            self.begin_batch(batch).await;
         }
-        if let Some(item) = self.backlog.queue.pop(now) {
-            self.attempt(item).await;
-        }
-        Step::Worked
+        if worked { Step::Worked } else { Step::Idle(wake) }
     }
 
     /// Close a delivery without sending it.

@@ -355,7 +355,8 @@ type Responder<T> = oneshot::Sender<Result<T, StoreError>>;
 #[derive(Debug)]
 enum Op {
     Ingest(Box<IngestRecord>, Responder<IngestOutcome>),
-    BeginAttempt(Box<BeginRequest>, Responder<Begun>),
+    /// Attempts about to begin together, in one transaction; an answer for each.
+    BeginAttempts(Vec<BeginRequest>, Responder<Vec<Result<Begun, StoreError>>>),
     FinishAttempt {
         attempt_id: i64,
         delivery_id: i64,
@@ -380,6 +381,15 @@ enum Op {
     Probe(Responder<()>),
     /// Stop after what was sent before it, whoever still holds a handle (a crash test).
     Halt,
+}
+
+/// An attempt about to begin, one of [`Store::begin_attempts`].
+#[derive(Debug, Clone)]
+pub struct Begin {
+    pub delivery_id: i64,
+    pub started_at: i64,
+    /// What a restart needs to resolve the request (the step of a thread).
+    pub resolve_data: Option<String>,
 }
 
 /// An attempt about to begin.
@@ -544,8 +554,30 @@ impl Store {
         started_at: i64,
         resolve_data: Option<String>,
     ) -> Result<Begun, StoreError> {
-        let request = BeginRequest { delivery_id, channel: channel.to_owned(), public, started_at, resolve_data };
-        Pending(self.send(|reply| Op::BeginAttempt(Box::new(request), reply)).await?).await
+        let begin = Begin { delivery_id, started_at, resolve_data };
+        let mut answers = self.begin_attempts(channel, public, vec![begin]).await?;
+        answers.pop().unwrap_or(Err(StoreError::Refused("internal: no answer".to_owned())))
+    }
+
+    /// [`Store::begin_attempt`] for several deliveries of one channel, committed in one
+    /// transaction before any of their requests starts; an answer for each, in order.
+    pub async fn begin_attempts(
+        &self,
+        channel: &str,
+        public: bool,
+        begins: Vec<Begin>,
+    ) -> Result<Vec<Result<Begun, StoreError>>, StoreError> {
+        let requests = begins
+            .into_iter()
+            .map(|b| BeginRequest {
+                delivery_id: b.delivery_id,
+                channel: channel.to_owned(),
+                public,
+                started_at: b.started_at,
+                resolve_data: b.resolve_data,
+            })
+            .collect();
+        Pending(self.send(|reply| Op::BeginAttempts(requests, reply)).await?).await
     }
 
     /// Record how an attempt ended and move its delivery on.

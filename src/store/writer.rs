@@ -136,7 +136,7 @@ fn update_mark(conn: &Connection, mark: &Mark, marked: &mut (Instant, Newest)) {
 /// What one applied request answers once the batch commits.
 enum Answer {
     Ingest(IngestOutcome),
-    Begun(Begun),
+    Begun(Vec<Result<Begun, StoreError>>),
     Admin(super::AdminDone),
     Done,
 }
@@ -269,7 +269,7 @@ fn reply(op: Op, answer: Result<Answer, StoreError>) {
                 _ => Err(StoreError::Refused("internal: wrong answer".to_owned())),
             }));
         }
-        Op::BeginAttempt(_, reply) => {
+        Op::BeginAttempts(_, reply) => {
             let _ = reply.send(answer.and_then(|a| match a {
                 Answer::Begun(b) => Ok(b),
                 _ => Err(StoreError::Refused("internal: wrong answer".to_owned())),
@@ -301,7 +301,19 @@ fn apply(conn: &Connection, op: &Op, announced: &mut Vec<Queued>) -> Result<Answ
                 insert_reject(conn, r).map(|id| Answer::Ingest(IngestOutcome::Rejected { reject_id: id }))
             }
         },
-        Op::BeginAttempt(b, _) => begin_attempt(conn, b, now).map(Answer::Begun),
+        Op::BeginAttempts(begins, _) => {
+            let mut answers = Vec::with_capacity(begins.len());
+            for b in begins {
+                answers.push(match begin_attempt(conn, b, now) {
+                    Ok(begun) => Ok(begun),
+                    // Checked before anything was written: this one alone did not begin.
+                    Err(ApplyError::NotQueued(id)) => Err(StoreError::NotQueued(id)),
+                    Err(ApplyError::Denied(e)) => Err(e),
+                    Err(e) => return Err(e),
+                });
+            }
+            Ok(Answer::Begun(answers))
+        }
         Op::FinishAttempt { attempt_id, delivery_id, finished_at, result, .. } => {
             finish_attempt(conn, *attempt_id, *delivery_id, *finished_at, result)?;
             Ok(Answer::Done)

@@ -51,6 +51,20 @@ pub fn count(db: &Path, sql: &str) -> i64 {
     conn.query_row(sql, [], |r| r.get(0)).expect("count")
 }
 
+/// The texts of `channel`'s posts in the order their requests began (the order they
+/// were chosen in; with several in flight at once they may arrive in another).
+pub fn begun_in_order(db: &Path, channel: &str) -> Vec<String> {
+    let conn = rusqlite::Connection::open(db).expect("open store");
+    conn.busy_timeout(Duration::from_secs(5)).expect("busy timeout");
+    let mut stmt = conn
+        .prepare(
+            "SELECT d.text FROM attempts a JOIN deliveries d ON d.id = a.delivery_id
+             WHERE a.channel = ?1 AND a.outcome = 'sent' ORDER BY a.id",
+        )
+        .expect("prepare");
+    stmt.query_map([channel], |r| r.get(0)).expect("query").collect::<Result<_, _>>().expect("rows")
+}
+
 /// Write a config file for tests; `body` is appended to the common part.
 pub fn write_config(dir: &Path, mqtt: &str, body: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(dir.join("templates")).expect("templates dir");

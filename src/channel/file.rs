@@ -41,6 +41,29 @@ struct Waiting {
     writing: bool,
 }
 
+/// The write task's hold on `writing`: if the task never runs (the runtime shutting down)
+/// or panics, the next line starts a writer of its own and those waiting are told.
+struct Writing {
+    appender: Arc<Appender>,
+    done: bool,
+}
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let lines = {
+            let mut q = self.appender.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            q.writing = false;
+            std::mem::take(&mut q.lines)
+        };
+        for (_, tx) in lines {
+            let _ = tx.send(Err(Append::MaybeWritten(std::io::Error::other("the write task stopped"))));
+        }
+    }
+}
+
 /// The appenders in use, by path.
 static APPENDERS: LazyLock<Mutex<HashMap<PathBuf, Weak<Appender>>>> = LazyLock::new(Mutex::default);
 
@@ -65,9 +88,14 @@ impl Appender {
             !std::mem::replace(&mut q.writing, true)
         };
         if start {
-            let me = Arc::clone(self);
+            let guard = Writing { appender: Arc::clone(self), done: false };
             // Not cancelled with the request: the lines it took are answered.
-            drop(tokio::task::spawn_blocking(move || me.write_all_waiting()));
+            drop(tokio::task::spawn_blocking(move || {
+                let mut guard = guard;
+                guard.appender.write_all_waiting();
+                guard.done = true;
+                drop(guard);
+            }));
         }
         rx.await.unwrap_or_else(|_| Err(Append::MaybeWritten(std::io::Error::other("the write task stopped"))))
     }

@@ -282,6 +282,11 @@ impl<'a> Scratch<'a> {
         self.saved.get(&self.slot(key)).map(String::as_str)
     }
 
+    /// A value saved by the delivery's first step (what the whole delivery keeps to).
+    pub fn first(&self, key: &str) -> Option<&'a str> {
+        self.saved.get(&format!("{key}:0")).map(String::as_str)
+    }
+
     /// Save a value for this step; it is committed when this returns `Ok`.
     pub async fn save(&self, key: &str, value: &str) -> Result<(), String> {
         match self.keep {
@@ -422,11 +427,20 @@ macro_rules! channels {
             }
 
             /// How many messages request `target` sends (against the quota): a batch
-            /// of SMS numbers, else one.
-            pub fn messages(&self, target: usize) -> usize {
+            /// of SMS numbers, else one. `saved`: what the delivery's steps saved.
+            pub fn messages(&self, target: usize, saved: &BTreeMap<String, String>) -> usize {
                 match self {
-                    Channel::Sms(c) => c.batch_len(target),
+                    Channel::Sms(c) => c.batch_len(target, saved),
                     _ => 1,
+                }
+            }
+
+            /// [`Channel::caps`] for a delivery that may have begun under other settings:
+            /// an SMS keeps the batch size it began with.
+            pub fn caps_for(&self, saved: &BTreeMap<String, String>) -> Caps {
+                match self {
+                    Channel::Sms(c) => c.caps_for(saved),
+                    _ => self.caps(),
                 }
             }
 

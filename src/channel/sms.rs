@@ -59,13 +59,29 @@ impl Sms {
     }
 
     /// How many numbers request `target` sends to.
-    pub fn batch_len(&self, target: usize) -> usize {
-        self.numbers(target).count().max(1)
+    pub fn batch_len(&self, target: usize, saved: &std::collections::BTreeMap<String, String>) -> usize {
+        self.numbers(target, self.batch_of(saved)).count().max(1)
+    }
+
+    /// The batch size of a delivery: the one its first step saved (a reload changing
+    /// `concurrency` or `rate` mid-delivery must not renumber its batches), else ours.
+    fn batch_of(&self, saved: &std::collections::BTreeMap<String, String>) -> usize {
+        saved.get("batch:0").and_then(|b| b.parse().ok()).filter(|b| *b > 0).unwrap_or(self.batch)
+    }
+
+    /// The delivery's requests: one per batch.
+    pub fn caps_for(&self, saved: &std::collections::BTreeMap<String, String>) -> Caps {
+        Caps { targets: self.recipients().div_ceil(self.batch_of(saved)), ..Caps::of(Self::PLATFORM) }
+    }
+
+    /// The batch size `req`'s delivery keeps to.
+    fn batch_for(&self, req: &Request<'_>) -> usize {
+        req.scratch.first("batch").and_then(|b| b.parse().ok()).filter(|b| *b > 0).unwrap_or(self.batch)
     }
 
     /// The numbers of request `target`: its batch, with their places in it.
-    fn numbers(&self, target: usize) -> impl Iterator<Item = (usize, &str)> {
-        self.s.to.iter().skip(target.saturating_mul(self.batch)).take(self.batch).map(String::as_str).enumerate()
+    fn numbers(&self, target: usize, batch: usize) -> impl Iterator<Item = (usize, &str)> {
+        self.s.to.iter().skip(target.saturating_mul(batch)).take(batch).map(String::as_str).enumerate()
     }
 
     /// Where number `i` of the batch is kept among the step's saved values.
@@ -85,8 +101,15 @@ impl Sms {
 
     /// Send `req`'s text to each number of its batch not reached yet, at once.
     async fn send_batch(&self, req: &Request<'_>) -> Response {
+        let batch = self.batch_for(req);
+        if req.step == 0 && req.scratch.get("batch").is_none() {
+            // Kept for the whole delivery, before anything is sent.
+            if let Err(e) = req.scratch.save("batch", &batch.to_string()).await {
+                return Outcome::Retry(format!("cannot record the batch size: {e}")).into();
+            }
+        }
         let todo: Vec<(usize, &str)> =
-            self.numbers(req.target).filter(|(i, _)| self.reached(req, *i).is_none()).collect();
+            self.numbers(req.target, batch).filter(|(i, _)| self.reached(req, *i).is_none()).collect();
         let sends = todo.iter().map(|(i, to)| async move { (*i, self.send_one(req, to).await) });
         let answers = futures_util::future::join_all(sends).await;
         let mut failed: Option<Response> = None;
@@ -100,22 +123,22 @@ impl Sms {
                     continue;
                 }
             };
-            if let Err(e) = req.scratch.save(&Self::slot(i), &saved).await {
+            let result = req.scratch.save(&Self::slot(i), &saved).await;
+            self.found
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert((req.post.delivery_id, req.step, i), saved);
+            if let Err(e) = result {
                 // Reached, but not recorded: the next try looks before sending again.
                 let unknown = Response::from(Outcome::Unknown(format!("cannot record a message sent: {e}")));
                 failed = Some(worse(failed, unknown));
-            } else {
-                self.found
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .insert((req.post.delivery_id, req.step, i), saved);
             }
         }
         if let Some(f) = failed {
             return f;
         }
         // Every number is reached or skipped: the step is done.
-        let reached: Vec<String> = self.numbers(req.target).filter_map(|(i, _)| self.reached(req, i)).collect();
+        let reached: Vec<String> = self.numbers(req.target, batch).filter_map(|(i, _)| self.reached(req, i)).collect();
         let skipped: Vec<&str> = reached.iter().filter_map(|v| v.strip_prefix('-')).collect();
         let note = (!skipped.is_empty()).then(|| skipped.join("; "));
         let first = reached.iter().find(|v| !v.starts_with('-')).cloned();
@@ -150,8 +173,9 @@ impl Sms {
     /// Whether each number of the batch not known reached was: those found are saved.
     /// Posted only if all were.
     async fn read_back_batch(&self, req: &Request<'_>) -> Resolution {
+        let batch = self.batch_for(req);
         let todo: Vec<(usize, &str)> =
-            self.numbers(req.target).filter(|(i, _)| self.reached(req, *i).is_none()).collect();
+            self.numbers(req.target, batch).filter(|(i, _)| self.reached(req, *i).is_none()).collect();
         let looks = todo.iter().map(|(i, to)| async move { (*i, self.read_back_one(req, to).await) });
         let mut all = Resolution::NotPosted;
         let mut missing = false;
@@ -175,7 +199,7 @@ impl Sms {
         if missing {
             return Resolution::NotPosted;
         }
-        match self.numbers(req.target).find_map(|(i, _)| self.reached(req, i).filter(|v| !v.starts_with('-'))) {
+        match self.numbers(req.target, batch).find_map(|(i, _)| self.reached(req, i).filter(|v| !v.starts_with('-'))) {
             Some(sid) => Resolution::Posted(PostRef::id(sid)),
             None => Resolution::NotPosted,
         }
@@ -243,14 +267,14 @@ impl Api for Sms {
     const READS_BACK: bool = true;
 
     async fn send(&self, req: &Request<'_>) -> Response {
-        if self.batch == 1 {
+        if self.batch_for(req) == 1 {
             return self.send_one(req, self.to(req)).await;
         }
         self.send_batch(req).await
     }
 
     async fn read_back(&self, req: &Request<'_>) -> Resolution {
-        if self.batch == 1 {
+        if self.batch_for(req) == 1 {
             return self.read_back_one(req, self.to(req)).await;
         }
         self.read_back_batch(req).await
@@ -262,19 +286,20 @@ impl Api for Sms {
 
     /// Each batch of recipients is a request of its own.
     fn caps(&self) -> Caps {
-        Caps { targets: self.recipients().div_ceil(self.batch), ..Caps::of(Self::PLATFORM) }
+        self.caps_for(&std::collections::BTreeMap::new())
     }
 }
 
-/// Of two failures in one batch, the one that decides what the step does next: refused
-/// credentials, then an unavailable platform, then throttling (the longer pause), then
-/// an unknown outcome (the next try looks before sending), then a plain retry.
+/// Of two failures in one batch, the one that decides what the step does next: an unknown
+/// outcome (the next try looks before sending), then refused credentials, then an
+/// unavailable platform, then throttling (the longer pause), then a plain retry.
 fn worse(a: Option<Response>, b: Response) -> Response {
     let rank = |r: &Response| match &r.outcome {
-        Outcome::Credentials(_) => 5,
-        Outcome::Unavailable(_) => 4,
-        Outcome::RetryAfter(..) => 3,
-        Outcome::Unknown(_) => 2,
+        // First: the next try must look before sending to that number again.
+        Outcome::Unknown(_) => 5,
+        Outcome::Credentials(_) => 4,
+        Outcome::Unavailable(_) => 3,
+        Outcome::RetryAfter(..) => 2,
         Outcome::Retry(_) => 1,
         Outcome::Sent(_) | Outcome::Permanent(_) => 0,
     };

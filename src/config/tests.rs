@@ -212,6 +212,21 @@ fn quota_and_reserve() {
 }
 
 #[test]
+fn concurrency_is_the_platforms_unless_the_channel_sets_it() {
+    let chan = |kind: &str, extra: &str| format!("{MINIMAL}\n[channels.c]\nkind = \"{kind}\"\n{extra}\n");
+    let (_d, c) = load_str(&chan("webhook", "url = \"http://127.0.0.1:9/\""));
+    assert_eq!(c.channels["c"].concurrency, 8);
+    let (_d, c) = load_str(&chan("console", ""));
+    assert_eq!(c.channels["c"].concurrency, 1);
+    let (_d, c) = load_str(&chan("console", "concurrency = 3"));
+    assert_eq!(c.channels["c"].concurrency, 3);
+    for bad in ["0", "257"] {
+        let toml = chan("console", &format!("concurrency = {bad}"));
+        assert!(has(&errors(&toml), "channels.c.concurrency", "from 1 to 256"), "{bad}");
+    }
+}
+
+#[test]
 fn credentials_expire_is_a_date_in_the_agency_zone_or_a_time() {
     let chan = |v: &str| {
         format!(

@@ -148,11 +148,11 @@ impl Prepared {
         &self.ready.job.incident_key
     }
 
-    /// The recipient (batch) a post goes to; `None` for a deletion.
-    pub(super) fn target(&self) -> Option<usize> {
+    /// How many messages the request sends on `channel` (a batch of SMS numbers).
+    pub(super) fn count_messages(&self, channel: &Channel) -> usize {
         match self.action {
-            Action::Post { target, .. } => Some(target),
-            Action::Delete(_) => None,
+            Action::Post { target, .. } => channel.messages(target, &self.ready.job.progress.scratch),
+            Action::Delete(_) => 1,
         }
     }
 }
@@ -167,12 +167,6 @@ pub(super) struct Landed {
     /// The outcome was committed (else the worker is shutting down, or someone closed
     /// the delivery meanwhile).
     recorded: bool,
-}
-
-impl Landed {
-    pub(super) fn incident(&self) -> &str {
-        &self.ready.job.incident_key
-    }
 }
 
 /// What a request's task needs from its worker, owned: the channel as built when the
@@ -291,7 +285,7 @@ impl Worker {
         {
             job.text = crate::links::expand(&job.text, key, &self.config.admin.public_url);
         }
-        let caps = self.channel.caps();
+        let caps = self.channel.caps_for(&job.progress.scratch);
         let deletions = match &original {
             Some(o) if job.kind == DeliveryKind::Cancel && self.cfg.delete_original && caps.delete => o.posts(),
             // A retraction deletes every post of the incident, wherever the platform can; a
@@ -408,7 +402,7 @@ impl Worker {
                 }
             };
             if let Some(q) = self.pace.quota.as_mut() {
-                q.record_n(p.ready.job.priority, now, p.messages);
+                q.record_n(p.item.priority, now, p.messages);
             }
             let crew = Crew {
                 channel: Arc::clone(&self.channel),
@@ -571,7 +565,6 @@ impl Worker {
     /// Take back a request that landed (its outcome already recorded by its task): count
     /// and report it, and queue what comes next.
     pub(super) fn settle(&mut self, landed: Landed) {
-        self.let_go(landed.incident());
         let Landed { item, ready, outcome, result, next, recorded } = landed;
         self.backlog.flying.remove(&item.id);
         match outcome {
@@ -586,18 +579,20 @@ impl Worker {
             Outcome::RetryAfter(..) => self.pace.probing = true,
             Outcome::Retry(_) | Outcome::Permanent(_) | Outcome::Unknown(_) => {}
         }
-        if !recorded {
-            return;
+        if recorded {
+            self.report(&ready.job, ready.steps.len(), &outcome, &result, &next);
+            if let Next::Pause(d) = next {
+                let until = Instant::now() + d;
+                self.pace.paused_until = Some(self.pace.paused_until.map_or(until, |u| u.max(until)));
+            }
+            match next {
+                Next::Done => self.backlog.release(item.id),
+                Next::Retry(d) | Next::Pause(d) => self.backlog.requeue(item, d),
+            }
         }
-        self.report(&ready.job, ready.steps.len(), &outcome, &result, &next);
-        if let Next::Pause(d) = next {
-            let until = Instant::now() + d;
-            self.pace.paused_until = Some(self.pace.paused_until.map_or(until, |u| u.max(until)));
-        }
-        match next {
-            Next::Done => self.backlog.release(item.id),
-            Next::Retry(d) | Next::Pause(d) => self.backlog.requeue(item, d),
-        }
+        // After the requeue, so a copy of the delivery held behind it does not take its
+        // place without the backoff.
+        self.let_go(&ready.job.incident_key);
     }
 }
 

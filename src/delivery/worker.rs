@@ -283,7 +283,16 @@ impl Worker {
             // A request's task panicked: the worker fails as it would have with the
             // request in its own task (the supervisor stops the daemon; the open attempt
             // is resolved on restart).
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) if e.is_panic() => {
+                tracing::error!(channel = %self.cfg.name, "a request's task panicked; the others in flight finish first");
+                let others = std::mem::take(&mut self.flight);
+                let payload = e.into_panic();
+                let mut others = others;
+                // Not aborted with the unwinding worker: their outcomes are recorded.
+                let finish = async move { while others.join_next().await.is_some() {} };
+                drop(tokio::spawn(finish));
+                std::panic::resume_unwind(payload)
+            }
             Err(_) => {}
         }
     }
@@ -468,9 +477,12 @@ impl Worker {
             }
             let Some(item) = self.backlog.queue.pop(now) else { break };
             worked = true;
+            // What is urgent goes at once, not after the rest of a batch is prepared (a
+            // routine post may wait for its images).
+            let urgent = item.priority >= Priority::Critical;
             if let Some(mut p) = self.prepare(item).await {
                 // A batch of SMS numbers needs room for each message.
-                p.messages = p.target().map_or(1, |t| self.channel.messages(t));
+                p.messages = p.count_messages(&self.channel);
                 if p.messages > 1
                     && let Some(w) =
                         self.pace.quota.as_mut().and_then(|q| q.wait_after(p.item.priority, now, pending, p.messages))
@@ -484,9 +496,16 @@ impl Worker {
                 pending.add(p.item.priority, p.messages);
                 batch.push(p);
             }
-            if self.cancel.is_cancelled() || self.pace.paused_until.is_some() {
+            if urgent || self.cancel.is_cancelled() {
                 break;
             }
+        }
+        if self.cancel.is_cancelled() {
+            // Shutting down: nothing more begins; the rows stay queued in the store.
+            for p in batch {
+                self.let_go(p.incident());
+            }
+            return Step::Idle(None);
         }
         if self.generation != generation {
             // A reload came while the batch was chosen (during a wait for images): it is
@@ -498,7 +517,15 @@ impl Worker {
         } else if !batch.is_empty() {
             self.begin_batch(batch).await;
         }
-        if worked { Step::Worked } else { Step::Idle(wake) }
+        if worked {
+            Step::Worked
+        } else if self.flight.len() >= self.pace.window(self.cfg.concurrency) {
+            // The window is full: a landing wakes the worker (a retry falling due
+            // meanwhile waits for room, without the loop spinning on its due time).
+            Step::Idle(None)
+        } else {
+            Step::Idle(wake)
+        }
     }
 
     /// Close a delivery without sending it.

@@ -52,6 +52,8 @@ platforms! {
     Teams = "teams",
     Nextdoor = "nextdoor",
     Sms = "sms",
+    /// Mail over SMTP: the press desk, partner agencies, staff.
+    Email = "email",
     /// Any HTTP receiver, signed with Standard Webhooks.
     Webhook = "webhook",
     /// Standard output: for trying bullhorn out.
@@ -328,6 +330,23 @@ impl Platform {
                 concurrency: 8,
                 ..social
             },
+            Platform::Email => Profile {
+                // Microsoft 365 takes 30 messages a minute from one mailbox (and 10,000
+                // recipients a day); Google Workspace 2,000 a day. Relays set their own.
+                rate: per(30, 60),
+                // An attachment: mail servers commonly refuse messages above 10 to 25 MB.
+                image: Some(Spec::new(5 * MB, 2048)),
+                // Updates carry In-Reply-To and References, so mail clients thread them.
+                replies: true,
+                // Sent mail cannot be unsent, and SMTP cannot say whether a message whose
+                // answer was lost went out (receivers may drop a repeat of its Message-ID).
+                delete: false,
+                recovery: Recovery::CannotTell,
+                local: false,
+                // Connections at once; each request is its own SMTP session.
+                concurrency: 4,
+                ..local
+            },
             Platform::Webhook => Profile {
                 local: false,
                 // The receiver deduplicates on `webhook-id`, which stays the same on a resend.
@@ -396,7 +415,7 @@ mod tests {
 
     #[test]
     fn names_round_trip_and_the_list_is_complete() {
-        assert_eq!(Platform::ALL.len(), 15);
+        assert_eq!(Platform::ALL.len(), 16);
         for &p in Platform::ALL {
             assert_eq!(Platform::parse(p.as_str()), Some(p));
             assert_eq!(serde_json::to_value(p).expect("json"), p.as_str());

@@ -287,7 +287,7 @@ async fn retract_or_correct(
         // A retraction's own text is the operator's, unless none is given.
         let rendered = live.renderer.correction(&event, &Target::channel(cfg), text.as_deref());
         let d = NewDelivery::planned(&seed, &channel, DeliveryKind::Retract, &language, audience, Priority::Retraction);
-        deliveries.push(d.text(rendered.text, rendered.error));
+        deliveries.push(d.rendered(rendered));
     }
     let correction_text = if correction { text } else { None };
     // A retraction with the operator's own words is still a retraction (the incident

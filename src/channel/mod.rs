@@ -12,6 +12,7 @@
 pub mod bluesky;
 pub mod console;
 pub mod discord;
+pub mod email;
 pub mod facebook;
 pub mod file;
 pub mod graph;
@@ -193,6 +194,10 @@ pub struct Post<'a> {
     /// The whole text; a thread's parts are in `parts` (empty for one post).
     pub text: &'a str,
     pub parts: &'a [String],
+    /// A subject line, where the channel's templates gave one (email).
+    pub subject: Option<&'a str>,
+    /// The HTML alternative of the text, where the channel's templates gave one (email).
+    pub html: Option<&'a str>,
     /// '' when the event gave no language.
     pub language: &'a str,
     /// Since when it waits to go out (ms): a read-back looks for it no earlier.
@@ -495,6 +500,7 @@ channels! {
     Teams(teams::Teams) from ChannelKind::Teams(s) => teams::Teams::new(s.clone(), ctx),
     Nextdoor(Box<nextdoor::Nextdoor>) from ChannelKind::Nextdoor(s) => nextdoor::Nextdoor::new(&cfg.name, s.clone(), ctx),
     Sms(sms::Sms) from ChannelKind::Sms(s) => sms::Sms::new(s.clone(), sms::batch(cfg), ctx),
+    Email(email::Email) from ChannelKind::Email(s) => email::Email::new(s.clone(), ctx),
 }
 
 /// What `check --online` found out about a channel's credentials.
@@ -539,6 +545,8 @@ pub(crate) mod tests {
             priority: Priority::Critical,
             text,
             parts: &[],
+            subject: None,
+            html: None,
             language: "",
             created_at: 1_795_000_000_000,
             event: About {

@@ -93,6 +93,7 @@ pub enum ChannelKind {
     Teams(TeamsSettings),
     Nextdoor(NextdoorSettings),
     Sms(SmsSettings),
+    Email(EmailSettings),
 }
 
 impl ChannelKind {
@@ -119,6 +120,7 @@ impl ChannelKind {
             ChannelKind::Teams(_) => Platform::Teams,
             ChannelKind::Nextdoor(_) => Platform::Nextdoor,
             ChannelKind::Sms(_) => Platform::Sms,
+            ChannelKind::Email(_) => Platform::Email,
         }
     }
 }
@@ -259,6 +261,7 @@ fn channel_kind(
         Platform::Teams => read(fields, path, errors, settings::teams).map(ChannelKind::Teams),
         Platform::Nextdoor => read(fields, path, errors, settings::nextdoor).map(ChannelKind::Nextdoor),
         Platform::Sms => read(fields, path, errors, settings::sms).map(ChannelKind::Sms),
+        Platform::Email => read(fields, path, errors, settings::email).map(ChannelKind::Email),
     }
 }
 

@@ -31,9 +31,9 @@ pub use media::{MediaConfig, Origin, PublicConfig, PublicTarget};
 pub use mqtt::{BrokerConfig, Endpoint, MqttConfig, PublisherKey, Subscription, parse_mqtt_url};
 pub use secret::{SecretUrl, read_secret, write_secret};
 pub use settings::{
-    BearerOrRefresh, BlueskySettings, DiscordSettings, MastodonSettings, MetaSettings, NextdoorSettings,
-    OAuth2Settings, SlackSettings, SmsSender, SmsSettings, TeamsSettings, TelegramSettings, WebhookKey,
-    WebhookSettings, XAuth, XSettings,
+    BearerOrRefresh, BlueskySettings, DiscordSettings, EmailSettings, EmailTls, MastodonSettings, MetaSettings,
+    NextdoorSettings, OAuth2Settings, SlackSettings, SmsSender, SmsSettings, TeamsSettings, TelegramSettings,
+    WebhookKey, WebhookSettings, XAuth, XSettings,
 };
 
 use crate::backoff::Backoff;

@@ -191,6 +191,36 @@ pub enum SmsSender {
     MessagingService(String),
 }
 
+/// Mail over SMTP. Addresses are parsed once, here; the password never leaves
+/// [`SecretString`].
+#[derive(Debug, Clone)]
+pub struct EmailSettings {
+    pub host: String,
+    pub port: u16,
+    pub tls: EmailTls,
+    /// A private CA's certificates (PEM), trusted besides the system's.
+    pub ca_pem: Option<Vec<u8>>,
+    /// SMTP AUTH (PLAIN or LOGIN), when given.
+    pub username: Option<String>,
+    pub password: Option<SecretString>,
+    pub from: lettre::message::Mailbox,
+    pub to: Vec<lettre::message::Mailbox>,
+    pub reply_to: Option<lettre::message::Mailbox>,
+    /// One message to every recipient (Bcc) instead of one message each.
+    pub one_message: bool,
+}
+
+/// How the SMTP session is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailTls {
+    /// `smtp://`: STARTTLS, required.
+    StartTls,
+    /// `smtps://`: TLS from the first byte.
+    Implicit,
+    /// `smtp://` with `tls = "none"`: a relay on this host only.
+    None,
+}
+
 /// The fields of one channel's table, taken one by one; what is left at the end is
 /// unknown.
 pub(super) struct Fields<'a> {
@@ -282,6 +312,17 @@ impl<'a> Fields<'a> {
             }
             Err(e) => {
                 self.error(key, format!("invalid URL: {e}"));
+                None
+            }
+        }
+    }
+
+    /// An address, with or without a display name (`Name <a@b.example>`).
+    fn mailbox(&mut self, key: &str, text: &str) -> Option<lettre::message::Mailbox> {
+        match text.parse::<lettre::message::Mailbox>() {
+            Ok(m) => Some(m),
+            Err(e) => {
+                self.error(key, format!("{text:?} is not an email address: {e}"));
                 None
             }
         }
@@ -546,4 +587,90 @@ pub(super) fn sms(f: &mut Fields<'_>) -> Option<SmsSettings> {
         return None;
     };
     Some(SmsSettings { base_url: base_url?, account_sid, auth_user, auth_secret, sender, to })
+}
+
+/// `kind = "email"`: `url = "smtp://host:587"` (STARTTLS) or `"smtps://host:465"`, `from`,
+/// `to`, and optionally `username` with `password` (or `password_file`), `reply_to`,
+/// `ca_file`, `one_message`, and `tls = "none"` for a relay on loopback.
+pub(super) fn email(f: &mut Fields<'_>) -> Option<EmailSettings> {
+    let url = f.string("url");
+    let tls_key = f.string("tls");
+    let ca_file = f.string("ca_file").map(PathBuf::from);
+    let username = f.string("username");
+    let password = f.secret("password");
+    let from_text = f.string("from");
+    let from = from_text.as_deref().and_then(|a| f.mailbox("from", a));
+    let reply_to = f.string("reply_to").and_then(|a| f.mailbox("reply_to", &a));
+    let to_text = f.strings("to");
+    let to: Vec<_> = to_text.iter().enumerate().filter_map(|(i, a)| f.mailbox(&format!("to[{i}]"), a)).collect();
+    let one_message = f.bool("one_message", false);
+    if to_text.is_empty() {
+        f.error("to", "at least one recipient address is needed");
+    }
+    if from_text.is_none() {
+        f.error("from", "the sender address is required, e.g. \"Sheriff's Office <alerts@sheriff.example>\"");
+    }
+    match (&username, &password) {
+        (Some(_), None) => f.missing("password (or password_file) to go with username"),
+        (None, Some(_)) => f.error("username", "a password needs a username"),
+        _ => {}
+    }
+    let Some(url) = url else {
+        f.error("url", "the SMTP server is required: \"smtp://host:587\" (STARTTLS) or \"smtps://host:465\"");
+        return None;
+    };
+    let parsed = match Url::parse(&url) {
+        Ok(u) if matches!(u.scheme(), "smtp" | "smtps") && u.host_str().is_some_and(|h| !h.is_empty()) => u,
+        _ => {
+            f.error("url", "must be smtp://host:port (STARTTLS) or smtps://host:port (implicit TLS)");
+            return None;
+        }
+    };
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        // The URL is logged; a password in it would be too.
+        f.error("url", "give the account as username and password (or password_file), not in the URL");
+        return None;
+    }
+    let implicit = parsed.scheme() == "smtps";
+    let host = parsed.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_owned();
+    let port = parsed.port().unwrap_or(if implicit { 465 } else { 587 });
+    let tls = match (tls_key.as_deref(), implicit) {
+        (None | Some("starttls"), false) => EmailTls::StartTls,
+        (None | Some("implicit"), true) => EmailTls::Implicit,
+        (Some("none"), false) => {
+            let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+            if !loopback {
+                f.error("tls", "\"none\" sends mail and passwords in the clear: allowed only for a relay on this host (localhost, 127.0.0.1, ::1)");
+                return None;
+            }
+            EmailTls::None
+        }
+        (Some(other), _) => {
+            let scheme = if implicit { "smtps:// is always TLS" } else { "\"starttls\" (the default) or \"none\"" };
+            f.error("tls", format!("{other:?}: {scheme}"));
+            return None;
+        }
+    };
+    let ca_pem = match ca_file {
+        Some(path) if tls == EmailTls::None => {
+            f.error("ca_file", format!("{}: set, but tls is \"none\"", path.display()));
+            None
+        }
+        Some(path) => match std::fs::read(&path) {
+            Ok(pem) if lettre::transport::smtp::client::Certificate::from_pem(&pem).is_ok() => Some(pem),
+            Ok(_) => {
+                f.error("ca_file", format!("{}: no PEM certificate in it", path.display()));
+                None
+            }
+            Err(e) => {
+                f.error("ca_file", format!("cannot read {}: {e}", path.display()));
+                None
+            }
+        },
+        None => None,
+    };
+    if username.is_some() != password.is_some() || to.is_empty() || to.len() != to_text.len() {
+        return None;
+    }
+    Some(EmailSettings { host, port, tls, ca_pem, username, password, from: from?, to, reply_to, one_message })
 }

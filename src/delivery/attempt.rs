@@ -103,6 +103,8 @@ fn post_of(job: &Job) -> Post<'_> {
         priority: job.priority,
         text: &job.text,
         parts: &job.parts,
+        subject: job.subject.as_deref(),
+        html: job.html.as_deref(),
         language: &job.language,
         created_at: job.created_at,
         event: About {

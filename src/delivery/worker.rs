@@ -437,7 +437,7 @@ impl Worker {
             let audience = crate::policy::audience(&event);
             let delivery =
                 crate::store::NewDelivery::planned(&seed, &self.cfg.name, kind, &m.language, audience, priority)
-                    .text(rendered.text, rendered.error);
+                    .rendered(rendered);
             let op = crate::store::AdminOp::Closing { closer: m.closer, reply_to: m.reply_to, delivery };
             let done = self.io.store.admin(op).await?;
             if done.changed > 0 {

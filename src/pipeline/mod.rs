@@ -184,7 +184,7 @@ fn accept(
                 assessment.audience,
                 p.priority,
             );
-            deliveries.push(d.text(rendered.text, rendered.error).parts(rendered.parts));
+            deliveries.push(d.rendered(rendered));
         }
     }
     let event_json = serde_json::to_string(&event).unwrap_or_else(|_| "{}".to_owned());

@@ -10,7 +10,10 @@
 //! default.txt                every type without its own
 //! ```
 //!
-//! and each may have a language variant (`default.es.txt`). A post in a language uses the
+//! and each may have a language variant (`default.es.txt`). An email channel also takes
+//! its subject from `<set>/channel-<name>.subject.txt`, `<set>/email.subject.txt` or
+//! `email.subject.txt` (else the text's first line), and an HTML alternative from the
+//! same names ending `.html` (values escaped for HTML there). A post in a language uses the
 //! most specific template *in that language* before any template in another: a Spanish
 //! post never gets English wording from `x.txt` while `default.es.txt` exists.
 //!
@@ -94,6 +97,12 @@ pub struct Rendered {
     pub shortened: bool,
     /// The template used, relative to the templates dir.
     pub template: String,
+    /// An email's subject line (`None`: its text's first line).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// An email's HTML alternative, where its templates have one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub html: Option<String>,
     /// Set when the template failed and the fallback text was used, or when the text could
     /// not be fitted without cutting more than the description.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -136,10 +145,14 @@ impl Renderer {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_fuel(Some(FUEL));
-        env.set_auto_escape_callback(|_| AutoEscape::None);
+        // An email's HTML template escapes every value for HTML; the others, per platform.
+        env.set_auto_escape_callback(|name| if name.ends_with(".html") { AutoEscape::Html } else { AutoEscape::None });
         env.set_formatter(|out, state, value| {
             if value.is_none() || value.is_undefined() {
                 return Ok(());
+            }
+            if matches!(state.auto_escape(), AutoEscape::Html) {
+                return minijinja::escape_formatter(out, state, value);
             }
             let text = value.to_string();
             if value.is_safe() {
@@ -162,8 +175,10 @@ impl Renderer {
         for entry in read_dir_sorted(&dir, &mut errors) {
             let Some(file) = entry.file_name().and_then(|f| f.to_str()).map(str::to_owned) else { continue };
             if entry.is_file()
-                && template_stem(&file)
-                    .is_some_and(|(base, _)| matches!(base, "default" | "correction" | "alt" | "card"))
+                && template_stem(&file).is_some_and(|(base, part, _)| match part {
+                    Part::Text => matches!(base, "default" | "correction" | "alt" | "card"),
+                    Part::Subject | Part::Html => base == "email",
+                })
             {
                 add(&mut env, &dir, &file, &mut names, &mut errors);
             }
@@ -193,13 +208,13 @@ impl Renderer {
                     continue;
                 }
                 match template_stem(&file) {
-                    Some((base, _)) if valid_base(base, config) => {
+                    Some((base, part, _)) if valid_base(base, part, config) => {
                         add(&mut env, &dir, &format!("{set}/{file}"), &mut names, &mut errors);
                     }
                     _ => errors.push(TemplateError {
                         file: entry,
                         line: None,
-                        message: "not a template name bullhorn uses: default.txt, <platform>.txt (x, mastodon, bluesky, sms, ...), channel-<name>.txt, each optionally with a language (default.es.txt)".to_owned(),
+                        message: "not a template name bullhorn uses: default.txt, <platform>.txt (x, mastodon, bluesky, sms, ...), channel-<name>.txt, email.subject.txt, email.html, each optionally with a language (default.es.txt, email.es.html)".to_owned(),
                     }),
                 }
             }
@@ -227,20 +242,6 @@ impl Renderer {
         &self.env
     }
 
-    /// The first of `bases` (names without `.txt`) that exists, in `language` first.
-    fn find(&self, bases: &[String], language: Option<&str>) -> Option<String> {
-        let langs: Vec<&str> = match language {
-            Some(l) => {
-                let primary = l.split('-').next().unwrap_or(l);
-                if primary == l { vec![l] } else { vec![l, primary] }
-            }
-            None => Vec::new(),
-        };
-        let in_language = langs.iter().flat_map(|l| bases.iter().map(move |b| format!("{b}.{l}.txt")));
-        let plain = bases.iter().map(|b| format!("{b}.txt"));
-        in_language.chain(plain).find(|n| self.names.contains(n))
-    }
-
     /// Render template `name` for `event` under `rule`, as plain text (no platform).
     fn plain(&self, name: &str, rule: &EventRule, event: &Event) -> Result<String, String> {
         let ctx = minijinja::context! {
@@ -257,7 +258,7 @@ impl Renderer {
     /// template; an error when it fails or renders empty.
     pub fn alt_text(&self, rule: &EventRule, event: &Event) -> Option<Result<String, String>> {
         let bases = [format!("{}/alt", rule.templates), "alt".to_owned()];
-        let name = self.find(&bases, event.language.as_deref())?;
+        let name = self.first_of(&bases, Part::Text, event.language.as_deref())?;
         Some(self.plain(&name, rule, event).and_then(|t| {
             let t = t.split_whitespace().collect::<Vec<_>>().join(" ");
             if t.is_empty() { Err(format!("{name}: rendered empty text")) } else { Ok(t) }
@@ -269,7 +270,7 @@ impl Renderer {
     /// and location.
     pub fn card_text(&self, rule: &EventRule, event: &Event) -> Result<(String, Vec<String>), String> {
         let bases = [format!("{}/card", rule.templates), "card".to_owned()];
-        let text = match self.find(&bases, event.language.as_deref()) {
+        let text = match self.first_of(&bases, Part::Text, event.language.as_deref()) {
             Some(name) => self.plain(&name, rule, event)?,
             None => [
                 Some(event.headline.clone()),
@@ -290,13 +291,26 @@ impl Renderer {
     /// The template used for `set` on `target` in `language`: channel, platform, event
     /// default, global default, first in the post's language, then without one.
     pub fn template_name(&self, set: &str, target: &Target<'_>, language: Option<&str>) -> Option<String> {
-        let channel = format!("channel-{}", target.name);
         let bases = [
-            format!("{set}/{channel}"),
+            format!("{set}/channel-{}", target.name),
             format!("{set}/{}", target.platform.as_str()),
             format!("{set}/default"),
             "default".to_owned(),
         ];
+        self.first_of(&bases, Part::Text, language)
+    }
+
+    /// The template of an email's subject or HTML for `set` on `target`: the channel's,
+    /// the set's, then the templates dir's, first in the post's language.
+    fn email_template(&self, set: &str, target: &Target<'_>, part: Part, language: Option<&str>) -> Option<String> {
+        let email = Platform::Email.as_str();
+        let bases = [format!("{set}/channel-{}", target.name), format!("{set}/{email}"), email.to_owned()];
+        self.first_of(&bases, part, language)
+    }
+
+    /// The first of `bases` with a `part` template, in `language` (then its primary
+    /// language) before any without one.
+    fn first_of(&self, bases: &[String], part: Part, language: Option<&str>) -> Option<String> {
         let langs: Vec<String> = match language {
             Some(l) => {
                 let primary = l.split('-').next().unwrap_or(l);
@@ -304,8 +318,8 @@ impl Renderer {
             }
             None => Vec::new(),
         };
-        let in_language = langs.iter().flat_map(|l| bases.iter().map(move |b| format!("{b}.{l}.txt")));
-        let plain = bases.iter().map(|b| format!("{b}.txt"));
+        let in_language = langs.iter().flat_map(|l| bases.iter().map(move |b| part.file(b, Some(l))));
+        let plain = bases.iter().map(|b| part.file(b, None));
         in_language.chain(plain).find(|n| self.names.contains(n))
     }
 
@@ -440,7 +454,7 @@ impl Renderer {
             text
         };
         let length = measure(&text);
-        Rendered { text, parts: Vec::new(), length, shortened, template: name, error }
+        Rendered { text, parts: Vec::new(), length, shortened, template: name, subject: None, html: None, error }
     }
 }
 
@@ -511,24 +525,101 @@ impl ForEvent<'_> {
         };
         let longest = parts.iter().max_by_key(|p| measure(p).count).unwrap_or(&text);
         let length = measure(longest);
-        Rendered { text, parts, length, shortened, template: name.unwrap_or_default(), error }
+        let (subject, html) =
+            if platform == Platform::Email { self.email_parts(target, &ctx, &mut error) } else { (None, None) };
+        Rendered { text, parts, length, shortened, template: name.unwrap_or_default(), subject, html, error }
+    }
+
+    /// An email's subject and HTML alternative, from their templates where they exist.
+    /// One that fails is left out (the subject is then the text's first line, the mail
+    /// text only) and the error recorded.
+    fn email_parts(
+        &self,
+        target: &Target<'_>,
+        ctx: &Value,
+        error: &mut Option<String>,
+    ) -> (Option<String>, Option<String>) {
+        let status = self.event.status;
+        let run = |part: Part| -> Option<Result<String, String>> {
+            let name =
+                self.renderer.email_template(&self.rule.templates, target, part, self.event.language.as_deref())?;
+            let drawn = self.renderer.env.get_template(&name).and_then(|t| t.render(ctx.clone()));
+            Some(match drawn {
+                Ok(t) if t.trim().is_empty() => Err(format!("{name}: rendered empty text")),
+                Ok(t) => Ok(t),
+                Err(e) => Err(describe(&name, &e)),
+            })
+        };
+        let mut keep = |r: Option<Result<String, String>>| match r? {
+            Ok(t) => Some(t),
+            Err(e) => {
+                error.get_or_insert(e);
+                None
+            }
+        };
+        let subject = keep(run(Part::Subject))
+            .map(|s| with_status_prefix(status, s.split_whitespace().collect::<Vec<_>>().join(" ")));
+        let html = keep(run(Part::Html)).map(|h| match status {
+            Status::Actual => h,
+            other => {
+                let banner = format!("<p><strong>[{}]</strong></p>\n", other.as_str().to_uppercase());
+                // After the opening <body ...>, else first.
+                let at = h.find("<body").and_then(|b| h[b..].find('>').map(|e| b + e + 1)).unwrap_or(0);
+                format!("{}{banner}{}", &h[..at], &h[at..])
+            }
+        });
+        (subject, html)
     }
 }
 
-/// The template file's base name and language: `x.es.txt` → (`x`, `Some("es")`).
-fn template_stem(file: &str) -> Option<(&str, Option<&str>)> {
-    let stem = file.strip_suffix(".txt")?;
-    match stem.split_once('.') {
-        Some((base, lang)) if crate::event::valid_language(lang) => Some((base, Some(lang))),
-        Some(_) => None,
-        None => Some((stem, None)),
+/// What a template file gives: a post's text, or an email's subject or HTML.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Text,
+    Subject,
+    Html,
+}
+
+impl Part {
+    /// The file of this part for `base` (a path without its ending) in `language`.
+    fn file(self, base: &str, language: Option<&str>) -> String {
+        let lang = language.map(|l| format!(".{l}")).unwrap_or_default();
+        match self {
+            Part::Text => format!("{base}{lang}.txt"),
+            Part::Subject => format!("{base}.subject{lang}.txt"),
+            Part::Html => format!("{base}{lang}.html"),
+        }
     }
 }
 
-fn valid_base(base: &str, config: &Config) -> bool {
-    matches!(base, "default" | "alt" | "card")
-        || Platform::parse(base).is_some()
-        || base.strip_prefix("channel-").is_some_and(|c| config.channels.contains_key(c))
+/// The template file's base name, part and language: `x.es.txt` → (`x`, text, `es`),
+/// `email.subject.txt` → (`email`, subject, none), `email.es.html` → (`email`, HTML, `es`).
+fn template_stem(file: &str) -> Option<(&str, Part, Option<&str>)> {
+    let (stem, html) = match file.strip_suffix(".html") {
+        Some(s) => (s, true),
+        None => (file.strip_suffix(".txt")?, false),
+    };
+    let mut words = stem.split('.');
+    let base = words.next()?;
+    let rest: Vec<&str> = words.collect();
+    let lang = |l: &str| crate::event::valid_language(l);
+    match (rest.as_slice(), html) {
+        ([], true) => Some((base, Part::Html, None)),
+        ([], false) => Some((base, Part::Text, None)),
+        (["subject"], false) => Some((base, Part::Subject, None)),
+        (["subject", l], false) if lang(l) => Some((base, Part::Subject, Some(*l))),
+        ([l], true) if lang(l) => Some((base, Part::Html, Some(*l))),
+        ([l], false) if lang(l) => Some((base, Part::Text, Some(*l))),
+        _ => None,
+    }
+}
+
+fn valid_base(base: &str, part: Part, config: &Config) -> bool {
+    let channel = base.strip_prefix("channel-").is_some_and(|c| config.channels.contains_key(c));
+    match part {
+        Part::Text => matches!(base, "default" | "alt" | "card") || Platform::parse(base).is_some() || channel,
+        Part::Subject | Part::Html => base == Platform::Email.as_str() || channel,
+    }
 }
 
 fn read_dir_sorted(dir: &Path, errors: &mut Vec<TemplateError>) -> Vec<PathBuf> {

@@ -199,8 +199,8 @@ pub(super) fn insert_delivery(
 ) -> rusqlite::Result<i64> {
     conn.prepare_cached(
         "INSERT INTO deliveries (event_id, channel, kind, language, state, priority, text, parts, render_note,
-                                 reply_to, idem_key, audience, created_at, updated_at, queued_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, CASE WHEN ?5 = 'queued' THEN ?13 END)",
+                                 reply_to, idem_key, audience, created_at, updated_at, queued_at, subject, html)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, CASE WHEN ?5 = 'queued' THEN ?13 END, ?14, ?15)",
     )?
     .execute(params![
         event_id,
@@ -215,7 +215,9 @@ pub(super) fn insert_delivery(
         reply_to,
         d.idem_key,
         d.audience.as_str(),
-        now
+        now,
+        d.subject,
+        d.html
     ])?;
     Ok(conn.last_insert_rowid())
 }

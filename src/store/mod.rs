@@ -141,6 +141,9 @@ pub struct NewDelivery {
     pub parts: Vec<String>,
     pub priority: Priority,
     pub text: String,
+    /// An email's subject and HTML alternative.
+    pub subject: Option<String>,
+    pub html: Option<String>,
     pub render_note: Option<String>,
     pub idem_key: String,
 }
@@ -166,18 +169,21 @@ impl NewDelivery {
             parts: Vec::new(),
             priority,
             text: String::new(),
+            subject: None,
+            html: None,
             render_note: None,
         }
+    }
+
+    /// Everything rendered for it: the text (and what went wrong rendering it), a
+    /// thread's parts, an email's subject and HTML.
+    pub fn rendered(self, r: crate::render::Rendered) -> NewDelivery {
+        NewDelivery { text: r.text, render_note: r.error, parts: r.parts, subject: r.subject, html: r.html, ..self }
     }
 
     /// Its text, and what went wrong rendering it (the fallback text was used).
     pub fn text(self, text: String, render_note: Option<String>) -> NewDelivery {
         NewDelivery { text, render_note, ..self }
-    }
-
-    /// A thread's parts, when the text was split.
-    pub fn parts(self, parts: Vec<String>) -> NewDelivery {
-        NewDelivery { parts, ..self }
     }
 }
 

@@ -44,6 +44,9 @@ pub struct Job {
     pub audience: Audience,
     pub priority: Priority,
     pub text: String,
+    /// An email's subject and HTML alternative.
+    pub subject: Option<String>,
+    pub html: Option<String>,
     pub idem_key: String,
     pub attempts: u32,
     pub reply_to: Option<i64>,
@@ -152,7 +155,7 @@ impl Reader {
                         COALESCE(d.queued_at, d.created_at), e.id, e.incident_key, e.event_type, e.msg_type, e.status, e.revision,
                         e.sent_at, e.expires_at, e.received_at, e.event_json, d.language, d.parts, d.progress,
                         (SELECT a.outcome FROM attempts a WHERE a.delivery_id = d.id ORDER BY a.id DESC LIMIT 1),
-                        d.audience
+                        d.audience, d.subject, d.html
                  FROM deliveries d JOIN events e ON e.id = d.event_id
                  WHERE d.id = ?1",
             )?
@@ -175,6 +178,8 @@ impl Reader {
                     audience: Audience::parse(&audience),
                     priority: Priority::from_rank(r.get(4)?),
                     text: r.get(5)?,
+                    subject: r.get(25)?,
+                    html: r.get(26)?,
                     idem_key: r.get(6)?,
                     attempts: r.get(7)?,
                     reply_to: r.get(8)?,

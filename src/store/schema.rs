@@ -267,6 +267,12 @@ ALTER TABLE attempts ADD COLUMN after_audit INTEGER;
 -- decode a huge original again
 ALTER TABLE media ADD COLUMN work BLOB;
 ",
+    // 7: email. A message's subject and HTML alternative, rendered when the alert is
+    // accepted like its text.
+    r"
+ALTER TABLE deliveries ADD COLUMN subject TEXT;
+ALTER TABLE deliveries ADD COLUMN html TEXT;
+",
 ];
 
 /// Bring `conn` up to the latest schema.

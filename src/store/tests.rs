@@ -67,6 +67,8 @@ fn event(id: &str, revision: u64, msg_type: &'static str, channels: &[&str]) -> 
                 audience: Audience::Public,
                 priority: Priority::Critical,
                 text: format!("{} on {c}", msg_type.as_str()),
+                subject: None,
+                html: None,
                 render_note: None,
                 idem_key: format!("k-{id}-{revision}-{c}"),
             })

@@ -4,6 +4,7 @@
 
 mod bluesky;
 mod discord;
+mod email;
 mod mastodon;
 mod meta;
 mod nextdoor;

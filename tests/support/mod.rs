@@ -11,6 +11,7 @@ pub mod platforms;
 pub mod publisher;
 pub mod s3;
 pub mod session_broker;
+pub mod smtp;
 pub mod webhook;
 
 use std::net::TcpListener;

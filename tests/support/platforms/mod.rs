@@ -255,6 +255,8 @@ pub fn request<'a>(
         priority: bullhorn::event::Priority::Critical,
         text: &job.text,
         parts: &[],
+        subject: None,
+        html: None,
         language: "en-US",
         created_at: 1_795_000_000_000 + job.id,
         event: bullhorn::channel::About {

@@ -1,0 +1,511 @@
+//! Email over SMTP, with lettre: each request is one SMTP session (connect, STARTTLS or
+//! implicit TLS, AUTH, one message, QUIT), driven command by command so that every
+//! failure is known to have come before the message or after it.
+//!
+//! The message is MIME built by lettre: the text, the HTML alternative when the channel
+//! has an `email.html` template, and the alert's image (inline in the HTML, attached to a
+//! text-only mail) with its alt text. Its `Message-ID` derives from the delivery's
+//! idempotency key, the same for every recipient and every retry, so a receiver's system
+//! can drop a resend; an update, cancellation or correction carries `In-Reply-To` and
+//! `References` naming the original's, so mail clients thread them.
+//!
+//! Recipients: one message each (a step of the delivery each, like SMS numbers), or one
+//! message to all of them as Bcc (`one_message = true`).
+//!
+//! Outcomes from reply codes: 2xx sent; 421 and 451 pause the channel; other 4xx retry
+//! with backoff; 5xx refuse for good (one recipient's 550 skips that recipient only);
+//! 530/535 are refused credentials. A connection that fails before the message is known
+//! not to have sent; one lost while the message's answer is awaited is unknown, and SMTP
+//! cannot be asked afterwards (the profile's recovery is "cannot tell").
+
+use std::future::Future;
+use std::time::Duration;
+
+use lettre::Address;
+use lettre::message::header::{ContentDisposition, ContentId, ContentType, Header, HeaderName, HeaderValue};
+use lettre::message::{Mailbox, Message, MultiPart, SinglePart};
+use lettre::transport::smtp::Error as SmtpError;
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
+use secrecy::ExposeSecret as _;
+
+use super::{Api, Caps, Context, Image, Outcome, PostRef, Request, Response, Verified};
+use crate::config::{EmailSettings, EmailTls};
+use crate::platform::Platform;
+
+/// How long a 421 or 451 pauses the channel: the server asked for time.
+const PAUSE: Duration = Duration::from_secs(60);
+/// A subject longer than this is cut (RFC 5322 advises lines under 78 characters; mail
+/// clients show about this much).
+const MAX_SUBJECT: usize = 200;
+
+#[derive(Debug)]
+pub struct Email {
+    s: EmailSettings,
+    timeout: Duration,
+    hello: ClientId,
+}
+
+/// A command that failed: the server's answer or the connection's error, or no answer.
+enum Broke {
+    Smtp(SmtpError),
+    Timeout(Duration),
+}
+
+impl Broke {
+    /// The reply code, if the server answered.
+    fn code(&self) -> Option<u16> {
+        match self {
+            Broke::Smtp(e) => e.status().map(u16::from),
+            Broke::Timeout(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Broke {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Broke::Smtp(e) => write!(f, "{e}"),
+            Broke::Timeout(d) => write!(f, "no answer within {}", humantime::format_duration(*d)),
+        }
+    }
+}
+
+/// Where an SMTP session failed: before the message went (nothing was sent), or while
+/// its answer was awaited (it may have been).
+enum Failed {
+    Before(Outcome),
+    After(Outcome),
+}
+
+impl Email {
+    pub fn new(s: EmailSettings, ctx: &Context) -> Self {
+        Email { s, timeout: ctx.timeout, hello: ClientId::default() }
+    }
+
+    fn tls(&self) -> Result<TlsParameters, SmtpError> {
+        let mut b = TlsParameters::builder(self.s.host.clone());
+        if let Some(pem) = &self.s.ca_pem {
+            b = b.add_root_certificate(Certificate::from_pem(pem)?);
+        }
+        b.build_rustls()
+    }
+
+    /// `f`, bounded by the request timeout.
+    async fn within<T>(&self, f: impl Future<Output = Result<T, SmtpError>>) -> Result<T, Broke> {
+        match tokio::time::timeout(self.timeout, f).await {
+            Ok(Ok(t)) => Ok(t),
+            Ok(Err(e)) => Err(Broke::Smtp(e)),
+            Err(_) => Err(Broke::Timeout(self.timeout)),
+        }
+    }
+
+    /// A session ready for a message: connected, secured, authenticated.
+    async fn open(&self) -> Result<AsyncSmtpConnection, Outcome> {
+        let at = format!("{}:{}", self.s.host, self.s.port);
+        let implicit = match self.s.tls {
+            EmailTls::Implicit => Some(self.tls().map_err(|e| Outcome::Credentials(format!("TLS settings: {e}")))?),
+            EmailTls::StartTls | EmailTls::None => None,
+        };
+        let connect = AsyncSmtpConnection::connect_tokio1(
+            (self.s.host.as_str(), self.s.port),
+            Some(self.timeout),
+            &self.hello,
+            implicit,
+            None,
+        );
+        let mut conn = match tokio::time::timeout(self.timeout, connect).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return Err(session(&e, &at)),
+            Err(_) => return Err(Outcome::Unavailable(format!("{at}: no answer within {:?}", self.timeout))),
+        };
+        if self.s.tls == EmailTls::StartTls {
+            if !conn.server_info().supports_feature(Extension::StartTls) {
+                conn.abort().await;
+                // Never fall back to plain text: someone may be stripping it.
+                return Err(Outcome::Unavailable(format!(
+                    "{at} does not offer STARTTLS, which this channel requires (tls = \"none\" only for a relay on this host)"
+                )));
+            }
+            let tls = self.tls().map_err(|e| Outcome::Credentials(format!("TLS settings: {e}")))?;
+            match tokio::time::timeout(self.timeout, conn.starttls(tls, &self.hello)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(session(&e, &at)),
+                Err(_) => return Err(Outcome::Unavailable(format!("{at}: STARTTLS got no answer"))),
+            }
+        }
+        if let (Some(user), Some(password)) = (&self.s.username, &self.s.password) {
+            let creds = Credentials::new(user.clone(), password.expose_secret().to_owned());
+            let auth = conn.auth(&[Mechanism::Plain, Mechanism::Login], &creds);
+            match tokio::time::timeout(self.timeout, auth).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    conn.abort().await;
+                    return Err(match e.status().map(u16::from) {
+                        Some(code) if code < 500 => Outcome::Unavailable(format!("{at}: AUTH: {e}")),
+                        _ => Outcome::Credentials(format!("{at} refused the account {user:?}: {e}")),
+                    });
+                }
+                Err(_) => return Err(Outcome::Unavailable(format!("{at}: AUTH got no answer"))),
+            }
+        }
+        Ok(conn)
+    }
+
+    /// The recipients of `req`: its own, or every one (Bcc).
+    fn recipients(&self, req: &Request<'_>) -> Vec<&Mailbox> {
+        if self.s.one_message { self.s.to.iter().collect() } else { self.s.to.get(req.target).into_iter().collect() }
+    }
+
+    /// The domain the channel's Message-IDs are in: the sender's.
+    fn domain(&self) -> &str {
+        self.s.from.email.domain()
+    }
+
+    /// The message of `req` to `to` (the header; the envelope is separate).
+    fn message(&self, req: &Request<'_>, to: &Mailbox) -> Result<Message, String> {
+        let id = format!("{}@{}", req.post.key, self.domain());
+        let text = req.text;
+        let subject = req.post.subject.map_or_else(|| subject_of(text), one_line);
+        let mut b = Message::builder()
+            .from(self.s.from.clone())
+            .to(to.clone())
+            .subject(subject)
+            .message_id(Some(format!("<{id}>")))
+            .user_agent(concat!("bullhorn/", env!("CARGO_PKG_VERSION")).to_owned());
+        if let Some(r) = &self.s.reply_to {
+            b = b.reply_to(r.clone());
+        }
+        // Threading: the original (and the first of its thread) by their Message-IDs.
+        let mut refs: Vec<String> = Vec::new();
+        for p in [req.root, req.reply_to].into_iter().flatten() {
+            if let Some(i) = p.id.as_deref().filter(|i| !i.is_empty()) {
+                let r = format!("<{i}>");
+                if !refs.contains(&r) {
+                    refs.push(r);
+                }
+            }
+        }
+        if let Some(parent) = req.reply_to.and_then(|p| p.id.as_deref()).filter(|i| !i.is_empty()) {
+            b = b.in_reply_to(format!("<{parent}>"));
+        }
+        if !refs.is_empty() {
+            b = b.references(refs.join(" "));
+        }
+        let body = body(text, req.post.html, req.media).map_err(|e| format!("cannot build the message: {e}"))?;
+        b.multipart(body).map_err(|e| format!("cannot build the message: {e}"))
+    }
+
+    /// One session: MAIL, RCPT for each recipient (a refused one is skipped), DATA, the
+    /// message. `Ok` with the recipients skipped and why.
+    async fn deliver(&self, req: &Request<'_>) -> Result<Vec<String>, Failed> {
+        let recipients = self.recipients(req);
+        let Some(first) = recipients.first() else {
+            return Err(Failed::Before(Outcome::Permanent(format!("no recipient number {}", req.target))));
+        };
+        // One message to several goes To the sender, its recipients only in the envelope.
+        let header_to = if self.s.one_message { &self.s.from } else { first };
+        let message = self.message(req, header_to).map_err(|e| Failed::Before(Outcome::Permanent(e)))?;
+        let bytes = message.formatted();
+        let mut conn = self.open().await.map_err(Failed::Before)?;
+        let result = self.transaction(&mut conn, &recipients, &bytes).await;
+        // The answer is in; QUIT is a courtesy.
+        let _ = tokio::time::timeout(Duration::from_secs(2), conn.quit()).await;
+        result
+    }
+
+    async fn transaction(
+        &self,
+        conn: &mut AsyncSmtpConnection,
+        recipients: &[&Mailbox],
+        bytes: &[u8],
+    ) -> Result<Vec<String>, Failed> {
+        let envelope: Vec<&Address> = recipients.iter().map(|m| &m.email).collect();
+        let mut options = Vec::new();
+        let ascii = |a: &Address| <Address as AsRef<str>>::as_ref(a).is_ascii();
+        if !(ascii(&self.s.from.email) && envelope.iter().all(|a| ascii(a))) {
+            if !conn.server_info().supports_feature(Extension::SmtpUtfEight) {
+                return Err(Failed::Before(Outcome::Permanent(
+                    "an address is not ASCII and the server does not take SMTPUTF8".to_owned(),
+                )));
+            }
+            options.push(MailParameter::SmtpUtfEight);
+        }
+        if !bytes.is_ascii() {
+            options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+        }
+        let before = |e: Broke| Failed::Before(reply(&e, "MAIL"));
+        self.within(conn.command(Mail::new(Some(self.s.from.email.clone()), options))).await.map_err(before)?;
+        let mut skipped = Vec::new();
+        let mut accepted = 0;
+        for to in &envelope {
+            match self.within(conn.command(Rcpt::new((*to).clone(), Vec::new()))).await {
+                Ok(_) => accepted += 1,
+                Err(e) => match reply(&e, "RCPT") {
+                    // This recipient cannot get it; the others still may.
+                    Outcome::Permanent(why) => skipped.push(format!("not sent to {to}: {why}")),
+                    // Nothing is sent until every recipient can have it.
+                    other => return Err(Failed::Before(other)),
+                },
+            }
+        }
+        if accepted == 0 {
+            return Err(Failed::Before(Outcome::Permanent(skipped.join("; "))));
+        }
+        self.within(conn.command(Data)).await.map_err(|e| Failed::Before(reply(&e, "DATA")))?;
+        match self.within(conn.message(bytes)).await {
+            Ok(_) => Ok(skipped),
+            // A reply refusing the message: nothing was accepted.
+            Err(e) if e.code().is_some() => Err(Failed::Before(reply(&e, "the message"))),
+            // The message went; its answer did not come.
+            Err(e) => Err(Failed::After(Outcome::Unknown(format!("the message was sent but not answered: {e}")))),
+        }
+    }
+}
+
+impl Api for Email {
+    const PLATFORM: Platform = Platform::Email;
+
+    async fn send(&self, req: &Request<'_>) -> Response {
+        match self.deliver(req).await {
+            Ok(skipped) => {
+                let post = PostRef::id(format!("{}@{}", req.post.key, self.domain()));
+                let note = (!skipped.is_empty()).then(|| skipped.join("; "));
+                Response::from(Outcome::Sent(post)).with_note(note)
+            }
+            Err(Failed::Before(o) | Failed::After(o)) => o.into(),
+        }
+    }
+
+    /// Connect, secure and authenticate, then QUIT without sending.
+    async fn verify(&self) -> Verified {
+        let mut conn = match self.open().await {
+            Ok(c) => c,
+            Err(o) => return Verified::Failed(why(&o)),
+        };
+        let secured = if conn.is_encrypted() { "TLS" } else { "no TLS" };
+        let _ = tokio::time::timeout(Duration::from_secs(2), conn.quit()).await;
+        let auth = match &self.s.username {
+            Some(u) => format!("signed in as {u:?}"),
+            None => "no AUTH".to_owned(),
+        };
+        let n = self.s.to.len();
+        Verified::Ok(format!(
+            "{} at {}:{} ({secured}, {auth}); sends to {n} recipient{}{}",
+            self.s.from,
+            self.s.host,
+            self.s.port,
+            if n == 1 { "" } else { "s" },
+            if self.s.one_message { " in one message" } else { ", one message each" }
+        ))
+    }
+
+    /// A step per recipient, unless one message goes to all.
+    fn caps(&self) -> Caps {
+        let targets = if self.s.one_message { 1 } else { self.s.to.len().max(1) };
+        Caps { targets, ..Caps::of(Self::PLATFORM) }
+    }
+}
+
+/// The subject of a message whose delivery has none of its own (a correction, a test):
+/// the text's first line, cut to fit.
+pub fn subject_of(text: &str) -> String {
+    one_line(text.lines().find(|l| !l.trim().is_empty()).unwrap_or("Alert"))
+}
+
+/// `text` as one header line of at most [`MAX_SUBJECT`] characters.
+pub fn one_line(text: &str) -> String {
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.chars().count() <= MAX_SUBJECT {
+        return line;
+    }
+    let cut: String = line.chars().take(MAX_SUBJECT - 1).collect();
+    format!("{}…", cut.trim_end())
+}
+
+/// The MIME body: the text, the HTML alternative, the images (inline in the HTML,
+/// attached to a text-only mail), each image with its alt text.
+fn body(text: &str, html: Option<&str>, media: &[Image]) -> Result<MultiPart, String> {
+    let mut plain = text.to_owned();
+    for (i, m) in media.iter().enumerate() {
+        let label = if media.len() > 1 { format!("Photo {}", i + 1) } else { "Photo".to_owned() };
+        plain.push_str(&format!("\n\n[{label}: {}]", m.alt));
+    }
+    // Each image as a part: inline (named by its Content-ID) or attached.
+    let image = |i: usize, m: &Image, inline: bool| -> Result<SinglePart, String> {
+        let ct = ContentType::parse(&m.mime).map_err(|e| format!("{}: {e}", m.mime))?;
+        let name = format!("photo-{}.{}", i + 1, m.mime.rsplit('/').next().unwrap_or("bin"));
+        let b = SinglePart::builder().header(ct).header(ContentDescription(m.alt.clone()));
+        let b = if inline {
+            b.header(ContentId::from(format!("<{}>", cid(i)))).header(ContentDisposition::inline_with_name(&name))
+        } else {
+            b.header(ContentDisposition::attachment(&name))
+        };
+        Ok(b.body(m.bytes.to_vec()))
+    };
+    let Some(html) = html else {
+        let mut mixed = MultiPart::mixed().singlepart(SinglePart::plain(plain));
+        for (i, m) in media.iter().enumerate() {
+            mixed = mixed.singlepart(image(i, m, false)?);
+        }
+        return Ok(mixed);
+    };
+    if media.is_empty() {
+        return Ok(MultiPart::alternative_plain_html(plain, html.to_owned()));
+    }
+    let figures: String = media
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            format!(
+                "<p><img src=\"cid:{}\" alt=\"{}\" style=\"max-width:100%;height:auto\"></p>\n",
+                cid(i),
+                escape_html(&m.alt)
+            )
+        })
+        .collect();
+    let html = match html.rfind("</body>") {
+        Some(at) => format!("{}{figures}{}", &html[..at], &html[at..]),
+        None => format!("{html}\n{figures}"),
+    };
+    let mut related = MultiPart::related().singlepart(SinglePart::html(html));
+    for (i, m) in media.iter().enumerate() {
+        related = related.singlepart(image(i, m, true)?);
+    }
+    Ok(MultiPart::alternative().singlepart(SinglePart::plain(plain)).multipart(related))
+}
+
+/// The Content-ID of image `i`.
+fn cid(i: usize) -> String {
+    format!("photo{}", i + 1)
+}
+
+fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `Content-Description` (RFC 2045): an image's alt text, for readers that show it.
+#[derive(Debug, Clone)]
+struct ContentDescription(String);
+
+impl Header for ContentDescription {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("Content-Description")
+    }
+
+    fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(ContentDescription(s.to_owned()))
+    }
+
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), one_line(&self.0))
+    }
+}
+
+/// What a failed command means, known not to have sent the message.
+fn reply(e: &Broke, what: &str) -> Outcome {
+    let detail = format!("{what}: {e}");
+    match e.code() {
+        Some(421 | 451) => Outcome::RetryAfter(PAUSE, detail),
+        Some(530 | 534 | 535 | 538) => Outcome::Credentials(detail),
+        Some(400..=499) => Outcome::Retry(detail),
+        Some(_) => Outcome::Permanent(detail),
+        // The connection broke, or the server fell silent, before the message went.
+        None => Outcome::Retry(detail),
+    }
+}
+
+/// The words of an outcome, for `check --online`.
+fn why(o: &Outcome) -> String {
+    match o {
+        Outcome::Sent(_) => "sent".to_owned(),
+        Outcome::RetryAfter(_, m)
+        | Outcome::Unavailable(m)
+        | Outcome::Credentials(m)
+        | Outcome::Retry(m)
+        | Outcome::Permanent(m)
+        | Outcome::Unknown(m) => m.clone(),
+    }
+}
+
+/// What a failure to open a session means: the server is down or refuses us.
+fn session(e: &SmtpError, at: &str) -> Outcome {
+    let detail = format!("{at}: {e}");
+    match e.status().map(u16::from) {
+        Some(421 | 451) => Outcome::RetryAfter(PAUSE, detail),
+        Some(c) if c >= 500 => Outcome::Credentials(detail),
+        _ if e.is_tls() || tls_refused(e) => Outcome::Credentials(format!("{detail} (a private CA goes in ca_file)")),
+        _ => Outcome::Unavailable(detail),
+    }
+}
+
+/// Whether the TLS handshake failed (an unknown issuer, a wrong name), which lettre
+/// reports as a connection error: a setting to fix, not a server to wait for.
+fn tls_refused(e: &SmtpError) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = source {
+        let inner = s
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|i| i as &(dyn std::error::Error + 'static));
+        if s.is::<rustls::Error>() || inner.is_some_and(|i| i.is::<rustls::Error>()) {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_answer_before_the_message_is_a_retry() {
+        let silent = Broke::Timeout(Duration::from_secs(5));
+        assert_eq!(silent.code(), None);
+        assert!(matches!(reply(&silent, "RCPT"), Outcome::Retry(m) if m.contains("RCPT: no answer within 5s")));
+    }
+
+    #[test]
+    fn a_subject_is_one_line_and_not_too_long() {
+        assert_eq!(subject_of("\n  AMBER ALERT:\tchild missing \nCall 911."), "AMBER ALERT: child missing");
+        let long = "word ".repeat(100);
+        let s = one_line(&long);
+        assert!(s.chars().count() <= MAX_SUBJECT && s.ends_with('…'), "{s}");
+        assert_eq!(one_line("a\r\nBcc: victim@example.com"), "a Bcc: victim@example.com", "no header injection");
+    }
+
+    #[test]
+    fn the_image_goes_inline_in_html_and_attached_to_text() {
+        let img = Image {
+            bytes: bytes::Bytes::from_static(b"\x89PNG\r\n"),
+            mime: "image/png".to_owned(),
+            alt: "Sofia, 6, <brown hair>".to_owned(),
+            url: None,
+        };
+        let html = body("AMBER ALERT", Some("<html><body><p>AMBER</p></body></html>"), std::slice::from_ref(&img))
+            .expect("body");
+        let out = String::from_utf8(html.formatted()).expect("utf8");
+        assert!(out.contains("multipart/alternative") && out.contains("multipart/related"), "{out}");
+        assert!(out.contains("Content-ID: <photo1>"), "{out}");
+        assert!(out.contains("Content-Description: Sofia, 6, <brown hair>"), "{out}");
+        let text_only = body("AMBER ALERT", None, &[img]).expect("body");
+        let out = String::from_utf8(text_only.formatted()).expect("utf8");
+        assert!(out.contains("multipart/mixed") && out.contains("attachment"), "{out}");
+        assert!(out.contains("[Photo: Sofia, 6, <brown hair>]"), "{out}");
+    }
+}

@@ -523,6 +523,12 @@ impl std::fmt::Display for RenderReport {
             if let Some(err) = &d.rendered.error {
                 writeln!(f, "!! {err}")?;
             }
+            if let Some(subject) = &d.rendered.subject {
+                writeln!(f, "Subject: {subject}")?;
+            }
+            if let Some(html) = &d.rendered.html {
+                writeln!(f, "(with an HTML alternative of {} bytes)", html.len())?;
+            }
             if d.rendered.parts.is_empty() {
                 writeln!(f, "{}", d.rendered.text)?;
             } else {

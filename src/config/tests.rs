@@ -392,6 +392,76 @@ kind = "myspace"
 }
 
 #[test]
+fn an_email_channel_needs_tls_beyond_loopback_and_keeps_passwords_out_of_its_url() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = dir.path().join("ca.pem");
+    let not_pem = dir.path().join("not.pem");
+    let cert = rcgen::generate_simple_self_signed(vec!["mail.sheriff.example".to_owned()]).expect("cert");
+    std::fs::write(&ca, cert.cert.pem()).expect("ca");
+    std::fs::write(&not_pem, "hello").expect("not pem");
+    let good = format!(
+        r#"{MINIMAL}
+[channels.press]
+kind = "email"
+url = "smtps://mail.sheriff.example"
+username = "alerts"
+password = "smtp-SECRET"
+ca_file = "{}"
+from = "Sheriff <alerts@sheriff.example>"
+to = ["desk@news.example", "Dispatch <dispatch@county.example>"]
+one_message = true
+[channels.relay]
+kind = "email"
+url = "smtp://127.0.0.1:25"
+tls = "none"
+from = "alerts@sheriff.example"
+to = ["eoc@county.example"]
+"#,
+        ca.display()
+    );
+    let (_d, c) = load_str(&good);
+    let ChannelKind::Email(s) = &c.channels["press"].kind else { panic!("email") };
+    assert_eq!((s.host.as_str(), s.port, s.tls), ("mail.sheriff.example", 465, EmailTls::Implicit));
+    assert!(s.ca_pem.is_some() && s.one_message && s.to.len() == 2);
+    assert!(!format!("{s:?}").contains("smtp-SECRET"), "Debug keeps the password out");
+    assert_eq!(c.channels["press"].quota.map(|q| (q.limit, q.window.as_secs())), Some((30, 60)), "the default rate");
+    let ChannelKind::Email(r) = &c.channels["relay"].kind else { panic!("email") };
+    assert_eq!((r.port, r.tls, r.username.is_none()), (25, EmailTls::None, true));
+
+    let bad = format!(
+        r#"{MINIMAL}
+[channels.a]
+kind = "email"
+url = "smtp://mail.sheriff.example"
+tls = "none"
+from = "alerts@sheriff.example"
+to = ["desk@news.example"]
+[channels.b]
+kind = "email"
+url = "smtp://alerts:hunter2@mail.sheriff.example"
+from = "not an address"
+to = []
+[channels.c]
+kind = "email"
+url = "https://mail.sheriff.example"
+username = "alerts"
+ca_file = "{}"
+to = ["desk@news"]
+"#,
+        not_pem.display()
+    );
+    let e = errors(&bad);
+    assert!(has(&e, "channels.a.tls", "only for a relay on this host"), "{e:?}");
+    assert!(has(&e, "channels.b.url", "not in the URL"), "{e:?}");
+    assert!(!e.iter().any(|e| e.message.contains("hunter2")), "the password is not repeated: {e:?}");
+    assert!(has(&e, "channels.b.from", "is not an email address"), "{e:?}");
+    assert!(has(&e, "channels.b.to", "at least one recipient"), "{e:?}");
+    assert!(has(&e, "channels.c.url", "smtp://host:port"), "{e:?}");
+    assert!(has(&e, "channels.c", "password (or password_file)"), "{e:?}");
+    assert!(has(&e, "channels.c.from", "sender address is required"), "{e:?}");
+}
+
+#[test]
 fn the_example_of_every_channel_kind_is_valid() {
     let example =
         std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/examples/channels.toml"))
@@ -405,7 +475,7 @@ fn the_example_of_every_channel_kind_is_valid() {
     }
     let toml = format!("{MINIMAL}{}", example.replace("${CREDENTIALS_DIRECTORY}", &creds.path().display().to_string()));
     let (_d, c) = load_str(&toml);
-    assert_eq!(c.channels.len(), 13, "console plus the twelve platforms");
+    assert_eq!(c.channels.len(), 14, "console plus the twelve platforms, plus email");
 }
 
 #[test]

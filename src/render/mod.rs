@@ -608,7 +608,7 @@ fn template_stem(file: &str) -> Option<(&str, Part, Option<&str>)> {
         ([], false) => Some((base, Part::Text, None)),
         (["subject"], false) => Some((base, Part::Subject, None)),
         (["subject", l], false) if lang(l) => Some((base, Part::Subject, Some(*l))),
-        ([l], true) if lang(l) => Some((base, Part::Html, Some(*l))),
+        ([l], true) if lang(l) && *l != "subject" => Some((base, Part::Html, Some(*l))),
         ([l], false) if lang(l) => Some((base, Part::Text, Some(*l))),
         _ => None,
     }

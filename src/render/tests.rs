@@ -264,13 +264,15 @@ fn snapshots_of_every_shipped_template_on_every_platform() {
                     assert!(rendered.error.is_none(), "{event_type}/{p}/{}: {:?}", kind.as_str(), rendered.error);
                     assert!(rendered.length.fits, "{event_type}/{p}: {}", rendered.length);
                     out.push_str(&format!(
-                        "=== {} · {p}{} · {} · {}{}\n{}\n\n",
+                        "=== {} · {p}{} · {} · {}{}\n{}{}\n{}\n",
                         kind.as_str(),
                         lang.map(|l| format!(" · {l}")).unwrap_or_default(),
                         rendered.template,
                         rendered.length,
                         if rendered.shortened { " · shortened" } else { "" },
-                        rendered.text
+                        rendered.subject.map(|s| format!("Subject: {s}\n")).unwrap_or_default(),
+                        rendered.text,
+                        rendered.html.map(|h| format!("--- HTML\n{h}\n")).unwrap_or_default(),
                     ));
                 }
             }
@@ -347,4 +349,71 @@ fn check_flags_images_without_alt_text_and_broken_alt_or_card_templates() {
     assert!(problems.iter().any(|p| p.message.contains("rendered empty")), "{problems:?}");
     let r = Renderer::load(&c).expect("load");
     assert!(r.alt_text(rule(&c), &event(serde_json::json!({}))).is_some_and(|a| a.is_err()));
+}
+
+#[test]
+fn an_email_gets_its_subject_and_html_from_their_templates_with_values_escaped_for_html() {
+    let (_d, c) = setup(&[
+        ("missing_child/default.txt", "AMBER ALERT: {{ headline }}\nCall 911."),
+        ("missing_child/email.subject.txt", "AMBER ALERT:\n  {{ headline }}"),
+        ("missing_child/email.subject.es.txt", "ALERTA AMBER: {{ headline }}"),
+        ("missing_child/email.html", "<html><body><h1>{{ headline }}</h1><p>{{ child_name }}</p></body></html>"),
+    ]);
+    let r = Renderer::load(&c).expect("load");
+    let e = event(serde_json::json!({ "headline": "Child <b>missing</b> & \"taken\"" }));
+    let out = render(&r, &c, &Target::platform(Platform::Email), &e);
+    assert_eq!(out.subject.as_deref(), Some("AMBER ALERT: Child <b>missing</b> & \"taken\""), "one line, not HTML");
+    let html = out.html.expect("html");
+    assert!(html.contains("<h1>Child &lt;b&gt;missing&lt;&#x2f;b&gt; &amp; &quot;taken&quot;</h1>"), "{html}");
+    assert!(out.text.starts_with("AMBER ALERT: Child <b>missing</b>"), "the text is plain: {}", out.text);
+    assert_eq!(out.error, None);
+    // In Spanish, the Spanish subject; no Spanish HTML, so the set's.
+    let spanish = event(serde_json::json!({ "language": "es" }));
+    let es = r.render_for(rule(&c), &Target::platform(Platform::Email), &spanish, DeliveryKind::Post, Some("es"));
+    assert!(es.subject.as_deref().is_some_and(|s| s.starts_with("ALERTA AMBER")), "{es:?}");
+    assert!(es.html.is_some());
+    // Other platforms get neither.
+    let x = render(&r, &c, &Target::platform(Platform::X), &e);
+    assert_eq!((x.subject, x.html), (None, None));
+    // An exercise says so in the subject and atop the HTML.
+    let drill = event(serde_json::json!({ "status": "exercise" }));
+    let out = render(&r, &c, &Target::platform(Platform::Email), &drill);
+    assert!(out.subject.as_deref().is_some_and(|s| s.starts_with("[EXERCISE] AMBER ALERT")), "{out:?}");
+    assert!(
+        out.html.as_deref().is_some_and(|h| h.starts_with("<html><body><p><strong>[EXERCISE]</strong></p>")),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn an_email_without_templates_of_its_own_is_text_only_and_a_failing_one_is_left_out() {
+    let (_d, c) = setup(&[("missing_child/default.txt", "{{ headline }}")]);
+    let r = Renderer::load(&c).expect("load");
+    let out = render(&r, &c, &Target::platform(Platform::Email), &event(serde_json::json!({})));
+    assert_eq!((out.subject, out.html, out.error), (None, None, None));
+
+    let (_d, c) = setup(&[
+        ("missing_child/default.txt", "{{ headline }}"),
+        ("email.subject.txt", "{{ no_such_field }}"),
+        ("email.html", "<p>{{ headline }}</p>"),
+    ]);
+    let r = Renderer::load(&c).expect("load");
+    let out = render(&r, &c, &Target::platform(Platform::Email), &event(serde_json::json!({})));
+    assert_eq!(out.subject, None, "the text's first line stands in");
+    assert_eq!(out.html.as_deref(), Some("<p>Child missing</p>"), "the templates dir's own");
+    assert!(out.error.as_deref().is_some_and(|e| e.contains("email.subject.txt")), "{out:?}");
+    assert_eq!(out.text, "Child missing", "the alert still goes");
+}
+
+#[test]
+fn email_template_names_are_known_and_others_refused() {
+    assert_eq!(template_stem("email.subject.txt"), Some(("email", Part::Subject, None)));
+    assert_eq!(template_stem("email.subject.es.txt"), Some(("email", Part::Subject, Some("es"))));
+    assert_eq!(template_stem("channel-press.es-MX.html"), Some(("channel-press", Part::Html, Some("es-MX"))));
+    assert_eq!(template_stem("x.es.txt"), Some(("x", Part::Text, Some("es"))));
+    assert_eq!(template_stem("email.subject.html"), None);
+    assert_eq!(template_stem("email.es.subject.txt"), None);
+    let (_d, c) = setup(&[("missing_child/default.txt", "{{ headline }}"), ("missing_child/x.html", "<p></p>")]);
+    let errors = Renderer::load(&c).expect_err("x.html is not a template");
+    assert!(errors.iter().any(|e| e.file.ends_with("x.html")), "{errors:?}");
 }

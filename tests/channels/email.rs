@@ -236,3 +236,116 @@ async fn a_correction_names_the_thread_it_belongs_to() {
     assert_eq!(m["in_reply_to"], "<bh-key-11@sheriff.example>");
     assert_eq!(m["references"], "<bh-key-10@sheriff.example> <bh-key-11@sheriff.example>");
 }
+
+/// The daemon, as a separate process with its log kept: an AMBER alert by MQTT reaches
+/// every recipient the server knows (a greylisted one after a pause, an unknown one
+/// recorded as refused), its update threads under it, `check --online` signs in without
+/// sending, and the password appears nowhere in the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_mails_an_alert_and_its_update_and_never_logs_the_password() {
+    use crate::support::daemon::Daemon;
+    use crate::support::{count, embedded_broker, event, free_port, send_raw, write_config};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = crate::tls::pki();
+    let opts = Options {
+        tls: Security::StartTls,
+        cert: Some(pki.server.clone()),
+        auth: Some((USER.to_owned(), PASSWORD.to_owned())),
+        fail_data: 0,
+    };
+    let server = Smtp::start(dir.path(), &opts);
+    let ca = crate::tls::write(dir.path(), "ca.pem", &pki.ca);
+    let password_file = dir.path().join("smtp-password");
+    std::fs::write(&password_file, format!("{PASSWORD}\n")).expect("password");
+    let body = format!(
+        r#"{broker}
+[channels.press]
+kind = "email"
+url = "smtp://127.0.0.1:{port}"
+ca_file = "{ca}"
+username = "{USER}"
+password_file = "{password}"
+from = "Riverside County Sheriff <alerts@sheriff.example>"
+to = ["desk@news.example", "nobody@news.example", "greylist@partner.example"]
+"#,
+        broker = embedded_broker(),
+        port = server.port,
+        password = password_file.display(),
+    );
+    let config = write_config(dir.path(), "", &body);
+    let templates = dir.path().join("templates");
+    std::fs::write(templates.join("email.subject.txt"), "{% if kind == 'update' %}UPDATE: {% endif %}{{ headline }}")
+        .expect("subject");
+    std::fs::write(templates.join("email.html"), "<html><body><h1>{{ headline }}</h1></body></html>").expect("html");
+    let admin = free_port();
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(&config, text.replace("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{admin}\"")))
+        .expect("config");
+
+    // `check --online`: signed in over TLS, nothing sent.
+    let check = std::process::Command::new(env!("CARGO_BIN_EXE_bullhorn"))
+        .args(["--config", config.to_str().expect("utf-8"), "check", "--online"])
+        .output()
+        .expect("check");
+    let said = format!("{}{}", String::from_utf8_lossy(&check.stdout), String::from_utf8_lossy(&check.stderr));
+    assert!(check.status.success() && said.contains("signed in as"), "{said}");
+    assert!(!said.contains(PASSWORD));
+    assert!(server.messages().is_empty());
+
+    // A 451 pauses the channel for at most a second here.
+    let env = vec![("BULLHORN__DELIVERY__MAX_RETRY_AFTER".to_owned(), "1s".to_owned())];
+    let mut daemon = Daemon::start_with_env(&config, env);
+    daemon.wait_ready(admin, true).await;
+    send_raw(&config, "cad/a/events", event("AMB-7", 1, "missing_child", "AMBER ALERT: Sofia Ramirez, 6")).await;
+    let got = server.wait_for(2, Duration::from_secs(20)).await;
+    assert_eq!(got.len(), 2, "the known recipient at once, the greylisted one after its pause:\n{}", daemon.log());
+    let to: Vec<&str> = got.iter().map(|m| m["rcpt_tos"][0].as_str().unwrap_or("")).collect();
+    assert_eq!(to, ["desk@news.example", "greylist@partner.example"]);
+    let first = &got[0];
+    assert_eq!(first["subject"], "AMBER ALERT: Sofia Ramirez, 6");
+    assert_eq!(
+        parts(first, "text/html")[0]["text"].as_str().map(str::trim),
+        Some("<html><body><h1>AMBER ALERT: Sofia Ramirez, 6</h1></body></html>")
+    );
+    let id = first["message_id"].as_str().expect("Message-ID").to_owned();
+    assert_eq!(got[1]["message_id"], id.as_str());
+
+    // The last step's outcome is committed just after the server's answer.
+    let db = dir.path().join("bullhorn.db");
+    let sent = "SELECT COUNT(*) FROM deliveries WHERE channel = 'press' AND state = 'sent'";
+    let done = crate::support::eventually(Duration::from_secs(10), || (count(&db, sent) == 1).then_some(())).await;
+    let attempts = attempts(&db);
+    assert!(done.is_some(), "the delivery is done: {attempts:?}\n{}", daemon.log());
+    let refused: Vec<_> = attempts
+        .iter()
+        .filter(|(o, d)| o == "dead" && d.contains("nobody@news.example") && d.contains("550"))
+        .collect();
+    assert_eq!(refused.len(), 1, "the unknown recipient is recorded as refused: {attempts:?}");
+
+    let update = serde_json::json!({
+        "id": "AMB-7", "revision": 2, "type": "missing_child", "status": "actual", "msg_type": "update",
+        "headline": "Sofia Ramirez found safe"
+    });
+    send_raw(&config, "cad/a/events", update.to_string()).await;
+    let got = server.wait_for(4, Duration::from_secs(20)).await;
+    assert_eq!(got.len(), 4, "{}", daemon.log());
+    for update in &got[2..] {
+        assert_eq!(update["subject"], "UPDATE: Sofia Ramirez found safe");
+        assert_eq!(update["in_reply_to"], id.as_str(), "threads under the alert");
+        assert_eq!(update["references"], id.as_str());
+    }
+    assert!(daemon.terminate(), "{}", daemon.log());
+    let log = daemon.log();
+    assert!(log.contains("press"), "the log is the daemon's: {log}");
+    assert!(!log.contains(PASSWORD), "the password is never logged");
+}
+
+/// Every attempt's outcome and detail, oldest first.
+fn attempts(db: &std::path::Path) -> Vec<(String, String)> {
+    let conn = rusqlite::Connection::open(db).expect("open store");
+    conn.busy_timeout(Duration::from_secs(5)).expect("busy timeout");
+    let mut stmt =
+        conn.prepare("SELECT COALESCE(outcome, ''), COALESCE(detail, '') FROM attempts ORDER BY id").expect("prepare");
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).expect("query").collect::<Result<_, _>>().expect("rows")
+}

@@ -10,15 +10,23 @@
 //! `References` naming the original's, so mail clients thread them.
 //!
 //! Recipients: one message each (a step of the delivery each, like SMS numbers), or one
-//! message to all of them as Bcc (`one_message = true`).
+//! message to all of them as Bcc (`one_message = true`). The list a delivery began with
+//! is saved at its first step, so a reload that edits `to` cannot send one recipient the
+//! alert twice and skip another.
 //!
-//! Outcomes from reply codes: 2xx sent; 421 and 451 pause the channel; other 4xx retry
-//! with backoff; 5xx refuse for good (one recipient's 550 skips that recipient only);
-//! 530/535 are refused credentials. A connection that fails before the message is known
-//! not to have sent; one lost while the message's answer is awaited is unknown, and SMTP
-//! cannot be asked afterwards (the profile's recovery is "cannot tell").
+//! Outcomes from reply codes, by the command answered: 421, and 451 outside RCPT, pause
+//! the channel (the server asked for time); a 4xx at RCPT (greylisting, a full mailbox)
+//! and every other 4xx retry with backoff, and give up in time; a 5xx at RCPT refuses that
+//! recipient only (the others still get it); a 5xx to MAIL (the sender refused) or to
+//! AUTH (530/535) stops the channel until someone fixes its settings; a 5xx to the
+//! message itself (too large, refused as spam) refuses that message. A connection that
+//! fails before the whole message is written is known not to have sent; one lost after
+//! that, while the answer is awaited, is unknown, and SMTP cannot be asked afterwards
+//! (the profile's recovery is "cannot tell").
 
+use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use lettre::Address;
@@ -37,6 +45,14 @@ use crate::platform::Platform;
 
 /// How long a 421 or 451 pauses the channel: the server asked for time.
 const PAUSE: Duration = Duration::from_secs(60);
+/// How long to wait for the answer to a whole message: servers scan it before they
+/// answer (RFC 5321 §4.5.3.2 suggests up to 10 minutes; a resend after giving up early
+/// would be a duplicate).
+const MESSAGE_ANSWER: Duration = Duration::from_secs(300);
+/// The slowest upload a message's write is given time for, in bytes a second.
+const SLOWEST_UPLOAD: u64 = 32 * 1024;
+/// How long QUIT (or giving up on a session) may take.
+const QUIT: Duration = Duration::from_secs(2);
 /// A subject longer than this is cut (RFC 5322 advises lines under 78 characters; mail
 /// clients show about this much).
 const MAX_SUBJECT: usize = 200;
@@ -46,6 +62,57 @@ pub struct Email {
     s: EmailSettings,
     timeout: Duration,
     hello: ClientId,
+    /// Built once (it reads the system's certificates); why not, when it cannot be.
+    tls: Result<Tls, String>,
+}
+
+/// The TLS settings, opaque to `Debug`.
+#[derive(Clone)]
+struct Tls(TlsParameters);
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tls")
+    }
+}
+
+/// The command an SMTP failure answered, which decides what it means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Mail,
+    Rcpt,
+    Data,
+    /// The message itself, answered after its final dot.
+    Message,
+}
+
+impl Stage {
+    fn name(self) -> &'static str {
+        match self {
+            Stage::Mail => "MAIL",
+            Stage::Rcpt => "RCPT",
+            Stage::Data => "DATA",
+            Stage::Message => "the message",
+        }
+    }
+}
+
+/// Who a delivery goes to, as its first step saw it.
+struct Kept {
+    one_message: bool,
+    to: Vec<Mailbox>,
+}
+
+impl Kept {
+    /// As saved with the first step: `bcc` or `each`, then an address a line.
+    fn saved(&self) -> String {
+        let mut out = if self.one_message { "bcc".to_owned() } else { "each".to_owned() };
+        for m in &self.to {
+            out.push('\n');
+            out.push_str(&m.to_string());
+        }
+        out
+    }
 }
 
 /// A command that failed: the server's answer or the connection's error, or no answer.
@@ -82,23 +149,35 @@ enum Failed {
 
 impl Email {
     pub fn new(s: EmailSettings, ctx: &Context) -> Self {
-        Email { s, timeout: ctx.timeout, hello: ClientId::default() }
+        let tls = match s.tls {
+            EmailTls::None => Err("no TLS".to_owned()),
+            EmailTls::StartTls | EmailTls::Implicit => {
+                let mut b = TlsParameters::builder(s.host.clone());
+                let ca = s.ca_pem.as_deref().map(Certificate::from_pem).transpose();
+                match ca {
+                    Ok(ca) => {
+                        if let Some(ca) = ca {
+                            b = b.add_root_certificate(ca);
+                        }
+                        b.build_rustls().map(Tls).map_err(|e| format!("TLS settings: {e}"))
+                    }
+                    Err(e) => Err(format!("ca_file: {e}")),
+                }
+            }
+        };
+        Email { s, timeout: ctx.timeout, hello: ClientId::default(), tls }
     }
 
-    fn tls(&self) -> Result<TlsParameters, SmtpError> {
-        let mut b = TlsParameters::builder(self.s.host.clone());
-        if let Some(pem) = &self.s.ca_pem {
-            b = b.add_root_certificate(Certificate::from_pem(pem)?);
-        }
-        b.build_rustls()
+    fn tls(&self) -> Result<TlsParameters, Outcome> {
+        self.tls.clone().map(|t| t.0).map_err(Outcome::Credentials)
     }
 
-    /// `f`, bounded by the request timeout.
-    async fn within<T>(&self, f: impl Future<Output = Result<T, SmtpError>>) -> Result<T, Broke> {
-        match tokio::time::timeout(self.timeout, f).await {
+    /// `f`, bounded by `limit`.
+    async fn within<T>(&self, f: impl Future<Output = Result<T, SmtpError>>, limit: Duration) -> Result<T, Broke> {
+        match tokio::time::timeout(limit, f).await {
             Ok(Ok(t)) => Ok(t),
             Ok(Err(e)) => Err(Broke::Smtp(e)),
-            Err(_) => Err(Broke::Timeout(self.timeout)),
+            Err(_) => Err(Broke::Timeout(limit)),
         }
     }
 
@@ -106,7 +185,7 @@ impl Email {
     async fn open(&self) -> Result<AsyncSmtpConnection, Outcome> {
         let at = format!("{}:{}", self.s.host, self.s.port);
         let implicit = match self.s.tls {
-            EmailTls::Implicit => Some(self.tls().map_err(|e| Outcome::Credentials(format!("TLS settings: {e}")))?),
+            EmailTls::Implicit => Some(self.tls()?),
             EmailTls::StartTls | EmailTls::None => None,
         };
         let connect = AsyncSmtpConnection::connect_tokio1(
@@ -123,13 +202,13 @@ impl Email {
         };
         if self.s.tls == EmailTls::StartTls {
             if !conn.server_info().supports_feature(Extension::StartTls) {
-                conn.abort().await;
+                let _ = tokio::time::timeout(QUIT, conn.abort()).await;
                 // Never fall back to plain text: someone may be stripping it.
                 return Err(Outcome::Unavailable(format!(
                     "{at} does not offer STARTTLS, which this channel requires (tls = \"none\" only for a relay on this host)"
                 )));
             }
-            let tls = self.tls().map_err(|e| Outcome::Credentials(format!("TLS settings: {e}")))?;
+            let tls = self.tls()?;
             match tokio::time::timeout(self.timeout, conn.starttls(tls, &self.hello)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => return Err(session(&e, &at)),
@@ -142,7 +221,7 @@ impl Email {
             match tokio::time::timeout(self.timeout, auth).await {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => {
-                    conn.abort().await;
+                    let _ = tokio::time::timeout(QUIT, conn.abort()).await;
                     return Err(match e.status().map(u16::from) {
                         Some(code) if code < 500 => Outcome::Unavailable(format!("{at}: AUTH: {e}")),
                         _ => Outcome::Credentials(format!("{at} refused the account {user:?}: {e}")),
@@ -154,9 +233,27 @@ impl Email {
         Ok(conn)
     }
 
-    /// The recipients of `req`: its own, or every one (Bcc).
-    fn recipients(&self, req: &Request<'_>) -> Vec<&Mailbox> {
-        if self.s.one_message { self.s.to.iter().collect() } else { self.s.to.get(req.target).into_iter().collect() }
+    /// The recipients a delivery keeps to: those its first step saved, else the
+    /// channel's now.
+    fn kept(&self, saved: Option<&str>) -> Kept {
+        let parsed = saved.and_then(|v| {
+            let mut lines = v.lines();
+            let one_message = match lines.next()? {
+                "bcc" => true,
+                "each" => false,
+                _ => return None,
+            };
+            let to: Option<Vec<Mailbox>> = lines.map(|l| l.parse().ok()).collect();
+            Some(Kept { one_message, to: to? })
+        });
+        parsed.unwrap_or_else(|| Kept { one_message: self.s.one_message, to: self.s.to.clone() })
+    }
+
+    /// The requests of a delivery that may have begun under other settings.
+    pub fn caps_for(&self, saved: &BTreeMap<String, String>) -> Caps {
+        let kept = self.kept(saved.get("to:0").map(String::as_str));
+        let targets = if kept.one_message { 1 } else { kept.to.len().max(1) };
+        Caps { targets, ..Caps::of(Self::PLATFORM) }
     }
 
     /// The domain the channel's Message-IDs are in: the sender's.
@@ -201,18 +298,29 @@ impl Email {
     /// One session: MAIL, RCPT for each recipient (a refused one is skipped), DATA, the
     /// message. `Ok` with the recipients skipped and why.
     async fn deliver(&self, req: &Request<'_>) -> Result<Vec<String>, Failed> {
-        let recipients = self.recipients(req);
+        let kept = self.kept(req.scratch.first("to"));
+        if req.step == 0 && req.scratch.get("to").is_none() {
+            // Kept for the whole delivery, before anything is sent.
+            if let Err(e) = req.scratch.save("to", &kept.saved()).await {
+                return Err(Failed::Before(Outcome::Retry(format!("cannot record the recipients: {e}"))));
+            }
+        }
+        let recipients: Vec<&Mailbox> =
+            if kept.one_message { kept.to.iter().collect() } else { kept.to.get(req.target).into_iter().collect() };
         let Some(first) = recipients.first() else {
-            return Err(Failed::Before(Outcome::Permanent(format!("no recipient number {}", req.target))));
+            return Err(Failed::Before(Outcome::Permanent(format!("no recipient number {}", req.target + 1))));
         };
         // One message to several goes To the sender, its recipients only in the envelope.
-        let header_to = if self.s.one_message { &self.s.from } else { first };
+        let header_to = if kept.one_message { &self.s.from } else { first };
         let message = self.message(req, header_to).map_err(|e| Failed::Before(Outcome::Permanent(e)))?;
         let bytes = message.formatted();
         let mut conn = self.open().await.map_err(Failed::Before)?;
         let result = self.transaction(&mut conn, &recipients, &bytes).await;
-        // The answer is in; QUIT is a courtesy.
-        let _ = tokio::time::timeout(Duration::from_secs(2), conn.quit()).await;
+        match &result {
+            // The answer is in; QUIT is a courtesy.
+            Ok(_) => drop(tokio::time::timeout(QUIT, conn.quit()).await),
+            Err(_) => drop(tokio::time::timeout(QUIT, conn.abort()).await),
+        }
         result
     }
 
@@ -227,7 +335,8 @@ impl Email {
         let ascii = |a: &Address| <Address as AsRef<str>>::as_ref(a).is_ascii();
         if !(ascii(&self.s.from.email) && envelope.iter().all(|a| ascii(a))) {
             if !conn.server_info().supports_feature(Extension::SmtpUtfEight) {
-                return Err(Failed::Before(Outcome::Permanent(
+                // The same for every message: the settings must change.
+                return Err(Failed::Before(Outcome::Credentials(
                     "an address is not ASCII and the server does not take SMTPUTF8".to_owned(),
                 )));
             }
@@ -236,14 +345,14 @@ impl Email {
         if !bytes.is_ascii() {
             options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
         }
-        let before = |e: Broke| Failed::Before(reply(&e, "MAIL"));
-        self.within(conn.command(Mail::new(Some(self.s.from.email.clone()), options))).await.map_err(before)?;
+        let mail = Mail::new(Some(self.s.from.email.clone()), options);
+        self.within(conn.command(mail), self.timeout).await.map_err(|e| Failed::Before(reply(&e, Stage::Mail)))?;
         let mut skipped = Vec::new();
         let mut accepted = 0;
         for to in &envelope {
-            match self.within(conn.command(Rcpt::new((*to).clone(), Vec::new()))).await {
+            match self.within(conn.command(Rcpt::new((*to).clone(), Vec::new())), self.timeout).await {
                 Ok(_) => accepted += 1,
-                Err(e) => match reply(&e, "RCPT") {
+                Err(e) => match reply(&e, Stage::Rcpt) {
                     // This recipient cannot get it; the others still may.
                     Outcome::Permanent(why) => skipped.push(format!("not sent to {to}: {why}")),
                     // Nothing is sent until every recipient can have it.
@@ -254,14 +363,49 @@ impl Email {
         if accepted == 0 {
             return Err(Failed::Before(Outcome::Permanent(skipped.join("; "))));
         }
-        self.within(conn.command(Data)).await.map_err(|e| Failed::Before(reply(&e, "DATA")))?;
-        match self.within(conn.message(bytes)).await {
+        self.within(conn.command(Data), self.timeout).await.map_err(|e| Failed::Before(reply(&e, Stage::Data)))?;
+        // Time to write the message at the slowest upload we allow, then to be answered.
+        let upload = Duration::from_secs(u64::try_from(bytes.len()).unwrap_or(u64::MAX) / SLOWEST_UPLOAD);
+        let wait = self.timeout.max(upload) + MESSAGE_ANSWER.max(self.timeout);
+        let written = AtomicBool::new(false);
+        let chunks = Chunks { rest: bytes, written: &written };
+        match self.within(conn.message_iter(chunks), wait).await {
             Ok(_) => Ok(skipped),
             // A reply refusing the message: nothing was accepted.
-            Err(e) if e.code().is_some() => Err(Failed::Before(reply(&e, "the message"))),
+            Err(e) if e.code().is_some() => Err(Failed::Before(reply(&e, Stage::Message))),
+            // Cut off before the whole message was written: the server cannot have taken
+            // it (it ends only with the final dot).
+            Err(e) if !written.load(Ordering::SeqCst) => {
+                Err(Failed::Before(Outcome::Retry(format!("the message could not be written: {e}"))))
+            }
             // The message went; its answer did not come.
             Err(e) => Err(Failed::After(Outcome::Unknown(format!("the message was sent but not answered: {e}")))),
         }
+    }
+}
+
+/// The message in pieces for lettre to write; `written` is set once the last piece is
+/// handed over and written (lettre writes each piece before asking for the next), so
+/// that only the final dot and the answer are left.
+struct Chunks<'a> {
+    rest: &'a [u8],
+    written: &'a AtomicBool,
+}
+
+impl<'a> Iterator for Chunks<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.rest.is_empty() {
+            self.written.store(true, Ordering::SeqCst);
+            return None;
+        }
+        // Whole lines, so the dot-stuffing codec sees each line start.
+        let cut = self.rest.len().min(64 * 1024);
+        let cut = self.rest[..cut].iter().rposition(|b| *b == b'\n').map_or(cut, |i| i + 1);
+        let (piece, rest) = self.rest.split_at(cut);
+        self.rest = rest;
+        Some(piece)
     }
 }
 
@@ -286,7 +430,7 @@ impl Api for Email {
             Err(o) => return Verified::Failed(why(&o)),
         };
         let secured = if conn.is_encrypted() { "TLS" } else { "no TLS" };
-        let _ = tokio::time::timeout(Duration::from_secs(2), conn.quit()).await;
+        let _ = tokio::time::timeout(QUIT, conn.quit()).await;
         let auth = match &self.s.username {
             Some(u) => format!("signed in as {u:?}"),
             None => "no AUTH".to_owned(),
@@ -304,8 +448,7 @@ impl Api for Email {
 
     /// A step per recipient, unless one message goes to all.
     fn caps(&self) -> Caps {
-        let targets = if self.s.one_message { 1 } else { self.s.to.len().max(1) };
-        Caps { targets, ..Caps::of(Self::PLATFORM) }
+        self.caps_for(&BTreeMap::new())
     }
 }
 
@@ -362,7 +505,7 @@ fn body(text: &str, html: Option<&str>, media: &[Image]) -> Result<MultiPart, St
             format!(
                 "<p><img src=\"cid:{}\" alt=\"{}\" style=\"max-width:100%;height:auto\"></p>\n",
                 cid(i),
-                escape_html(&m.alt)
+                minijinja::HtmlEscape(&m.alt)
             )
         })
         .collect();
@@ -380,21 +523,6 @@ fn body(text: &str, html: Option<&str>, media: &[Image]) -> Result<MultiPart, St
 /// The Content-ID of image `i`.
 fn cid(i: usize) -> String {
     format!("photo{}", i + 1)
-}
-
-fn escape_html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// `Content-Description` (RFC 2045): an image's alt text, for readers that show it.
@@ -416,15 +544,23 @@ impl Header for ContentDescription {
 }
 
 /// What a failed command means, known not to have sent the message.
-fn reply(e: &Broke, what: &str) -> Outcome {
-    let detail = format!("{what}: {e}");
-    match e.code() {
-        Some(421 | 451) => Outcome::RetryAfter(PAUSE, detail),
-        Some(530 | 534 | 535 | 538) => Outcome::Credentials(detail),
-        Some(400..=499) => Outcome::Retry(detail),
-        Some(_) => Outcome::Permanent(detail),
+fn reply(e: &Broke, stage: Stage) -> Outcome {
+    let detail = format!("{}: {e}", stage.name());
+    match (e.code(), stage) {
+        (Some(530 | 534 | 535 | 538), _) => Outcome::Credentials(detail),
+        // One recipient greylisted or over quota: that recipient is tried again, with
+        // backoff, and given up on in time; the channel goes on.
+        (Some(400..=499), Stage::Rcpt) => Outcome::Retry(detail),
+        (Some(421 | 451), _) => Outcome::RetryAfter(PAUSE, detail),
+        (Some(400..=499), _) => Outcome::Retry(detail),
+        // That recipient does not exist or refuses us; the others may not.
+        (Some(_), Stage::Rcpt) => Outcome::Permanent(detail),
+        // The sender is refused: every message would be. Someone must fix the settings.
+        (Some(_), Stage::Mail) => Outcome::Credentials(format!("the server refused the sender: {detail}")),
+        // This message is refused (too large, taken for spam).
+        (Some(_), Stage::Data | Stage::Message) => Outcome::Permanent(detail),
         // The connection broke, or the server fell silent, before the message went.
-        None => Outcome::Retry(detail),
+        (None, _) => Outcome::Retry(detail),
     }
 }
 
@@ -477,7 +613,7 @@ mod tests {
     fn no_answer_before_the_message_is_a_retry() {
         let silent = Broke::Timeout(Duration::from_secs(5));
         assert_eq!(silent.code(), None);
-        assert!(matches!(reply(&silent, "RCPT"), Outcome::Retry(m) if m.contains("RCPT: no answer within 5s")));
+        assert!(matches!(reply(&silent, Stage::Rcpt), Outcome::Retry(m) if m.contains("RCPT: no answer within 5s")));
     }
 
     #[test]

@@ -441,10 +441,11 @@ macro_rules! channels {
             }
 
             /// [`Channel::caps`] for a delivery that may have begun under other settings:
-            /// an SMS keeps the batch size it began with.
+            /// an SMS keeps the batch size it began with, an email its recipients.
             pub fn caps_for(&self, saved: &BTreeMap<String, String>) -> Caps {
                 match self {
                     Channel::Sms(c) => c.caps_for(saved),
+                    Channel::Email(c) => c.caps_for(saved),
                     _ => self.caps(),
                 }
             }

@@ -603,6 +603,11 @@ pub(super) fn email(f: &mut Fields<'_>) -> Option<EmailSettings> {
     let reply_to = f.string("reply_to").and_then(|a| f.mailbox("reply_to", &a));
     let to_text = f.strings("to");
     let to: Vec<_> = to_text.iter().enumerate().filter_map(|(i, a)| f.mailbox(&format!("to[{i}]"), a)).collect();
+    for (i, m) in to.iter().enumerate() {
+        if to[..i].iter().any(|earlier| earlier.email == m.email) {
+            f.error(&format!("to[{i}]"), format!("{} is listed twice: it would get every alert twice", m.email));
+        }
+    }
     let one_message = f.bool("one_message", false);
     if to_text.is_empty() {
         f.error("to", "at least one recipient address is needed");
@@ -657,7 +662,7 @@ pub(super) fn email(f: &mut Fields<'_>) -> Option<EmailSettings> {
             None
         }
         Some(path) => match std::fs::read(&path) {
-            Ok(pem) if lettre::transport::smtp::client::Certificate::from_pem(&pem).is_ok() => Some(pem),
+            Ok(pem) if pem_certificates(&pem) > 0 => Some(pem),
             Ok(_) => {
                 f.error("ca_file", format!("{}: no PEM certificate in it", path.display()));
                 None
@@ -673,4 +678,12 @@ pub(super) fn email(f: &mut Fields<'_>) -> Option<EmailSettings> {
         return None;
     }
     Some(EmailSettings { host, port, tls, ca_pem, username, password, from: from?, to, reply_to, one_message })
+}
+
+/// How many certificates a PEM file holds; 0 when it is not PEM or a certificate is
+/// malformed.
+fn pem_certificates(pem: &[u8]) -> usize {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    CertificateDer::pem_slice_iter(pem).collect::<Result<Vec<_>, _>>().map_or(0, |c| c.len())
 }

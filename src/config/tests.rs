@@ -445,8 +445,13 @@ to = []
 kind = "email"
 url = "https://mail.sheriff.example"
 username = "alerts"
-ca_file = "{}"
 to = ["desk@news"]
+[channels.d]
+kind = "email"
+url = "smtp://mail.sheriff.example"
+ca_file = "{}"
+from = "alerts@sheriff.example"
+to = ["desk@news.example", "Desk <desk@news.example>"]
 "#,
         not_pem.display()
     );
@@ -459,6 +464,8 @@ to = ["desk@news"]
     assert!(has(&e, "channels.c.url", "smtp://host:port"), "{e:?}");
     assert!(has(&e, "channels.c", "password (or password_file)"), "{e:?}");
     assert!(has(&e, "channels.c.from", "sender address is required"), "{e:?}");
+    assert!(has(&e, "channels.d.ca_file", "no PEM certificate"), "{e:?}");
+    assert!(has(&e, "channels.d.to[1]", "listed twice"), "{e:?}");
 }
 
 #[test]

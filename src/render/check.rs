@@ -44,6 +44,8 @@ const CORE: &[&str] = &[
     "channel",
     "hashtags",
     "agency",
+    // An email's subject and HTML only: the rendered text.
+    "text",
 ];
 const AGENCY: &[&str] = &["name", "time_zone", "phone", "web", "hashtags"];
 const LOCATION: &[&str] = &["text", "lat", "lon"];

@@ -9,6 +9,7 @@
 //! {{ location | map_url }}         https://www.openstreetmap.org/?mlat=27.75&mlon=-97.39#map=16/27.75/-97.39
 //! {{ description | truncate_words(120) }}
 //! {{ hashtags | hashtags }}         #AmberAlert #RuizCounty
+//! {{ text | paragraphs }}          <p>line<br>line</p><p>... (email HTML: escaped, links kept)
 //! ```
 
 use jiff::Timestamp;
@@ -33,6 +34,33 @@ pub fn register(env: &mut Environment<'static>, tz: TimeZone, maps: MapProvider)
     env.add_filter("map_url", move |value: Value| map_url(&value, maps));
     env.add_filter("truncate_words", |value: String, max: usize| truncate_at_word(&value, max));
     env.add_filter("hashtags", hashtags);
+    env.add_filter("paragraphs", |value: String| Value::from_safe_string(paragraphs(&value)));
+}
+
+/// Plain text as HTML: escaped, a paragraph per blank-line-separated block, a `<br>` per
+/// line break, and each http(s) URL a link to itself.
+pub fn paragraphs(text: &str) -> String {
+    use minijinja::HtmlEscape;
+    let mut finder = linkify::LinkFinder::new();
+    finder.kinds(&[linkify::LinkKind::Url]);
+    let line = |l: &str| -> String {
+        finder
+            .spans(l)
+            .map(|span| match span.kind() {
+                Some(_) if span.as_str().starts_with("https://") || span.as_str().starts_with("http://") => {
+                    let url = HtmlEscape(span.as_str());
+                    format!("<a href=\"{url}\">{url}</a>")
+                }
+                _ => HtmlEscape(span.as_str()).to_string(),
+            })
+            .collect()
+    };
+    text.split("\n\n")
+        .map(str::trim)
+        .filter(|b| !b.is_empty())
+        .map(|block| format!("<p>{}</p>", block.lines().map(line).collect::<Vec<_>>().join("<br>\n")))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn format_time(value: &Value, tz: &TimeZone, fmt: &str) -> Result<String, Error> {

@@ -13,7 +13,9 @@
 //! and each may have a language variant (`default.es.txt`). An email channel also takes
 //! its subject from `<set>/channel-<name>.subject.txt`, `<set>/email.subject.txt` or
 //! `email.subject.txt` (else the text's first line), and an HTML alternative from the
-//! same names ending `.html` (values escaped for HTML there). A post in a language uses the
+//! same names ending `.html` (values escaped for HTML there). Both also see the rendered
+//! `text`, so an HTML template can wrap exactly what the text says
+//! (`{{ text | paragraphs }}`). A post in a language uses the
 //! most specific template *in that language* before any template in another: a Spanish
 //! post never gets English wording from `x.txt` while `default.es.txt` exists.
 //!
@@ -525,8 +527,13 @@ impl ForEvent<'_> {
         };
         let longest = parts.iter().max_by_key(|p| measure(p).count).unwrap_or(&text);
         let length = measure(longest);
-        let (subject, html) =
-            if platform == Platform::Email { self.email_parts(target, &ctx, &mut error) } else { (None, None) };
+        let (subject, html) = if platform == Platform::Email {
+            // The subject and HTML may use the text itself: `{{ text | paragraphs }}`.
+            let ctx = minijinja::context! { text => &text, ..ctx.clone() };
+            self.email_parts(target, &ctx, &mut error)
+        } else {
+            (None, None)
+        };
         Rendered { text, parts, length, shortened, template: name.unwrap_or_default(), subject, html, error }
     }
 
@@ -561,6 +568,8 @@ impl ForEvent<'_> {
             .map(|s| with_status_prefix(status, s.split_whitespace().collect::<Vec<_>>().join(" ")));
         let html = keep(run(Part::Html)).map(|h| match status {
             Status::Actual => h,
+            // Said already (the HTML shows the text, which says it).
+            other if h.contains(&format!("[{}]", other.as_str().to_uppercase())) => h,
             other => {
                 let banner = format!("<p><strong>[{}]</strong></p>\n", other.as_str().to_uppercase());
                 // After the opening <body ...>, else first.

@@ -263,6 +263,10 @@ fn snapshots_of_every_shipped_template_on_every_platform() {
                     let rendered = r.render_for(rule, &Target::platform(p), &e, kind, lang);
                     assert!(rendered.error.is_none(), "{event_type}/{p}/{}: {:?}", kind.as_str(), rendered.error);
                     assert!(rendered.length.fits, "{event_type}/{p}: {}", rendered.length);
+                    if let Some(html) = &rendered.html {
+                        // Mail clients show the HTML: it must say what the text says.
+                        assert!(html.contains(&filters::paragraphs(&rendered.text)), "{event_type}: {html}");
+                    }
                     out.push_str(&format!(
                         "=== {} · {p}{} · {} · {}{}\n{}{}\n{}\n",
                         kind.as_str(),
@@ -416,4 +420,22 @@ fn email_template_names_are_known_and_others_refused() {
     let (_d, c) = setup(&[("missing_child/default.txt", "{{ headline }}"), ("missing_child/x.html", "<p></p>")]);
     let errors = Renderer::load(&c).expect_err("x.html is not a template");
     assert!(errors.iter().any(|e| e.file.ends_with("x.html")), "{errors:?}");
+}
+
+#[test]
+fn an_email_html_template_can_wrap_the_text_itself() {
+    let (_d, c) = setup(&[
+        ("missing_child/default.txt", "{{ headline }}\n\nCall 911.\nhttps://sheriff.example/a?b=1&c=2"),
+        ("email.html", "<body>{{ text | paragraphs }}</body>"),
+    ]);
+    let r = Renderer::load(&c).expect("load");
+    let e = event(serde_json::json!({ "headline": "Child <missing>", "status": "exercise" }));
+    let out = render(&r, &c, &Target::platform(Platform::Email), &e);
+    assert_eq!(
+        out.html.as_deref(),
+        Some(
+            "<body><p>[EXERCISE] Child &lt;missing&gt;</p>\n<p>Call 911.<br>\n<a href=\"https:&#x2f;&#x2f;sheriff.example&#x2f;a?b=1&amp;c=2\">https:&#x2f;&#x2f;sheriff.example&#x2f;a?b=1&amp;c=2</a></p></body>"
+        ),
+        "the same words as the text, escaped, once marked as an exercise"
+    );
 }

@@ -7,7 +7,8 @@ type, disposition, Content-ID, Content-Description and text). Recipients behave 
 local part, as real servers do:
 
     nobody@...     550 5.1.1 at RCPT (no such user)
-    slow@...       the message is kept, but the answer comes only after 3 s
+    full@...       452 4.2.2 at RCPT (mailbox full)
+    lost@...       the message is kept, then the connection drops before the answer
     greylist@...   451 4.7.1 at RCPT the first time, accepted after (greylisting)
     anything else  accepted
 
@@ -16,7 +17,6 @@ Prints "ready" on stdout once it accepts connections; stops on SIGTERM.
 """
 
 import argparse
-import asyncio
 import email
 import email.policy
 import json
@@ -72,6 +72,8 @@ class Handler:
         local = address.split("@", 1)[0].lower()
         if local == "nobody":
             return "550 5.1.1 <%s>: Recipient address rejected: User unknown" % address
+        if local == "full":
+            return "452 4.2.2 <%s>: Mailbox full" % address
         if local == "greylist" and address not in self.greylisted:
             self.greylisted.add(address)
             return "451 4.7.1 <%s>: Recipient address rejected: Greylisted, try again later" % address
@@ -90,9 +92,9 @@ class Handler:
         record["auth"] = session.authenticated
         with self.lock, open(self.out, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
-        if any(r.split("@", 1)[0].lower() == "slow" for r in envelope.rcpt_tos):
-            # Committed, but the answer is late (RFC 1047's duplicate-message problem).
-            await asyncio.sleep(3)
+        if any(r.split("@", 1)[0].lower() == "lost" for r in envelope.rcpt_tos):
+            # Kept, but the answer never arrives (RFC 1047's duplicate-message problem).
+            server.transport.abort()
         return "250 2.0.0 Ok: queued"
 
 

@@ -345,6 +345,19 @@ to = ["desk@news.example", "nobody@news.example", "greylist@partner.example"]
         assert_eq!(update["in_reply_to"], id.as_str(), "threads under the alert");
         assert_eq!(update["references"], id.as_str());
     }
+
+    // `test-channel` mails each recipient through the daemon's queue.
+    let test = std::process::Command::new(env!("CARGO_BIN_EXE_bullhorn"))
+        .args(["--config", config.to_str().expect("utf-8"), "--admin-url", &format!("http://127.0.0.1:{admin}")])
+        .args(["test-channel", "press", "--public", "--text", "Test of the press desk list"])
+        .output()
+        .expect("test-channel");
+    let said = format!("{}{}", String::from_utf8_lossy(&test.stdout), String::from_utf8_lossy(&test.stderr));
+    assert!(test.status.success(), "{said}");
+    let got = server.wait_for(6, Duration::from_secs(20)).await;
+    let tests: Vec<&serde_json::Value> = got.iter().filter(|m| m["subject"] == "Test of the press desk list").collect();
+    assert_eq!(tests.len(), 2, "both reachable recipients got the test: {said}");
+
     assert!(daemon.terminate(), "{}", daemon.log());
     let log = daemon.log();
     assert!(log.contains("press"), "the log is the daemon's: {log}");

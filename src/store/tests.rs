@@ -803,3 +803,80 @@ async fn a_late_alert_is_placed_by_the_real_cancel_that_names_it_not_by_a_drill(
     assert_eq!(found.incident_key, "cap:s/C1");
     assert!(reader.referencing(alert_key, StatusClass::Actual, Trust::Signed).is_none(), "not as trusted");
 }
+
+/// The SQL of every statement the store caches (`prepare_cached("...")` in its source).
+fn cached_statements() -> Vec<String> {
+    let sources = [
+        include_str!("mod.rs"),
+        include_str!("read.rs"),
+        include_str!("writer.rs"),
+        include_str!("incident.rs"),
+        include_str!("operator_reads.rs"),
+        include_str!("operator_writes.rs"),
+        include_str!("lock.rs"),
+    ];
+    let mut out = Vec::new();
+    for src in sources {
+        for (at, _) in src.match_indices("prepare_cached(") {
+            let rest = src[at + "prepare_cached(".len()..].trim_start();
+            if let Some(raw) = rest.strip_prefix("r\"") {
+                out.extend(raw.split_once('"').map(|(sql, _)| sql.to_owned()));
+                continue;
+            }
+            let Some(lit) = rest.strip_prefix('"') else { continue };
+            // A plain literal: escapes, and a backslash ending a line continues it.
+            let mut sql = String::new();
+            let mut chars = lit.chars().peekable();
+            while let Some(c) = chars.next() {
+                match c {
+                    '"' => break,
+                    '\\' => match chars.next() {
+                        Some('n') => sql.push('\n'),
+                        Some('\n') => {
+                            while chars.peek().is_some_and(|c| c.is_whitespace()) {
+                                chars.next();
+                            }
+                        }
+                        Some(other) => sql.push(other),
+                        None => {}
+                    },
+                    c => sql.push(c),
+                }
+            }
+            out.push(sql);
+        }
+    }
+    out
+}
+
+/// SQLite prepares a cached statement again on every use when its plan looked at a
+/// bound parameter (an indexed `col = ?1`, or one a join propagates) and rusqlite clears
+/// the bindings as the statement goes back to the cache: tens of microseconds of parsing
+/// per call, on the delivery path. Writing `+?1` keeps the plan and the value and stops
+/// it. Every statement the store caches is run five times here and must be prepared
+/// once.
+#[test]
+fn no_cached_statement_is_prepared_again_on_each_use() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut conn = Connection::open(dir.path().join("s.db")).expect("open");
+    schema::migrate(&mut conn).expect("migrate").expect("migrate");
+    let statements = cached_statements();
+    assert!(statements.len() > 50, "the store's statements were found: {}", statements.len());
+    let mut again = Vec::new();
+    for sql in &statements {
+        let params = conn.prepare(sql).unwrap_or_else(|e| panic!("{e}: {sql}")).parameter_count();
+        for i in 0..5i64 {
+            let mut stmt = conn.prepare_cached(sql).expect("prepare");
+            for p in 1..=params {
+                stmt.raw_bind_parameter(p, i).expect("bind");
+            }
+            let mut rows = stmt.raw_query();
+            let _ = rows.next();
+        }
+        let stmt = conn.prepare_cached(sql).expect("prepare");
+        if stmt.get_status(rusqlite::StatementStatus::RePrepare) > 1 {
+            again.push(sql.split_whitespace().collect::<Vec<_>>().join(" "));
+        }
+    }
+    assert!(again.is_empty(), "prepared again on each use (write +?N): {again:#?}");
+}

@@ -209,7 +209,11 @@ impl Worker {
 
     /// Read `item`'s delivery and get it ready, or settle what else becomes of it.
     async fn take_up(&mut self, item: Item) -> Option<Box<Ready>> {
-        let job = match self.io.reader.job(item.id).await {
+        let read = match self.prefetched.remove(&item.id) {
+            Some(job) => Ok(Some(job)),
+            None => self.io.reader.job(item.id).await,
+        };
+        let job = match read {
             Ok(Some(job)) => job,
             Ok(None) => {
                 self.backlog.release(item.id);

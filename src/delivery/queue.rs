@@ -67,6 +67,20 @@ impl Queue {
         self.ready.peek().copied()
     }
 
+    /// The ids of the `n` most urgent items due by `now`, most urgent first, left in the
+    /// queue.
+    pub fn peek_ids(&mut self, now: Instant, n: usize) -> Vec<i64> {
+        self.promote(now);
+        let mut taken = Vec::with_capacity(n.min(self.ready.len()));
+        while taken.len() < n {
+            let Some(item) = self.ready.pop() else { break };
+            taken.push(item);
+        }
+        let ids = taken.iter().map(|i| i.id).collect();
+        self.ready.extend(taken);
+        ids
+    }
+
     /// Take the most urgent item due by `now`.
     pub fn pop(&mut self, now: Instant) -> Option<Item> {
         self.promote(now);
@@ -131,6 +145,20 @@ mod tests {
         assert_eq!(q.next_due(), Some(now + Duration::from_secs(5)));
         assert_eq!(q.peek(now + Duration::from_secs(5)).map(|i| i.id), Some(1));
         assert_eq!(q.len(), 1);
+    }
+
+    #[test]
+    fn peeking_several_leaves_them_in_order() {
+        let now = Instant::now();
+        let mut q = Queue::default();
+        for (id, p) in [(1, Priority::Normal), (2, Priority::Critical), (3, Priority::Normal), (4, Priority::High)] {
+            q.push(item(id, p), None, now);
+        }
+        q.push(item(5, Priority::Critical), Some(now + Duration::from_secs(60)), now);
+        assert_eq!(q.peek_ids(now, 3), [2, 4, 1], "the most urgent due, in order");
+        assert_eq!(q.peek_ids(now, 10), [2, 4, 1, 3], "not the one not yet due");
+        let popped: Vec<i64> = std::iter::from_fn(|| q.pop(now).map(|i| i.id)).collect();
+        assert_eq!(popped, [2, 4, 1, 3], "all still there, in the same order");
     }
 
     #[test]

@@ -30,7 +30,7 @@ use crate::lifecycle::DeliveryKind;
 use crate::media::MediaService;
 use crate::metrics::{ChannelLabel, Metrics};
 use crate::reload::Shared;
-use crate::store::{Closing, Reader, Store, StoreError};
+use crate::store::{Closing, Job, Reader, Store, StoreError};
 use crate::time::{duration_ms, now_ms};
 
 /// How long to wait before trying again when the store cannot be read or written.
@@ -57,6 +57,9 @@ pub(super) struct Worker {
     pub(super) inbox: mpsc::UnboundedReceiver<WorkerMsg>,
     /// The requests in flight, a task each (aborted with the worker: a crash).
     pub(super) flight: JoinSet<Landed>,
+    /// The deliveries at the head of the queue, read in one trip while a batch is chosen
+    /// (the attempt's begin checks again that each may go); empty between batches.
+    pub(super) prefetched: HashMap<i64, Job>,
     /// Counts reloads, so a batch chosen across one is not begun with the old steps.
     generation: u64,
 }
@@ -199,6 +202,7 @@ impl Worker {
             cancel: CancellationToken::new(),
             inbox,
             flight: JoinSet::new(),
+            prefetched: HashMap::new(),
             generation: 0,
         }
     }
@@ -463,6 +467,15 @@ impl Worker {
         let mut batch = Vec::new();
         let mut pending = Pending::default();
         let mut worked = false;
+        // Read what the window has room for at once, rather than a trip to the reader each.
+        let room = self.pace.window(self.cfg.concurrency).saturating_sub(self.flight.len());
+        if room > 1 {
+            let ids = self.backlog.queue.peek_ids(now, room);
+            if ids.len() > 1 {
+                // On an error each is read on its own, and its error handled there.
+                self.prefetched = self.io.reader.jobs(ids).await.unwrap_or_default();
+            }
+        }
         while self.flight.len() + batch.len() < self.pace.window(self.cfg.concurrency) {
             let now = Instant::now();
             let Some(head) = self.backlog.queue.peek(now) else { break };
@@ -500,6 +513,8 @@ impl Worker {
                 break;
             }
         }
+        // What was read for items not taken is not kept: the next batch reads afresh.
+        self.prefetched.clear();
         if self.cancel.is_cancelled() {
             // Shutting down: nothing more begins; the rows stay queued in the store.
             for p in batch {

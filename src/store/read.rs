@@ -1,6 +1,7 @@
 //! Read-only access to the store. WAL lets readers run beside the writer without blocking
 //! it; each [`Reader`] owns one connection and runs its queries on the blocking pool.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -149,54 +150,20 @@ impl Reader {
 
     /// One delivery with its event.
     pub async fn job(&self, delivery_id: i64) -> Result<Option<Job>, StoreError> {
+        self.with(move |c| read_job(c, delivery_id)).await
+    }
+
+    /// Several deliveries with their events, in one trip to the reader (those that no
+    /// longer exist are left out).
+    pub async fn jobs(&self, ids: Vec<i64>) -> Result<HashMap<i64, Job>, StoreError> {
         self.with(move |c| {
-            c.prepare_cached(
-                "SELECT d.id, d.channel, d.kind, d.state, d.priority, d.text, d.idem_key, d.attempts, d.reply_to,
-                        COALESCE(d.queued_at, d.created_at), e.id, e.incident_key, e.event_type, e.msg_type, e.status, e.revision,
-                        e.sent_at, e.expires_at, e.received_at, e.event_json, d.language, d.parts, d.progress,
-                        (SELECT a.outcome FROM attempts a WHERE a.delivery_id = d.id ORDER BY a.id DESC LIMIT 1),
-                        d.audience, d.subject, d.html
-                 FROM deliveries d JOIN events e ON e.id = d.event_id
-                 WHERE d.id = +?1",
-            )?
-            .query_row([delivery_id], |r| {
-                let kind: String = r.get(2)?;
-                let state: String = r.get(3)?;
-                let audience: String = r.get(24)?;
-                let parts: Option<String> = r.get(21)?;
-                let progress: Option<String> = r.get(22)?;
-                Ok(Job {
-                    progress: Progress::parse(progress.as_deref()),
-                    last_outcome: r.get(23)?,
-                    language: r.get(20)?,
-                    parts: parts.and_then(|p| serde_json::from_str(&p).ok()).unwrap_or_default(),
-                    delivery_id: r.get(0)?,
-                    channel: r.get(1)?,
-                    kind: DeliveryKind::parse(&kind).unwrap_or(DeliveryKind::Post),
-                    // Unknown reads as finished: it is not sent.
-                    state: DeliveryState::parse(&state).unwrap_or(DeliveryState::Suppressed),
-                    audience: Audience::parse(&audience),
-                    priority: Priority::from_rank(r.get(4)?),
-                    text: r.get(5)?,
-                    subject: r.get(25)?,
-                    html: r.get(26)?,
-                    idem_key: r.get(6)?,
-                    attempts: r.get(7)?,
-                    reply_to: r.get(8)?,
-                    created_at: r.get(9)?,
-                    event_id: r.get(10)?,
-                    incident_key: r.get(11)?,
-                    event_type: r.get(12)?,
-                    msg_type: r.get(13)?,
-                    status: r.get(14)?,
-                    revision: r.get(15)?,
-                    sent_at: r.get(16)?,
-                    expires_at: r.get(17)?,
-                    received_at: r.get(18)?,
-                    event_json: r.get(19)?,
-                })
-            })
-            .optional()
+            let mut out = HashMap::with_capacity(ids.len());
+            for id in ids {
+                if let Some(job) = read_job(c, id)? {
+                    out.insert(id, job);
+                }
+            }
+            Ok(out)
         })
         .await
     }
@@ -353,4 +320,55 @@ fn known_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<KnownMessage> {
         trust: Trust::from_rank(r.get(2)?),
         event_json: r.get(3)?,
     })
+}
+
+/// One delivery with its event.
+fn read_job(conn: &Connection, delivery_id: i64) -> rusqlite::Result<Option<Job>> {
+    conn.prepare_cached(
+        "SELECT d.id, d.channel, d.kind, d.state, d.priority, d.text, d.idem_key, d.attempts, d.reply_to,
+                COALESCE(d.queued_at, d.created_at), e.id, e.incident_key, e.event_type, e.msg_type, e.status, e.revision,
+                e.sent_at, e.expires_at, e.received_at, e.event_json, d.language, d.parts, d.progress,
+                (SELECT a.outcome FROM attempts a WHERE a.delivery_id = d.id ORDER BY a.id DESC LIMIT 1),
+                d.audience, d.subject, d.html
+         FROM deliveries d JOIN events e ON e.id = d.event_id
+         WHERE d.id = +?1",
+    )?
+    .query_row([delivery_id], |r| {
+        let kind: String = r.get(2)?;
+        let state: String = r.get(3)?;
+        let audience: String = r.get(24)?;
+        let parts: Option<String> = r.get(21)?;
+        let progress: Option<String> = r.get(22)?;
+        Ok(Job {
+            progress: Progress::parse(progress.as_deref()),
+            last_outcome: r.get(23)?,
+            language: r.get(20)?,
+            parts: parts.and_then(|p| serde_json::from_str(&p).ok()).unwrap_or_default(),
+            delivery_id: r.get(0)?,
+            channel: r.get(1)?,
+            kind: DeliveryKind::parse(&kind).unwrap_or(DeliveryKind::Post),
+            // Unknown reads as finished: it is not sent.
+            state: DeliveryState::parse(&state).unwrap_or(DeliveryState::Suppressed),
+            audience: Audience::parse(&audience),
+            priority: Priority::from_rank(r.get(4)?),
+            text: r.get(5)?,
+            subject: r.get(25)?,
+            html: r.get(26)?,
+            idem_key: r.get(6)?,
+            attempts: r.get(7)?,
+            reply_to: r.get(8)?,
+            created_at: r.get(9)?,
+            event_id: r.get(10)?,
+            incident_key: r.get(11)?,
+            event_type: r.get(12)?,
+            msg_type: r.get(13)?,
+            status: r.get(14)?,
+            revision: r.get(15)?,
+            sent_at: r.get(16)?,
+            expires_at: r.get(17)?,
+            received_at: r.get(18)?,
+            event_json: r.get(19)?,
+        })
+    })
+    .optional()
 }

@@ -155,6 +155,11 @@ impl Window {
         self.prune(now);
         self.sent.len()
     }
+
+    /// How many more requests the window takes now (before pacing and the reserve).
+    pub fn free(&mut self, now: Instant) -> usize {
+        (self.quota.limit as usize).saturating_sub(self.used(now))
+    }
 }
 
 #[cfg(test)]

@@ -467,15 +467,7 @@ impl Worker {
         let mut batch = Vec::new();
         let mut pending = Pending::default();
         let mut worked = false;
-        // Read what the window has room for at once, rather than a trip to the reader each.
-        let room = self.pace.window(self.cfg.concurrency).saturating_sub(self.flight.len());
-        if room > 1 {
-            let ids = self.backlog.queue.peek_ids(now, room);
-            if ids.len() > 1 {
-                // On an error each is read on its own, and its error handled there.
-                self.prefetched = self.io.reader.jobs(ids).await.unwrap_or_default();
-            }
-        }
+        let mut read_ahead = false;
         while self.flight.len() + batch.len() < self.pace.window(self.cfg.concurrency) {
             let now = Instant::now();
             let Some(head) = self.backlog.queue.peek(now) else { break };
@@ -493,6 +485,12 @@ impl Worker {
             // What is urgent goes at once, not after the rest of a batch is prepared (a
             // routine post may wait for its images).
             let urgent = item.priority >= Priority::Critical;
+            if !read_ahead && !urgent {
+                // The first of a batch may go: what else may go now is read with it, in
+                // one trip to the reader rather than one each.
+                read_ahead = true;
+                self.read_ahead(item, batch.len(), pending, now).await;
+            }
             if let Some(mut p) = self.prepare(item).await {
                 // A batch of SMS numbers needs room for each message.
                 p.messages = p.count_messages(&self.channel);
@@ -541,6 +539,25 @@ impl Worker {
         } else {
             Step::Idle(wake)
         }
+    }
+
+    /// Read `first` together with the deliveries behind it that may go now as well: as
+    /// many as the window has room for after it, and the quota lets go at once. Used by
+    /// `take_up` within this batch only; the begin checks each again.
+    async fn read_ahead(&mut self, first: Item, chosen: usize, pending: Pending, now: Instant) {
+        let mut room = self.pace.window(self.cfg.concurrency).saturating_sub(self.flight.len() + chosen + 1);
+        if let Some(q) = self.pace.quota.as_mut() {
+            let mut after = pending;
+            after.add(first.priority, 1);
+            room = if q.wait_after(first.priority, now, after, 1).is_some() { 0 } else { room.min(q.free(now)) };
+        }
+        if room == 0 {
+            return;
+        }
+        let mut ids = self.backlog.queue.peek_ids(now, room);
+        ids.push(first.id);
+        // On an error each is read on its own, and its error handled there.
+        self.prefetched = self.io.reader.jobs(ids).await.unwrap_or_default();
     }
 
     /// Close a delivery without sending it.

@@ -678,13 +678,26 @@ fn configure_writer(conn: &Connection, busy_timeout: Duration) -> Result<(), Str
     conn.pragma_update(None, "foreign_keys", "ON").map_err(sql)?;
     // Every statement the writer runs stays prepared.
     conn.set_prepared_statement_cache_capacity(64);
+    keep_plans(conn).map_err(sql)?;
     Ok(())
 }
 
 fn open_reader(path: &Path, busy_timeout: Duration) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
     conn.busy_timeout(busy_timeout)?;
+    keep_plans(&conn)?;
     Ok(conn)
+}
+
+/// A cached statement keeps the plan it was prepared with. Without the query planner
+/// stability guarantee, SQLite marks a statement whose plan looked at a bound value (an
+/// equality the index does not serve, a partial index's condition) and expires it when
+/// its bindings are cleared, which rusqlite does each time the statement goes back to
+/// its cache: every call then parses it again (a quarter of the daemon's CPU in the
+/// drain benchmark).
+pub(crate) fn keep_plans(conn: &Connection) -> rusqlite::Result<()> {
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    Ok(())
 }
 
 #[cfg(test)]

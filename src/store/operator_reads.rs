@@ -152,7 +152,7 @@ const STATUS_STATES: &str = "'held', 'queued', 'in_flight', 'dead'";
 fn deliveries(c: &Connection, event_id: i64, with_text: bool) -> rusqlite::Result<Vec<AlertDelivery>> {
     let mut stmt = c.prepare_cached(
         "SELECT id, channel, kind, language, state, post_url, post_id, reason, attempts, updated_at, text
-         FROM deliveries WHERE event_id = +?1 ORDER BY channel, id",
+         FROM deliveries WHERE event_id = ?1 ORDER BY channel, id",
     )?;
     let rows = stmt.query_map([event_id], |r| {
         Ok(AlertDelivery {
@@ -225,7 +225,7 @@ impl Reader {
             let Some((mut summary, json)) = found else { return Ok(None) };
             summary.deliveries = deliveries(c, event_id, true)?;
             let audit = c
-                .prepare_cached("SELECT at, actor, action, detail FROM audit WHERE target = +?1 ORDER BY id")?
+                .prepare_cached("SELECT at, actor, action, detail FROM audit WHERE target = ?1 ORDER BY id")?
                 .query_map([format!("event:{event_id}")], |r| {
                     Ok(AuditRow { at: ts(r.get(0)?), actor: r.get(1)?, action: r.get(2)?, detail: r.get(3)? })
                 })?
@@ -256,7 +256,7 @@ impl Reader {
             }
             let mut stmt = c.prepare_cached(
                 "SELECT id, incident_key, format, status, event_type, msg_type, headline FROM events
-                 WHERE ident = +?1 AND format NOT IN ('system', 'admin') ORDER BY id",
+                 WHERE ident = ?1 AND format NOT IN ('system', 'admin') ORDER BY id",
             )?;
             let rows: Vec<(i64, String, String, String, String, String, String)> = stmt
                 .query_map([&ident], |r| {
@@ -369,7 +369,7 @@ impl Reader {
                 })?
                 .collect::<Result<_, _>>()?;
             let mut texts = c.prepare_cached(
-                "SELECT channel, text FROM deliveries WHERE event_id = +?1 AND state = 'held' ORDER BY channel, id",
+                "SELECT channel, text FROM deliveries WHERE event_id = ?1 AND state = 'held' ORDER BY channel, id",
             )?;
             for h in &mut held {
                 h.previews =
@@ -447,7 +447,7 @@ impl Reader {
             let found = c
                 .prepare_cached(
                     "SELECT l.event_id, l.action, l.expires_at, l.used_by, e.headline, e.event_type, e.status
-                     FROM links l JOIN events e ON e.id = l.event_id WHERE l.token_sha256 = +?1",
+                     FROM links l JOIN events e ON e.id = l.event_id WHERE l.token_sha256 = ?1",
                 )?
                 .query_row([token], |r| {
                     Ok(LinkInfo {
@@ -464,9 +464,7 @@ impl Reader {
                 .optional()?;
             let Some(mut link) = found else { return Ok(None) };
             link.deliveries = c
-                .prepare_cached(
-                    "SELECT channel, state, text FROM deliveries WHERE event_id = +?1 ORDER BY channel, id",
-                )?
+                .prepare_cached("SELECT channel, state, text FROM deliveries WHERE event_id = ?1 ORDER BY channel, id")?
                 .query_map([link.event_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                 .collect::<Result<_, _>>()?;
             Ok(Some(link))
@@ -504,8 +502,8 @@ impl Reader {
         self.with(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT d.post_id, d.post_url, d.post_data, d.progress FROM deliveries d JOIN events e ON e.id = d.event_id
-                 WHERE e.incident_key = +?1 AND d.channel = +?2 AND d.language = +?3 AND d.kind != 'retract'
-                   AND (+?4 = 0 OR d.kind IN ('post', 'update'))
+                 WHERE e.incident_key = ?1 AND d.channel = ?2 AND d.language = ?3 AND d.kind != 'retract'
+                   AND (?4 = 0 OR d.kind IN ('post', 'update'))
                    AND d.post_id IS NOT NULL
                  ORDER BY d.id",
             )?;

@@ -228,7 +228,7 @@ fn not_held(conn: &Connection, event_id: i64) -> Result<StoreError, ApplyError> 
     }
     let decided: Option<(String, String, i64)> = conn
         .prepare_cached(
-            "SELECT actor, action, at FROM audit WHERE target = +?1 AND action IN ('approve', 'reject')
+            "SELECT actor, action, at FROM audit WHERE target = ?1 AND action IN ('approve', 'reject')
              ORDER BY id DESC LIMIT 1",
         )?
         .query_row([format!("event:{event_id}")], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
@@ -273,7 +273,7 @@ fn invalid(conn: &Connection, event_id: i64, state: &str, channel: Option<&str>)
     let mut stmt = conn.prepare_cached(
         "SELECT d.kind, e.superseded_by, COALESCE(i.state, 'open')
          FROM deliveries d JOIN events e ON e.id = d.event_id LEFT JOIN incidents i ON i.key = e.incident_key
-         WHERE d.event_id = +?1 AND d.state = +?2 AND (+?3 IS NULL OR d.channel = +?3)",
+         WHERE d.event_id = ?1 AND d.state = ?2 AND (?3 IS NULL OR d.channel = ?3)",
     )?;
     let rows = stmt.query_map(params![event_id, state, channel], |r| {
         Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?, r.get::<_, String>(2)?))
@@ -576,11 +576,11 @@ fn closing(
 ) -> Result<AdminDone, ApplyError> {
     let missing: bool = conn
         .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM incidents i JOIN events c ON c.id = +?1 AND c.incident_key = i.key
-                            WHERE i.closed_by = +?1)
+            "SELECT EXISTS (SELECT 1 FROM incidents i JOIN events c ON c.id = ?1 AND c.incident_key = i.key
+                            WHERE i.closed_by = ?1)
                     AND NOT EXISTS (SELECT 1 FROM deliveries x JOIN events xe ON xe.id = x.event_id
-                                    JOIN events c ON c.id = +?1
-                                    WHERE xe.incident_key = c.incident_key AND x.channel = +?2 AND x.language = +?3
+                                    JOIN events c ON c.id = ?1
+                                    WHERE xe.incident_key = c.incident_key AND x.channel = ?2 AND x.language = ?3
                                       AND x.kind IN ('cancel', 'retract'))",
         )?
         .query_row(params![closer, d.channel, d.language], |r| r.get(0))?;

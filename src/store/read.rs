@@ -196,7 +196,7 @@ impl Reader {
     pub async fn media_originals(&self, event_id: i64) -> Result<Vec<OriginalRow>, StoreError> {
         self.with(move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT idx, source, mime, bytes, error, work FROM media WHERE event_id = +?1 ORDER BY idx",
+                "SELECT idx, source, mime, bytes, error, work FROM media WHERE event_id = ?1 ORDER BY idx",
             )?;
             let rows = stmt.query_map([event_id], |r| {
                 let mime: Option<String> = r.get(2)?;
@@ -236,7 +236,7 @@ impl Reader {
         let channel = channel.to_owned();
         self.with(move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT started_at FROM attempts WHERE channel = +?1 AND started_at >= +?2 ORDER BY started_at",
+                "SELECT started_at FROM attempts WHERE channel = ?1 AND started_at >= ?2 ORDER BY started_at",
             )?;
             let rows = stmt.query_map(params![channel, since_ms], |r| r.get(0))?;
             rows.collect()
@@ -253,8 +253,8 @@ impl Known for Reader {
         let found = conn
             .prepare_cached(
                 "SELECT incident_key, status, trust, event_json FROM events
-                 WHERE message_key = +?1 AND disposition != 'ignored'
-                   AND (CASE status WHEN 'actual' THEN 'actual' ELSE 'practice' END) = +?2
+                 WHERE message_key = ?1 AND disposition != 'ignored'
+                   AND (CASE status WHEN 'actual' THEN 'actual' ELSE 'practice' END) = ?2
                  ORDER BY id LIMIT 1",
             )
             .and_then(|mut stmt| stmt.query_row(params![key, class.as_str()], known_message).optional());
@@ -266,8 +266,8 @@ impl Known for Reader {
         let found = conn
             .prepare_cached(
                 "SELECT e.incident_key, e.status, e.trust, e.event_json FROM event_refs r JOIN events e ON e.id = r.event_id
-                 WHERE r.message_key = +?1 AND e.trust >= +?3
-                   AND (CASE e.status WHEN 'actual' THEN 'actual' ELSE 'practice' END) = +?2
+                 WHERE r.message_key = ?1 AND e.trust >= ?3
+                   AND (CASE e.status WHEN 'actual' THEN 'actual' ELSE 'practice' END) = ?2
                  ORDER BY e.id DESC LIMIT 1",
             )
             .and_then(|mut stmt| stmt.query_row(params![key, class.as_str(), trust.rank()], known_message).optional());
@@ -331,7 +331,7 @@ fn read_job(conn: &Connection, delivery_id: i64) -> rusqlite::Result<Option<Job>
                 (SELECT a.outcome FROM attempts a WHERE a.delivery_id = d.id ORDER BY a.id DESC LIMIT 1),
                 d.audience, d.subject, d.html
          FROM deliveries d JOIN events e ON e.id = d.event_id
-         WHERE d.id = +?1",
+         WHERE d.id = ?1",
     )?
     .query_row([delivery_id], |r| {
         let kind: String = r.get(2)?;

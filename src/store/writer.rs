@@ -638,8 +638,8 @@ fn ingest_event(
         Some(key) if incident.is_some() => conn
             .prepare_cached(
                 "SELECT EXISTS (SELECT 1 FROM event_refs r JOIN events l ON l.id = r.event_id
-                                WHERE r.message_key = +?1 AND l.incident_key = +?2 AND l.effect != 'none'
-                                  AND l.trust >= +?3 AND l.id != +?4)",
+                                WHERE r.message_key = ?1 AND l.incident_key = ?2 AND l.effect != 'none'
+                                  AND l.trust >= ?3 AND l.id != ?4)",
             )?
             .query_row(params![key, e.incident_key, e.trust.rank(), event_id], |r| r.get(0))?,
         _ => false,
@@ -682,7 +682,7 @@ fn begin_attempt(conn: &Connection, b: &super::BeginRequest, now: i64) -> Result
         .prepare_cached(
             "SELECT d.state, d.kind, d.priority, d.audience, e.event_type, e.superseded_by, COALESCE(i.state, 'open')
              FROM deliveries d JOIN events e ON e.id = d.event_id LEFT JOIN incidents i ON i.key = e.incident_key
-             WHERE d.id = +?1",
+             WHERE d.id = ?1",
         )?
         .query_row([b.delivery_id], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))

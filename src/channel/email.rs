@@ -140,13 +140,6 @@ impl std::fmt::Display for Broke {
     }
 }
 
-/// Where an SMTP session failed: before the message went (nothing was sent), or while
-/// its answer was awaited (it may have been).
-enum Failed {
-    Before(Outcome),
-    After(Outcome),
-}
-
 impl Email {
     pub fn new(s: EmailSettings, ctx: &Context) -> Self {
         let tls = match s.tls {
@@ -195,11 +188,7 @@ impl Email {
             implicit,
             None,
         );
-        let mut conn = match tokio::time::timeout(self.timeout, connect).await {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => return Err(session(&e, &at)),
-            Err(_) => return Err(Outcome::Unavailable(format!("{at}: no answer within {:?}", self.timeout))),
-        };
+        let mut conn = self.within(connect, self.timeout).await.map_err(|e| session(&e, &at))?;
         if self.s.tls == EmailTls::StartTls {
             if !conn.server_info().supports_feature(Extension::StartTls) {
                 let _ = tokio::time::timeout(QUIT, conn.abort()).await;
@@ -209,25 +198,19 @@ impl Email {
                 )));
             }
             let tls = self.tls()?;
-            match tokio::time::timeout(self.timeout, conn.starttls(tls, &self.hello)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(session(&e, &at)),
-                Err(_) => return Err(Outcome::Unavailable(format!("{at}: STARTTLS got no answer"))),
-            }
+            self.within(conn.starttls(tls, &self.hello), self.timeout).await.map_err(|e| session(&e, &at))?;
         }
         if let (Some(user), Some(password)) = (&self.s.username, &self.s.password) {
             let creds = Credentials::new(user.clone(), password.expose_secret().to_owned());
             let auth = conn.auth(&[Mechanism::Plain, Mechanism::Login], &creds);
-            match tokio::time::timeout(self.timeout, auth).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => {
-                    let _ = tokio::time::timeout(QUIT, conn.abort()).await;
-                    return Err(match e.status().map(u16::from) {
-                        Some(code) if code < 500 => Outcome::Unavailable(format!("{at}: AUTH: {e}")),
-                        _ => Outcome::Credentials(format!("{at} refused the account {user:?}: {e}")),
-                    });
-                }
-                Err(_) => return Err(Outcome::Unavailable(format!("{at}: AUTH got no answer"))),
+            if let Err(e) = self.within(auth, self.timeout).await {
+                let _ = tokio::time::timeout(QUIT, conn.abort()).await;
+                return Err(match (&e, e.code()) {
+                    (Broke::Timeout(_), _) => Outcome::Unavailable(format!("{at}: AUTH: {e}")),
+                    (_, Some(code)) if code < 500 => Outcome::Unavailable(format!("{at}: AUTH: {e}")),
+                    // Refused, or no mechanism in common.
+                    _ => Outcome::Credentials(format!("{at} refused the account {user:?}: {e}")),
+                });
             }
         }
         Ok(conn)
@@ -256,14 +239,15 @@ impl Email {
         Caps { targets, ..Caps::of(Self::PLATFORM) }
     }
 
-    /// The domain the channel's Message-IDs are in: the sender's.
-    fn domain(&self) -> &str {
-        self.s.from.email.domain()
+    /// The Message-ID of a delivery (without its brackets): its idempotency key, in the
+    /// sender's domain, the same for every recipient and every retry.
+    fn message_id(&self, key: &str) -> String {
+        format!("{key}@{}", self.s.from.email.domain())
     }
 
     /// The message of `req` to `to` (the header; the envelope is separate).
     fn message(&self, req: &Request<'_>, to: &Mailbox) -> Result<Message, String> {
-        let id = format!("{}@{}", req.post.key, self.domain());
+        let id = self.message_id(req.post.key);
         let text = req.text;
         let subject = req.post.subject.map_or_else(|| subject_of(text), one_line);
         let mut b = Message::builder()
@@ -297,24 +281,24 @@ impl Email {
 
     /// One session: MAIL, RCPT for each recipient (a refused one is skipped), DATA, the
     /// message. `Ok` with the recipients skipped and why.
-    async fn deliver(&self, req: &Request<'_>) -> Result<Vec<String>, Failed> {
+    async fn deliver(&self, req: &Request<'_>) -> Result<Vec<String>, Outcome> {
         let kept = self.kept(req.scratch.first("to"));
         if req.step == 0 && req.scratch.get("to").is_none() {
             // Kept for the whole delivery, before anything is sent.
             if let Err(e) = req.scratch.save("to", &kept.saved()).await {
-                return Err(Failed::Before(Outcome::Retry(format!("cannot record the recipients: {e}"))));
+                return Err(Outcome::Retry(format!("cannot record the recipients: {e}")));
             }
         }
         let recipients: Vec<&Mailbox> =
             if kept.one_message { kept.to.iter().collect() } else { kept.to.get(req.target).into_iter().collect() };
         let Some(first) = recipients.first() else {
-            return Err(Failed::Before(Outcome::Permanent(format!("no recipient number {}", req.target + 1))));
+            return Err(Outcome::Permanent(format!("no recipient number {}", req.target + 1)));
         };
         // One message to several goes To the sender, its recipients only in the envelope.
         let header_to = if kept.one_message { &self.s.from } else { first };
-        let message = self.message(req, header_to).map_err(|e| Failed::Before(Outcome::Permanent(e)))?;
+        let message = self.message(req, header_to).map_err(Outcome::Permanent)?;
         let bytes = message.formatted();
-        let mut conn = self.open().await.map_err(Failed::Before)?;
+        let mut conn = self.open().await?;
         let result = self.transaction(&mut conn, &recipients, &bytes).await;
         match &result {
             // The answer is in; QUIT is a courtesy.
@@ -329,16 +313,16 @@ impl Email {
         conn: &mut AsyncSmtpConnection,
         recipients: &[&Mailbox],
         bytes: &[u8],
-    ) -> Result<Vec<String>, Failed> {
+    ) -> Result<Vec<String>, Outcome> {
         let envelope: Vec<&Address> = recipients.iter().map(|m| &m.email).collect();
         let mut options = Vec::new();
         let ascii = |a: &Address| <Address as AsRef<str>>::as_ref(a).is_ascii();
         if !(ascii(&self.s.from.email) && envelope.iter().all(|a| ascii(a))) {
             if !conn.server_info().supports_feature(Extension::SmtpUtfEight) {
                 // The same for every message: the settings must change.
-                return Err(Failed::Before(Outcome::Credentials(
+                return Err(Outcome::Credentials(
                     "an address is not ASCII and the server does not take SMTPUTF8".to_owned(),
-                )));
+                ));
             }
             options.push(MailParameter::SmtpUtfEight);
         }
@@ -346,7 +330,7 @@ impl Email {
             options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
         }
         let mail = Mail::new(Some(self.s.from.email.clone()), options);
-        self.within(conn.command(mail), self.timeout).await.map_err(|e| Failed::Before(reply(&e, Stage::Mail)))?;
+        self.within(conn.command(mail), self.timeout).await.map_err(|e| reply(&e, Stage::Mail))?;
         let mut skipped = Vec::new();
         let mut accepted = 0;
         for to in &envelope {
@@ -356,14 +340,14 @@ impl Email {
                     // This recipient cannot get it; the others still may.
                     Outcome::Permanent(why) => skipped.push(format!("not sent to {to}: {why}")),
                     // Nothing is sent until every recipient can have it.
-                    other => return Err(Failed::Before(other)),
+                    other => return Err(other),
                 },
             }
         }
         if accepted == 0 {
-            return Err(Failed::Before(Outcome::Permanent(skipped.join("; "))));
+            return Err(Outcome::Permanent(skipped.join("; ")));
         }
-        self.within(conn.command(Data), self.timeout).await.map_err(|e| Failed::Before(reply(&e, Stage::Data)))?;
+        self.within(conn.command(Data), self.timeout).await.map_err(|e| reply(&e, Stage::Data))?;
         // Time to write the message at the slowest upload we allow, then to be answered.
         let upload = Duration::from_secs(u64::try_from(bytes.len()).unwrap_or(u64::MAX) / SLOWEST_UPLOAD);
         let wait = self.timeout.max(upload) + MESSAGE_ANSWER.max(self.timeout);
@@ -372,14 +356,14 @@ impl Email {
         match self.within(conn.message_iter(chunks), wait).await {
             Ok(_) => Ok(skipped),
             // A reply refusing the message: nothing was accepted.
-            Err(e) if e.code().is_some() => Err(Failed::Before(reply(&e, Stage::Message))),
+            Err(e) if e.code().is_some() => Err(reply(&e, Stage::Message)),
             // Cut off before the whole message was written: the server cannot have taken
             // it (it ends only with the final dot).
             Err(e) if !written.load(Ordering::SeqCst) => {
-                Err(Failed::Before(Outcome::Retry(format!("the message could not be written: {e}"))))
+                Err(Outcome::Retry(format!("the message could not be written: {e}")))
             }
             // The message went; its answer did not come.
-            Err(e) => Err(Failed::After(Outcome::Unknown(format!("the message was sent but not answered: {e}")))),
+            Err(e) => Err(Outcome::Unknown(format!("the message was sent but not answered: {e}"))),
         }
     }
 }
@@ -415,11 +399,11 @@ impl Api for Email {
     async fn send(&self, req: &Request<'_>) -> Response {
         match self.deliver(req).await {
             Ok(skipped) => {
-                let post = PostRef::id(format!("{}@{}", req.post.key, self.domain()));
+                let post = PostRef::id(self.message_id(req.post.key));
                 let note = (!skipped.is_empty()).then(|| skipped.join("; "));
                 Response::from(Outcome::Sent(post)).with_note(note)
             }
-            Err(Failed::Before(o) | Failed::After(o)) => o.into(),
+            Err(o) => o.into(),
         }
     }
 
@@ -578,12 +562,14 @@ fn why(o: &Outcome) -> String {
 }
 
 /// What a failure to open a session means: the server is down or refuses us.
-fn session(e: &SmtpError, at: &str) -> Outcome {
+fn session(e: &Broke, at: &str) -> Outcome {
     let detail = format!("{at}: {e}");
-    match e.status().map(u16::from) {
-        Some(421 | 451) => Outcome::RetryAfter(PAUSE, detail),
-        Some(c) if c >= 500 => Outcome::Credentials(detail),
-        _ if e.is_tls() || tls_refused(e) => Outcome::Credentials(format!("{detail} (a private CA goes in ca_file)")),
+    match (e.code(), e) {
+        (Some(421 | 451), _) => Outcome::RetryAfter(PAUSE, detail),
+        (Some(c), _) if c >= 500 => Outcome::Credentials(detail),
+        (_, Broke::Smtp(e)) if e.is_tls() || tls_refused(e) => {
+            Outcome::Credentials(format!("{detail} (a private CA goes in ca_file)"))
+        }
         _ => Outcome::Unavailable(detail),
     }
 }

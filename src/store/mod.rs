@@ -695,7 +695,7 @@ fn open_reader(path: &Path, busy_timeout: Duration) -> rusqlite::Result<Connecti
 /// its bindings are cleared, which rusqlite does each time the statement goes back to
 /// its cache: every call then parses it again (a quarter of the daemon's CPU in the
 /// drain benchmark).
-pub(crate) fn keep_plans(conn: &Connection) -> rusqlite::Result<()> {
+fn keep_plans(conn: &Connection) -> rusqlite::Result<()> {
     conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     Ok(())
 }
